@@ -1,0 +1,27 @@
+//! The followers domain, without I/O.
+//!
+//! - [`ids`], [`model`]: the nouns of the SPEC (accounts, users, records, followers, settings).
+//! - [`command`], [`event`]: what is asked and what happened (R22).
+//! - [`account`], [`record`]: the deciders, `decide(command, state) -> events` and
+//!   `evolve(state, event) -> state`, pure and synchronous.
+//! - [`access`]: the access rule (R19-R21), shared by both sides.
+//! - [`read_model`]: all states plus query indexes, built only from stored commits.
+//! - [`decision`]: routes a command to its decider with context from the read model.
+//! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
+//! - [`store`]: the event-store interface the backends implement.
+//! - [`wire`]: the JSON contract of commands, replies and queries, and the subjects.
+//! - [`error`]: stable error codes (R24).
+
+pub mod access;
+pub mod account;
+pub mod command;
+pub mod decision;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod model;
+pub mod read_model;
+pub mod record;
+pub mod store;
+pub mod sync;
+pub mod wire;

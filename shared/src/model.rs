@@ -1,0 +1,264 @@
+//! The nouns of the SPEC: actors, memberships, account settings, records and follower entries.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ContactId, OpportunityId, UserId, WorkflowId};
+
+/// Who issued a command (R22): a user, a workflow of the CRM, or the system itself (the follower
+/// sync, an import, an operator).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Actor {
+    User { user: UserId },
+    Workflow { workflow: WorkflowId },
+    System,
+}
+
+impl Actor {
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Actor::User { user } => Some(user),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User { user } => write!(f, "user {user}"),
+            Actor::Workflow { workflow } => write!(f, "workflow {workflow}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+/// A member's role in one account (R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// A member's data scope (R2): everything in the account, or only what is assigned to them
+/// (the "Only Assigned Data" permission).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataScope {
+    All,
+    OnlyAssigned,
+}
+
+/// A user's membership in one account (R2, R3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub data_scope: DataScope,
+    pub active: bool,
+}
+
+/// The account's ownership and access settings (R7-R9, R20). Defaults are the SPEC's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    /// R7: "Allow different owners for contacts and its opportunities". Off: owners are coupled.
+    #[serde(default)]
+    pub allow_different_owners: bool,
+    /// R8: "Sync Contact Follower with Opportunity Owner" (has effect only when decoupled).
+    #[serde(default)]
+    pub sync_contact_follower_with_opportunity_owner: bool,
+    /// R9: "Sync Opportunity Follower with Contact Owner" (has effect only when decoupled).
+    #[serde(default)]
+    pub sync_opportunity_follower_with_contact_owner: bool,
+    /// R20: "contact access includes linked opportunities" (on by default).
+    #[serde(default = "yes")]
+    pub contact_access_includes_opportunities: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        Self {
+            allow_different_owners: false,
+            sync_contact_follower_with_opportunity_owner: false,
+            sync_opportunity_follower_with_contact_owner: false,
+            contact_access_includes_opportunities: true,
+        }
+    }
+}
+
+impl AccountSettings {
+    /// R7 off: an opportunity's owner always equals its contact's owner.
+    pub fn owners_coupled(&self) -> bool {
+        !self.allow_different_owners
+    }
+
+    /// R8 in effect.
+    pub fn syncs_contact_follower_with_opportunity_owner(&self) -> bool {
+        self.allow_different_owners && self.sync_contact_follower_with_opportunity_owner
+    }
+
+    /// R9 in effect.
+    pub fn syncs_opportunity_follower_with_contact_owner(&self) -> bool {
+        self.allow_different_owners && self.sync_opportunity_follower_with_contact_owner
+    }
+}
+
+/// A change to some of the settings; absent fields keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_different_owners: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_contact_follower_with_opportunity_owner: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_opportunity_follower_with_contact_owner: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_access_includes_opportunities: Option<bool>,
+}
+
+impl SettingsChange {
+    pub fn apply_to(&self, mut s: AccountSettings) -> AccountSettings {
+        if let Some(v) = self.allow_different_owners {
+            s.allow_different_owners = v;
+        }
+        if let Some(v) = self.sync_contact_follower_with_opportunity_owner {
+            s.sync_contact_follower_with_opportunity_owner = v;
+        }
+        if let Some(v) = self.sync_opportunity_follower_with_contact_owner {
+            s.sync_opportunity_follower_with_contact_owner = v;
+        }
+        if let Some(v) = self.contact_access_includes_opportunities {
+            s.contact_access_includes_opportunities = v;
+        }
+        s
+    }
+}
+
+/// The two kinds of record that have owners and followers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Contact,
+    Opportunity,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Contact => "contact",
+            RecordKind::Opportunity => "opportunity",
+        }
+    }
+}
+
+/// A contact or an opportunity, by id. On the wire: `{"kind": "contact", "id": "c-1"}`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RecordRef {
+    Contact(ContactId),
+    Opportunity(OpportunityId),
+}
+
+impl RecordRef {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            RecordRef::Contact(_) => RecordKind::Contact,
+            RecordRef::Opportunity(_) => RecordKind::Opportunity,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            RecordRef::Contact(c) => c.as_str(),
+            RecordRef::Opportunity(o) => o.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind().as_str(), self.id())
+    }
+}
+
+impl fmt::Debug for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind().as_str(), self.id())
+    }
+}
+
+/// How a follower came to follow a record (R8, R9, R18).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum AddedHow {
+    /// By a user, on the record's form or detail page.
+    Manual,
+    /// By a workflow action (R17).
+    Workflow { workflow: WorkflowId },
+    /// By the owner sync (R8, R9), because `from` changed its owner to this user.
+    OwnerSync { from: RecordRef },
+    /// By the system (an import or an operator).
+    System,
+}
+
+impl AddedHow {
+    /// How a plain add by `actor` is recorded.
+    pub fn for_actor(actor: &crate::model::Actor) -> Self {
+        match actor {
+            Actor::User { .. } => AddedHow::Manual,
+            Actor::Workflow { workflow } => AddedHow::Workflow {
+                workflow: workflow.clone(),
+            },
+            Actor::System => AddedHow::System,
+        }
+    }
+
+    pub fn is_owner_sync(&self) -> bool {
+        matches!(self, AddedHow::OwnerSync { .. })
+    }
+}
+
+/// One follower of a record, with what R18 asks to show about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follower {
+    pub user: UserId,
+    pub added_at: DateTime<Utc>,
+    pub added_by: Actor,
+    #[serde(flatten)]
+    pub how: AddedHow,
+}
+
+/// Why the owner sync left a user alone (R10). Recorded in the history, never silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The user already owns the record.
+    AlreadyOwner,
+    /// The user already follows the record.
+    AlreadyFollower,
+    /// The user is deactivated (R3).
+    Inactive,
+    /// The user has no membership in the account (R1).
+    NotMember,
+    /// The record already has the maximum number of followers (R11).
+    FollowerLimitReached,
+    /// Removal only: the follower was not added by this owner sync (R8, R9), so it stays.
+    NotAddedBySync,
+    /// Removal only: the user still owns another opportunity of the contact that keeps them
+    /// following through the same sync.
+    StillOwnsLinkedRecord,
+}
+
+/// The most followers a contact or an opportunity may have (R11).
+pub const MAX_FOLLOWERS: usize = 10;

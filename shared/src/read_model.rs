@@ -1,0 +1,266 @@
+//! The read model: every aggregate's current state plus the indexes the queries need, built only
+//! by applying stored commits in order with the deciders' own `evolve` functions.
+//!
+//! The command service decides against it, the projection service answers queries from it, and
+//! the audit tool rebuilds it at any past position, so the three can never disagree (R23).
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{self, AccessDecision, Action, RecordAccess};
+use crate::account::{self, AccountState};
+use crate::event::EventBody;
+use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
+use crate::model::{Follower, Membership, RecordRef};
+use crate::record::{self, RecordState};
+use crate::store::{Position, StoredCommit, Version};
+
+/// One record and where its stream stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordEntry {
+    pub state: RecordState,
+    pub version: Option<Version>,
+    /// For a contact: its opportunities, in creation order.
+    pub opportunities: Vec<OpportunityId>,
+}
+
+/// One account: its own state and its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountEntry {
+    pub state: AccountState,
+    pub version: Option<Version>,
+    pub records: HashMap<RecordRef, RecordEntry>,
+    /// The records each user owns or follows.
+    pub by_user: HashMap<UserId, BTreeSet<RecordRef>>,
+}
+
+/// How a user holds a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    Owner,
+    Follower,
+}
+
+/// Where a command's commit is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandLocation {
+    pub position: Position,
+}
+
+/// The state of everything, as of `position`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadModel {
+    accounts: HashMap<AccountId, AccountEntry>,
+    position: Position,
+    /// Kept only when asked for (the command service): every command id stored, so that a retry
+    /// is recognised however late it comes (R24).
+    commands: Option<HashMap<CommandId, CommandLocation>>,
+}
+
+impl ReadModel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A model that also remembers where every command's commit is stored.
+    pub fn tracking_commands() -> Self {
+        Self {
+            commands: Some(HashMap::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The position of the last commit applied.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    pub fn account(&self, account: &AccountId) -> Option<&AccountEntry> {
+        self.accounts.get(account)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &AccountEntry)> {
+        self.accounts.iter()
+    }
+
+    pub fn record(&self, account: &AccountId, record: &RecordRef) -> Option<&RecordEntry> {
+        self.accounts.get(account)?.records.get(record)
+    }
+
+    pub fn command(&self, id: &CommandId) -> Option<CommandLocation> {
+        self.commands.as_ref()?.get(id).copied()
+    }
+
+    /// Applies one stored commit. Commits at or before the current position are ignored, so a
+    /// commit seen twice (our own append, then the live feed) is applied once.
+    pub fn apply(&mut self, stored: &StoredCommit) {
+        if stored.position <= self.position {
+            return;
+        }
+        self.position = stored.position;
+        if let Some(commands) = &mut self.commands {
+            commands.insert(
+                stored.commit.command_id,
+                CommandLocation {
+                    position: stored.position,
+                },
+            );
+        }
+        let entry = self
+            .accounts
+            .entry(stored.stream.account.clone())
+            .or_default();
+        let Some(record) = stored.stream.aggregate.record() else {
+            let state = std::mem::take(&mut entry.state);
+            entry.state = stored.commit.events.iter().fold(state, account::evolve);
+            entry.version = Some(stored.version);
+            return;
+        };
+        let rec = entry.records.entry(record.clone()).or_default();
+        let before = holders(&rec.state);
+        let state = std::mem::take(&mut rec.state);
+        rec.state = stored.commit.events.iter().fold(state, record::evolve);
+        rec.version = Some(stored.version);
+        let after = holders(&rec.state);
+        for user in before.iter().filter(|u| !after.contains(u)) {
+            if let Some(set) = entry.by_user.get_mut(user) {
+                set.remove(&record);
+                if set.is_empty() {
+                    entry.by_user.remove(user);
+                }
+            }
+        }
+        for user in after.into_iter().filter(|u| !before.contains(u)) {
+            entry
+                .by_user
+                .entry(user)
+                .or_default()
+                .insert(record.clone());
+        }
+        let linked: Vec<_> = stored
+            .commit
+            .events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::OpportunityCreated {
+                    opportunity,
+                    contact,
+                    ..
+                } => Some((opportunity.clone(), contact.clone())),
+                _ => None,
+            })
+            .collect();
+        for (opportunity, contact) in linked {
+            let c = entry
+                .records
+                .entry(RecordRef::Contact(contact))
+                .or_default();
+            if !c.opportunities.contains(&opportunity) {
+                c.opportunities.push(opportunity);
+            }
+        }
+    }
+
+    /// R19-R21: may `user` do `action` to `record` of `account`, and why.
+    pub fn check(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        action: Action,
+        record: &RecordRef,
+    ) -> AccessDecision {
+        let entry = self.accounts.get(account);
+        let membership = entry.and_then(|a| a.state.member(user));
+        let settings = entry.map(|a| a.state.settings).unwrap_or_default();
+        let access = entry.and_then(|a| record_access(a, record));
+        access::decide(user, membership, &settings, access.as_ref(), action)
+    }
+
+    /// R18: the owner and followers of a record, with each follower's membership.
+    pub fn followers(&self, account: &AccountId, record: &RecordRef) -> Option<FollowersView<'_>> {
+        let entry = self.accounts.get(account)?;
+        let rec = entry.records.get(record).filter(|r| r.state.created)?;
+        Some(FollowersView {
+            owner: rec.state.owner.as_ref(),
+            followers: rec
+                .state
+                .followers
+                .iter()
+                .map(|f| (f, entry.state.member(&f.user)))
+                .collect(),
+        })
+    }
+
+    /// The records `user` owns or follows in `account`, in record order, after `after`.
+    pub fn records_of(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        after: Option<&RecordRef>,
+        limit: usize,
+    ) -> Vec<(RecordRef, Relation)> {
+        let Some(entry) = self.accounts.get(account) else {
+            return Vec::new();
+        };
+        let Some(set) = entry.by_user.get(user) else {
+            return Vec::new();
+        };
+        let range: Box<dyn Iterator<Item = &RecordRef>> = match after {
+            Some(a) => {
+                Box::new(set.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)))
+            }
+            None => Box::new(set.iter()),
+        };
+        range
+            .take(limit)
+            .map(|r| {
+                let owner = entry
+                    .records
+                    .get(r)
+                    .is_some_and(|e| e.state.owner.as_ref() == Some(user));
+                let relation = if owner {
+                    Relation::Owner
+                } else {
+                    Relation::Follower
+                };
+                (r.clone(), relation)
+            })
+            .collect()
+    }
+}
+
+/// What the access rule needs about `record` within `entry`.
+pub fn record_access<'a>(entry: &'a AccountEntry, record: &RecordRef) -> Option<RecordAccess<'a>> {
+    let rec = entry.records.get(record).filter(|r| r.state.created)?;
+    let contact = rec
+        .state
+        .contact
+        .as_ref()
+        .and_then(|c| entry.records.get(&RecordRef::Contact(c.clone())))
+        .filter(|c| c.state.created)
+        .map(|c| c.state.holders());
+    Some(RecordAccess {
+        record: rec.state.holders(),
+        contact,
+    })
+}
+
+/// The owner and followers of a record, joined with their memberships.
+#[derive(Debug)]
+pub struct FollowersView<'a> {
+    pub owner: Option<&'a UserId>,
+    pub followers: Vec<(&'a Follower, Option<&'a Membership>)>,
+}
+
+/// Everyone who owns or follows the record.
+fn holders(state: &RecordState) -> Vec<UserId> {
+    let mut users: Vec<UserId> = state.followers.iter().map(|f| f.user.clone()).collect();
+    if let Some(o) = &state.owner
+        && !users.contains(o)
+    {
+        users.push(o.clone());
+    }
+    users
+}

@@ -1,0 +1,408 @@
+//! The record aggregates: one stream per contact and per opportunity, holding its owner (R4-R7)
+//! and its followers (R11-R18).
+//!
+//! Decisions need context from other aggregates (the account's memberships and settings, and for
+//! an opportunity its contact); the caller passes it in as plain data ([`Context`]).
+
+use crate::access::{self, Action, Holders, RecordAccess};
+use crate::account::AccountState;
+use crate::command::{Command, CommandBody};
+use crate::error::DomainError;
+use crate::event::{AddedFollower, Event, EventBody, SyncAction};
+use crate::ids::{ContactId, UserId};
+use crate::model::{AddedHow, Follower, MAX_FOLLOWERS, RecordRef, SkipReason};
+
+/// One contact or opportunity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordState {
+    pub created: bool,
+    pub owner: Option<UserId>,
+    pub followers: Vec<Follower>,
+    /// For an opportunity: its contact (R4).
+    pub contact: Option<ContactId>,
+}
+
+impl RecordState {
+    pub fn holders(&self) -> Holders<'_> {
+        Holders {
+            owner: self.owner.as_ref(),
+            followers: &self.followers,
+        }
+    }
+
+    pub fn follows(&self, user: &UserId) -> bool {
+        self.followers.iter().any(|f| &f.user == user)
+    }
+
+    pub fn follower(&self, user: &UserId) -> Option<&Follower> {
+        self.followers.iter().find(|f| &f.user == user)
+    }
+}
+
+/// What a record decision reads from other aggregates.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub account: &'a AccountState,
+    /// For an opportunity: its contact (for a new one, the contact it names). `None` when the
+    /// record is a contact, or when the named contact does not exist.
+    pub contact: Option<&'a RecordState>,
+}
+
+/// The contact whose state a command on a record needs as context, if any.
+pub fn contact_needed(cmd: &CommandBody, state: &RecordState) -> Option<ContactId> {
+    match cmd {
+        CommandBody::CreateOpportunity { contact, .. } => Some(contact.clone()),
+        _ => state.contact.clone(),
+    }
+}
+
+fn record_access<'a>(state: &'a RecordState, ctx: &Context<'a>) -> RecordAccess<'a> {
+    RecordAccess {
+        record: state.holders(),
+        contact: ctx.contact.filter(|c| c.created).map(RecordState::holders),
+    }
+}
+
+/// R5, R15, R20: a user actor needs `action` on the record; workflows and the system may always.
+fn authorize(
+    cmd: &Command,
+    record: &RecordRef,
+    access: Option<&RecordAccess<'_>>,
+    ctx: &Context<'_>,
+    action: Action,
+) -> Result<(), DomainError> {
+    let Some(user) = cmd.meta.actor.user() else {
+        return Ok(());
+    };
+    let decision = access::decide(
+        user,
+        ctx.account.member(user),
+        &ctx.account.settings,
+        access,
+        action,
+    );
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(DomainError::AccessDenied {
+            actor: cmd.meta.actor.clone(),
+            action,
+            record: record.clone(),
+            reason: decision.reason,
+        })
+    }
+}
+
+/// Removes repeated users, keeping the first occurrence's order.
+fn distinct(users: &[UserId]) -> Vec<UserId> {
+    let mut out: Vec<UserId> = Vec::with_capacity(users.len());
+    for u in users {
+        if !out.contains(u) {
+            out.push(u.clone());
+        }
+    }
+    out
+}
+
+/// R3, R11-R13: the users of an add that do not follow yet, all of them active members, and room
+/// for all of them. Atomic: any problem rejects the whole add.
+fn followers_to_add(
+    cmd: &Command,
+    record: &RecordRef,
+    state: &RecordState,
+    ctx: &Context<'_>,
+    users: &[UserId],
+) -> Result<Vec<UserId>, DomainError> {
+    let requested = distinct(users);
+    for u in &requested {
+        ctx.account.require_active_member(&cmd.account, u)?;
+    }
+    let new: Vec<UserId> = requested
+        .into_iter()
+        .filter(|u| !state.follows(u))
+        .collect();
+    let current = state.followers.len();
+    if current + new.len() > MAX_FOLLOWERS {
+        return Err(DomainError::FollowerLimit {
+            record: record.clone(),
+            current,
+            adding: new.len(),
+            free: MAX_FOLLOWERS.saturating_sub(current),
+        });
+    }
+    Ok(new)
+}
+
+fn added(record: &RecordRef, users: Vec<UserId>, how: &AddedHow) -> Option<EventBody> {
+    (!users.is_empty()).then(|| EventBody::FollowersAdded {
+        record: record.clone(),
+        followers: users
+            .into_iter()
+            .map(|user| AddedFollower {
+                user,
+                how: how.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Decides a record command. `record` is the command's target.
+pub fn decide(
+    cmd: &Command,
+    record: &RecordRef,
+    state: &RecordState,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    if !ctx.account.opened {
+        return Err(DomainError::UnknownAccount(cmd.account.clone()));
+    }
+    let how = AddedHow::for_actor(&cmd.meta.actor);
+    let mut bodies = Vec::new();
+    match &cmd.body {
+        CommandBody::CreateContact {
+            contact,
+            owner,
+            followers,
+        } => {
+            if state.created {
+                return Err(DomainError::RecordExists(record.clone()));
+            }
+            authorize_creator(cmd, ctx)?;
+            if let Some(owner) = owner {
+                ctx.account.require_active_member(&cmd.account, owner)?;
+            }
+            let followers = followers_to_add(cmd, record, state, ctx, followers)?;
+            bodies.push(EventBody::ContactCreated {
+                contact: contact.clone(),
+                owner: owner.clone(),
+            });
+            bodies.extend(added(record, followers, &how));
+        }
+        CommandBody::CreateOpportunity {
+            opportunity,
+            contact,
+            owner,
+            followers,
+        } => {
+            if state.created {
+                return Err(DomainError::RecordExists(record.clone()));
+            }
+            let contact_ref = RecordRef::Contact(contact.clone());
+            let Some(contact_state) = ctx.contact.filter(|c| c.created) else {
+                return Err(DomainError::UnknownRecord(contact_ref));
+            };
+            // Creating an opportunity under a contact edits that contact.
+            let contact_access = RecordAccess {
+                record: contact_state.holders(),
+                contact: None,
+            };
+            authorize(cmd, &contact_ref, Some(&contact_access), ctx, Action::Edit)?;
+            let owner = match owner {
+                // R6: defaults to the contact's owner.
+                None => contact_state.owner.clone(),
+                Some(o) => {
+                    ctx.account.require_active_member(&cmd.account, o)?;
+                    if ctx.account.settings.owners_coupled()
+                        && contact_state.owner.as_ref() != Some(o)
+                    {
+                        return Err(DomainError::OwnersCoupled {
+                            contact_owner: describe_owner(contact_state.owner.as_ref()),
+                        });
+                    }
+                    Some(o.clone())
+                }
+            };
+            let followers = followers_to_add(cmd, record, state, ctx, followers)?;
+            bodies.push(EventBody::OpportunityCreated {
+                opportunity: opportunity.clone(),
+                contact: contact.clone(),
+                owner,
+            });
+            bodies.extend(added(record, followers, &how));
+        }
+        CommandBody::ChangeOwner { owner, .. } => {
+            require_created(record, state)?;
+            let access = record_access(state, ctx);
+            authorize(cmd, record, Some(&access), ctx, Action::ChangeOwner)?;
+            if let Some(o) = owner {
+                ctx.account.require_active_member(&cmd.account, o)?;
+            }
+            if state.owner != *owner {
+                bodies.push(EventBody::OwnerChanged {
+                    record: record.clone(),
+                    from: state.owner.clone(),
+                    to: owner.clone(),
+                    coupled_with: None,
+                });
+            }
+        }
+        CommandBody::AddFollowers { users, .. } => {
+            require_created(record, state)?;
+            let access = record_access(state, ctx);
+            authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+            let new = followers_to_add(cmd, record, state, ctx, users)?;
+            bodies.extend(added(record, new, &how));
+        }
+        CommandBody::RemoveFollowers { users, .. } => {
+            require_created(record, state)?;
+            let access = record_access(state, ctx);
+            authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+            // R14: removing a non-follower is a no-op.
+            let gone: Vec<UserId> = distinct(users)
+                .into_iter()
+                .filter(|u| state.follows(u))
+                .collect();
+            if !gone.is_empty() {
+                bodies.push(EventBody::FollowersRemoved {
+                    record: record.clone(),
+                    users: gone,
+                    owner_sync_from: None,
+                });
+            }
+        }
+        CommandBody::AlignOwner { owner, with, .. } => {
+            require_created(record, state)?;
+            if state.owner != *owner {
+                bodies.push(EventBody::OwnerChanged {
+                    record: record.clone(),
+                    from: state.owner.clone(),
+                    to: owner.clone(),
+                    coupled_with: Some(with.clone()),
+                });
+            }
+        }
+        CommandBody::SyncFollower {
+            user,
+            action,
+            trigger,
+            ..
+        } => {
+            require_created(record, state)?;
+            bodies.extend(sync_follower(ctx, record, state, user, *action, trigger));
+        }
+        other => unreachable!("{} is not a record command", other.name()),
+    }
+    Ok(cmd.meta.events(bodies))
+}
+
+/// R8-R10: the owner sync adds or removes one follower, or records why it did not.
+fn sync_follower(
+    ctx: &Context<'_>,
+    record: &RecordRef,
+    state: &RecordState,
+    user: &UserId,
+    action: SyncAction,
+    trigger: &RecordRef,
+) -> Option<EventBody> {
+    let skip = |reason| {
+        Some(EventBody::FollowerSyncSkipped {
+            record: record.clone(),
+            user: user.clone(),
+            action,
+            reason,
+            trigger: trigger.clone(),
+        })
+    };
+    match action {
+        SyncAction::Add => match ctx.account.member(user) {
+            None => skip(SkipReason::NotMember),
+            Some(m) if !m.active => skip(SkipReason::Inactive),
+            Some(_) if state.owner.as_ref() == Some(user) => skip(SkipReason::AlreadyOwner),
+            Some(_) if state.follows(user) => skip(SkipReason::AlreadyFollower),
+            Some(_) if state.followers.len() >= MAX_FOLLOWERS => {
+                skip(SkipReason::FollowerLimitReached)
+            }
+            Some(_) => added(
+                record,
+                vec![user.clone()],
+                &AddedHow::OwnerSync {
+                    from: trigger.clone(),
+                },
+            ),
+        },
+        SyncAction::Remove => match state.follower(user) {
+            // Nothing to remove: nothing happens.
+            None => None,
+            Some(f)
+                if f.how
+                    == (AddedHow::OwnerSync {
+                        from: trigger.clone(),
+                    }) =>
+            {
+                Some(EventBody::FollowersRemoved {
+                    record: record.clone(),
+                    users: vec![user.clone()],
+                    owner_sync_from: Some(trigger.clone()),
+                })
+            }
+            Some(_) => skip(SkipReason::NotAddedBySync),
+        },
+    }
+}
+
+/// Creating a record takes an active membership (or a workflow or the system).
+fn authorize_creator(cmd: &Command, ctx: &Context<'_>) -> Result<(), DomainError> {
+    let Some(user) = cmd.meta.actor.user() else {
+        return Ok(());
+    };
+    ctx.account
+        .require_active_member(&cmd.account, user)
+        .map(|_| ())
+        .map_err(|e| match e {
+            DomainError::InactiveUser(_) => DomainError::NotPermitted {
+                actor: cmd.meta.actor.clone(),
+                what: "create records",
+                why: "the user is deactivated",
+            },
+            other => other,
+        })
+}
+
+fn require_created(record: &RecordRef, state: &RecordState) -> Result<(), DomainError> {
+    if state.created {
+        Ok(())
+    } else {
+        Err(unknown(record))
+    }
+}
+
+fn unknown(record: &RecordRef) -> DomainError {
+    DomainError::UnknownRecord(record.clone())
+}
+
+fn describe_owner(owner: Option<&UserId>) -> String {
+    owner.map_or_else(|| "unassigned".to_owned(), |o| format!("`{o}`"))
+}
+
+/// Applies one event to a record's state. Events of other aggregates are ignored.
+pub fn evolve(mut state: RecordState, event: &Event) -> RecordState {
+    match &event.body {
+        EventBody::ContactCreated { owner, .. } => {
+            state.created = true;
+            state.owner = owner.clone();
+        }
+        EventBody::OpportunityCreated { contact, owner, .. } => {
+            state.created = true;
+            state.owner = owner.clone();
+            state.contact = Some(contact.clone());
+        }
+        EventBody::OwnerChanged { to, .. } => state.owner = to.clone(),
+        EventBody::FollowersAdded { followers, .. } => {
+            for f in followers {
+                if !state.follows(&f.user) {
+                    state.followers.push(Follower {
+                        user: f.user.clone(),
+                        added_at: event.meta.at,
+                        added_by: event.meta.actor.clone(),
+                        how: f.how.clone(),
+                    });
+                }
+            }
+        }
+        EventBody::FollowersRemoved { users, .. } => {
+            state.followers.retain(|f| !users.contains(&f.user));
+        }
+        _ => {}
+    }
+    state
+}

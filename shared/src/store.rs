@@ -1,0 +1,259 @@
+//! The event-store interface: what the services need from a history, whatever holds it.
+//!
+//! A *stream* is one aggregate's history (an account, a contact, an opportunity). A *commit* is
+//! everything one command appended to one stream, stored and read as a unit, so a command's events
+//! are atomic without multi-message transactions. Each stored commit has the stream's *version*
+//! after it (what the next append must expect) and a global *position* that orders all commits.
+//! Both are opaque numbers whose meaning belongs to the backend (JetStream: stream sequences;
+//! EventStoreDB: revisions and commit positions); only their order matters here.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DecodeError, Event};
+use crate::ids::{AccountId, CommandId, ContactId, IdError, OpportunityId};
+use crate::model::RecordRef;
+
+/// Which aggregate of an account a stream holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Aggregate {
+    Account,
+    Contact(ContactId),
+    Opportunity(OpportunityId),
+}
+
+impl Aggregate {
+    pub fn record(&self) -> Option<RecordRef> {
+        match self {
+            Aggregate::Account => None,
+            Aggregate::Contact(c) => Some(RecordRef::Contact(c.clone())),
+            Aggregate::Opportunity(o) => Some(RecordRef::Opportunity(o.clone())),
+        }
+    }
+}
+
+impl From<RecordRef> for Aggregate {
+    fn from(r: RecordRef) -> Self {
+        match r {
+            RecordRef::Contact(c) => Aggregate::Contact(c),
+            RecordRef::Opportunity(o) => Aggregate::Opportunity(o),
+        }
+    }
+}
+
+/// One stream: an aggregate of an account.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId {
+    pub account: AccountId,
+    pub aggregate: Aggregate,
+}
+
+/// The token that stands for the account aggregate's id in names.
+const ACCOUNT_TOKEN: &str = "_";
+
+impl StreamId {
+    pub fn account(account: AccountId) -> Self {
+        Self {
+            account,
+            aggregate: Aggregate::Account,
+        }
+    }
+
+    pub fn record(account: AccountId, record: RecordRef) -> Self {
+        Self {
+            account,
+            aggregate: record.into(),
+        }
+    }
+
+    /// `account.kind.id`: three tokens, each safe in a NATS subject and a stream name.
+    pub fn tokens(&self) -> [&str; 3] {
+        let (kind, id) = match &self.aggregate {
+            Aggregate::Account => ("account", ACCOUNT_TOKEN),
+            Aggregate::Contact(c) => ("contact", c.as_str()),
+            Aggregate::Opportunity(o) => ("opportunity", o.as_str()),
+        };
+        [self.account.as_str(), kind, id]
+    }
+
+    /// Parses the three tokens written by [`StreamId::tokens`].
+    pub fn from_tokens(account: &str, kind: &str, id: &str) -> Result<Self, IdError> {
+        let account = AccountId::new(account)?;
+        let aggregate = match kind {
+            "account" => Aggregate::Account,
+            "contact" => Aggregate::Contact(ContactId::new(id)?),
+            "opportunity" => Aggregate::Opportunity(OpportunityId::new(id)?),
+            _ => {
+                return Err(IdError::BadCharacter {
+                    what: "stream kind",
+                    value: kind.to_owned(),
+                });
+            }
+        };
+        Ok(Self { account, aggregate })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, k, i] = self.tokens();
+        write!(f, "{a}.{k}.{i}")
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A stream's version after a commit: what the next append must expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+/// What an append expects the stream to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// The stream has no commit yet.
+    NoStream,
+    /// The stream's last commit left it at this version.
+    At(Version),
+}
+
+impl Expected {
+    pub fn from_version(v: Option<Version>) -> Self {
+        v.map_or(Expected::NoStream, Expected::At)
+    }
+}
+
+/// A global position in the history; `Position(0)` is before the first commit. Queries may wait
+/// for a position (the consistency token of a command reply).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+/// Everything one command appended to one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub command_id: CommandId,
+    pub events: Vec<Event>,
+}
+
+impl Commit {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing our own types to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let commit: Commit = serde_json::from_slice(bytes)?;
+        for e in &commit.events {
+            e.check_schema()?;
+        }
+        Ok(commit)
+    }
+}
+
+/// A commit as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCommit {
+    pub stream: StreamId,
+    pub version: Version,
+    pub position: Position,
+    pub commit: Commit,
+}
+
+/// A successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub version: Version,
+    pub position: Position,
+    /// The commit was already stored by an earlier try of the same command; nothing new was
+    /// appended.
+    pub already_stored: bool,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Optimistic concurrency: another commit came first.
+    #[error("stream {stream} is at {actual:?}, not at {expected:?}")]
+    Conflict {
+        stream: StreamId,
+        expected: Expected,
+        actual: Option<Version>,
+    },
+    #[error("the event store cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("stored data at position {position:?} cannot be read: {source}")]
+    Corrupt {
+        position: Position,
+        #[source]
+        source: DecodeError,
+    },
+    /// The store exists but is set up in a way this program cannot use safely.
+    #[error("the event store is not set up as expected: {0}")]
+    Incompatible(String),
+    #[error("event store error: {0}")]
+    Other(String),
+}
+
+/// The live feed of commits after a position.
+pub type CommitStream = Pin<Box<dyn Stream<Item = Result<StoredCommit, StoreError>> + Send>>;
+
+/// A history of commits: append with optimistic concurrency, read a stream, read everything from a
+/// position and follow live.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `commit` to `stream` if the stream is at `expected`. Appending a commit whose
+    /// command id is already stored on the stream returns the stored one with
+    /// `already_stored: true` instead of appending it twice.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// Every commit of one stream, in order.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Vec<StoredCommit>, StoreError>> + Send;
+
+    /// The commit at `position`, if there is one.
+    fn read_at(
+        &self,
+        position: Position,
+    ) -> impl Future<Output = Result<Option<StoredCommit>, StoreError>> + Send;
+
+    /// The position of the last commit (`Position(0)` when empty).
+    fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// Every commit after `after`, in order, then live ones as they are stored, without gaps or
+    /// duplicates (also across reconnects). Ends only with an error.
+    fn follow(
+        &self,
+        after: Position,
+    ) -> impl Future<Output = Result<CommitStream, StoreError>> + Send;
+
+    /// A named checkpoint (how far a process has got), if one was saved.
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// Saves a named checkpoint.
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,226 @@
+//! The follower sync's reactions (R7-R10), as a pure function: given a stored commit and the
+//! current model, which commands follow from it.
+//!
+//! The process that runs this (in the command service) feeds it every commit in order and sends
+//! the commands it returns. Each command's id is derived from the triggering event and the
+//! reaction, so running the same reaction twice (after a crash, or on two instances) applies it
+//! once; each names the triggering event as its cause.
+//!
+//! Reactions:
+//! - owners coupled (R7): a contact's new owner is mirrored onto each of its opportunities; an
+//!   opportunity's new owner, set directly, is mirrored onto its contact (which then mirrors it
+//!   onto the other opportunities). Mirrored changes of opportunities are not mirrored back, so
+//!   the cascade ends. Turning coupling on aligns every opportunity with its contact.
+//! - R8 (decoupled): an opportunity's new owner follows its contact; the previous owner stops
+//!   following it if that record's owner sync had added them. A new opportunity created with an
+//!   owner counts as an owner change from unassigned.
+//! - R9 (decoupled): a contact's new owner follows each of its opportunities; the previous owner
+//!   stops following those where that contact's owner sync had added them.
+//! - R10 is the decider's part: a `SyncFollower` that would break a rule records a skip instead.
+
+use chrono::{DateTime, Utc};
+
+use crate::command::{Command, CommandBody, CommandMeta};
+use crate::event::{Event, EventBody, SyncAction};
+use crate::ids::{AccountId, CommandId, ContactId, UserId};
+use crate::model::{Actor, RecordRef};
+use crate::read_model::{AccountEntry, ReadModel};
+use crate::store::StoredCommit;
+
+/// The commands that follow from `stored`, decided against `model` (which has applied it).
+pub fn reactions(model: &ReadModel, stored: &StoredCommit, at: DateTime<Utc>) -> Vec<Command> {
+    let account = &stored.stream.account;
+    let Some(entry) = model.account(account) else {
+        return Vec::new();
+    };
+    let mut out = Reactions {
+        account,
+        at,
+        commands: Vec::new(),
+    };
+    for event in &stored.commit.events {
+        out.react(entry, event);
+    }
+    out.commands
+}
+
+struct Reactions<'a> {
+    account: &'a AccountId,
+    at: DateTime<Utc>,
+    commands: Vec<Command>,
+}
+
+impl Reactions<'_> {
+    fn push(&mut self, trigger: &Event, body: CommandBody) {
+        let purpose = match &body {
+            CommandBody::AlignOwner { record, .. } => format!("align:{record:?}"),
+            CommandBody::SyncFollower {
+                record,
+                user,
+                action,
+                ..
+            } => format!("sync:{record:?}:{user}:{action:?}"),
+            other => other.name().to_owned(),
+        };
+        self.commands.push(Command {
+            account: self.account.clone(),
+            meta: CommandMeta {
+                command_id: CommandId::derive(trigger.meta.event_id, &purpose),
+                actor: Actor::System,
+                correlation: trigger.meta.correlation,
+                causation: Some(trigger.meta.event_id),
+                at: self.at,
+            },
+            body,
+        });
+    }
+
+    fn sync_pair(
+        &mut self,
+        trigger: &Event,
+        target: RecordRef,
+        source: &RecordRef,
+        from: Option<&UserId>,
+        to: Option<&UserId>,
+    ) {
+        if let Some(to) = to {
+            self.push(
+                trigger,
+                CommandBody::SyncFollower {
+                    record: target.clone(),
+                    user: to.clone(),
+                    action: SyncAction::Add,
+                    trigger: source.clone(),
+                },
+            );
+        }
+        if let Some(from) = from.filter(|f| Some(*f) != to) {
+            self.push(
+                trigger,
+                CommandBody::SyncFollower {
+                    record: target,
+                    user: from.clone(),
+                    action: SyncAction::Remove,
+                    trigger: source.clone(),
+                },
+            );
+        }
+    }
+
+    fn react(&mut self, entry: &AccountEntry, event: &Event) {
+        let settings = entry.state.settings;
+        match &event.body {
+            EventBody::OwnerChanged {
+                record: contact @ RecordRef::Contact(c),
+                from,
+                to,
+                ..
+            } => {
+                for o in opportunities(entry, c) {
+                    let opp = RecordRef::Opportunity(o.clone());
+                    if settings.owners_coupled() {
+                        let current = entry.records.get(&opp).and_then(|r| r.state.owner.as_ref());
+                        if current != to.as_ref() {
+                            self.push(
+                                event,
+                                CommandBody::AlignOwner {
+                                    record: opp,
+                                    owner: to.clone(),
+                                    with: contact.clone(),
+                                },
+                            );
+                        }
+                    } else if settings.syncs_opportunity_follower_with_contact_owner() {
+                        self.sync_pair(event, opp, contact, from.as_ref(), to.as_ref());
+                    }
+                }
+            }
+            EventBody::OwnerChanged {
+                record: opp @ RecordRef::Opportunity(_),
+                from,
+                to,
+                coupled_with,
+            } => {
+                let Some(contact) = entry
+                    .records
+                    .get(opp)
+                    .and_then(|r| r.state.contact.clone())
+                    .map(RecordRef::Contact)
+                else {
+                    return;
+                };
+                if settings.owners_coupled() {
+                    if coupled_with.is_none() {
+                        self.push(
+                            event,
+                            CommandBody::AlignOwner {
+                                record: contact,
+                                owner: to.clone(),
+                                with: opp.clone(),
+                            },
+                        );
+                    }
+                } else if settings.syncs_contact_follower_with_opportunity_owner() {
+                    self.sync_pair(event, contact, opp, from.as_ref(), to.as_ref());
+                }
+            }
+            EventBody::OpportunityCreated {
+                opportunity,
+                contact,
+                owner: Some(owner),
+            } if settings.syncs_contact_follower_with_opportunity_owner() => {
+                self.sync_pair(
+                    event,
+                    RecordRef::Contact(contact.clone()),
+                    &RecordRef::Opportunity(opportunity.clone()),
+                    None,
+                    Some(owner),
+                );
+            }
+            EventBody::SettingsChanged { settings } if settings.owners_coupled() => {
+                self.align_all(entry, event);
+            }
+            _ => {}
+        }
+    }
+
+    /// Coupling is (still) on: every opportunity takes its contact's owner.
+    fn align_all(&mut self, entry: &AccountEntry, event: &Event) {
+        let mut contacts: Vec<(&ContactId, &crate::read_model::RecordEntry)> = entry
+            .records
+            .iter()
+            .filter_map(|(r, e)| match r {
+                RecordRef::Contact(c) if e.state.created => Some((c, e)),
+                _ => None,
+            })
+            .collect();
+        contacts.sort_by(|a, b| a.0.cmp(b.0));
+        for (c, contact) in contacts {
+            for o in &contact.opportunities {
+                let opp = RecordRef::Opportunity(o.clone());
+                let owner = entry.records.get(&opp).and_then(|r| r.state.owner.as_ref());
+                if owner != contact.state.owner.as_ref() {
+                    self.push(
+                        event,
+                        CommandBody::AlignOwner {
+                            record: opp,
+                            owner: contact.state.owner.clone(),
+                            with: RecordRef::Contact(c.clone()),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn opportunities<'a>(
+    entry: &'a AccountEntry,
+    contact: &ContactId,
+) -> impl Iterator<Item = &'a crate::ids::OpportunityId> {
+    entry
+        .records
+        .get(&RecordRef::Contact(contact.clone()))
+        .into_iter()
+        .flat_map(|c| c.opportunities.iter())
+}

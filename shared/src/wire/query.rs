@@ -1,0 +1,206 @@
+//! Query requests and answers, the same over NATS and HTTP.
+//!
+//! Every query may carry `min_position`, the `position` of a command reply: the answer then
+//! reflects at least that commit (read-your-writes), or the query fails with `timeout`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ErrorBody;
+use crate::access::{Action, Reason};
+use crate::ids::{OpportunityId, UserId};
+use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role};
+use crate::read_model::Relation;
+use crate::store::Position;
+
+/// `check_access`: may `user` do `action` to `record`?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckAccess {
+    pub user: UserId,
+    pub action: Action,
+    pub record: RecordRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// One check of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessCheck {
+    pub user: UserId,
+    pub action: Action,
+    pub record: RecordRef,
+}
+
+/// `check_access_batch`: several checks in one request, answered in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckAccessBatch {
+    pub checks: Vec<AccessCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// A decision and its reason (R21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessAnswer {
+    pub allowed: bool,
+    pub reason: Reason,
+}
+
+/// `followers`: the owner and followers of a record (R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowersQuery {
+    pub record: RecordRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// A user as shown in lists: their name and whether they are active (R3, R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub user: UserId,
+    pub name: Option<String>,
+    pub active: bool,
+}
+
+/// One follower with how and when they were added (R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerView {
+    pub user: UserId,
+    pub name: Option<String>,
+    pub active: bool,
+    pub added_at: DateTime<Utc>,
+    pub added_by: Actor,
+    #[serde(flatten)]
+    pub how: AddedHow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowersAnswer {
+    pub record: RecordRef,
+    pub owner: Option<UserView>,
+    pub followers: Vec<FollowerView>,
+}
+
+/// `records_of_user`: the records a user owns or follows, a page at a time, in record order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsOfUser {
+    pub user: UserId,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<RecordRef>,
+    /// Page size, 1 to 1000; 100 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    pub record: RecordRef,
+    pub relation: Relation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordsOfUserAnswer {
+    pub user: UserId,
+    pub records: Vec<HeldRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<RecordRef>,
+}
+
+/// `contact_opportunities`: the opportunities linked to a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactOpportunities {
+    pub contact: crate::ids::ContactId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedOpportunity {
+    pub opportunity: OpportunityId,
+    pub owner: Option<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactOpportunitiesAnswer {
+    pub contact: crate::ids::ContactId,
+    pub owner: Option<UserId>,
+    pub opportunities: Vec<LinkedOpportunity>,
+}
+
+/// `account`: the account's settings and memberships.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AccountQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub user: UserId,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub data_scope: DataScope,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAnswer {
+    pub account: crate::ids::AccountId,
+    pub name: String,
+    pub settings: AccountSettings,
+    pub members: Vec<MemberView>,
+}
+
+/// Every query answer: `ok`, the read model's position when it answered, and the answer or the
+/// error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryReply<T> {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl<T> QueryReply<T> {
+    pub fn answer(position: Position, answer: T) -> Self {
+        Self {
+            ok: true,
+            position: Some(position),
+            answer: Some(answer),
+            error: None,
+        }
+    }
+
+    pub fn failure(error: ErrorBody) -> Self {
+        Self {
+            ok: false,
+            position: None,
+            answer: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// Every query name accepted on the wire.
+pub const QUERY_NAMES: [&str; 6] = [
+    "check_access",
+    "check_access_batch",
+    "followers",
+    "records_of_user",
+    "contact_opportunities",
+    "account",
+];
