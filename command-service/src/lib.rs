@@ -1,1 +1,148 @@
-//! placeholder
+//! The command service: the only writer of the history.
+//!
+//! - [`config`]: the typed configuration.
+//! - [`handler`]: one command: decide, append with optimistic concurrency, recognise retries.
+//! - [`server`]: the NATS request-reply loop with its limits and clean shutdown.
+//! - [`follower_sync`]: the process that reacts to owner changes (R7-R10).
+//!
+//! Start-up loads the whole history into a live model before taking commands, so every decision
+//! is made against the current state; the model then follows the history as it grows.
+
+pub mod config;
+pub mod follower_sync;
+pub mod handler;
+mod reply_cache;
+pub mod server;
+
+use std::sync::Arc;
+
+use followers_shared::read_model::ReadModel;
+use followers_shared::store::{EventStore, StoreError};
+use followers_store::LiveModel;
+use followers_store::live::CatchUpError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use handler::Handler;
+use server::ServeOptions;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("loading the history failed: {0}")]
+    CatchUp(#[from] CatchUpError),
+    #[error("cannot subscribe to commands: {0}")]
+    Subscribe(String),
+}
+
+/// A started service. Dropping it does not stop it; call [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking commands, finishes those in flight, stops the sync, and returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the command service task failed");
+        }
+    }
+
+    /// Resolves when the service has stopped (after `stop`, or on its own).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Connects to NATS and the configured store, then starts.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let client = config
+        .store
+        .connect_nats("followers-command-service")
+        .await?;
+    let store = config.store.open(client.clone()).await?;
+    start_with(client, store, config).await
+}
+
+/// Starts with a given NATS client and store: loads the history, subscribes, and returns once
+/// commands are being served.
+pub async fn start_with<S: EventStore + Clone>(
+    client: async_nats::Client,
+    store: S,
+    config: Config,
+) -> Result<Running, StartError> {
+    let shutdown = CancellationToken::new();
+    let internal = CancellationToken::new();
+    let model = LiveModel::new(ReadModel::tracking_commands());
+    let follower = {
+        let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
+        tokio::spawn(async move { model.follow(store, stop).await })
+    };
+    let head = match model.catch_up(&store, config.startup_timeout()).await {
+        Ok(head) => head,
+        Err(e) => {
+            internal.cancel();
+            let _ = follower.await;
+            return Err(e.into());
+        }
+    };
+    tracing::info!(position = head.0, "history loaded");
+    let handler = Arc::new(Handler::new(
+        store.clone(),
+        model.clone(),
+        config.conflict_retries,
+        config.reply_cache,
+    ));
+    let sync = config.follower_sync.then(|| {
+        let (store, model, handler, stop) = (
+            store.clone(),
+            model.clone(),
+            handler.clone(),
+            internal.clone(),
+        );
+        tokio::spawn(follower_sync::run(store, model, handler, stop))
+    });
+    let subject = format!("{}.cmd.*.*", config.subject_prefix);
+    let subscription = match client
+        .queue_subscribe(subject.clone(), config.queue_group.clone())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            internal.cancel();
+            return Err(StartError::Subscribe(e.to_string()));
+        }
+    };
+    if let Err(e) = client.flush().await {
+        internal.cancel();
+        return Err(StartError::Subscribe(e.to_string()));
+    }
+    tracing::info!(%subject, queue = %config.queue_group, "serving commands");
+    let options = ServeOptions {
+        prefix: config.subject_prefix.clone(),
+        queue_group: config.queue_group.clone(),
+        max_request_bytes: config.max_request_bytes,
+        max_in_flight: config.max_in_flight,
+    };
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        server::serve(client, handler, options, subscription, stop).await;
+        internal.cancel();
+        if let Some(sync) = sync {
+            let _ = sync.await;
+        }
+        let _ = follower.await;
+        tracing::info!("command service stopped");
+    });
+    Ok(Running { shutdown, task })
+}

@@ -163,6 +163,11 @@ impl ReadModel {
         }
     }
 
+    /// Moves past a commit that could not be read, so waiting for it does not hang.
+    pub fn skip_to(&mut self, position: Position) {
+        self.position = self.position.max(position);
+    }
+
     /// R19-R21: may `user` do `action` to `record` of `account`, and why.
     pub fn check(
         &self,

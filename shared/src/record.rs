@@ -113,14 +113,15 @@ fn followers_to_add(
     ctx: &Context<'_>,
     users: &[UserId],
 ) -> Result<Vec<UserId>, DomainError> {
-    let requested = distinct(users);
-    for u in &requested {
-        ctx.account.require_active_member(&cmd.account, u)?;
-    }
-    let new: Vec<UserId> = requested
+    // R12: who already follows is not added again, and that is no error, even when they have
+    // been deactivated since (R3 keeps them listed); only the new ones must be active members.
+    let new: Vec<UserId> = distinct(users)
         .into_iter()
         .filter(|u| !state.follows(u))
         .collect();
+    for u in &new {
+        ctx.account.require_active_member(&cmd.account, u)?;
+    }
     let current = state.followers.len();
     if current + new.len() > MAX_FOLLOWERS {
         return Err(DomainError::FollowerLimit {

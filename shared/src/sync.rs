@@ -119,17 +119,18 @@ impl Reactions<'_> {
                 for o in opportunities(entry, c) {
                     let opp = RecordRef::Opportunity(o.clone());
                     if settings.owners_coupled() {
-                        let current = entry.records.get(&opp).and_then(|r| r.state.owner.as_ref());
-                        if current != to.as_ref() {
-                            self.push(
-                                event,
-                                CommandBody::AlignOwner {
-                                    record: opp,
-                                    owner: to.clone(),
-                                    with: contact.clone(),
-                                },
-                            );
-                        }
+                        // Every opportunity, even one that has this owner now: an alignment
+                        // still in flight (an earlier change not yet mirrored) may change it
+                        // before this one is decided, and this one, the latest, must win (R7).
+                        // The decider appends nothing where the owner already matches.
+                        self.push(
+                            event,
+                            CommandBody::AlignOwner {
+                                record: opp,
+                                owner: to.clone(),
+                                with: contact.clone(),
+                            },
+                        );
                     } else if settings.syncs_opportunity_follower_with_contact_owner() {
                         self.sync_pair(event, opp, contact, from.as_ref(), to.as_ref());
                     }

@@ -1,1 +1,27 @@
-//! placeholder
+//! Event-store backends behind [`followers_shared::store::EventStore`]:
+//!
+//! - [`jetstream`]: NATS JetStream, the default and the one that runs in production.
+//! - [`eventstoredb`]: EventStoreDB / KurrentDB, a second backend behind the same interface.
+//! - [`memory`]: in memory, for unit tests of the domain and the services.
+//!
+//! All three pass the same contract suite (`tests/tests/store_contract.rs`).
+
+pub mod any;
+pub mod live;
+pub mod memory;
+
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
+
+#[cfg(feature = "eventstoredb")]
+pub mod eventstoredb;
+
+pub use any::{AnyStore, Backend, StoreArgs};
+pub use live::LiveModel;
+pub use memory::MemoryStore;
+
+#[cfg(feature = "jetstream")]
+pub use jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
+
+#[cfg(feature = "eventstoredb")]
+pub use eventstoredb::EventStoreDb;

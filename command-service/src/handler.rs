@@ -1,0 +1,211 @@
+//! Handling one command: decide against the live model, append with optimistic concurrency,
+//! retry lost races, and recognise retries of earlier commands.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use followers_shared::command::{Command, Target};
+use followers_shared::decision;
+use followers_shared::error::ErrorCode;
+use followers_shared::store::{Commit, EventStore, StoreError, StreamId};
+use followers_shared::wire::{CommandReply, ErrorBody};
+use followers_store::LiveModel;
+use tracing::Instrument;
+
+use crate::reply_cache::ReplyCache;
+
+/// Commands for the same stream are serialized inside one instance by one of these locks, so an
+/// instance never races itself; races between instances are settled by the store.
+const LOCK_STRIPES: usize = 1024;
+
+/// How long a command waits for the model to show its own commit before replying.
+const OWN_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Handler<S> {
+    store: S,
+    model: LiveModel,
+    locks: Vec<tokio::sync::Mutex<()>>,
+    hasher: RandomState,
+    replies: Mutex<ReplyCache>,
+    conflict_retries: u32,
+}
+
+impl<S: EventStore> Handler<S> {
+    pub fn new(store: S, model: LiveModel, conflict_retries: u32, reply_cache: usize) -> Self {
+        Self {
+            store,
+            model,
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: RandomState::new(),
+            replies: Mutex::new(ReplyCache::new(reply_cache)),
+            conflict_retries,
+        }
+    }
+
+    /// Handles one command and returns its reply. Never panics on any command.
+    pub async fn handle(&self, cmd: Command) -> CommandReply {
+        let record = match cmd.body.target() {
+            Target::Record(r) => format!("{r}"),
+            Target::Account => "account".to_owned(),
+            Target::Nothing => "none".to_owned(),
+        };
+        let span = tracing::info_span!("command",
+            command_id = %cmd.meta.command_id,
+            account = %cmd.account,
+            command = cmd.body.name(),
+            record = %record,
+            actor = %cmd.meta.actor,
+        );
+        async move {
+            let reply = self.handle_inner(&cmd).await;
+            match &reply.error {
+                None => {
+                    tracing::debug!(outcome = ?reply.outcome, position = ?reply.position, "done")
+                }
+                Some(e) => tracing::info!(code = e.code.as_str(), "rejected: {}", e.message),
+            }
+            reply
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn handle_inner(&self, cmd: &Command) -> CommandReply {
+        if let Some(reply) = self.previous_reply(cmd).await {
+            return reply;
+        }
+        let _guard = match cmd.body.target() {
+            Target::Record(r) => Some(self.lock(&StreamId::record(cmd.account.clone(), r)).await),
+            Target::Account => Some(self.lock(&StreamId::account(cmd.account.clone())).await),
+            Target::Nothing => None,
+        };
+        // A retry may have finished while we waited for the lock.
+        if let Some(reply) = self.previous_reply(cmd).await {
+            return reply;
+        }
+        for _ in 0..=self.conflict_retries {
+            let decided = self
+                .model
+                .read(|m| decision::decide(m, cmd).map(|d| (d, m.position())));
+            let (decision, position) = match decided {
+                Ok(d) => d,
+                Err(e) => {
+                    return self.remember(
+                        cmd,
+                        CommandReply::failure(Some(cmd.meta.command_id), (&e).into()),
+                    );
+                }
+            };
+            let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
+                return self.remember(cmd, CommandReply::success(cmd, Vec::new(), position));
+            };
+            let commit = Commit {
+                command_id: cmd.meta.command_id,
+                events: decision.events,
+            };
+            match self.store.append(&stream, decision.expected, &commit).await {
+                Ok(appended) => {
+                    // Reply only once our own model shows the commit, so that the next command
+                    // (on any instance that has caught up to this position) sees it.
+                    if let Err(e) = self
+                        .model
+                        .wait_for(appended.position, OWN_COMMIT_WAIT)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "appended, but the model is slow to show it");
+                    }
+                    if appended.already_stored {
+                        return self
+                            .replay(cmd, appended.position)
+                            .await
+                            .unwrap_or_else(|e| store_error(cmd, &e));
+                    }
+                    return CommandReply::success(cmd, commit.events, appended.position);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!("lost a race for the stream; deciding again");
+                    if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
+                        tracing::warn!(error = %e, "cannot catch up after a conflict");
+                    }
+                }
+                Err(e) => return store_error(cmd, &e),
+            }
+        }
+        CommandReply::failure(
+            Some(cmd.meta.command_id),
+            ErrorBody::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the record changed {} times while this command was being decided; retry with the same command id",
+                    self.conflict_retries + 1
+                ),
+            ),
+        )
+    }
+
+    async fn lock(&self, stream: &StreamId) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = (self.hasher.hash_one(stream) as usize) % LOCK_STRIPES;
+        self.locks[stripe].lock().await
+    }
+
+    /// The first reply to an earlier try of this command, if there was one.
+    async fn previous_reply(&self, cmd: &Command) -> Option<CommandReply> {
+        let id = cmd.meta.command_id;
+        if let Some(location) = self.model.read(|m| m.command(&id)) {
+            return Some(
+                self.replay(cmd, location.position)
+                    .await
+                    .unwrap_or_else(|e| store_error(cmd, &e)),
+            );
+        }
+        let cached = self
+            .replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        cached.map(|mut reply| {
+            reply.replayed = true;
+            reply
+        })
+    }
+
+    /// Rebuilds the reply of a stored commit.
+    async fn replay(
+        &self,
+        cmd: &Command,
+        position: followers_shared::store::Position,
+    ) -> Result<CommandReply, StoreError> {
+        let stored = self.store.read_at(position).await?.ok_or_else(|| {
+            StoreError::Other(format!("commit at position {} is missing", position.0))
+        })?;
+        let mut reply = CommandReply::success(cmd, stored.commit.events, position);
+        reply.replayed = true;
+        Ok(reply)
+    }
+
+    fn remember(&self, cmd: &Command, reply: CommandReply) -> CommandReply {
+        self.replies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cmd.meta.command_id, reply.clone());
+        reply
+    }
+}
+
+fn store_error(cmd: &Command, e: &StoreError) -> CommandReply {
+    tracing::warn!(error = %e, "event store error");
+    CommandReply::failure(
+        Some(cmd.meta.command_id),
+        ErrorBody::new(
+            ErrorCode::StoreUnavailable,
+            format!(
+                "the event store failed ({e}); retry with the same command id, which never applies a command twice"
+            ),
+        ),
+    )
+}

@@ -1,0 +1,393 @@
+//! Properties that hold whatever is asked: random sequences of commands (followers added and
+//! removed, owners changed, members deactivated and reactivated, settings toggled, opportunities
+//! created) against a small fixed account, each followed by the follower sync running to rest.
+//!
+//! - R11, R12: no record ever has more than 10 followers, nor the same follower twice.
+//! - R1, R3: owners and followers are members of the account; nobody inactive is newly added.
+//! - R7: while owners are coupled, every opportunity has its contact's owner once the sync rests.
+//! - R23: replaying the stored commits into a fresh model gives a model equal to the live one.
+//! - R22, R23: every event and every commit survives a JSON round trip unchanged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{BTreeSet, HashSet};
+
+use followers_shared::command::CommandBody;
+use followers_shared::event::{Event, EventBody};
+use followers_shared::ids::UserId;
+use followers_shared::model::{Actor, MAX_FOLLOWERS, RecordRef, SettingsChange};
+use followers_shared::store::{Commit, StoredCommit};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use support::*;
+
+/// Members `u0`..`u11`; index `POOL` names `x`, who is no member.
+const POOL: usize = 12;
+const CONTACTS: [&str; 2] = ["c0", "c1"];
+/// `o0`, `o1` (of `c0`) and `o2` (of `c1`) exist from the start; `o3`, `o4` may be created.
+const OPPORTUNITIES: [&str; 5] = ["o0", "o1", "o2", "o3", "o4"];
+
+fn name(u: usize) -> String {
+    if u < POOL {
+        format!("u{u}")
+    } else {
+        "x".to_owned()
+    }
+}
+
+fn names(us: &[usize]) -> Vec<String> {
+    us.iter().map(|u| name(*u)).collect()
+}
+
+fn record(i: usize) -> RecordRef {
+    if i < CONTACTS.len() {
+        contact(CONTACTS[i])
+    } else {
+        opportunity(OPPORTUNITIES[i - CONTACTS.len()])
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Who {
+    System,
+    Workflow,
+    User(usize),
+}
+
+impl Who {
+    fn actor(&self) -> Actor {
+        match self {
+            Who::System => system(),
+            Who::Workflow => workflow("wf"),
+            Who::User(u) => by(&name(*u)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add {
+        who: Who,
+        record: usize,
+        users: Vec<usize>,
+    },
+    Remove {
+        who: Who,
+        record: usize,
+        users: Vec<usize>,
+    },
+    ChangeOwner {
+        who: Who,
+        record: usize,
+        owner: Option<usize>,
+    },
+    CreateOpportunity {
+        who: Who,
+        id: usize,
+        contact: usize,
+        owner: Option<usize>,
+        followers: Vec<usize>,
+    },
+    Deactivate(usize),
+    Reactivate(usize),
+    Settings(SettingsChange),
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        3 => Just(Who::System),
+        1 => Just(Who::Workflow),
+        3 => member().prop_map(Who::User),
+    ]
+}
+
+/// Mostly members, sometimes the outsider `x`.
+fn member() -> impl Strategy<Value = usize> {
+    prop_oneof![12 => 0..POOL, 1 => Just(POOL)]
+}
+
+fn some_users() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(member(), 1..6)
+}
+
+/// Mostly the records that exist from the start.
+fn a_record() -> impl Strategy<Value = usize> {
+    prop_oneof![8 => 0..5usize, 1 => 5..CONTACTS.len() + OPPORTUNITIES.len()]
+}
+
+/// The account's settings when it opens: coupled (the default), or decoupled with random syncs.
+fn opening_settings() -> impl Strategy<Value = SettingsChange> {
+    prop_oneof![
+        Just(SettingsChange::default()),
+        (any::<bool>(), any::<bool>()).prop_map(|(a, b)| decoupled(a, b)),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (who(), a_record(), some_users())
+            .prop_map(|(who, record, users)| Op::Add { who, record, users }),
+        1 => (who(), a_record(), some_users())
+            .prop_map(|(who, record, users)| Op::Remove { who, record, users }),
+        3 => (who(), a_record(), prop::option::weighted(0.9, member()))
+            .prop_map(|(who, record, owner)| Op::ChangeOwner { who, record, owner }),
+        1 => (
+            who(),
+            3..OPPORTUNITIES.len(),
+            0..CONTACTS.len(),
+            prop::option::of(member()),
+            prop::collection::vec(member(), 0..4),
+        )
+            .prop_map(|(who, id, contact, owner, followers)| Op::CreateOpportunity {
+                who,
+                id,
+                contact,
+                owner,
+                followers,
+            }),
+        1 => (0..POOL).prop_map(Op::Deactivate),
+        1 => (0..POOL).prop_map(Op::Reactivate),
+        1 => (
+            prop::option::of(prop::bool::weighted(0.7)),
+            prop::option::of(prop::bool::weighted(0.7)),
+            prop::option::of(prop::bool::weighted(0.7)),
+            prop::option::weighted(0.2, any::<bool>()),
+        )
+            .prop_map(|(a, b, c, d)| Op::Settings(SettingsChange {
+                allow_different_owners: a,
+                sync_contact_follower_with_opportunity_owner: b,
+                sync_opportunity_follower_with_contact_owner: c,
+                contact_access_includes_opportunities: d,
+            })),
+    ]
+}
+
+/// The fixed account, opened with `settings`: `u0` admin, `u1`..`u3` scope all, `u4`..`u11` only assigned; `c0` owned
+/// by `u1` with `o0` (7 followers) and `o1`; `c1` owned by `u4` (8 followers) with `o2`.
+fn fixture(settings: SettingsChange) -> Harness {
+    let mut h = Harness::with_settings(settings);
+    h.admin("u0");
+    for u in 1..4 {
+        h.all_data_user(&name(u));
+    }
+    for u in 4..POOL {
+        h.assigned_only_user(&name(u));
+    }
+    h.create_contact("c0", Some("u1"));
+    h.create_contact("c1", Some("u4"));
+    h.create_opportunity("o0", "c0", None);
+    h.create_opportunity("o1", "c0", None);
+    h.create_opportunity("o2", "c1", None);
+    // Nearly full records, so that the limit is reached often.
+    h.follow(
+        &contact("c1"),
+        &["u2", "u5", "u6", "u7", "u8", "u9", "u10", "u11"],
+    );
+    h.follow(
+        &opportunity("o0"),
+        &["u3", "u4", "u5", "u6", "u7", "u8", "u9"],
+    );
+    h.settle();
+    h
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn command(h: &Harness, op: &Op) -> followers_shared::command::Command {
+    match op {
+        Op::Add {
+            who,
+            record: r,
+            users,
+        } => h.cmd(
+            who.actor(),
+            add_followers(&record(*r), &strs(&names(users))),
+        ),
+        Op::Remove {
+            who,
+            record: r,
+            users,
+        } => h.cmd(
+            who.actor(),
+            remove_followers(&record(*r), &strs(&names(users))),
+        ),
+        Op::ChangeOwner {
+            who,
+            record: r,
+            owner,
+        } => {
+            let owner = owner.map(name);
+            h.cmd(who.actor(), change_owner(&record(*r), owner.as_deref()))
+        }
+        Op::CreateOpportunity {
+            who,
+            id,
+            contact,
+            owner,
+            followers,
+        } => {
+            let owner = owner.map(name);
+            h.cmd(
+                who.actor(),
+                create_opportunity(
+                    OPPORTUNITIES[*id],
+                    CONTACTS[*contact],
+                    owner.as_deref(),
+                    &strs(&names(followers)),
+                ),
+            )
+        }
+        Op::Deactivate(u) => h.cmd(
+            system(),
+            CommandBody::DeactivateMember {
+                user: user(&name(*u)),
+            },
+        ),
+        Op::Reactivate(u) => h.cmd(
+            system(),
+            CommandBody::ReactivateMember {
+                user: user(&name(*u)),
+            },
+        ),
+        Op::Settings(change) => h.cmd(system(), CommandBody::ChangeSettings(*change)),
+    }
+}
+
+/// R1, R3, R7, R11, R12 on the live model, and R3 on the events just appended.
+fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseError> {
+    let entry = h.model.account(&h.account).unwrap();
+    for (r, rec) in &entry.records {
+        let followers = &rec.state.followers;
+        prop_assert!(
+            followers.len() <= MAX_FOLLOWERS,
+            "{r:?} has {} followers",
+            followers.len()
+        );
+        let distinct: HashSet<_> = followers.iter().map(|f| &f.user).collect();
+        prop_assert_eq!(
+            distinct.len(),
+            followers.len(),
+            "{:?} lists a follower twice",
+            r
+        );
+        for f in followers {
+            prop_assert!(
+                entry.state.member(&f.user).is_some(),
+                "{:?} follows {:?}",
+                f.user,
+                r
+            );
+        }
+        if let Some(o) = &rec.state.owner {
+            prop_assert!(entry.state.member(o).is_some(), "{:?} owns {:?}", o, r);
+        }
+    }
+    // The index of who holds what agrees with the records (R18, R23: who owned and followed).
+    let mut held: std::collections::HashMap<&UserId, BTreeSet<RecordRef>> = Default::default();
+    for (r, rec) in &entry.records {
+        let holders = rec.state.followers.iter().map(|f| &f.user);
+        for u in holders.chain(rec.state.owner.iter()) {
+            held.entry(u).or_default().insert(r.clone());
+        }
+    }
+    prop_assert_eq!(held.len(), entry.by_user.len());
+    for (u, records) in &entry.by_user {
+        prop_assert_eq!(Some(records), held.get(u), "index of {:?}", u);
+    }
+    // R3: nobody is newly added while inactive. No step both deactivates and adds, so whoever a
+    // step added must be active after it.
+    for e in new_events {
+        if let EventBody::FollowersAdded { followers, .. } = &e.body {
+            for f in followers {
+                let active = entry.state.member(&f.user).is_some_and(|m| m.active);
+                prop_assert!(active, "inactive {:?} was added", f.user);
+            }
+        }
+    }
+    // R7: coupled owners, once the sync has come to rest.
+    if entry.state.settings.owners_coupled() && h.pending().is_empty() {
+        for (r, rec) in &entry.records {
+            if let (RecordRef::Opportunity(_), Some(c)) = (r, &rec.state.contact) {
+                let contact = &entry.records[&RecordRef::Contact(c.clone())];
+                prop_assert_eq!(
+                    &rec.state.owner,
+                    &contact.state.owner,
+                    "coupled {:?} and its contact have different owners",
+                    r
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
+    for stored in log {
+        let text = serde_json::to_string(stored).unwrap();
+        let back: StoredCommit = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&back, stored);
+        let decoded = Commit::decode(&stored.commit.encode()).unwrap();
+        prop_assert_eq!(&decoded, &stored.commit);
+        for event in &stored.commit.events {
+            let text = serde_json::to_string(event).unwrap();
+            let back: Event = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&back, event, "{}", text);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_histories_keep_the_rules_replay_and_round_trip(
+        settings in opening_settings(),
+        steps in prop::collection::vec((op(), prop::bool::weighted(0.7)), 1..50),
+    ) {
+        let mut h = fixture(settings);
+        for (op, settle) in &steps {
+            let before = h.log.len();
+            let cmd = command(&h, op);
+            let _ = h.when(cmd);
+            // Sometimes the next command comes before the sync has reacted.
+            if *settle {
+                h.settle();
+            }
+            let new_events: Vec<&Event> = h.log[before..]
+                .iter()
+                .flat_map(|c| c.commit.events.iter())
+                .collect();
+            check_invariants(&h, &new_events)?;
+        }
+        h.settle();
+        check_invariants(&h, &[])?;
+        // (b) R23: the history rebuilds the live model exactly.
+        prop_assert_eq!(h.replay(), h.model.clone());
+        // (c) every commit and event survives JSON.
+        json_round_trip(&h.log)?;
+    }
+
+    /// Rejected commands append nothing (R24), whatever they are.
+    #[test]
+    fn a_rejected_command_appends_nothing(
+        settings in opening_settings(),
+        ops in prop::collection::vec(op(), 1..30),
+    ) {
+        let mut h = fixture(settings);
+        for op in &ops {
+            let (model, log) = (h.model.clone(), h.log.len());
+            let cmd = command(&h, op);
+            if h.when(cmd).result.is_err() {
+                prop_assert_eq!(&h.model, &model);
+                prop_assert_eq!(h.log.len(), log);
+                prop_assert!(h.pending().is_empty());
+            }
+            h.settle();
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Choosing a backend at start-up: one typed set of options, and one store type that delegates
+//! to whichever backend was chosen, so the services are written once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use followers_shared::store::{
+    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
+    StreamId,
+};
+
+use crate::MemoryStore;
+#[cfg(feature = "eventstoredb")]
+use crate::eventstoredb::EventStoreDb;
+#[cfg(feature = "jetstream")]
+use crate::jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
+
+/// Which event store holds the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Jetstream,
+    Eventstoredb,
+}
+
+/// Where the history is kept and how to reach it. Shared by both services and the audit tool.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// NATS server URL (also used for commands and queries).
+    #[arg(
+        long,
+        env = "FOLLOWERS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+    /// NATS credentials file (.creds), if the server requires one.
+    #[arg(long, env = "FOLLOWERS_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Which event store holds the history.
+    #[arg(
+        long = "store",
+        env = "FOLLOWERS_STORE",
+        value_enum,
+        default_value = "jetstream"
+    )]
+    pub backend: Backend,
+    /// JetStream: the history stream's name.
+    #[arg(long, env = "FOLLOWERS_STREAM", default_value = "FOLLOWERS")]
+    pub stream: String,
+    /// JetStream: subjects of the history start with this prefix.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HISTORY_PREFIX",
+        default_value = "followers.history"
+    )]
+    pub history_prefix: String,
+    /// JetStream: replicas of the history stream (1 on a single server, 3 on a cluster).
+    #[arg(long, env = "FOLLOWERS_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// JetStream: keep the history in files (durable) or in memory (tests only).
+    #[arg(long, env = "FOLLOWERS_STORAGE", value_enum, default_value = "file")]
+    pub storage: Storage,
+    /// JetStream: the most bytes the history may hold (-1: unlimited).
+    #[arg(long, env = "FOLLOWERS_MAX_BYTES", default_value_t = -1, allow_hyphen_values = true)]
+    pub max_bytes: i64,
+    /// JetStream: seconds the server remembers command ids for deduplication.
+    #[arg(long, env = "FOLLOWERS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+    /// EventStoreDB: connection string, e.g. `esdb://127.0.0.1:2113?tls=false`.
+    #[arg(long, env = "EVENTSTOREDB_URL")]
+    pub eventstoredb_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Storage {
+    File,
+    Memory,
+}
+
+impl StoreArgs {
+    /// Connects to NATS with these options.
+    pub async fn connect_nats(&self, name: &str) -> Result<async_nats::Client, StoreError> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name(name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5));
+        if let Some(creds) = &self.nats_creds {
+            options = options
+                .credentials_file(creds)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("credentials {creds:?}: {e}")))?;
+        }
+        let client = tokio::time::timeout(
+            Duration::from_secs(15),
+            options.connect(self.nats_url.as_str()),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no NATS server at {}", self.nats_url)))?
+        .map_err(|e| StoreError::Unavailable(format!("NATS at {}: {e}", self.nats_url)))?;
+        // `retry_on_initial_connect` returns before the handshake; wait for the server's info.
+        for _ in 0..150 {
+            if !client.server_info().version.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(client)
+    }
+
+    #[cfg(feature = "jetstream")]
+    pub fn jetstream_config(&self) -> JetStreamConfig {
+        JetStreamConfig {
+            stream: self.stream.clone(),
+            subject_prefix: self.history_prefix.clone(),
+            replicas: self.replicas,
+            storage: match self.storage {
+                Storage::File => StorageKind::File,
+                Storage::Memory => StorageKind::Memory,
+            },
+            max_bytes: self.max_bytes,
+            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+        }
+    }
+
+    /// Opens the configured backend; `client` is used by the JetStream backend.
+    pub async fn open(&self, client: async_nats::Client) -> Result<AnyStore, StoreError> {
+        match self.backend {
+            #[cfg(feature = "jetstream")]
+            Backend::Jetstream => Ok(AnyStore::JetStream(
+                JetStreamStore::connect(client, self.jetstream_config()).await?,
+            )),
+            #[cfg(feature = "eventstoredb")]
+            Backend::Eventstoredb => {
+                let _ = client;
+                let url = self.eventstoredb_url.as_deref().ok_or_else(|| {
+                    StoreError::Incompatible(
+                        "--store eventstoredb needs --eventstoredb-url (or EVENTSTOREDB_URL)"
+                            .to_owned(),
+                    )
+                })?;
+                Ok(AnyStore::EventStoreDb(EventStoreDb::connect(url)?))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(StoreError::Incompatible(format!(
+                "backend {other:?} is not compiled into this build"
+            ))),
+        }
+    }
+}
+
+/// Whichever backend was chosen.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Memory(MemoryStore),
+    #[cfg(feature = "jetstream")]
+    JetStream(JetStreamStore),
+    #[cfg(feature = "eventstoredb")]
+    EventStoreDb(EventStoreDb),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $call,
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream($s) => $call,
+            #[cfg(feature = "eventstoredb")]
+            AnyStore::EventStoreDb($s) => $call,
+        }
+    };
+}
+
+impl EventStore for AnyStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+    ) -> Result<Appended, StoreError> {
+        delegate!(self, s => s.append(stream, expected, commit).await)
+    }
+
+    async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {
+        delegate!(self, s => s.read_stream(stream).await)
+    }
+
+    async fn read_at(&self, position: Position) -> Result<Option<StoredCommit>, StoreError> {
+        delegate!(self, s => s.read_at(position).await)
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        delegate!(self, s => s.head().await)
+    }
+
+    async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
+        delegate!(self, s => s.follow(after).await)
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        delegate!(self, s => s.load_checkpoint(name).await)
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        delegate!(self, s => s.save_checkpoint(name, position).await)
+    }
+}

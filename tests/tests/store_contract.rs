@@ -1,0 +1,117 @@
+//! The event-store contract, run against every backend: in memory, JetStream on a real
+//! nats-server, and EventStoreDB when `EVENTSTOREDB_URL` names a server (none runs here).
+
+use std::time::Duration;
+
+use followers_shared::store::{EventStore, Expected, StoreError};
+use followers_store::{JetStreamConfig, JetStreamStore, MemoryStore};
+use followers_tests::NatsServer;
+use followers_tests::contract::{self, commit, contact_stream, fresh_account};
+use futures::StreamExt;
+
+async fn all<S: EventStore + Clone>(store: S) {
+    contract::ordering(&store).await;
+    contract::conflicts(&store).await;
+    contract::retry_recognised(&store).await;
+    contract::follow_from_position(&store).await;
+    contract::concurrent_appends(&store).await;
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    all(MemoryStore::new()).await;
+}
+
+async fn jetstream(server: &NatsServer) -> JetStreamStore {
+    JetStreamStore::connect(server.client().await, JetStreamConfig::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_store_meets_the_contract() {
+    let server = NatsServer::start();
+    all(jetstream(&server).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_setup_is_idempotent_and_refuses_an_incompatible_stream() {
+    let server = NatsServer::start();
+    let a = jetstream(&server).await;
+    let b = jetstream(&server).await;
+    let account = fresh_account();
+    let s = contact_stream(&account, "x");
+    a.append(&s, Expected::NoStream, &commit(1)).await.unwrap();
+    assert_eq!(b.read_stream(&s).await.unwrap().len(), 1);
+    let memory = JetStreamConfig {
+        storage: followers_store::StorageKind::Memory,
+        ..JetStreamConfig::default()
+    };
+    match JetStreamStore::connect(server.client().await, memory).await {
+        Err(StoreError::Incompatible(msg)) => assert!(msg.contains("storage"), "{msg}"),
+        other => panic!("expected incompatible, got {other:?}"),
+    }
+}
+
+#[test]
+fn servers_older_than_2_11_are_refused() {
+    assert!(followers_store::jetstream::check_server_version("2.10.26").is_err());
+    assert!(followers_store::jetstream::check_server_version("2.9.0").is_err());
+    assert!(followers_store::jetstream::check_server_version("2.11.0").is_ok());
+    assert!(followers_store::jetstream::check_server_version("2.15.1").is_ok());
+}
+
+/// What was acknowledged survives a server killed at once, and a live follower resumes after
+/// the reconnect without gaps or duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_follow_survives_a_server_restart_without_gaps_or_duplicates() {
+    let mut server = NatsServer::start();
+    let store = jetstream(&server).await;
+    let account = fresh_account();
+    let s = contact_stream(&account, "k");
+    let mut feed = store.follow(Default::default()).await.unwrap();
+    let mut expected = Expected::NoStream;
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let c = commit(n);
+        let a = store.append(&s, expected, &c).await.unwrap();
+        expected = Expected::At(a.version);
+        sent.push(c.command_id);
+    }
+    server.restart();
+    for n in 5..10 {
+        let c = commit(n);
+        // The client reconnects on its own; until then appends fail and are retried with the
+        // same command id, which is safe.
+        let a = loop {
+            match store.append(&s, expected, &c).await {
+                Ok(a) => break a,
+                Err(StoreError::Unavailable(_)) => tokio::task::yield_now().await,
+                Err(e) => panic!("append failed: {e}"),
+            }
+        };
+        expected = Expected::At(a.version);
+        sent.push(c.command_id);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < sent.len() {
+        let next = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .expect("the follower stalled after the restart")
+            .expect("the feed ended");
+        match next {
+            Ok(c) if c.stream == s => seen.push(c.commit.command_id),
+            Ok(_) => {}
+            Err(e) => panic!("feed error: {e}"),
+        }
+    }
+    assert_eq!(seen, sent);
+    let stored: Vec<_> = store
+        .read_stream(&s)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.position, c.commit.command_id))
+        .collect();
+    assert_eq!(stored.len(), 10, "stored {stored:?}\nsent {sent:?}");
+}
