@@ -255,9 +255,6 @@ pub enum SkipReason {
     FollowerLimitReached,
     /// Removal only: the follower was not added by this owner sync (R8, R9), so it stays.
     NotAddedBySync,
-    /// Removal only: the user still owns another opportunity of the contact that keeps them
-    /// following through the same sync.
-    StillOwnsLinkedRecord,
 }
 
 /// The most followers a contact or an opportunity may have (R11).

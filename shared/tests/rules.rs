@@ -332,7 +332,7 @@ fn r2_same_user_in_two_accounts_holds_a_different_role_in_each() {
         .unwrap();
     assert_eq!(globex_sam.role, Role::User);
     assert_eq!(globex_sam.data_scope, DataScope::All);
-    // In acme, sam (user, scope all) follows c1.
+    // In acme, sam is now a user with scope all: access through his scope, no longer his role.
     assert_eq!(h.check("sam", Action::View, &c1), allowed(Reason::AllData));
 }
 

@@ -125,9 +125,9 @@ impl StoreArgs {
     pub async fn open(&self, client: async_nats::Client) -> Result<AnyStore, StoreError> {
         match self.backend {
             #[cfg(feature = "jetstream")]
-            Backend::Jetstream => Ok(AnyStore::JetStream(
+            Backend::Jetstream => Ok(AnyStore::JetStream(Box::new(
                 JetStreamStore::connect(client, self.jetstream_config()).await?,
-            )),
+            ))),
             #[cfg(feature = "eventstoredb")]
             Backend::Eventstoredb => {
                 let _ = client;
@@ -152,7 +152,7 @@ impl StoreArgs {
 pub enum AnyStore {
     Memory(MemoryStore),
     #[cfg(feature = "jetstream")]
-    JetStream(JetStreamStore),
+    JetStream(Box<JetStreamStore>),
     #[cfg(feature = "eventstoredb")]
     EventStoreDb(EventStoreDb),
 }

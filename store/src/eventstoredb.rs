@@ -32,12 +32,13 @@
 //!   server-side stream-name prefix filter on `{namespace}:`. It resubscribes by itself after a
 //!   dropped connection, from the exact `$all` position of the last commit it yielded, and skips
 //!   anything at or before that position, so there are no gaps and no duplicates. It gives up
-//!   with [`StoreError::Unavailable`] after about a minute and a half without a working
-//!   subscription. The 4.x client cannot filter `$all` reads on the server, so
-//!   [`EventStore::head`] reads `$all` backwards until it meets one of our events (cheap while the
-//!   newest events are ours or a few checkpoints; an empty namespace in a busy database costs a
-//!   scan of the log) and [`EventStore::read_at`] reads the one event at the position.
-//!   Reading and subscribing to `$all` need a user allowed to read `$all` (by default: admins).
+//!   with [`StoreError::Unavailable`] after 20 failed resubscriptions in a row (waiting 0.1 s,
+//!   doubling up to 5 s, in between: well over a minute). The 4.x client cannot filter `$all`
+//!   reads on the server, so [`EventStore::head`] reads `$all` backwards until it meets one of
+//!   our events (cheap while the newest events are ours or a few checkpoints; an empty namespace
+//!   in a busy database costs a scan of the log) and [`EventStore::read_at`] reads the one event
+//!   at the position. Reading and subscribing to `$all` need a user allowed to read `$all` (by
+//!   default: admins).
 //! - **Checkpoints.** A checkpoint is the last event (type `checkpoint`, data
 //!   `{"position":n}`) of the stream `{namespace}-checkpoint-{name}`, whose `$maxCount` is set to 1
 //!   when it is created. Checkpoint names never match the `{namespace}:` prefix.

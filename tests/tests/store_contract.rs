@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The event-store contract, run against every backend: in memory, JetStream on a real
 //! nats-server, and EventStoreDB when `EVENTSTOREDB_URL` names a server (none runs here).
 

@@ -1,0 +1,65 @@
+//! A running system for end-to-end tests: a nats-server and service instances in this process.
+
+use clap::Parser;
+use followers_command_service as command_service;
+use followers_store::{JetStreamConfig, JetStreamStore};
+use serde_json::{Value, json};
+
+use crate::client::{Followers, system};
+use crate::nats::NatsServer;
+
+/// Flags for a command-service instance talking to `server`.
+pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::Config {
+    let url = server.url();
+    let mut args = vec!["command-service", "--nats-url", url.as_str()];
+    args.extend_from_slice(extra);
+    command_service::Config::parse_from(args)
+}
+
+/// Starts one command-service instance.
+pub async fn start_command_service(
+    server: &NatsServer,
+    extra: &[&str],
+) -> command_service::Running {
+    command_service::start(command_config(server, extra))
+        .await
+        .expect("command service starts")
+}
+
+/// The history as the test sees it, straight from JetStream.
+pub async fn history(server: &NatsServer) -> JetStreamStore {
+    JetStreamStore::connect(server.client().await, JetStreamConfig::default())
+        .await
+        .expect("history store")
+}
+
+/// Opens `account` and registers members: `(id, role, data_scope)`.
+pub async fn open_account(f: &Followers, members: &[(&str, &str, &str)]) {
+    let r = f
+        .send("open_account", system(), json!({"name": f.account}))
+        .await;
+    assert!(r.ok, "open_account: {r:?}");
+    for (user, role, scope) in members {
+        let r = f
+            .send(
+                "register_member",
+                system(),
+                json!({"user": user, "name": format!("User {user}"), "email": format!("{user}@example.com"),
+                       "role": role, "data_scope": scope}),
+            )
+            .await;
+        assert!(r.ok, "register_member {user}: {r:?}");
+    }
+}
+
+/// Sends a command that must succeed; returns its reply.
+pub async fn ok(
+    f: &Followers,
+    command: &str,
+    actor: Value,
+    fields: Value,
+) -> followers_shared::wire::CommandReply {
+    let r = f.send(command, actor, fields.clone()).await;
+    assert!(r.ok, "{command} {fields}: {r:?}");
+    r
+}
