@@ -1,1 +1,247 @@
-//! placeholder
+//! The projection service: follows the history and serves read models over NATS and HTTP.
+//!
+//! - [`config`]: the typed configuration.
+//! - [`queries`]: every query, answered from the live model; shared by both transports.
+//! - [`nats`], [`http`]: the two transports.
+//! - [`snapshot`]: a local snapshot for fast restarts.
+//!
+//! Start-up: load the snapshot if there is a usable one, replay the rest of the history, then
+//! follow live. Queries are served once caught up (`/ready` turns 200).
+
+pub mod config;
+pub mod http;
+pub mod nats;
+pub mod queries;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use followers_shared::read_model::ReadModel;
+use followers_shared::store::{EventStore, StoreError};
+use followers_store::LiveModel;
+use followers_store::live::CatchUpError;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use queries::Queries;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("loading the history failed: {0}")]
+    CatchUp(#[from] CatchUpError),
+    #[error("cannot subscribe to queries: {0}")]
+    Subscribe(String),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    /// Where the HTTP API listens (the real port when configured with port 0).
+    pub http_addr: SocketAddr,
+    pub model: LiveModel,
+}
+
+impl Running {
+    /// Stops serving, finishes queries in flight, writes a last snapshot, and returns.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the projection service task failed");
+        }
+    }
+
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every instance in a process).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let client = config
+        .store
+        .connect_nats("followers-projection-service")
+        .await?;
+    let store = config.store.open(client.clone()).await?;
+    start_with(client, store, config).await
+}
+
+pub async fn start_with<S: EventStore + Clone>(
+    client: async_nats::Client,
+    store: S,
+    config: Config,
+) -> Result<Running, StartError> {
+    let metrics = metrics_handle();
+    let head = store.head().await?;
+    let initial = config
+        .snapshot_path
+        .as_deref()
+        .and_then(snapshot::load)
+        .filter(|m| {
+            let usable = m.position() <= head;
+            if !usable {
+                tracing::warn!("the snapshot is ahead of the history; replaying instead");
+            }
+            usable
+        })
+        .unwrap_or_default();
+    let model = LiveModel::new(initial);
+    let internal = CancellationToken::new();
+    let follower = {
+        let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
+        tokio::spawn(async move { model.follow(store, stop).await })
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let queries = Arc::new(Queries {
+        model: model.clone(),
+        max_wait: config.max_wait(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|error| StartError::Listen {
+            addr: config.http_addr,
+            error,
+        })?;
+    let http_addr = listener.local_addr().map_err(|error| StartError::Listen {
+        addr: config.http_addr,
+        error,
+    })?;
+    let shutdown = CancellationToken::new();
+    let app = http::router(
+        http::HttpState {
+            queries: queries.clone(),
+            ready: ready.clone(),
+            metrics,
+        },
+        config.max_request_bytes,
+    );
+    let http_stop = internal.clone();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP server failed");
+        }
+    });
+    let caught_up = Duration::from_secs(config.startup_timeout_secs);
+    if let Err(e) = model.catch_up(&store, caught_up).await {
+        internal.cancel();
+        let _ = tokio::join!(follower, http);
+        return Err(e.into());
+    }
+    ready.store(true, Ordering::Release);
+    tracing::info!(position = model.position().0, %http_addr, "read models ready");
+
+    let subject = format!("{}.query.*.*", config.subject_prefix);
+    let subscription = client
+        .queue_subscribe(subject.clone(), config.queue_group.clone())
+        .await
+        .map_err(|e| StartError::Subscribe(e.to_string()))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| StartError::Subscribe(e.to_string()))?;
+    tracing::info!(%subject, "serving queries");
+
+    let lag = tokio::spawn(watch_lag(store.clone(), model.clone(), internal.clone()));
+    let snapshots = config.snapshot_path.clone().map(|path| {
+        let (model, stop) = (model.clone(), internal.clone());
+        let every = Duration::from_secs(config.snapshot_every_secs.max(1));
+        tokio::spawn(snapshot_loop(path, model, every, stop))
+    });
+    let stop = shutdown.clone();
+    let serve = nats::serve(
+        client,
+        subscription,
+        queries,
+        config.subject_prefix.clone(),
+        config.max_request_bytes,
+        stop,
+    );
+    let task = tokio::spawn(async move {
+        serve.await;
+        internal.cancel();
+        let _ = tokio::join!(follower, http, lag);
+        if let Some(s) = snapshots {
+            let _ = s.await;
+        }
+        tracing::info!("projection service stopped");
+    });
+    Ok(Running {
+        shutdown,
+        task,
+        http_addr,
+        model,
+    })
+}
+
+/// Publishes how far the model is behind the history, every second.
+async fn watch_lag<S: EventStore>(store: S, model: LiveModel, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Ok(head) = store.head().await {
+            let lag = head.0.saturating_sub(model.position().0);
+            metrics::gauge!("followers_lag_commits").set(lag as f64);
+        }
+    }
+}
+
+/// Writes a snapshot every `every` when the model has moved, and a last one on shutdown.
+async fn snapshot_loop(
+    path: std::path::PathBuf,
+    model: LiveModel,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut written = model.position();
+    loop {
+        let stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(every) => false,
+        };
+        if model.position() != written || stopping {
+            let snap = model.read(ReadModel::to_snapshot);
+            let position = snap.position;
+            let target = path.clone();
+            match tokio::task::spawn_blocking(move || snapshot::save(&target, &snap)).await {
+                Ok(Ok(())) => {
+                    written = position;
+                    tracing::debug!(position = position.0, "snapshot written");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the snapshot"),
+                Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

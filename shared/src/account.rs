@@ -12,7 +12,7 @@ use crate::ids::{AccountId, UserId};
 use crate::model::{AccountSettings, Actor, Membership, Role};
 
 /// Everything known about one account.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountState {
     pub opened: bool,
     pub name: String,

@@ -17,7 +17,7 @@ use crate::record::{self, RecordState};
 use crate::store::{Position, StoredCommit, Version};
 
 /// One record and where its stream stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordEntry {
     pub state: RecordState,
     pub version: Option<Version>,
@@ -268,4 +268,87 @@ fn holders(state: &RecordState) -> Vec<UserId> {
         users.push(o.clone());
     }
     users
+}
+
+/// The version of the snapshot format. A snapshot of another version is ignored (and the history
+/// replayed instead), never misread. Bump it whenever the shape of the states changes.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// A read model frozen at a position, for a fast restart. The per-user index is not stored: it
+/// is derived from the records on load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    pub event_schema: u16,
+    pub position: Position,
+    pub accounts: Vec<AccountSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSnapshot {
+    pub account: AccountId,
+    pub state: AccountState,
+    pub version: Option<Version>,
+    pub records: Vec<(RecordRef, RecordEntry)>,
+}
+
+impl ReadModel {
+    pub fn to_snapshot(&self) -> Snapshot {
+        let mut accounts: Vec<AccountSnapshot> = self
+            .accounts
+            .iter()
+            .map(|(id, a)| {
+                let mut records: Vec<(RecordRef, RecordEntry)> = a
+                    .records
+                    .iter()
+                    .map(|(r, e)| (r.clone(), e.clone()))
+                    .collect();
+                records.sort_by(|x, y| x.0.cmp(&y.0));
+                AccountSnapshot {
+                    account: id.clone(),
+                    state: a.state.clone(),
+                    version: a.version,
+                    records,
+                }
+            })
+            .collect();
+        accounts.sort_by(|x, y| x.account.cmp(&y.account));
+        Snapshot {
+            format: SNAPSHOT_FORMAT,
+            event_schema: crate::event::EVENT_SCHEMA,
+            position: self.position,
+            accounts,
+        }
+    }
+
+    /// Rebuilds a model from a snapshot, or `None` if the snapshot is of another format.
+    pub fn from_snapshot(snapshot: Snapshot) -> Option<Self> {
+        if snapshot.format != SNAPSHOT_FORMAT || snapshot.event_schema != crate::event::EVENT_SCHEMA
+        {
+            return None;
+        }
+        let mut model = ReadModel {
+            position: snapshot.position,
+            ..ReadModel::default()
+        };
+        for a in snapshot.accounts {
+            let mut entry = AccountEntry {
+                state: a.state,
+                version: a.version,
+                ..AccountEntry::default()
+            };
+            for (record, rec) in a.records {
+                for user in holders(&rec.state) {
+                    entry
+                        .by_user
+                        .entry(user)
+                        .or_default()
+                        .insert(record.clone());
+                }
+                entry.records.insert(record, rec);
+            }
+            model.accounts.insert(a.account, entry);
+        }
+        Some(model)
+    }
 }

@@ -13,7 +13,7 @@ use crate::ids::{ContactId, UserId};
 use crate::model::{AddedHow, Follower, MAX_FOLLOWERS, RecordRef, SkipReason};
 
 /// One contact or opportunity.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordState {
     pub created: bool,
     pub owner: Option<UserId>,

@@ -63,3 +63,30 @@ pub async fn ok(
     assert!(r.ok, "{command} {fields}: {r:?}");
     r
 }
+
+/// Flags for a projection-service instance talking to `server`, HTTP on a free port.
+pub fn projection_config(
+    server: &NatsServer,
+    extra: &[&str],
+) -> followers_projection_service::Config {
+    let url = server.url();
+    let mut args = vec![
+        "projection-service",
+        "--nats-url",
+        url.as_str(),
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    followers_projection_service::Config::parse_from(args)
+}
+
+/// Starts one projection-service instance; returns once it is ready.
+pub async fn start_projection_service(
+    server: &NatsServer,
+    extra: &[&str],
+) -> followers_projection_service::Running {
+    followers_projection_service::start(projection_config(server, extra))
+        .await
+        .expect("projection service starts")
+}

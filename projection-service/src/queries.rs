@@ -1,0 +1,329 @@
+//! Answering queries from the live model. NATS and HTTP both go through [`Queries::answer`], so
+//! they give the same answers.
+
+use std::time::{Duration, Instant};
+
+use followers_shared::error::ErrorCode;
+use followers_shared::ids::AccountId;
+use followers_shared::model::RecordRef;
+use followers_shared::read_model::ReadModel;
+use followers_shared::store::Position;
+use followers_shared::wire::{
+    AccessAnswer, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
+    ContactOpportunitiesAnswer, ErrorBody, FollowerView, FollowersAnswer, FollowersQuery,
+    HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, QueryReply, RecordsOfUser,
+    RecordsOfUserAnswer, UserView,
+};
+use followers_store::LiveModel;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The query side of the service.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    pub model: LiveModel,
+    pub max_wait: Duration,
+}
+
+fn malformed(msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::MalformedRequest, msg)
+}
+
+/// A serialized reply and its error code, if it failed (HTTP turns that into a status).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub error: Option<ErrorCode>,
+    pub body: Vec<u8>,
+}
+
+fn json<T: Serialize>(reply: &QueryReply<T>) -> Answer {
+    Answer {
+        error: reply.error.as_ref().map(|e| e.code),
+        body: serde_json::to_vec(reply).unwrap_or_default(),
+    }
+}
+
+fn parse<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, ErrorBody> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| malformed(format!("invalid `{name}` query: {e}")))
+}
+
+impl Queries {
+    /// Answers query `name` for `account` with a JSON body; always returns a JSON reply.
+    pub async fn answer(&self, account: &str, name: &str, body: &[u8]) -> Answer {
+        let started = Instant::now();
+        let reply = self.dispatch(account, name, body).await;
+        metrics::histogram!("followers_query_seconds", "query" => name_label(name))
+            .record(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    async fn dispatch(&self, account: &str, name: &str, body: &[u8]) -> Answer {
+        let account = match account.parse::<AccountId>() {
+            Ok(a) => a,
+            Err(e) => return json(&QueryReply::<()>::failure(malformed(e.to_string()))),
+        };
+        macro_rules! run {
+            ($ty:ty, $f:expr) => {{
+                match parse::<$ty>(name, body) {
+                    Err(e) => json(&QueryReply::<()>::failure(e)),
+                    Ok(q) => json(
+                        &self
+                            .run(&account, min_position(&q), |m| $f(m, &account, q))
+                            .await,
+                    ),
+                }
+            }};
+        }
+        match name {
+            "check_access" => run!(CheckAccess, check_access),
+            "check_access_batch" => run!(CheckAccessBatch, check_access_batch),
+            "followers" => run!(FollowersQuery, followers),
+            "records_of_user" => run!(RecordsOfUser, records_of_user),
+            "contact_opportunities" => run!(ContactOpportunities, contact_opportunities),
+            "account" => run!(AccountQuery, account_answer),
+            other => json(&QueryReply::<()>::failure(ErrorBody::new(
+                ErrorCode::UnknownCommand,
+                format!(
+                    "`{}` is not a query; see docs/protocol.md for the list",
+                    other.chars().take(64).collect::<String>()
+                ),
+            ))),
+        }
+    }
+
+    /// Waits for `min_position` if given, then answers under the read lock.
+    async fn run<T>(
+        &self,
+        _account: &AccountId,
+        min: Option<Position>,
+        f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
+    ) -> QueryReply<T> {
+        if let Some(min) = min
+            && let Err(e) = self.model.wait_for(min, self.max_wait).await
+        {
+            return QueryReply::failure(ErrorBody::new(
+                ErrorCode::Timeout,
+                format!("{e}; retry, or ask without min_position for the current answer"),
+            ));
+        }
+        self.model.read(|m| match f(m) {
+            Ok(answer) => QueryReply::answer(m.position(), answer),
+            Err(e) => QueryReply::failure(e),
+        })
+    }
+}
+
+fn name_label(name: &str) -> &'static str {
+    followers_shared::wire::QUERY_NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The `min_position` every query may carry.
+trait MinPosition {
+    fn min_position(&self) -> Option<Position>;
+}
+
+fn min_position(q: &impl MinPosition) -> Option<Position> {
+    q.min_position()
+}
+
+macro_rules! min_position_field {
+    ($($t:ty),*) => {$(
+        impl MinPosition for $t {
+            fn min_position(&self) -> Option<Position> {
+                self.min_position
+            }
+        }
+    )*};
+}
+min_position_field!(
+    CheckAccess,
+    CheckAccessBatch,
+    FollowersQuery,
+    RecordsOfUser,
+    ContactOpportunities,
+    AccountQuery
+);
+
+fn check_access(
+    m: &ReadModel,
+    account: &AccountId,
+    q: CheckAccess,
+) -> Result<AccessAnswer, ErrorBody> {
+    let d = m.check(account, &q.user, q.action, &q.record);
+    Ok(AccessAnswer {
+        allowed: d.allowed,
+        reason: d.reason,
+    })
+}
+
+fn check_access_batch(
+    m: &ReadModel,
+    account: &AccountId,
+    q: CheckAccessBatch,
+) -> Result<Vec<AccessAnswer>, ErrorBody> {
+    if q.checks.len() > MAX_BATCH_CHECKS {
+        return Err(malformed(format!(
+            "a batch may carry at most {MAX_BATCH_CHECKS} checks, not {}",
+            q.checks.len()
+        )));
+    }
+    Ok(q.checks
+        .iter()
+        .map(|c| {
+            let d = m.check(account, &c.user, c.action, &c.record);
+            AccessAnswer {
+                allowed: d.allowed,
+                reason: d.reason,
+            }
+        })
+        .collect())
+}
+
+fn unknown_record(record: &RecordRef) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownRecord,
+        format!("{record} does not exist in this account"),
+    )
+}
+
+fn unknown_account(account: &AccountId) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownAccount,
+        format!("account `{account}` does not exist"),
+    )
+}
+
+fn require_account(m: &ReadModel, account: &AccountId) -> Result<(), ErrorBody> {
+    match m.account(account) {
+        Some(a) if a.state.opened => Ok(()),
+        _ => Err(unknown_account(account)),
+    }
+}
+
+fn followers(
+    m: &ReadModel,
+    account: &AccountId,
+    q: FollowersQuery,
+) -> Result<FollowersAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let view = m
+        .followers(account, &q.record)
+        .ok_or_else(|| unknown_record(&q.record))?;
+    let members = m.account(account).map(|a| &a.state);
+    let owner = view.owner.map(|u| {
+        let member = members.and_then(|s| s.member(u));
+        UserView {
+            user: u.clone(),
+            name: member.map(|m| m.name.clone()),
+            active: member.is_some_and(|m| m.active),
+        }
+    });
+    Ok(FollowersAnswer {
+        record: q.record,
+        owner,
+        followers: view
+            .followers
+            .into_iter()
+            .map(|(f, member)| FollowerView {
+                user: f.user.clone(),
+                name: member.map(|m| m.name.clone()),
+                active: member.is_some_and(|m| m.active),
+                added_at: f.added_at,
+                added_by: f.added_by.clone(),
+                how: f.how.clone(),
+            })
+            .collect(),
+    })
+}
+
+fn records_of_user(
+    m: &ReadModel,
+    account: &AccountId,
+    q: RecordsOfUser,
+) -> Result<RecordsOfUserAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(malformed(format!("`limit` must be 1 to 1000, not {limit}")));
+    }
+    let mut records = m.records_of(account, &q.user, q.after.as_ref(), limit + 1);
+    let next = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(|r| r.0.clone())
+    } else {
+        None
+    };
+    Ok(RecordsOfUserAnswer {
+        user: q.user,
+        records: records
+            .into_iter()
+            .map(|(record, relation)| HeldRecord { record, relation })
+            .collect(),
+        next,
+    })
+}
+
+fn contact_opportunities(
+    m: &ReadModel,
+    account: &AccountId,
+    q: ContactOpportunities,
+) -> Result<ContactOpportunitiesAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let record = RecordRef::Contact(q.contact.clone());
+    let contact = m
+        .record(account, &record)
+        .filter(|c| c.state.created)
+        .ok_or_else(|| unknown_record(&record))?;
+    Ok(ContactOpportunitiesAnswer {
+        contact: q.contact,
+        owner: contact.state.owner.clone(),
+        opportunities: contact
+            .opportunities
+            .iter()
+            .map(|o| LinkedOpportunity {
+                opportunity: o.clone(),
+                owner: m
+                    .record(account, &RecordRef::Opportunity(o.clone()))
+                    .and_then(|r| r.state.owner.clone()),
+            })
+            .collect(),
+    })
+}
+
+fn account_answer(
+    m: &ReadModel,
+    account: &AccountId,
+    _q: AccountQuery,
+) -> Result<AccountAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let a = m.account(account).ok_or_else(|| unknown_account(account))?;
+    let mut members: Vec<MemberView> = a
+        .state
+        .members
+        .iter()
+        .map(|(user, m)| MemberView {
+            user: user.clone(),
+            name: m.name.clone(),
+            email: m.email.clone(),
+            role: m.role,
+            data_scope: m.data_scope,
+            active: m.active,
+        })
+        .collect();
+    members.sort_by(|x, y| x.user.cmp(&y.user));
+    Ok(AccountAnswer {
+        account: account.clone(),
+        name: a.state.name.clone(),
+        settings: a.state.settings,
+        members,
+    })
+}
