@@ -18,9 +18,8 @@ use std::sync::Arc;
 
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
-use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
-use tokio::task::JoinHandle;
+use followers_store::{LiveModel, ServiceHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -38,31 +37,8 @@ pub enum StartError {
     Subscribe(String),
 }
 
-/// A started service. Dropping it does not stop it; call [`Running::stop`].
-#[derive(Debug)]
-pub struct Running {
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    /// Stops taking commands, finishes those in flight, stops the sync, and returns.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "the command service task failed");
-        }
-    }
-
-    /// Resolves when the service has stopped (after `stop`, or on its own).
-    pub async fn stopped(&mut self) {
-        let _ = (&mut self.task).await;
-    }
-
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-}
+/// A started command service.
+pub type Running = ServiceHandle;
 
 /// Connects to NATS and the configured store, then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
@@ -144,5 +120,5 @@ pub async fn start_with<S: EventStore + Clone>(
         let _ = follower.await;
         tracing::info!("command service stopped");
     });
-    Ok(Running { shutdown, task })
+    Ok(ServiceHandle::new(shutdown, task))
 }

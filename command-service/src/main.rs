@@ -11,32 +11,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("FOLLOWERS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
-    let mut running = start(config).await?;
-    let stop = running.shutdown_token();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing commands in flight");
-        stop.cancel();
-    });
-    running.stopped().await;
+    let running = start(Config::parse()).await?;
+    followers_store::service::run_until_signal(running).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
 }

@@ -21,10 +21,9 @@ use std::time::Duration;
 
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
-use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
+use followers_store::{LiveModel, ServiceHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -45,11 +44,10 @@ pub enum StartError {
     },
 }
 
-/// A started service.
+/// A started projection service.
 #[derive(Debug)]
 pub struct Running {
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    pub handle: ServiceHandle,
     /// Where the HTTP API listens (the real port when configured with port 0).
     pub http_addr: SocketAddr,
     pub model: LiveModel,
@@ -58,18 +56,7 @@ pub struct Running {
 impl Running {
     /// Stops serving, finishes queries in flight, writes a last snapshot, and returns.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "the projection service task failed");
-        }
-    }
-
-    pub async fn stopped(&mut self) {
-        let _ = (&mut self.task).await;
-    }
-
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.handle.stop().await;
     }
 }
 
@@ -193,8 +180,7 @@ pub async fn start_with<S: EventStore + Clone>(
         tracing::info!("projection service stopped");
     });
     Ok(Running {
-        shutdown,
-        task,
+        handle: ServiceHandle::new(shutdown, task),
         http_addr,
         model,
     })

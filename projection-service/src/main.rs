@@ -12,26 +12,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("FOLLOWERS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::parse();
-    let mut running = start(config).await?;
-    let stop = running.shutdown_token();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        stop.cancel();
-    });
-    running.stopped().await;
+    let running = start(Config::parse()).await?;
+    followers_store::service::run_until_signal(running.handle).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => return ctrl_c.await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }

@@ -275,6 +275,18 @@ impl JetStreamStore {
     }
 }
 
+/// Whether a refused publish was refused for its expected sequence. A single server answers
+/// 10071 ("wrong last sequence: N"); a clustered stream answers 10164 (without the number) when
+/// the check fails against a proposal still in flight. Both mean: another commit came first.
+fn wrong_last_sequence(e: &async_nats::jetstream::context::PublishError) -> bool {
+    e.kind() == PublishErrorKind::WrongLastSequence
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .is_some_and(|j| {
+                j.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+            })
+}
+
 /// How long a feed may be silent while the stream holds newer messages before it is recreated.
 const STALL: Duration = Duration::from_secs(2);
 
@@ -390,7 +402,7 @@ impl EventStore for JetStreamStore {
                 position: Position(ack.sequence),
                 already_stored: ack.duplicate,
             }),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(e) if wrong_last_sequence(&e) => {
                 self.resolve_conflict(stream, &subject, expected, commit)
                     .await
             }

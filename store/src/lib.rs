@@ -9,6 +9,7 @@
 pub mod any;
 pub mod live;
 pub mod memory;
+pub mod service;
 
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
@@ -19,6 +20,7 @@ pub mod eventstoredb;
 pub use any::{AnyStore, Backend, StoreArgs};
 pub use live::LiveModel;
 pub use memory::MemoryStore;
+pub use service::ServiceHandle;
 
 #[cfg(feature = "jetstream")]
 pub use jetstream::{JetStreamConfig, JetStreamStore, StorageKind};

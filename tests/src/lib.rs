@@ -11,4 +11,4 @@ pub mod nats;
 pub mod stack;
 
 pub use client::Followers;
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};

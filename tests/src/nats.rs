@@ -39,13 +39,18 @@ impl NatsServer {
         Self::start_with("")
     }
 
-    /// `jetstream_extra`: more settings inside the one `jetstream {}` block (a second block
-    /// would replace the first, store_dir included).
     fn start_with(jetstream_extra: &str) -> Self {
+        Self::start_configured(jetstream_extra, "")
+    }
+
+    /// `jetstream_extra`: more settings inside the one `jetstream {}` block (a second block
+    /// would replace the first, store_dir included); `top`: more top-level settings.
+    pub fn start_configured(jetstream_extra: &str, top: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("nats.conf");
         let store = dir.path().join("js");
-        let body = format!("jetstream {{\n  store_dir: {store:?}\n  {jetstream_extra}\n}}\n");
+        let body =
+            format!("{top}\njetstream {{\n  store_dir: {store:?}\n  {jetstream_extra}\n}}\n");
         // Port -1: the server picks a free port itself and reports it in its ports file, so
         // tests running side by side never race for a port.
         std::fs::write(&config, format!("listen: 127.0.0.1:-1\n{body}")).expect("write config");
@@ -144,5 +149,39 @@ pub fn wait_listening(port: u16) {
             "nats-server did not listen on {port}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A 3-node JetStream cluster on loopback, for 3-replica streams. Killed on drop.
+#[derive(Debug)]
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let name = format!("c{}", routes[0]);
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nodes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let cluster = format!(
+                    "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
+                );
+                NatsServer::start_configured("", &cluster)
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// Client URLs of every node, for a client that fails over between them.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use followers_shared::store::{EventStore, Expected, StoreError};
 use followers_store::{JetStreamConfig, JetStreamStore, MemoryStore};
-use followers_tests::NatsServer;
 use followers_tests::contract::{self, commit, contact_stream, fresh_account};
+use followers_tests::{NatsCluster, NatsServer};
 use futures::StreamExt;
 
 async fn all<S: EventStore + Clone>(store: S) {
@@ -115,4 +115,67 @@ async fn jetstream_follow_survives_a_server_restart_without_gaps_or_duplicates()
         .map(|c| (c.position, c.commit.command_id))
         .collect();
     assert_eq!(stored.len(), 10, "stored {stored:?}\nsent {sent:?}");
+}
+
+/// On a 3-node cluster with a 3-replica stream, an ack means a quorum stored the commit: the
+/// contract holds, and with one node killed the other two keep accepting and keep everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_cluster_with_three_replicas_meets_the_contract_and_survives_a_node() {
+    let mut cluster = NatsCluster::start();
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(cluster.urls())
+        .await
+        .unwrap();
+    let config = JetStreamConfig {
+        replicas: 3,
+        ..JetStreamConfig::default()
+    };
+    // The cluster elects its JetStream leader after the nodes meet; until then creating the
+    // stream is refused. Wait for that, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let store = loop {
+        match JetStreamStore::connect(client.clone(), config.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cluster never became ready: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    contract::ordering(&store).await;
+    contract::conflicts(&store).await;
+    contract::retry_recognised(&store).await;
+    contract::concurrent_appends(&store).await;
+
+    let account = fresh_account();
+    let s = contact_stream(&account, "quorum");
+    let first = store
+        .append(&s, Expected::NoStream, &commit(1))
+        .await
+        .unwrap();
+    cluster.nodes[2].kill();
+    let mut expected = Expected::At(first.version);
+    for n in 2..=5 {
+        let c = commit(n);
+        let a = loop {
+            match store.append(&s, expected, &c).await {
+                Ok(a) => break a,
+                // A leader on the killed node: the stream elects another; retry the same commit.
+                Err(StoreError::Unavailable(_)) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no quorum after a node loss"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("append failed: {e}"),
+            }
+        };
+        expected = Expected::At(a.version);
+    }
+    assert_eq!(store.read_stream(&s).await.unwrap().len(), 5);
 }
