@@ -68,6 +68,7 @@ fn respond(answer: Answer) -> Response {
             StatusCode::NOT_FOUND
         }
         Some(ErrorCode::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+        Some(ErrorCode::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
         Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (
@@ -78,9 +79,11 @@ fn respond(answer: Answer) -> Response {
         .into_response()
 }
 
-/// Moves `min_position` (a number) and the other listed parameters into a JSON body; any other
-/// parameter is passed through, so the query's strict parsing rejects it by name.
+/// Moves `min_position` and `limit` (numbers) into a JSON body with the fields taken from the
+/// path (`fixed`); any other parameter is passed through, so the query's strict parsing rejects
+/// it by name. A parameter never overrides a field taken from the path.
 fn body(mut params: HashMap<String, String>, fixed: Map<String, Value>) -> Vec<u8> {
+    params.retain(|k, _| !fixed.contains_key(k));
     let mut out = fixed;
     if let Some(p) = params.remove("min_position") {
         out.insert(

@@ -106,6 +106,7 @@ pub async fn start_with<S: EventStore + Clone>(
     let queries = Arc::new(Queries {
         model: model.clone(),
         max_wait: config.max_wait(),
+        ready: ready.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await

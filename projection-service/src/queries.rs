@@ -1,6 +1,8 @@
 //! Answering queries from the live model. NATS and HTTP both go through [`Queries::answer`], so
 //! they give the same answers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use followers_shared::error::ErrorCode;
@@ -23,6 +25,9 @@ use serde::de::DeserializeOwned;
 pub struct Queries {
     pub model: LiveModel,
     pub max_wait: Duration,
+    /// False until the model has caught up with the history at start; until then every query
+    /// is answered `unavailable` rather than from a partly loaded model.
+    pub ready: Arc<AtomicBool>,
 }
 
 fn malformed(msg: impl Into<String>) -> ErrorBody {
@@ -63,6 +68,12 @@ impl Queries {
     }
 
     async fn dispatch(&self, account: &str, name: &str, body: &[u8]) -> Answer {
+        if !self.ready.load(Ordering::Acquire) {
+            return json(&QueryReply::<()>::failure(ErrorBody::new(
+                ErrorCode::Unavailable,
+                "the read models are still loading the history; retry shortly (see /ready)",
+            )));
+        }
         let account = match account.parse::<AccountId>() {
             Ok(a) => a,
             Err(e) => return json(&QueryReply::<()>::failure(malformed(e.to_string()))),

@@ -168,7 +168,7 @@ pub fn decide(
             if state.created {
                 return Err(DomainError::RecordExists(record.clone()));
             }
-            authorize_creator(cmd, ctx)?;
+            authorize_creator(cmd, record, ctx)?;
             if let Some(owner) = owner {
                 ctx.account.require_active_member(&cmd.account, owner)?;
             }
@@ -342,21 +342,25 @@ fn sync_follower(
 }
 
 /// Creating a record takes an active membership (or a workflow or the system).
-fn authorize_creator(cmd: &Command, ctx: &Context<'_>) -> Result<(), DomainError> {
+fn authorize_creator(
+    cmd: &Command,
+    record: &RecordRef,
+    ctx: &Context<'_>,
+) -> Result<(), DomainError> {
     let Some(user) = cmd.meta.actor.user() else {
         return Ok(());
     };
-    ctx.account
-        .require_active_member(&cmd.account, user)
-        .map(|_| ())
-        .map_err(|e| match e {
-            DomainError::InactiveUser(_) => DomainError::NotPermitted {
-                actor: cmd.meta.actor.clone(),
-                what: "create records",
-                why: "the user is deactivated",
-            },
-            other => other,
-        })
+    let reason = match ctx.account.member(user) {
+        None => access::Reason::NoMembership,
+        Some(m) if !m.active => access::Reason::Inactive,
+        Some(_) => return Ok(()),
+    };
+    Err(DomainError::AccessDenied {
+        actor: cmd.meta.actor.clone(),
+        action: Action::Edit,
+        record: record.clone(),
+        reason,
+    })
 }
 
 fn require_created(record: &RecordRef, state: &RecordState) -> Result<(), DomainError> {

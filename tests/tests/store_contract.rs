@@ -179,3 +179,23 @@ async fn jetstream_cluster_with_three_replicas_meets_the_contract_and_survives_a
     }
     assert_eq!(store.read_stream(&s).await.unwrap().len(), 5);
 }
+
+/// EventStoreDB passes the same contract when `EVENTSTOREDB_URL` names a server, e.g.
+/// `esdb://127.0.0.1:2113?tls=false`. No EventStoreDB can run on this project's CI machines, so
+/// there this test has nothing to run against and says so (docs/operations.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventstoredb_store_meets_the_contract_when_a_server_is_given() {
+    let Ok(url) = std::env::var("EVENTSTOREDB_URL") else {
+        eprintln!("EVENTSTOREDB_URL is not set: the EventStoreDB contract was not run");
+        return;
+    };
+    let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+    let store = followers_store::EventStoreDb::connect(&url)
+        .and_then(|s| s.with_namespace(&namespace))
+        .expect("EventStoreDB settings");
+    store
+        .check_connection()
+        .await
+        .expect("EventStoreDB reachable");
+    all(store).await;
+}

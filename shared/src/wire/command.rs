@@ -99,6 +99,7 @@ impl CommandReply {
             ..Self::empty(true, Some(cmd.meta.command_id))
         };
         match &cmd.body {
+            _ if outcome == Outcome::NoRecord => {}
             CommandBody::AddFollowers { users, .. } => {
                 let added: Vec<UserId> = events
                     .iter()
@@ -271,7 +272,17 @@ struct CreateOpportunity {
 #[serde(deny_unknown_fields)]
 struct ChangeOwner {
     record: RecordRef,
-    owner: Option<UserId>,
+    /// Required: a user, or `null` to unassign. Absent (`None`) is an error, so that a forgotten
+    /// field never unassigns a record.
+    #[serde(default, deserialize_with = "present")]
+    owner: Option<Option<UserId>>,
+}
+
+/// Marks a field as present, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -386,9 +397,15 @@ fn command_body(name: &str, actor: &Actor, rest: Value) -> Result<CommandBody, E
         }
         "change_owner" => {
             let r: ChangeOwner = fields(name, rest)?;
+            let Some(owner) = r.owner else {
+                return Err(ErrorBody::new(
+                    ErrorCode::MalformedRequest,
+                    "`change_owner` needs `owner`: a user id, or null to unassign the record",
+                ));
+            };
             CommandBody::ChangeOwner {
                 record: r.record,
-                owner: r.owner,
+                owner,
             }
         }
         "add_followers" => {
