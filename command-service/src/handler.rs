@@ -8,6 +8,7 @@ use std::time::Duration;
 use followers_shared::command::{Command, Target};
 use followers_shared::decision;
 use followers_shared::error::ErrorCode;
+use followers_shared::read_model::ReadModel;
 use followers_shared::store::{Commit, EventStore, StoreError, StreamId};
 use followers_shared::wire::{CommandReply, ErrorBody};
 use followers_store::LiveModel;
@@ -88,10 +89,14 @@ impl<S: EventStore> Handler<S> {
             return reply;
         }
         for _ in 0..=self.conflict_retries {
-            let decided = self
-                .model
-                .read(|m| decision::decide(m, cmd).map(|d| (d, m.position())));
-            let (decision, position) = match decided {
+            // The chain value is read with the decision, so it belongs to the expected version.
+            let decided = self.model.read(|m| {
+                decision::decide(m, cmd).map(|d| {
+                    let chain = d.stream.as_ref().and_then(|s| chain_of(m, s));
+                    (d, chain, m.position())
+                })
+            });
+            let (decision, chain, position) = match decided {
                 Ok(d) => d,
                 Err(e) => {
                     return self.remember(
@@ -103,10 +108,7 @@ impl<S: EventStore> Handler<S> {
             let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
                 return self.remember(cmd, CommandReply::success(cmd, Vec::new(), position));
             };
-            let commit = Commit {
-                command_id: cmd.meta.command_id,
-                events: decision.events,
-            };
+            let commit = Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref());
             match self.store.append(&stream, decision.expected, &commit).await {
                 Ok(appended) => {
                     // Reply only once our own model shows the commit, so that the next command
@@ -130,6 +132,10 @@ impl<S: EventStore> Handler<S> {
                     tracing::debug!("lost a race for the stream; deciding again");
                     if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
                         tracing::warn!(error = %e, "cannot catch up after a conflict");
+                    }
+                    // The commit that won may be an earlier try of this very command.
+                    if let Some(reply) = self.previous_reply(cmd).await {
+                        return reply;
                     }
                 }
                 Err(e) => return store_error(cmd, &e),
@@ -194,6 +200,15 @@ impl<S: EventStore> Handler<S> {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(cmd.meta.command_id, reply.clone());
         reply
+    }
+}
+
+/// The stream's hash chain value after its last commit, as the model has it.
+fn chain_of(model: &ReadModel, stream: &StreamId) -> Option<String> {
+    let account = model.account(&stream.account)?;
+    match stream.aggregate.record() {
+        None => account.chain.clone(),
+        Some(record) => account.records.get(&record)?.chain.clone(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct RecordEntry {
     pub version: Option<Version>,
     /// For a contact: its opportunities, in creation order.
     pub opportunities: Vec<OpportunityId>,
+    /// The stream's hash chain value after its last commit ([`crate::store::chain_hash`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 /// One account: its own state and its records.
@@ -30,6 +33,8 @@ pub struct RecordEntry {
 pub struct AccountEntry {
     pub state: AccountState,
     pub version: Option<Version>,
+    /// The account stream's hash chain value after its last commit.
+    pub chain: Option<String>,
     pub records: HashMap<RecordRef, RecordEntry>,
     /// The records each user owns or follows.
     pub by_user: HashMap<UserId, BTreeSet<RecordRef>>,
@@ -116,6 +121,7 @@ impl ReadModel {
             let state = std::mem::take(&mut entry.state);
             entry.state = stored.commit.events.iter().fold(state, account::evolve);
             entry.version = Some(stored.version);
+            entry.chain.clone_from(&stored.commit.chain);
             return;
         };
         let rec = entry.records.entry(record.clone()).or_default();
@@ -123,6 +129,7 @@ impl ReadModel {
         let state = std::mem::take(&mut rec.state);
         rec.state = stored.commit.events.iter().fold(state, record::evolve);
         rec.version = Some(stored.version);
+        rec.chain.clone_from(&stored.commit.chain);
         let after = holders(&rec.state);
         for user in before.iter().filter(|u| !after.contains(u)) {
             if let Some(set) = entry.by_user.get_mut(user) {
@@ -272,7 +279,8 @@ fn holders(state: &RecordState) -> Vec<UserId> {
 
 /// The version of the snapshot format. A snapshot of another version is ignored (and the history
 /// replayed instead), never misread. Bump it whenever the shape of the states changes.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// 2: the streams' hash chain values.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// A read model frozen at a position, for a fast restart. The per-user index is not stored: it
 /// is derived from the records on load.
@@ -289,6 +297,8 @@ pub struct AccountSnapshot {
     pub account: AccountId,
     pub state: AccountState,
     pub version: Option<Version>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     pub records: Vec<(RecordRef, RecordEntry)>,
 }
 
@@ -308,6 +318,7 @@ impl ReadModel {
                     account: id.clone(),
                     state: a.state.clone(),
                     version: a.version,
+                    chain: a.chain.clone(),
                     records,
                 }
             })
@@ -335,6 +346,7 @@ impl ReadModel {
             let mut entry = AccountEntry {
                 state: a.state,
                 version: a.version,
+                chain: a.chain,
                 ..AccountEntry::default()
             };
             for (record, rec) in a.records {

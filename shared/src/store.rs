@@ -145,9 +145,51 @@ pub struct Position(pub u64);
 pub struct Commit {
     pub command_id: CommandId,
     pub events: Vec<Event>,
+    /// The stream's hash chain after this commit ([`chain_hash`]), written by the command
+    /// service so that an altered or removed commit is detected by the audit tool's `verify`.
+    /// `None` for commits written without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+}
+
+/// Hex SHA-256 of the previous commit's chain value of the same stream (empty for the first
+/// commit, or after a commit without one) followed by the canonical JSON of `events` (as this
+/// code serializes them). Changing, removing or inserting a commit breaks every later link.
+pub fn chain_hash(previous: Option<&str>, events: &[Event]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(previous.unwrap_or_default().as_bytes());
+    // Serializing our own types to a Vec cannot fail.
+    hasher.update(serde_json::to_vec(events).unwrap_or_default());
+    hex::encode(hasher.finalize())
 }
 
 impl Commit {
+    /// A commit without a chain value.
+    pub fn new(command_id: CommandId, events: Vec<Event>) -> Self {
+        Self {
+            command_id,
+            events,
+            chain: None,
+        }
+    }
+
+    /// A commit whose chain value links it to `previous`, the stream's chain value before it.
+    pub fn sealed(command_id: CommandId, events: Vec<Event>, previous: Option<&str>) -> Self {
+        let chain = Some(chain_hash(previous, &events));
+        Self {
+            command_id,
+            events,
+            chain,
+        }
+    }
+
+    /// Whether this commit's chain value is the one `previous` and its events give. A commit
+    /// without a chain value is not sealed: `false`.
+    pub fn seals(&self, previous: Option<&str>) -> bool {
+        self.chain.as_deref() == Some(chain_hash(previous, &self.events).as_str())
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         // Serializing our own types to a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
@@ -256,4 +298,46 @@ pub trait EventStore: Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventBody;
+    use crate::ids::UserId;
+    use crate::model::Actor;
+
+    fn events(user: &str) -> Vec<Event> {
+        let meta = crate::command::CommandMeta {
+            command_id: CommandId::new(),
+            actor: Actor::System,
+            correlation: uuid::Uuid::now_v7(),
+            causation: None,
+            at: chrono::Utc::now(),
+        };
+        meta.events(vec![EventBody::MemberDeactivated {
+            user: UserId::new(user).expect("valid id"),
+        }])
+    }
+
+    #[test]
+    fn a_chain_links_each_commit_to_the_one_before() {
+        let first = Commit::sealed(CommandId::new(), events("a"), None);
+        let second = Commit::sealed(CommandId::new(), events("b"), first.chain.as_deref());
+        assert!(first.seals(None));
+        assert!(second.seals(first.chain.as_deref()));
+        // Without the first commit, or after another one, the second does not fit.
+        assert!(!second.seals(None));
+        assert!(!second.seals(second.chain.as_deref()));
+        // An altered event breaks the seal.
+        let mut altered = second.clone();
+        altered.events = events("c");
+        assert!(!altered.seals(first.chain.as_deref()));
+        // Unsealed commits seal nothing, and encode as before (no `chain` field).
+        let plain = Commit::new(CommandId::new(), events("a"));
+        assert!(!plain.seals(None));
+        assert!(!String::from_utf8_lossy(&plain.encode()).contains("chain"));
+        assert_eq!(Commit::decode(&second.encode()).expect("decodes"), second);
+        assert_eq!(first.chain.as_deref().map(str::len), Some(64));
+    }
 }

@@ -727,10 +727,7 @@ mod tests {
     async fn commits_decode_and_bad_data_is_corrupt() {
         let store = EventStoreDb::connect("esdb://localhost:2113?tls=false").expect("valid url");
         let stream = contact_stream();
-        let commit = Commit {
-            command_id: CommandId::new(),
-            events: Vec::new(),
-        };
+        let commit = Commit::new(CommandId::new(), Vec::new());
         let event = recorded(&store, &stream, &commit);
         let stored = store.decode(&event).expect("decodes");
         assert_eq!(stored.stream, stream);

@@ -34,15 +34,15 @@ pub fn commit(n: usize) -> Commit {
         causation: None,
         at: Utc::now(),
     };
-    Commit {
-        command_id: meta.command_id,
-        events: vec![meta.event(
+    Commit::new(
+        meta.command_id,
+        vec![meta.event(
             0,
             EventBody::MemberDeactivated {
                 user: UserId::new(format!("u{n}")).unwrap(),
             },
         )],
-    }
+    )
 }
 
 /// Commits of one stream come back in order; versions and positions grow; head is the last.

@@ -234,10 +234,7 @@ impl Harness {
             stream,
             version: Version(position),
             position: Position(position),
-            commit: Commit {
-                command_id: first.meta.command_id,
-                events: d.events.clone(),
-            },
+            commit: Commit::new(first.meta.command_id, d.events.clone()),
         };
         self.model.apply(&stored);
         self.pending.extend(reactions(&self.model, &stored, at()));

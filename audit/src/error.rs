@@ -1,0 +1,73 @@
+//! Why an audit could not answer: each error is one sentence a person can act on.
+
+use chrono::{DateTime, Utc};
+use followers_shared::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the event store cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("there is no history stream {stream} on {url}; check --stream and --nats-url")]
+    NoHistory { stream: String, url: String },
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("the history is empty")]
+    EmptyHistory,
+    #[error("{what} is not in the history")]
+    Unknown { what: String },
+    #[error(
+        "{what} did not exist yet at position {position} (it was created at position {created})"
+    )]
+    NotYetCreated {
+        what: String,
+        position: u64,
+        created: u64,
+    },
+    #[error("{time} is before the history begins (its first commit is from {first})")]
+    BeforeHistory {
+        time: DateTime<Utc>,
+        first: DateTime<Utc>,
+    },
+    #[error("position {asked} is outside the history, which holds positions 1 to {head}")]
+    OutsideHistory { asked: u64, head: u64 },
+    #[error("the commit at position {position} cannot be read: {reason}")]
+    Unreadable { position: u64, reason: String },
+    #[error("line {line} of the import is not a stored commit: {reason}")]
+    BadLine { line: usize, reason: String },
+    #[error("line {line} of the import cannot be appended: {source}")]
+    Import {
+        line: usize,
+        #[source]
+        source: StoreError,
+    },
+    #[error("the snapshot {path} cannot be used: {reason}")]
+    Snapshot { path: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<StoreError> for AuditError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => AuditError::Unreachable(why),
+            StoreError::Corrupt { position, source } => AuditError::Unreadable {
+                position: position.0,
+                reason: source.to_string(),
+            },
+            other => AuditError::Store(other),
+        }
+    }
+}
+
+impl AuditError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| AuditError::Io { what, source }
+    }
+}

@@ -1,0 +1,36 @@
+//! `followers-audit`: see the library's documentation and docs/audit.md.
+//!
+//! Exit codes: 0 done; 1 an error (one sentence on stderr); 2 bad usage (from clap);
+//! 3 `verify` found problems (listed on stdout, the first one on stderr).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use followers_audit::{Cli, Outcome};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = followers_audit::run(cli, &mut out).await;
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(Outcome::Done), Ok(())) => ExitCode::SUCCESS,
+        (Ok(Outcome::VerifyFailed { problems, first }), _) => {
+            eprintln!(
+                "followers-audit: verification failed with {problems} problem(s); the first: {first}"
+            );
+            ExitCode::from(3)
+        }
+        (Err(e), _) => {
+            eprintln!("followers-audit: {}", anyhow::Error::new(e));
+            ExitCode::FAILURE
+        }
+        (Ok(Outcome::Done), Err(e)) => {
+            eprintln!("followers-audit: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Opening the event store and reading the history (or a range of it) in position order.
+
+use std::time::Duration;
+
+use followers_shared::store::{EventStore, Position, StoreError, StoredCommit};
+use followers_store::{AnyStore, Backend, StoreArgs};
+use futures::StreamExt;
+
+use crate::error::AuditError;
+use crate::progress::Progress;
+
+/// How long reading may wait for the next commit before the store counts as unreachable.
+const READ_STALL: Duration = Duration::from_secs(30);
+
+/// Whether opening may create an empty history (only `import` may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    Existing,
+    CreateIfMissing,
+}
+
+/// Opens the configured store. Reading commands never create a history stream.
+pub async fn open(args: &StoreArgs, mode: Open) -> Result<AnyStore, AuditError> {
+    match args.backend {
+        Backend::Eventstoredb => {
+            let url = args.eventstoredb_url.as_deref().ok_or_else(|| {
+                AuditError::Usage(
+                    "--store eventstoredb needs --eventstoredb-url (or EVENTSTOREDB_URL)"
+                        .to_owned(),
+                )
+            })?;
+            Ok(AnyStore::EventStoreDb(
+                followers_store::EventStoreDb::connect(url)?,
+            ))
+        }
+        Backend::Jetstream => {
+            let client = connect_nats(args).await?;
+            if mode == Open::Existing {
+                let js = async_nats::jetstream::new(client.clone());
+                if let Err(e) = js.get_stream(&args.stream).await {
+                    use async_nats::jetstream::context::GetStreamErrorKind;
+                    return Err(match e.kind() {
+                        GetStreamErrorKind::JetStream(_) => AuditError::NoHistory {
+                            stream: args.stream.clone(),
+                            url: args.nats_url.clone(),
+                        },
+                        _ => {
+                            AuditError::Unreachable(format!("JetStream at {}: {e}", args.nats_url))
+                        }
+                    });
+                }
+            }
+            Ok(args.open(client).await?)
+        }
+    }
+}
+
+/// Connects to NATS once, failing fast (the services retry forever; an audit should not).
+async fn connect_nats(args: &StoreArgs) -> Result<async_nats::Client, AuditError> {
+    let unreachable =
+        |e: String| AuditError::Unreachable(format!("NATS at {}: {e}", args.nats_url));
+    let mut options = async_nats::ConnectOptions::new()
+        .name("followers-audit")
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(creds) = &args.nats_creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .map_err(|e| unreachable(format!("credentials {}: {e}", creds.display())))?;
+    }
+    options
+        .connect(args.nats_url.as_str())
+        .await
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+/// A commit that is stored but cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub position: Position,
+    pub reason: String,
+}
+
+/// The commits of a range of the history, in position order.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub commits: Vec<StoredCommit>,
+    pub unreadable: Vec<Unreadable>,
+    /// The position of the last commit when reading began.
+    pub head: Position,
+}
+
+impl History {
+    /// Fails on the first commit that could not be read.
+    pub fn require_readable(&self) -> Result<(), AuditError> {
+        match self.unreadable.first() {
+            Some(u) => Err(AuditError::Unreadable {
+                position: u.position.0,
+                reason: u.reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Positions `from..=to` (inclusive; unbounded when `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Range {
+    pub from: Option<Position>,
+    pub to: Option<Position>,
+}
+
+impl Range {
+    pub const ALL: Range = Range {
+        from: None,
+        to: None,
+    };
+}
+
+/// Reads the commits of `range` that were stored when this was called.
+pub async fn read<S: EventStore>(
+    store: &S,
+    range: Range,
+    progress: &Progress,
+) -> Result<History, AuditError> {
+    let head = store.head().await?;
+    let first = range.from.map_or(1, |p| p.0.max(1));
+    let last = range.to.map_or(head.0, |p| p.0.min(head.0));
+    let mut history = History {
+        head,
+        ..History::default()
+    };
+    if last < first {
+        return Ok(history);
+    }
+    progress.start("reading", last - first + 1);
+    let mut feed = store.follow(Position(first - 1)).await?;
+    loop {
+        let next = tokio::time::timeout(READ_STALL, feed.next())
+            .await
+            .map_err(|_| {
+                AuditError::Unreachable(format!(
+                    "no commit arrived for {} s while reading the history",
+                    READ_STALL.as_secs()
+                ))
+            })?;
+        let position = match next {
+            Some(Ok(commit)) if commit.position.0 > last => break,
+            Some(Ok(commit)) => {
+                let p = commit.position;
+                history.commits.push(commit);
+                p
+            }
+            Some(Err(StoreError::Corrupt { position, source })) => {
+                history.unreadable.push(Unreadable {
+                    position,
+                    reason: source.to_string(),
+                });
+                position
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                return Err(AuditError::Unreachable(
+                    "the history feed ended early".to_owned(),
+                ));
+            }
+        };
+        progress.set(position.0 + 1 - first);
+        if position.0 >= last {
+            break;
+        }
+    }
+    progress.finish();
+    Ok(history)
+}

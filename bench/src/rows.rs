@@ -1,0 +1,932 @@
+//! The rows of the table, each measured next to its floor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use followers_shared::read_model::ReadModel;
+use followers_shared::store::{EventStore, Position};
+use followers_shared::wire::{AccessAnswer, CommandReply, QueryReply};
+use followers_store::{JetStreamConfig, JetStreamStore, LiveModel};
+use followers_tests::NatsServer;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::data::{self, ADMIN, Dataset, Rng};
+use crate::load::{Stats, closed_loop};
+use crate::report::{Line, Report, count, ms};
+use crate::{Args, Row};
+
+const PREFIX: &str = "followers.history";
+
+fn stats_json(s: &Stats) -> Value {
+    json!({"rate": s.rate(), "p50_ms": s.p50(), "p99_ms": s.p99(), "requests": s.requests,
+           "errors": s.errors, "secs": s.secs})
+}
+
+fn rate_text(s: &Stats, unit: &str) -> String {
+    let errors = if s.errors > 0 {
+        format!(", {} errors", count(s.errors as f64))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {unit}/s, p50 {}, p99 {}{errors}",
+        count(s.rate()),
+        ms(s.p50()),
+        ms(s.p99())
+    )
+}
+
+pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let mut default_rate = None;
+    if args.wants(Row::Commands) {
+        let server = NatsServer::start();
+        commands(args, report, &server, "sync_interval: always").await?;
+        drop(server);
+    }
+    let needs_small = [Row::Commands, Row::Lag, Row::Nats, Row::Http]
+        .iter()
+        .any(|r| args.wants(*r));
+    if needs_small {
+        let server = NatsServer::start_default_sync();
+        if args.wants(Row::Commands) {
+            default_rate = Some(commands(args, report, &server, "server default").await?);
+        } else {
+            seed(&server, &small(args)).await?;
+        }
+        let projection = start_projection_service(&server, &[]).await;
+        if args.wants(Row::Lag) {
+            lag(args, report, &server, &projection, default_rate).await?;
+        }
+        if args.wants(Row::Nats) {
+            nats_checks(args, report, &server).await?;
+        }
+        if args.wants(Row::Http) {
+            http_checks(args, report, projection.http_addr).await?;
+        }
+        projection.stop().await;
+        drop(server);
+    }
+    if args.wants(Row::Replay) || args.wants(Row::Memory) {
+        let server = NatsServer::start_default_sync();
+        let big = Dataset {
+            account: "big".to_owned(),
+            users: args.users.max(1),
+            records: args.big_records(),
+            followers: args.followers,
+        };
+        let started = Instant::now();
+        let commits = seed(&server, &big).await?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "loaded {} commits ({} events) in {secs:.1} s ({}/s)",
+            count(commits as f64),
+            count(big.events() as f64),
+            count(commits as f64 / secs)
+        );
+        if args.wants(Row::Replay) {
+            replay(report, &server, &big).await?;
+        }
+        if args.wants(Row::Memory) {
+            memory(report, &server, &big).await?;
+        }
+        drop(server);
+    }
+    Ok(())
+}
+
+fn small(args: &Args) -> Dataset {
+    Dataset {
+        account: "acme".to_owned(),
+        users: args.users.max(1),
+        records: args.records(),
+        followers: args.followers,
+    }
+}
+
+async fn seed(server: &NatsServer, data: &Dataset) -> anyhow::Result<u64> {
+    let client = server.client().await;
+    // Creates the history stream exactly as the services do.
+    JetStreamStore::connect(client.clone(), JetStreamConfig::default()).await?;
+    let js = jetstream::new(client);
+    data::publish(&js, PREFIX, data).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. commands
+
+/// Row 1 for one durability mode; returns the service's command rate.
+async fn commands(
+    args: &Args,
+    report: &mut Report,
+    server: &NatsServer,
+    mode: &str,
+) -> anyhow::Result<f64> {
+    let data = small(args);
+    seed(server, &data).await?;
+    // The floor runs before and after the service; the faster of the two is reported, so
+    // that warm-up or noise on the shared machine never flatters the ratio.
+    let floor_before = raw_publish_floor(args, server, "before").await?;
+    let service = start_command_service(server, &[]).await;
+    let (ours, applied) = command_load(args, server, &data).await;
+    service.stop().await;
+    let floor_after = raw_publish_floor(args, server, "after").await?;
+    eprintln!(
+        "raw publish floor: {:.0}/s before, {:.0}/s after the service",
+        floor_before.rate(),
+        floor_after.rate()
+    );
+    let floor = if floor_after.rate() > floor_before.rate() {
+        floor_after
+    } else {
+        floor_before
+    };
+    let applied_pct = 100.0 * applied;
+    let ratio = ours.rate() / floor.rate();
+    let p99_ratio = ours.p99() / floor.p99();
+    let met = ratio >= 0.8 && p99_ratio <= 2.0;
+    report.add(
+        Line {
+            row: format!("1. commands, {mode}"),
+            ours: format!("{} ({applied_pct:.0} % appended a commit)", rate_text(&ours, "cmd")),
+            floor: format!("raw JetStream publish: {}", rate_text(&floor, "msg")),
+            ratio: format!("rate {ratio:.2}, p99 {p99_ratio:.2}x"),
+            target: "rate >= 0.8, p99 <= 2x".to_owned(),
+            met: Some(met),
+        },
+        json!({"kind": "commands", "mode": mode, "ours": stats_json(&ours),
+               "applied_pct": applied_pct, "floor": stats_json(&floor), "rate_ratio": ratio, "p99_ratio": p99_ratio}),
+    );
+    Ok(ours.rate())
+}
+
+/// Command `n` of client `c`. The mix, in rounds of five: add a follower to a random record,
+/// remove that follower again, the same on a second record, then change a third record's owner
+/// (40 % add, 40 % remove, 20 % owner changes), all by the admin. Pairing each remove with an
+/// add keeps records below the follower limit, so nearly every command appends a commit.
+fn command_request(c: u64, n: u64, data: &Dataset) -> (&'static str, Vec<u8>) {
+    let mut rng = Rng::new((c << 32) | (n / 5));
+    let mut pick = || {
+        let record =
+            json!({"kind": "contact", "id": data::contact(rng.below(data.records as u64))});
+        (record, data::user(rng.below(data.users as u64)))
+    };
+    let (first, second, third) = (pick(), pick(), pick());
+    let (name, mut body) = match n % 5 {
+        0 => (
+            "add_followers",
+            json!({"record": first.0, "users": [first.1]}),
+        ),
+        1 => (
+            "remove_followers",
+            json!({"record": first.0, "users": [first.1]}),
+        ),
+        2 => (
+            "add_followers",
+            json!({"record": second.0, "users": [second.1]}),
+        ),
+        3 => (
+            "remove_followers",
+            json!({"record": second.0, "users": [second.1]}),
+        ),
+        _ => ("change_owner", json!({"record": third.0, "owner": third.1})),
+    };
+    body["command_id"] = json!(data::fresh_uuid());
+    body["actor"] = json!({"kind": "user", "user": ADMIN});
+    (name, serde_json::to_vec(&body).expect("json"))
+}
+
+/// Runs the command mix; returns its figures and the share of answered commands (warm-up
+/// included) that appended a commit.
+async fn command_load(args: &Args, server: &NatsServer, data: &Dataset) -> (Stats, f64) {
+    let client = server.client().await;
+    let data = Arc::new(data.clone());
+    let applied = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let counter = (applied.clone(), answered.clone());
+    let stats = closed_loop(args.clients, args.warmup(), args.duration(), move |c, n| {
+        let (client, data, counter) = (client.clone(), data.clone(), counter.clone());
+        async move {
+            let (name, body) = command_request(c as u64, n, &data);
+            let subject = format!("followers.cmd.{}.{name}", data.account);
+            let Ok(msg) = client.request(subject, body.into()).await else {
+                return Err(());
+            };
+            let Ok(reply) = serde_json::from_slice::<CommandReply>(&msg.payload) else {
+                return Err(());
+            };
+            counter.1.fetch_add(1, Ordering::Relaxed);
+            // A rule refusal (follower limit) is a decided command, not a failure.
+            match &reply.error {
+                None => {
+                    if reply.outcome == Some(followers_shared::wire::Outcome::Applied) {
+                        counter.0.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(1)
+                }
+                Some(e) if e.code.as_str() == "follower_limit" => Ok(1),
+                Some(_) => Err(()),
+            }
+        }
+    })
+    .await;
+    let share =
+        applied.load(Ordering::Relaxed) as f64 / answered.load(Ordering::Relaxed).max(1) as f64;
+    (stats, share)
+}
+
+/// The floor of row 1: JetStream publishes with the headers the store sends (message id and
+/// expected last subject sequence), the command mix's payload size, to a stream configured as
+/// the history, from `clients` tasks each awaiting every ack.
+async fn raw_publish_floor(args: &Args, server: &NatsServer, run: &str) -> anyhow::Result<Stats> {
+    let client = server.client().await;
+    let js = jetstream::new(client);
+    let history = JetStreamConfig::default();
+    js.get_or_create_stream(stream::Config {
+        name: "FLOOR".to_owned(),
+        subjects: vec!["floor.>".to_owned()],
+        storage: stream::StorageType::File,
+        num_replicas: history.replicas,
+        max_bytes: history.max_bytes,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: history.duplicate_window,
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    })
+    .await?;
+    let sizes = data::command_payload_sizes("acme");
+    // The mix: 40 % add, 40 % remove, 20 % owner change.
+    let size = (4 * sizes[0] + 4 * sizes[1] + 2 * sizes[2]) / 10;
+    let payload = Bytes::from(vec![b'x'; size]);
+    let per_client = (args.records() / args.clients).max(1);
+    let run: Arc<str> = run.into();
+    let seqs: Arc<Vec<std::sync::Mutex<Vec<u64>>>> = Arc::new(
+        (0..args.clients)
+            .map(|_| std::sync::Mutex::new(vec![0; per_client]))
+            .collect(),
+    );
+    let stats = closed_loop(args.clients, args.warmup(), args.duration(), move |c, n| {
+        let (js, payload, seqs, run) = (js.clone(), payload.clone(), seqs.clone(), run.clone());
+        async move {
+            let k = (n as usize) % per_client;
+            let expected = seqs[c].lock().expect("lock")[k];
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, data::fresh_uuid().to_string().as_str());
+            headers.insert(
+                NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                expected.to_string().as_str(),
+            );
+            let ack = match js
+                .publish_with_headers(format!("floor.{run}.c{c}.r{k}"), headers, payload)
+                .await
+            {
+                Ok(f) => f.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) => {
+                    seqs[c].lock().expect("lock")[k] = ack.sequence;
+                    Ok(1)
+                }
+                Err(_) => Err(()),
+            }
+        }
+    })
+    .await;
+    Ok(stats)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. projection lag
+
+async fn lag(
+    args: &Args,
+    report: &mut Report,
+    server: &NatsServer,
+    projection: &followers_projection_service::Running,
+    max_rate: Option<f64>,
+) -> anyhow::Result<()> {
+    let data = Arc::new(small(args));
+    let service = start_command_service(server, &[]).await;
+    let max_rate = match max_rate {
+        Some(r) => r,
+        None => command_load(args, server, &data).await.0.rate(),
+    };
+    let rate = (max_rate / 2.0).max(1.0);
+    let client = server.client().await;
+    let model = projection.model.clone();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let end = Instant::now() + args.warmup() + args.duration();
+    let measure_from = Instant::now() + args.warmup();
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < end {
+        ticker.tick().await;
+        n += 1;
+        let (client, data, model) = (client.clone(), data.clone(), model.clone());
+        let counted = Instant::now() >= measure_from;
+        tasks.push(tokio::spawn(async move {
+            let (name, body) = command_request(1_000_000, n, &data);
+            let subject = format!("followers.cmd.{}.{name}", data.account);
+            let msg = client.request(subject, body.into()).await.ok()?;
+            let replied = Instant::now();
+            let reply: CommandReply = serde_json::from_slice(&msg.payload).ok()?;
+            let position = reply.position?;
+            if reply.outcome != Some(followers_shared::wire::Outcome::Applied) || !counted {
+                return None;
+            }
+            model
+                .wait_for(position, Duration::from_secs(5))
+                .await
+                .ok()?;
+            Some(replied.elapsed().as_nanos() as u64)
+        }));
+    }
+    let sent = tasks.len();
+    let mut lat = Vec::new();
+    for t in tasks {
+        if let Ok(Some(l)) = t.await {
+            lat.push(l);
+        }
+    }
+    service.stop().await;
+    let stats = Stats::from_latencies(lat);
+    let met = stats.p99() < 5.0;
+    report.add(
+        Line {
+            row: "5. projection lag (reply -> visible in queries)".to_owned(),
+            ours: format!(
+                "p50 {}, p99 {} at {} cmd/s ({} applied samples)",
+                ms(stats.p50()),
+                ms(stats.p99()),
+                count(rate),
+                count(stats.requests as f64)
+            ),
+            floor: "-".to_owned(),
+            ratio: "-".to_owned(),
+            target: "p99 < 5 ms".to_owned(),
+            met: Some(met),
+        },
+        json!({"kind": "lag", "rate": rate, "sent": sent, "samples": stats.requests,
+               "p50_ms": stats.p50(), "p99_ms": stats.p99()}),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. access checks over NATS
+
+fn check(rng: &mut Rng, data: &Dataset) -> Value {
+    json!({"user": data::user(rng.below(data.users as u64)), "action": "view",
+           "record": {"kind": "contact", "id": data::contact(rng.below(data.records as u64))}})
+}
+
+async fn nats_load(
+    args: &Args,
+    client: async_nats::Client,
+    subject: String,
+    batch: usize,
+) -> Stats {
+    let data = Arc::new(small(args));
+    let subject: Arc<str> = subject.into();
+    // Requests are built in advance, so the load generator's own cost stays out of the figure.
+    let mut rng = Rng::new(7);
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..1024)
+            .map(|_| {
+                let body = if batch == 0 {
+                    check(&mut rng, &data)
+                } else {
+                    json!({"checks": (0..batch).map(|_| check(&mut rng, &data)).collect::<Vec<_>>()})
+                };
+                Bytes::from(serde_json::to_vec(&body).expect("json"))
+            })
+            .collect(),
+    );
+    closed_loop(args.clients, args.warmup(), args.duration(), move |c, n| {
+        let (client, subject, bodies) = (client.clone(), subject.clone(), bodies.clone());
+        async move {
+            let body = bodies[(c * 131 + n as usize) % bodies.len()].clone();
+            let Ok(msg) = client.request(subject.to_string(), body.clone()).await else {
+                return Err(());
+            };
+            // The echo floor answers with the request itself; a real answer starts `{"ok":true`.
+            if msg.payload.starts_with(b"{\"ok\":true") || msg.payload == body {
+                Ok(batch.max(1) as u64)
+            } else {
+                Err(())
+            }
+        }
+    })
+    .await
+}
+
+async fn nats_checks(args: &Args, report: &mut Report, server: &NatsServer) -> anyhow::Result<()> {
+    // Sanity: one real answer decodes.
+    let client = server.client().await;
+    let mut rng = Rng::new(1);
+    let probe = client
+        .request(
+            "followers.query.acme.check_access",
+            serde_json::to_vec(&check(&mut rng, &small(args)))?.into(),
+        )
+        .await?;
+    let answer: QueryReply<AccessAnswer> = serde_json::from_slice(&probe.payload)?;
+    anyhow::ensure!(answer.ok, "check_access failed: {answer:?}");
+
+    // The floor: a trivial echo service on its own connection, like the projection's.
+    let echo_client = server.client().await;
+    let mut sub = echo_client
+        .queue_subscribe("bench.echo", "echo".to_owned())
+        .await?;
+    echo_client.flush().await?;
+    let stop = CancellationToken::new();
+    let echo_stop = stop.clone();
+    let echo = tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                () = echo_stop.cancelled() => break,
+                m = sub.next() => match m { Some(m) => m, None => break },
+            };
+            if let Some(reply) = msg.reply {
+                let _ = echo_client.publish(reply, msg.payload).await;
+            }
+        }
+    });
+
+    for (batch, label) in [(0usize, "single"), (args.batch, "batch")] {
+        let floor = nats_load(args, client.clone(), "bench.echo".to_owned(), batch).await;
+        let query = if batch == 0 {
+            "check_access"
+        } else {
+            "check_access_batch"
+        };
+        let ours = nats_load(
+            args,
+            client.clone(),
+            format!("followers.query.acme.{query}"),
+            batch,
+        )
+        .await;
+        let ratio = ours.rate() / floor.rate();
+        let (target, met) = if batch == 0 {
+            ("checks >= 0.7 of echo".to_owned(), ratio >= 0.7)
+        } else {
+            (
+                "batches: >= 1,000,000 checks/s".to_owned(),
+                ours.rate() >= 1e6,
+            )
+        };
+        let row = if batch == 0 {
+            "2. access checks over NATS, single".to_owned()
+        } else {
+            format!("2. access checks over NATS, batches of {batch}")
+        };
+        report.add(
+            Line {
+                row,
+                ours: rate_text(&ours, "checks"),
+                floor: format!("NATS echo: {}", rate_text(&floor, "checks")),
+                ratio: format!("{ratio:.2}"),
+                target,
+                met: Some(met),
+            },
+            json!({"kind": "nats_checks", "mode": label, "batch": batch,
+                   "ours": stats_json(&ours), "floor": stats_json(&floor), "ratio": ratio}),
+        );
+    }
+    stop.cancel();
+    // Wake the echo loop so it sees the cancellation.
+    let _ = client.publish("bench.echo", Bytes::new()).await;
+    let _ = echo.await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. access checks over HTTP
+
+async fn http_load(args: &Args, base: String) -> Stats {
+    let data = small(args);
+    let mut rng = Rng::new(11);
+    let urls: Arc<Vec<String>> = Arc::new(
+        (0..1024)
+            .map(|_| {
+                format!(
+                    "{base}/v1/accounts/acme/access?user={}&action=view&kind=contact&id={}",
+                    data::user(rng.below(data.users as u64)),
+                    data::contact(rng.below(data.records as u64))
+                )
+            })
+            .collect(),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()
+        .expect("http client");
+    closed_loop(args.clients, args.warmup(), args.duration(), move |c, n| {
+        let (http, urls) = (http.clone(), urls.clone());
+        async move {
+            let url = &urls[(c * 131 + n as usize) % urls.len()];
+            let Ok(resp) = http.get(url).send().await else {
+                return Err(());
+            };
+            if !resp.status().is_success() {
+                return Err(());
+            }
+            match resp.bytes().await {
+                Ok(b) if b.starts_with(b"{\"ok\":true") => Ok(1),
+                _ => Err(()),
+            }
+        }
+    })
+    .await
+}
+
+async fn http_checks(
+    args: &Args,
+    report: &mut Report,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    // The floor: a trivial handler on the same stack (axum on tokio, served in this process
+    // like the projection), on the same route, answering a fixed body of the same shape.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let floor_addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/v1/accounts/{account}/access",
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"ok":true,"position":10001,"answer":{"allowed":true,"reason":"owner"}}"#,
+            )
+        }),
+    );
+    let stop = CancellationToken::new();
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await;
+    });
+    let floor = http_load(args, format!("http://{floor_addr}")).await;
+    let ours = http_load(args, format!("http://{addr}")).await;
+    stop.cancel();
+    let _ = server.await;
+    let ratio = ours.rate() / floor.rate();
+    report.add(
+        Line {
+            row: "3. access checks over HTTP".to_owned(),
+            ours: rate_text(&ours, "checks"),
+            floor: format!("trivial axum handler: {}", rate_text(&floor, "req")),
+            ratio: format!("{ratio:.2}"),
+            target: ">= 0.7".to_owned(),
+            met: Some(ratio >= 0.7),
+        },
+        json!({"kind": "http_checks", "ours": stats_json(&ours), "floor": stats_json(&floor),
+               "ratio": ratio}),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. replay
+
+async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> anyhow::Result<()> {
+    let store = JetStreamStore::connect(server.client().await, JetStreamConfig::default()).await?;
+    let head = store.head().await?;
+    // The floor: the same feed the projection follows (ordered consumer, JSON decoded into
+    // commits), without applying anything.
+    let started = Instant::now();
+    let mut feed = store.follow(Position(0)).await?;
+    let mut floor_events = 0u64;
+    while let Some(item) = feed.next().await {
+        let commit = item?;
+        floor_events += commit.commit.events.len() as u64;
+        if commit.position >= head {
+            break;
+        }
+    }
+    drop(feed);
+    let floor_secs = started.elapsed().as_secs_f64();
+
+    // Ours: the projection's live model catching up from empty.
+    let model = LiveModel::new(ReadModel::new());
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let follower = {
+        let (model, store, stop) = (model.clone(), store.clone(), stop.clone());
+        tokio::spawn(async move { model.follow(store, stop).await })
+    };
+    model.wait_for(head, Duration::from_secs(3600)).await?;
+    let ours_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = follower.await;
+    let (_, ours_events, _) = model.counts();
+    drop(model);
+
+    let ours_rate = ours_events as f64 / ours_secs;
+    let floor_rate = floor_events as f64 / floor_secs;
+    let ratio = ours_rate / floor_rate;
+    report.add(
+        Line {
+            row: format!("4. replay ({} events)", count(ours_events as f64)),
+            ours: format!("{} events/s ({ours_secs:.1} s)", count(ours_rate)),
+            floor: format!(
+                "read + deserialize: {} events/s ({floor_secs:.1} s)",
+                count(floor_rate)
+            ),
+            ratio: format!("{ratio:.2}"),
+            target: ">= 0.8".to_owned(),
+            met: Some(ratio >= 0.8),
+        },
+        json!({"kind": "replay", "events": ours_events, "records": data.records,
+               "ours_events_per_s": ours_rate, "ours_secs": ours_secs,
+               "floor_events_per_s": floor_rate, "floor_secs": floor_secs, "ratio": ratio}),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. memory and restart
+
+/// The release build of `projection-service`, next to this binary; built if missing.
+fn projection_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .map(|d| d.join("projection-service"))
+        .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?;
+    if !bin.exists() {
+        eprintln!("building projection-service (release)");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "followers-projection-service"])
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot build projection-service");
+    }
+    anyhow::ensure!(bin.exists(), "{} is missing", bin.display());
+    Ok(bin)
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Child {
+    child: std::process::Child,
+}
+
+impl Child {
+    fn spawn(bin: &Path, server: &NatsServer, port: u16, snapshot: &Path) -> anyhow::Result<Self> {
+        let child = std::process::Command::new(bin)
+            .args(["--nats-url", &server.url()])
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .arg("--snapshot-path")
+            .arg(snapshot)
+            .args(["--snapshot-every-secs", "86400"])
+            .env("FOLLOWERS_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// SIGTERM (the service writes its last snapshot), then waits.
+    fn terminate(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.child.try_wait()?.is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "projection-service did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn wait_ready(http: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "projection-service never ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn memory(report: &mut Report, server: &NatsServer, data: &Dataset) -> anyhow::Result<()> {
+    let bin = projection_binary()?;
+    let dir = tempfile::tempdir()?;
+    let snapshot = dir.path().join("projection.snapshot.json");
+    let http = reqwest::Client::new();
+    let port = followers_tests::nats::free_port();
+
+    let started = Instant::now();
+    let first = Child::spawn(&bin, server, port, &snapshot)?;
+    wait_ready(&http, port).await?;
+    let cold = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = first.child.id();
+    let rss = status_kb(pid, "VmRSS:").unwrap_or(0);
+    let hwm = status_kb(pid, "VmHWM:").unwrap_or(0);
+    let stopping = Instant::now();
+    first.terminate()?;
+    let snapshot_secs = stopping.elapsed().as_secs_f64();
+    let snapshot_mb = std::fs::metadata(&snapshot).map_or(0.0, |m| m.len() as f64 / 1e6);
+
+    let started = Instant::now();
+    let second = Child::spawn(&bin, server, port, &snapshot)?;
+    wait_ready(&http, port).await?;
+    let warm = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = status_kb(second.child.id(), "VmRSS:").unwrap_or(0);
+    second.terminate()?;
+
+    let mb = rss as f64 / 1024.0;
+    // The targets are for 1,000,000 records; other sizes are reported but not judged.
+    let full_size = data.records >= 1_000_000;
+    let scaled = if full_size {
+        String::new()
+    } else {
+        format!(
+            " (only {} records: not the target's size)",
+            count(data.records as f64)
+        )
+    };
+    report.add(
+        Line {
+            row: format!(
+                "6. memory, {} records x {} followers",
+                count(data.records as f64),
+                data.followers
+            ),
+            ours: format!(
+                "RSS {mb:.0} MB (peak {:.0} MB; after restart {:.0} MB){scaled}",
+                hwm as f64 / 1024.0,
+                rss_after as f64 / 1024.0
+            ),
+            floor: "-".to_owned(),
+            ratio: "-".to_owned(),
+            target: "< 300 MB".to_owned(),
+            met: full_size.then_some(mb < 300.0),
+        },
+        json!({"kind": "memory", "records": data.records, "followers": data.followers,
+               "rss_mb": mb, "peak_mb": hwm as f64 / 1024.0,
+               "rss_after_restart_mb": rss_after as f64 / 1024.0}),
+    );
+    report.add(
+        Line {
+            row: "6. ready after restart from snapshot".to_owned(),
+            ours: format!(
+                "{warm:.2} s (cold replay without snapshot {cold:.1} s; snapshot {snapshot_mb:.0} MB written in {snapshot_secs:.1} s at shutdown)"
+            ),
+            floor: "-".to_owned(),
+            ratio: "-".to_owned(),
+            target: "< 3 s".to_owned(),
+            met: full_size.then_some(warm < 3.0),
+        },
+        json!({"kind": "restart", "records": data.records, "ready_after_restart_s": warm,
+               "cold_start_s": cold, "snapshot_mb": snapshot_mb,
+               "snapshot_write_s": snapshot_secs}),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. in-process, with criterion
+
+/// Runs `cargo bench -p followers-shared --bench domain` and reads criterion's medians.
+pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["bench", "-p", "followers-shared", "--bench", "domain", "--"]);
+    if args.quick {
+        cmd.args(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+    }
+    let status = cmd.stdout(std::process::Stdio::null()).status()?;
+    anyhow::ensure!(status.success(), "cargo bench failed");
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        },
+        PathBuf::from,
+    );
+    let median = |name: &str| -> anyhow::Result<f64> {
+        let path = target
+            .join("criterion")
+            .join(name)
+            .join("new")
+            .join("estimates.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let v: Value = serde_json::from_str(&text)?;
+        v["median"]["point_estimate"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("no median in {}", path.display()))
+    };
+    for (name, label, target) in [
+        (
+            "access_check_in_model",
+            "7. access decision (ReadModel::check: lookups + rule)",
+            Some(200.0),
+        ),
+        (
+            "access_rule_only",
+            "7. access rule only (access::decide)",
+            Some(200.0),
+        ),
+        (
+            "decider_step_add_follower",
+            "7. decider step (decision::decide, add_followers)",
+            None,
+        ),
+        (
+            "evolve_step_add_follower",
+            "7. apply one commit (ReadModel::apply, add or remove a follower)",
+            None,
+        ),
+    ] {
+        let ns = median(name)?;
+        report.add(
+            Line {
+                row: label.to_owned(),
+                ours: format!("{ns:.0} ns median"),
+                floor: "-".to_owned(),
+                ratio: "-".to_owned(),
+                target: target.map_or("-".to_owned(), |t| format!("< {t:.0} ns")),
+                met: target.map(|t| ns < t),
+            },
+            json!({"kind": "criterion", "bench": name, "median_ns": ns}),
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// services in this process, configured from flags as their binaries are
+
+async fn start_command_service(
+    server: &NatsServer,
+    extra: &[&str],
+) -> followers_command_service::Running {
+    use clap::Parser;
+    let url = server.url();
+    let mut args = vec!["command-service", "--nats-url", url.as_str()];
+    args.extend_from_slice(extra);
+    followers_command_service::start(followers_command_service::Config::parse_from(args))
+        .await
+        .expect("command service starts")
+}
+
+async fn start_projection_service(
+    server: &NatsServer,
+    extra: &[&str],
+) -> followers_projection_service::Running {
+    use clap::Parser;
+    let url = server.url();
+    let mut args = vec![
+        "projection-service",
+        "--nats-url",
+        url.as_str(),
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    followers_projection_service::start(followers_projection_service::Config::parse_from(args))
+        .await
+        .expect("projection service starts")
+}
