@@ -14,6 +14,7 @@ use followers_shared::store::{EventStore, Position};
 use followers_shared::wire::{AccessAnswer, CommandReply, QueryReply};
 use followers_store::{JetStreamConfig, JetStreamStore, LiveModel};
 use followers_tests::NatsServer;
+use followers_tests::stack::{start_command_service, start_projection_service};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -894,39 +895,4 @@ pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// services in this process, configured from flags as their binaries are
-
-async fn start_command_service(
-    server: &NatsServer,
-    extra: &[&str],
-) -> followers_command_service::Running {
-    use clap::Parser;
-    let url = server.url();
-    let mut args = vec!["command-service", "--nats-url", url.as_str()];
-    args.extend_from_slice(extra);
-    followers_command_service::start(followers_command_service::Config::parse_from(args))
-        .await
-        .expect("command service starts")
-}
-
-async fn start_projection_service(
-    server: &NatsServer,
-    extra: &[&str],
-) -> followers_projection_service::Running {
-    use clap::Parser;
-    let url = server.url();
-    let mut args = vec![
-        "projection-service",
-        "--nats-url",
-        url.as_str(),
-        "--http-addr",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    followers_projection_service::start(followers_projection_service::Config::parse_from(args))
-        .await
-        .expect("projection service starts")
 }
