@@ -90,3 +90,21 @@ pub async fn start_projection_service(
         .await
         .expect("projection service starts")
 }
+
+/// A small team used by several tests: an admin, and users with each data scope.
+pub const TEAM: &[(&str, &str, &str)] = &[
+    ("ann", "admin", "all"),
+    ("bob", "user", "only_assigned"),
+    ("cid", "user", "all"),
+    ("dee", "user", "only_assigned"),
+];
+
+/// A contact by id, as the domain names it.
+pub fn contact_ref(id: &str) -> followers_shared::model::RecordRef {
+    followers_shared::model::RecordRef::Contact(id.parse().expect("contact id"))
+}
+
+/// An opportunity by id, as the domain names it.
+pub fn opportunity_ref(id: &str) -> followers_shared::model::RecordRef {
+    followers_shared::model::RecordRef::Opportunity(id.parse().expect("opportunity id"))
+}

@@ -26,20 +26,9 @@ use followers_tests::stack::{
 use followers_tests::{Followers, NatsServer};
 use serde_json::json;
 
-const MEMBERS: &[(&str, &str, &str)] = &[
-    ("ann", "admin", "all"),
-    ("bob", "user", "only_assigned"),
-    ("cid", "user", "all"),
-    ("dee", "user", "only_assigned"),
-];
+use followers_tests::stack::TEAM as MEMBERS;
 
-fn c(id: &str) -> RecordRef {
-    RecordRef::Contact(id.parse().unwrap())
-}
-
-fn o(id: &str) -> RecordRef {
-    RecordRef::Opportunity(id.parse().unwrap())
-}
+use followers_tests::stack::{contact_ref as c, opportunity_ref as o};
 
 fn u(id: &str) -> UserId {
     id.parse().unwrap()

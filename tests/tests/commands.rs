@@ -16,12 +16,7 @@ use followers_tests::{Followers, NatsServer};
 use serde_json::json;
 use uuid::Uuid;
 
-const MEMBERS: &[(&str, &str, &str)] = &[
-    ("ann", "admin", "all"),
-    ("bob", "user", "only_assigned"),
-    ("cid", "user", "all"),
-    ("dee", "user", "only_assigned"),
-];
+use followers_tests::stack::TEAM as MEMBERS;
 
 fn code(r: &CommandReply) -> ErrorCode {
     assert!(!r.ok, "expected an error, got {r:?}");
@@ -39,13 +34,7 @@ async fn record_state(store: &JetStreamStore, account: &str, record: RecordRef) 
         .fold(RecordState::default(), followers_shared::record::evolve)
 }
 
-fn c(id: &str) -> RecordRef {
-    RecordRef::Contact(id.parse().unwrap())
-}
-
-fn o(id: &str) -> RecordRef {
-    RecordRef::Opportunity(id.parse().unwrap())
-}
+use followers_tests::stack::{contact_ref as c, opportunity_ref as o};
 
 /// Polls `check` until it holds, for at most 20 s: for effects of the asynchronous sync.
 async fn eventually<F, Fut>(what: &str, mut check: F)
