@@ -13,12 +13,11 @@ use followers_shared::store::Position;
 use followers_shared::wire::{
     AccessAnswer, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ContactOpportunitiesAnswer, ErrorBody, FollowerView, FollowersAnswer, FollowersQuery,
-    HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, QueryReply, RecordsOfUser,
+    HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply, RecordsOfUser,
     RecordsOfUserAnswer, UserView,
 };
 use followers_store::LiveModel;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// The query side of the service.
 #[derive(Debug, Clone)]
@@ -48,26 +47,20 @@ fn json<T: Serialize>(reply: &QueryReply<T>) -> Answer {
     }
 }
 
-fn parse<T: DeserializeOwned>(name: &str, body: &[u8]) -> Result<T, ErrorBody> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| malformed(format!("invalid `{name}` query: {e}")))
-}
-
 impl Queries {
     /// Answers query `name` for `account` with a JSON body; always returns a JSON reply.
     pub async fn answer(&self, account: &str, name: &str, body: &[u8]) -> Answer {
         let started = Instant::now();
-        let reply = self.dispatch(account, name, body).await;
-        metrics::histogram!("followers_query_seconds", "query" => name_label(name))
+        let (label, reply) = match Query::parse(name, body) {
+            Ok(q) => (q.name(), self.dispatch(account, q).await),
+            Err(e) => ("unknown", json(&QueryReply::<()>::failure(e))),
+        };
+        metrics::histogram!("followers_query_seconds", "query" => label)
             .record(started.elapsed().as_secs_f64());
         reply
     }
 
-    async fn dispatch(&self, account: &str, name: &str, body: &[u8]) -> Answer {
+    async fn dispatch(&self, account: &str, query: Query) -> Answer {
         if !self.ready.load(Ordering::Acquire) {
             return json(&QueryReply::<()>::failure(ErrorBody::new(
                 ErrorCode::Unavailable,
@@ -78,39 +71,25 @@ impl Queries {
             Ok(a) => a,
             Err(e) => return json(&QueryReply::<()>::failure(malformed(e.to_string()))),
         };
-        macro_rules! run {
-            ($ty:ty, $f:expr) => {{
-                match parse::<$ty>(name, body) {
-                    Err(e) => json(&QueryReply::<()>::failure(e)),
-                    Ok(q) => json(
-                        &self
-                            .run(&account, min_position(&q), |m| $f(m, &account, q))
-                            .await,
-                    ),
-                }
-            }};
-        }
-        match name {
-            "check_access" => run!(CheckAccess, check_access),
-            "check_access_batch" => run!(CheckAccessBatch, check_access_batch),
-            "followers" => run!(FollowersQuery, followers),
-            "records_of_user" => run!(RecordsOfUser, records_of_user),
-            "contact_opportunities" => run!(ContactOpportunities, contact_opportunities),
-            "account" => run!(AccountQuery, account_answer),
-            other => json(&QueryReply::<()>::failure(ErrorBody::new(
-                ErrorCode::UnknownCommand,
-                format!(
-                    "`{}` is not a query; see docs/protocol.md for the list",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ))),
+        let min = query.min_position();
+        let a = &account;
+        match query {
+            Query::CheckAccess(q) => json(&self.run(min, |m| check_access(m, a, q)).await),
+            Query::CheckAccessBatch(q) => {
+                json(&self.run(min, |m| check_access_batch(m, a, q)).await)
+            }
+            Query::Followers(q) => json(&self.run(min, |m| followers(m, a, q)).await),
+            Query::RecordsOfUser(q) => json(&self.run(min, |m| records_of_user(m, a, q)).await),
+            Query::ContactOpportunities(q) => {
+                json(&self.run(min, |m| contact_opportunities(m, a, q)).await)
+            }
+            Query::Account(q) => json(&self.run(min, |m| account_answer(m, a, q)).await),
         }
     }
 
     /// Waits for `min_position` if given, then answers under the read lock.
     async fn run<T>(
         &self,
-        _account: &AccountId,
         min: Option<Position>,
         f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
     ) -> QueryReply<T> {
@@ -128,41 +107,6 @@ impl Queries {
         })
     }
 }
-
-fn name_label(name: &str) -> &'static str {
-    followers_shared::wire::QUERY_NAMES
-        .iter()
-        .find(|n| **n == name)
-        .copied()
-        .unwrap_or("unknown")
-}
-
-/// The `min_position` every query may carry.
-trait MinPosition {
-    fn min_position(&self) -> Option<Position>;
-}
-
-fn min_position(q: &impl MinPosition) -> Option<Position> {
-    q.min_position()
-}
-
-macro_rules! min_position_field {
-    ($($t:ty),*) => {$(
-        impl MinPosition for $t {
-            fn min_position(&self) -> Option<Position> {
-                self.min_position
-            }
-        }
-    )*};
-}
-min_position_field!(
-    CheckAccess,
-    CheckAccessBatch,
-    FollowersQuery,
-    RecordsOfUser,
-    ContactOpportunities,
-    AccountQuery
-);
 
 fn check_access(
     m: &ReadModel,

@@ -9,12 +9,50 @@ use crate::ids::{ContactId, OpportunityId, UserId, WorkflowId};
 
 /// Who issued a command (R22): a user, a workflow of the CRM, or the system itself (the follower
 /// sync, an import, an operator).
+///
+/// On the wire `{"kind": "user", "user": "u-1"}`. It is read through [`ActorFields`], a plain
+/// struct, rather than as an internally tagged enum: serde reads those from any JSON value, an
+/// array included, so `["user", "u-1"]` would pass as a user (see `wire::strict`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "ActorFields")]
 pub enum Actor {
     User { user: UserId },
     Workflow { workflow: WorkflowId },
     System,
+}
+
+/// An actor as its JSON object has it; [`Actor`] checks that the fields fit the kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActorFields {
+    kind: ActorKind,
+    #[serde(default)]
+    user: Option<UserId>,
+    #[serde(default)]
+    workflow: Option<WorkflowId>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ActorKind {
+    User,
+    Workflow,
+    System,
+}
+
+impl TryFrom<ActorFields> for Actor {
+    type Error = &'static str;
+
+    fn try_from(f: ActorFields) -> Result<Self, Self::Error> {
+        match (f.kind, f.user, f.workflow) {
+            (ActorKind::User, Some(user), None) => Ok(Actor::User { user }),
+            (ActorKind::Workflow, None, Some(workflow)) => Ok(Actor::Workflow { workflow }),
+            (ActorKind::System, None, None) => Ok(Actor::System),
+            (ActorKind::User, ..) => Err("a `user` actor has exactly the field `user`"),
+            (ActorKind::Workflow, ..) => Err("a `workflow` actor has exactly the field `workflow`"),
+            (ActorKind::System, ..) => Err("a `system` actor has no other field"),
+        }
+    }
 }
 
 impl Actor {
@@ -164,7 +202,12 @@ impl RecordKind {
 
 /// A contact or an opportunity, by id. On the wire: `{"kind": "contact", "id": "c-1"}`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    content = "id",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum RecordRef {
     Contact(ContactId),
     Opportunity(OpportunityId),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{ErrorBody, MAX_TEXT_LEN, MAX_USERS_PER_COMMAND};
+use super::{ErrorBody, MAX_TEXT_LEN, MAX_USERS_PER_COMMAND, strict};
 use crate::command::{Command, CommandBody, CommandMeta};
 use crate::error::ErrorCode;
 use crate::event::{Event, EventBody};
@@ -154,14 +154,15 @@ pub fn parse_command(
     at: DateTime<Utc>,
 ) -> Result<Command, (Option<CommandId>, ErrorBody)> {
     let malformed = |msg: String| ErrorBody::new(ErrorCode::MalformedRequest, msg);
-    let mut fields: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+    let mut fields: Map<String, Value> = strict::from_slice(body).map_err(|e| {
         (
             None,
-            malformed(format!("the request is not a JSON object: {e}")),
+            malformed(format!("the request is not a valid JSON object: {e}")),
         )
     })?;
     let command_id: CommandId = take(&mut fields, "command_id")
         .and_then(|v| v.ok_or_else(|| "`command_id` is required (a UUID)".to_owned()))
+        .and_then(not_nil)
         .map_err(|e| (None, malformed(e)))?;
     let id = Some(command_id);
     let account = AccountId::new(account).map_err(|e| (id, malformed(e.to_string())))?;
@@ -188,20 +189,29 @@ pub fn parse_command(
     })
 }
 
+/// The nil UUID names no command: a client that sends it has not set the id (R24).
+fn not_nil(id: CommandId) -> Result<CommandId, String> {
+    if id.0.is_nil() {
+        Err("`command_id` must not be the nil UUID; send a fresh UUID per command".to_owned())
+    } else {
+        Ok(id)
+    }
+}
+
 fn take<T: DeserializeOwned>(
     fields: &mut Map<String, Value>,
     key: &str,
 ) -> Result<Option<T>, String> {
     match fields.remove(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v)
+        Some(v) => strict::from_value(key, &v)
             .map(Some)
-            .map_err(|e| format!("`{key}` is invalid: {e}")),
+            .map_err(|e| format!("`{}` is invalid: {}", e.path, e.message)),
     }
 }
 
 fn fields<T: DeserializeOwned>(name: &str, rest: Value) -> Result<T, ErrorBody> {
-    serde_json::from_value(rest).map_err(|e| {
+    strict::from_value("", &rest).map_err(|e| {
         ErrorBody::new(
             ErrorCode::MalformedRequest,
             format!("invalid `{name}` request: {e}"),
@@ -293,12 +303,23 @@ struct Followers {
     users: Vec<UserId>,
 }
 
+/// Free text (a name, an e-mail): 1 to [`MAX_TEXT_LEN`] characters, none of them a control
+/// character (a NUL or a line break would corrupt logs, exports and the screens that show it).
 fn text(field: &str, value: String) -> Result<String, ErrorBody> {
     let n = value.chars().count();
     if n == 0 || n > MAX_TEXT_LEN {
         return Err(ErrorBody::new(
             ErrorCode::MalformedRequest,
             format!("`{field}` must have 1 to {MAX_TEXT_LEN} characters, not {n}"),
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ErrorBody::new(
+            ErrorCode::MalformedRequest,
+            format!(
+                "`{field}` must not contain control characters; found U+{:04X}",
+                u32::from(c)
+            ),
         ));
     }
     Ok(value)

@@ -6,6 +6,7 @@
 
 mod command;
 mod query;
+pub mod strict;
 pub mod subject;
 
 pub use command::{COMMAND_NAMES, CommandReply, Outcome, parse_command};

@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ErrorBody;
+use super::{ErrorBody, strict};
 use crate::access::{Action, Reason};
+use crate::error::ErrorCode;
 use crate::ids::{OpportunityId, UserId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role};
 use crate::read_model::Relation;
@@ -195,12 +196,67 @@ impl<T> QueryReply<T> {
     }
 }
 
-/// Every query name accepted on the wire.
-pub const QUERY_NAMES: [&str; 6] = [
-    "check_access",
-    "check_access_batch",
-    "followers",
-    "records_of_user",
-    "contact_opportunities",
-    "account",
-];
+/// Declares [`Query`] and its names once: each query's wire name beside its request type.
+macro_rules! queries {
+    ($($(#[$doc:meta])* $name:literal => $variant:ident($ty:ty),)*) => {
+        /// A query, read strictly from its name (the subject's last token or the HTTP route)
+        /// and its JSON body.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Query {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        /// Every query name accepted on the wire.
+        pub const QUERY_NAMES: &[&str] = &[$($name),*];
+
+        impl Query {
+            /// Reads query `name`; an empty body is an empty object. Errors are
+            /// `unknown_command` for a name that is no query, else `malformed_request` naming
+            /// the field.
+            pub fn parse(name: &str, body: &[u8]) -> Result<Query, ErrorBody> {
+                let body = if body.iter().all(u8::is_ascii_whitespace) {
+                    b"{}".as_slice()
+                } else {
+                    body
+                };
+                match name {
+                    $($name => strict::from_slice(body).map(Query::$variant),)*
+                    other => return Err(ErrorBody::new(
+                        ErrorCode::UnknownCommand,
+                        format!(
+                            "`{}` is not a query; see docs/protocol.md for the list",
+                            other.chars().take(64).collect::<String>()
+                        ),
+                    )),
+                }
+                .map_err(|e| ErrorBody::new(
+                    ErrorCode::MalformedRequest,
+                    format!("invalid `{name}` query: {e}"),
+                ))
+            }
+
+            /// The query's wire name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Query::$variant(_) => $name,)*
+                }
+            }
+
+            /// The position the answer must reflect (read-your-writes), if any.
+            pub fn min_position(&self) -> Option<Position> {
+                match self {
+                    $(Query::$variant(q) => q.min_position,)*
+                }
+            }
+        }
+    };
+}
+
+queries! {
+    "check_access" => CheckAccess(CheckAccess),
+    "check_access_batch" => CheckAccessBatch(CheckAccessBatch),
+    "followers" => Followers(FollowersQuery),
+    "records_of_user" => RecordsOfUser(RecordsOfUser),
+    "contact_opportunities" => ContactOpportunities(ContactOpportunities),
+    "account" => Account(AccountQuery),
+}
