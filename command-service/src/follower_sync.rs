@@ -33,7 +33,7 @@ fn may_trigger(commit: &StoredCommit) -> bool {
         matches!(
             e.body,
             EventBody::OwnerChanged { .. }
-                | EventBody::OpportunityCreated { owner: Some(_), .. }
+                | EventBody::OpportunityCreated { .. }
                 | EventBody::SettingsChanged { .. }
         )
     })

@@ -15,7 +15,11 @@
 //!   following it if that record's owner sync had added them. A new opportunity created with an
 //!   owner counts as an owner change from unassigned.
 //! - R9 (decoupled): a contact's new owner follows each of its opportunities; the previous owner
-//!   stops following those where that contact's owner sync had added them.
+//!   stops following those where that contact's owner sync had added them. A new opportunity
+//!   gets its contact's owner as a follower.
+//! - R8 and R9 replace their own entry: the removal of the previous owner is sent before the
+//!   addition of the new one, so a record that is full only because of that entry still gets
+//!   the new owner.
 //! - R10 is the decider's part: a `SyncFollower` that would break a rule records a skip instead.
 
 use chrono::{DateTime, Utc};
@@ -83,24 +87,27 @@ impl Reactions<'_> {
         from: Option<&UserId>,
         to: Option<&UserId>,
     ) {
-        if let Some(to) = to {
-            self.push(
-                trigger,
-                CommandBody::SyncFollower {
-                    record: target.clone(),
-                    user: to.clone(),
-                    action: SyncAction::Add,
-                    trigger: source.clone(),
-                },
-            );
-        }
+        // The sync replaces its own entry (R8, R9): the previous owner's entry goes first, so a
+        // record full only because of it still gets the new owner. The commands are sent in
+        // this order, one after the other.
         if let Some(from) = from.filter(|f| Some(*f) != to) {
             self.push(
                 trigger,
                 CommandBody::SyncFollower {
-                    record: target,
+                    record: target.clone(),
                     user: from.clone(),
                     action: SyncAction::Remove,
+                    trigger: source.clone(),
+                },
+            );
+        }
+        if let Some(to) = to {
+            self.push(
+                trigger,
+                CommandBody::SyncFollower {
+                    record: target,
+                    user: to.clone(),
+                    action: SyncAction::Add,
                     trigger: source.clone(),
                 },
             );
@@ -168,15 +175,22 @@ impl Reactions<'_> {
             EventBody::OpportunityCreated {
                 opportunity,
                 contact,
-                owner: Some(owner),
-            } if settings.syncs_contact_follower_with_opportunity_owner() => {
-                self.sync_pair(
-                    event,
-                    RecordRef::Contact(contact.clone()),
-                    &RecordRef::Opportunity(opportunity.clone()),
-                    None,
-                    Some(owner),
-                );
+                owner,
+            } => {
+                let opp = RecordRef::Opportunity(opportunity.clone());
+                let contact = RecordRef::Contact(contact.clone());
+                // R8: a new opportunity's owner counts as an owner change from unassigned.
+                if settings.syncs_contact_follower_with_opportunity_owner() && owner.is_some() {
+                    self.sync_pair(event, contact.clone(), &opp, None, owner.as_ref());
+                }
+                // R9: a new opportunity gets its contact's owner as a follower.
+                if settings.syncs_opportunity_follower_with_contact_owner() {
+                    let contact_owner = entry
+                        .records
+                        .get(&contact)
+                        .and_then(|c| c.state.owner.as_ref());
+                    self.sync_pair(event, opp, &contact, None, contact_owner);
+                }
             }
             EventBody::SettingsChanged { settings } if settings.owners_coupled() => {
                 self.align_all(entry, event);

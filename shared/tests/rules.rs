@@ -836,6 +836,18 @@ fn r7_coupled_owners_end_equal_when_owner_changes_come_faster_than_the_sync() {
 }
 
 #[test]
+fn r7_coupled_mirror_applies_to_a_deactivated_owner() {
+    let mut h = coupled_account();
+    let (c1, o1, o2) = (contact("c1"), opportunity("o1"), opportunity("o2"));
+    h.set_owner(&c1, Some("carl"));
+    // Carl is deactivated before the sync mirrors the change: equal owners is the invariant.
+    h.deactivate("carl");
+    h.settle();
+    assert_eq!(h.owner(&o1), Some(user("carl")));
+    assert_eq!(h.owner(&o2), Some(user("carl")));
+}
+
+#[test]
 fn r7_coupled_opportunity_cannot_be_created_with_another_owner() {
     let mut h = coupled_account();
     h.when(h.cmd(system(), create_opportunity("o9", "c1", Some("carl"), &[])))
@@ -919,7 +931,7 @@ fn r8_sync_adds_new_opportunity_owner_as_contact_follower_and_removes_previous_o
     h.set_owner(&o1, Some("dora"));
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
-        vec![sync_added(&c1, "dora", &o1), sync_removed(&c1, "bob", &o1),]
+        vec![sync_removed(&c1, "bob", &o1), sync_added(&c1, "dora", &o1)]
     );
     assert_eq!(h.followers(&c1), users(&["dora"]));
     assert_eq!(
@@ -941,6 +953,7 @@ fn r8_previous_owner_who_did_not_follow_through_the_sync_stays_and_the_skip_is_r
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
         vec![
+            sync_removed(&c1, "dora", &o1),
             skipped(
                 &c1,
                 "eve",
@@ -948,14 +961,12 @@ fn r8_previous_owner_who_did_not_follow_through_the_sync_stays_and_the_skip_is_r
                 SkipReason::AlreadyFollower,
                 &o1
             ),
-            sync_removed(&c1, "dora", &o1),
         ]
     );
     h.set_owner(&o1, Some("fay"));
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
         vec![
-            sync_added(&c1, "fay", &o1),
             skipped(
                 &c1,
                 "eve",
@@ -963,10 +974,74 @@ fn r8_previous_owner_who_did_not_follow_through_the_sync_stays_and_the_skip_is_r
                 SkipReason::NotAddedBySync,
                 &o1
             ),
+            sync_added(&c1, "fay", &o1),
         ]
     );
     assert_eq!(h.followers(&c1), users(&["eve", "fay"]));
     assert_eq!(h.follower(&c1, "eve").unwrap().how, AddedHow::Manual);
+}
+
+#[test]
+fn r8_sync_replaces_its_own_entry_on_a_full_contact() {
+    let mut h = r8_account();
+    let (c1, o1) = (contact("c1"), opportunity("o1"));
+    h.create_opportunity("o1", "c1", Some("bob"));
+    h.settle();
+    // Nine more followers by hand: the contact is full, one entry being the sync's (bob).
+    let nine: Vec<String> = ten_users().into_iter().take(9).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    h.assigned_only_users(&nine);
+    h.follow(&c1, &nine);
+    assert_eq!(h.followers(&c1).len(), MAX_FOLLOWERS);
+
+    h.set_owner(&o1, Some("dora"));
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![sync_removed(&c1, "bob", &o1), sync_added(&c1, "dora", &o1)]
+    );
+    assert_eq!(h.followers(&c1).len(), MAX_FOLLOWERS, "still full");
+    assert_eq!(
+        h.follower(&c1, "dora").map(|f| f.how),
+        Some(AddedHow::OwnerSync { from: o1.clone() })
+    );
+    assert_eq!(h.follower(&c1, "bob"), None);
+}
+
+#[test]
+fn r8_sync_still_skips_when_the_contact_stays_full() {
+    let mut h = r8_account();
+    let (c1, o1) = (contact("c1"), opportunity("o1"));
+    h.create_opportunity("o1", "c1", Some("bob"));
+    h.settle();
+    // Bob's sync entry is gone (removed by hand), and ten others fill the contact.
+    h.given(h.cmd(system(), remove_followers(&c1, &["bob"])));
+    full(&mut h, &c1);
+    h.set_owner(&o1, Some("dora"));
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![skipped(
+            &c1,
+            "dora",
+            SyncAction::Add,
+            SkipReason::FollowerLimitReached,
+            &o1
+        )]
+    );
+    assert_eq!(h.followers(&c1).len(), MAX_FOLLOWERS);
+}
+
+#[test]
+fn r11_every_listed_entry_counts_toward_the_limit() {
+    let mut h = Harness::new();
+    let ten = ten_users();
+    let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+    h.assigned_only_users(&ten);
+    h.assigned_only_user("olga");
+    // The owner also follows, and one follower is deactivated: both still take a place.
+    h.given(h.cmd(system(), create_contact("c1", Some(ten[0]), &ten)));
+    h.deactivate(ten[1]);
+    h.when(h.cmd(system(), add_followers(&contact("c1"), &["olga"])))
+        .then_error(ErrorCode::FollowerLimit);
 }
 
 #[test]
@@ -1016,7 +1091,14 @@ fn r9_sync_adds_new_contact_owner_as_opportunity_follower_and_removes_previous_o
     h.create_contact("c1", Some("bob"));
     h.create_opportunity("o1", "c1", None);
     h.create_opportunity("o2", "c1", None);
-    assert!(h.settle().is_empty());
+    // New opportunities: their owner is already the contact's owner (R6), so R9 skips (R10).
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![
+            skipped(&o1, "bob", SyncAction::Add, SkipReason::AlreadyOwner, &c1),
+            skipped(&o2, "bob", SyncAction::Add, SkipReason::AlreadyOwner, &c1),
+        ]
+    );
 
     h.set_owner(&c1, Some("carl"));
     // bob never followed through the sync, and does not follow: nothing to remove.
@@ -1031,8 +1113,9 @@ fn r9_sync_adds_new_contact_owner_as_opportunity_follower_and_removes_previous_o
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
         vec![
-            sync_added(&o1, "dora", &c1),
             sync_removed(&o1, "carl", &c1),
+            sync_added(&o1, "dora", &c1),
+            sync_removed(&o2, "carl", &c1),
             skipped(
                 &o2,
                 "dora",
@@ -1040,7 +1123,6 @@ fn r9_sync_adds_new_contact_owner_as_opportunity_follower_and_removes_previous_o
                 SkipReason::AlreadyFollower,
                 &c1
             ),
-            sync_removed(&o2, "carl", &c1),
         ]
     );
 
@@ -1048,9 +1130,8 @@ fn r9_sync_adds_new_contact_owner_as_opportunity_follower_and_removes_previous_o
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
         vec![
-            sync_added(&o1, "eve", &c1),
             sync_removed(&o1, "dora", &c1),
-            sync_added(&o2, "eve", &c1),
+            sync_added(&o1, "eve", &c1),
             skipped(
                 &o2,
                 "dora",
@@ -1058,10 +1139,70 @@ fn r9_sync_adds_new_contact_owner_as_opportunity_follower_and_removes_previous_o
                 SkipReason::NotAddedBySync,
                 &c1
             ),
+            sync_added(&o2, "eve", &c1),
         ]
     );
     assert_eq!(h.followers(&o1), users(&["eve"]));
     assert_eq!(h.followers(&o2), users(&["dora", "eve"]));
+}
+
+#[test]
+fn r9_sync_replaces_its_own_entry_on_a_full_opportunity() {
+    let mut h = Harness::with_settings(decoupled(false, true));
+    for u in ["bob", "carl", "dora"] {
+        h.all_data_user(u);
+    }
+    let (c1, o1) = (contact("c1"), opportunity("o1"));
+    h.create_contact("c1", Some("bob"));
+    h.create_opportunity("o1", "c1", Some("dora"));
+    h.settle();
+    assert_eq!(h.followers(&o1), users(&["bob"]), "R9 on a new opportunity");
+    let nine: Vec<String> = ten_users().into_iter().take(9).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    h.assigned_only_users(&nine);
+    h.follow(&o1, &nine);
+    assert_eq!(h.followers(&o1).len(), MAX_FOLLOWERS);
+
+    h.set_owner(&c1, Some("carl"));
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![sync_removed(&o1, "bob", &c1), sync_added(&o1, "carl", &c1)]
+    );
+    assert_eq!(h.followers(&o1).len(), MAX_FOLLOWERS);
+    assert!(h.follower(&o1, "carl").is_some());
+}
+
+#[test]
+fn r9_new_opportunity_gets_the_contact_owner_as_follower() {
+    let mut h = Harness::with_settings(decoupled(false, true));
+    for u in ["bob", "dora"] {
+        h.all_data_user(u);
+    }
+    let (c1, o1) = (contact("c1"), opportunity("o1"));
+    h.create_contact("c1", Some("bob"));
+    h.create_opportunity("o1", "c1", Some("dora"));
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![sync_added(&o1, "bob", &c1)]
+    );
+    let bob = h.follower(&o1, "bob").unwrap();
+    assert_eq!(bob.how, AddedHow::OwnerSync { from: c1.clone() });
+    assert_eq!(h.owner(&o1), Some(user("dora")));
+
+    // Like any R9 entry, it goes when the contact's owner changes.
+    h.set_owner(&c1, Some("dora"));
+    assert_eq!(
+        h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
+        vec![
+            sync_removed(&o1, "bob", &c1),
+            skipped(&o1, "dora", SyncAction::Add, SkipReason::AlreadyOwner, &c1),
+        ]
+    );
+
+    // An unassigned contact gives its new opportunities nobody to follow.
+    h.create_contact("c2", None);
+    h.create_opportunity("o2", "c2", Some("dora"));
+    assert!(h.settle().is_empty());
 }
 
 #[test]
@@ -1119,8 +1260,8 @@ fn r10_sync_leaves_alone_a_user_who_already_owns_the_record() {
     assert_eq!(
         h.settle().into_iter().map(|e| e.body).collect::<Vec<_>>(),
         vec![
-            skipped(&c1, "carl", SyncAction::Add, SkipReason::AlreadyOwner, &o1),
             sync_removed(&c1, "bob", &o1),
+            skipped(&c1, "carl", SyncAction::Add, SkipReason::AlreadyOwner, &o1),
         ]
     );
     assert!(h.followers(&c1).is_empty());
@@ -2629,10 +2770,17 @@ fn r24_the_model_remembers_every_stored_command_and_applies_a_commit_once() {
     h.given(cmd.clone());
     let at_position = h.position();
     assert_eq!(
-        h.model.command(&cmd.meta.command_id).map(|l| l.position),
+        h.model
+            .command(&cmd.account, &cmd.meta.command_id)
+            .map(|l| l.position),
         Some(at_position)
     );
-    assert_eq!(h.model.command(&CommandId::new()), None);
+    assert_eq!(h.model.command(&cmd.account, &CommandId::new()), None);
+    // R1: a command id is a key only within its account.
+    assert_eq!(
+        h.model.command(&account(GLOBEX), &cmd.meta.command_id),
+        None
+    );
     let before = h.model.clone();
     let again = h.log.last().unwrap().clone();
     h.model.apply(&again);
