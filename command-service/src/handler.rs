@@ -161,7 +161,7 @@ impl<S: EventStore> Handler<S> {
     /// The first reply to an earlier try of this command, if there was one.
     async fn previous_reply(&self, cmd: &Command) -> Option<CommandReply> {
         let id = cmd.meta.command_id;
-        if let Some(location) = self.model.read(|m| m.command(&id)) {
+        if let Some(location) = self.model.read(|m| m.command(&cmd.account, &id)) {
             return Some(
                 self.replay(cmd, location.position)
                     .await
@@ -172,7 +172,7 @@ impl<S: EventStore> Handler<S> {
             .replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
+            .get(&(cmd.account.clone(), id))
             .cloned();
         cached.map(|mut reply| {
             reply.replayed = true;
@@ -198,7 +198,7 @@ impl<S: EventStore> Handler<S> {
         self.replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(cmd.meta.command_id, reply.clone());
+            .insert((cmd.account.clone(), cmd.meta.command_id), reply.clone());
         reply
     }
 }

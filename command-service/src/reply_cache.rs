@@ -1,18 +1,22 @@
 //! Replies to commands that appended nothing (rejections, no-ops), kept so that a retry with the
 //! same command id gets the first reply again (R24) even if the state has changed since.
 //! Commands that appended are recognised from the history itself, forever; these are kept in
-//! memory, per instance, for the most recent `capacity` commands.
+//! memory, per instance, for the most recent `capacity` commands. The key is the account and the
+//! command id: an id is the caller's idempotency key only within its account (R1).
 
 use std::collections::{HashMap, VecDeque};
 
-use followers_shared::ids::CommandId;
+use followers_shared::ids::{AccountId, CommandId};
+
+/// A command's identity: its account and its id.
+pub type CommandKey = (AccountId, CommandId);
 use followers_shared::wire::CommandReply;
 
 #[derive(Debug)]
 pub struct ReplyCache {
     capacity: usize,
-    replies: HashMap<CommandId, CommandReply>,
-    order: VecDeque<CommandId>,
+    replies: HashMap<CommandKey, CommandReply>,
+    order: VecDeque<CommandKey>,
 }
 
 impl ReplyCache {
@@ -24,12 +28,12 @@ impl ReplyCache {
         }
     }
 
-    pub fn get(&self, id: &CommandId) -> Option<&CommandReply> {
-        self.replies.get(id)
+    pub fn get(&self, key: &CommandKey) -> Option<&CommandReply> {
+        self.replies.get(key)
     }
 
-    pub fn insert(&mut self, id: CommandId, reply: CommandReply) {
-        if self.capacity == 0 || self.replies.contains_key(&id) {
+    pub fn insert(&mut self, key: CommandKey, reply: CommandReply) {
+        if self.capacity == 0 || self.replies.contains_key(&key) {
             return;
         }
         while self.order.len() >= self.capacity {
@@ -37,7 +41,7 @@ impl ReplyCache {
                 self.replies.remove(&old);
             }
         }
-        self.order.push_back(id);
-        self.replies.insert(id, reply);
+        self.order.push_back(key.clone());
+        self.replies.insert(key, reply);
     }
 }

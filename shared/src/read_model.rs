@@ -59,9 +59,10 @@ pub struct CommandLocation {
 pub struct ReadModel {
     accounts: HashMap<AccountId, AccountEntry>,
     position: Position,
-    /// Kept only when asked for (the command service): every command id stored, so that a retry
-    /// is recognised however late it comes (R24).
-    commands: Option<HashMap<CommandId, CommandLocation>>,
+    /// Kept only when asked for (the command service): every command id stored, per account, so
+    /// that a retry is recognised however late it comes (R24). A command id is a key only
+    /// within its account (R1): another account may use the same id for its own command.
+    commands: Option<HashMap<AccountId, HashMap<CommandId, CommandLocation>>>,
 }
 
 impl ReadModel {
@@ -94,8 +95,9 @@ impl ReadModel {
         self.accounts.get(account)?.records.get(record)
     }
 
-    pub fn command(&self, id: &CommandId) -> Option<CommandLocation> {
-        self.commands.as_ref()?.get(id).copied()
+    /// Where command `id` of `account` is stored, if it appended.
+    pub fn command(&self, account: &AccountId, id: &CommandId) -> Option<CommandLocation> {
+        self.commands.as_ref()?.get(account)?.get(id).copied()
     }
 
     /// Applies one stored commit. Commits at or before the current position are ignored, so a
@@ -106,12 +108,15 @@ impl ReadModel {
         }
         self.position = stored.position;
         if let Some(commands) = &mut self.commands {
-            commands.insert(
-                stored.commit.command_id,
-                CommandLocation {
-                    position: stored.position,
-                },
-            );
+            commands
+                .entry(stored.stream.account.clone())
+                .or_default()
+                .insert(
+                    stored.commit.command_id,
+                    CommandLocation {
+                        position: stored.position,
+                    },
+                );
         }
         let entry = self
             .accounts

@@ -6,8 +6,9 @@
 //!   the global *position* is the stream sequence, so both come straight from the publish ack.
 //! - Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence` carries the expected version
 //!   (0: no message yet); the server refuses the publish if another commit came first.
-//! - Idempotency: the command id is the `Nats-Msg-Id`, so a retry inside the duplicate window is
-//!   dropped by the server. On a single-replica stream, nats-server 2.12+ answers such a retry with
+//! - Idempotency: the account and the command id make the `Nats-Msg-Id` (`<account>:<id>`), so a
+//!   retry inside the duplicate window is dropped by the server, while another account's command
+//!   with the same id is not mistaken for it (the window covers the whole stream, every account). On a single-replica stream, nats-server 2.12+ answers such a retry with
 //!   "wrong last sequence" (10071) instead of "duplicate", so on every conflict we look at the
 //!   stream's last message: if it is our own commit, the append already happened. Retries after
 //!   the window are recognised by the command service, which remembers every command id.
@@ -248,7 +249,7 @@ impl JetStreamStore {
                 let ours = last
                     .headers
                     .get(NATS_MESSAGE_ID)
-                    .is_some_and(|id| id.as_str() == commit.command_id.to_string());
+                    .is_some_and(|id| id.as_str() == message_id(stream, commit));
                 if ours {
                     Ok(Appended {
                         version: Version(last.sequence),
@@ -273,6 +274,11 @@ impl JetStreamStore {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
+
+/// The commit's `Nats-Msg-Id`: its account and command id, the command's idempotency key (R1).
+fn message_id(stream: &StreamId, commit: &Commit) -> String {
+    format!("{}:{}", stream.account, commit.command_id)
 }
 
 /// Whether a refused publish was refused for its expected sequence. A single server answers
@@ -378,7 +384,7 @@ impl EventStore for JetStreamStore {
     ) -> Result<Appended, StoreError> {
         let subject = self.subject(stream);
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, commit.command_id.to_string().as_str());
+        headers.insert(NATS_MESSAGE_ID, message_id(stream, commit).as_str());
         let expected_seq = match expected {
             Expected::NoStream => 0,
             Expected::At(Version(v)) => v,
