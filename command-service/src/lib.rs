@@ -16,10 +16,11 @@ pub mod server;
 
 use std::sync::Arc;
 
+use followers_runtime::ServiceHandle;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
+use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
-use followers_store::{LiveModel, ServiceHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -103,7 +104,8 @@ pub async fn start_with<S: EventStore + Clone>(
         internal.cancel();
         return Err(StartError::Subscribe(e.to_string()));
     }
-    tracing::info!(%subject, queue = %config.queue_group, "serving commands");
+    // The readiness signal: the history is loaded and commands are being taken.
+    tracing::info!(position = head.0, %subject, queue = %config.queue_group, "command-service ready");
     let options = ServeOptions {
         prefix: config.subject_prefix.clone(),
         queue_group: config.queue_group.clone(),

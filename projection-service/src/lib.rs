@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use followers_runtime::ServiceHandle;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
+use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
-use followers_store::{LiveModel, ServiceHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 

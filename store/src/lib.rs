@@ -9,7 +9,6 @@
 pub mod any;
 pub mod live;
 pub mod memory;
-pub mod service;
 
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
@@ -20,7 +19,6 @@ pub mod eventstoredb;
 pub use any::{AnyStore, Backend, StoreArgs};
 pub use live::LiveModel;
 pub use memory::MemoryStore;
-pub use service::ServiceHandle;
 
 #[cfg(feature = "jetstream")]
 pub use jetstream::{JetStreamConfig, JetStreamStore, StorageKind};

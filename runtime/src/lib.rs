@@ -1,0 +1,7 @@
+//! What every followers process shares, written once: logging, the handle that stops a started
+//! service and waits for it, and the signals that ask for a clean shutdown. The services' own
+//! crates keep only what is theirs (the command path, the queries).
+
+pub mod lifecycle;
+
+pub use lifecycle::{ServiceHandle, init_logging, run_until_signal, shutdown_signal};
