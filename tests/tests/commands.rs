@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end: commands over NATS against a real nats-server and the command service.
-//! Rule numbers refer to ../shared/SPEC.md.
+//! Rule numbers refer to docs/rules.md.
 
 use std::time::Duration;
 
@@ -713,6 +713,214 @@ async fn r8_r9_follower_sync_settings_follow_owner_changes() {
     assert!(
         follows(store.clone(), o("o1"), "cid").await,
         "cid stays: added manually"
+    );
+    service.stop().await;
+}
+
+/// Opens acme decoupled, with the given follower syncs on, and c1 owned by ann.
+async fn decoupled_account(f: &Followers, r8: bool, r9: bool) {
+    open_account(f, MEMBERS).await;
+    ok(
+        f,
+        "change_settings",
+        user("ann"),
+        json!({
+            "allow_different_owners": true,
+            "sync_contact_follower_with_opportunity_owner": r8,
+            "sync_opportunity_follower_with_contact_owner": r9
+        }),
+    )
+    .await;
+    ok(
+        f,
+        "create_contact",
+        system(),
+        json!({"contact": "c1", "owner": "ann"}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_full_contact_gets_the_new_opportunity_owner() {
+    let server = NatsServer::start();
+    let service = start_command_service(&server, &[]).await;
+    let f = Followers::new(server.client().await, "acme");
+    decoupled_account(&f, true, false).await;
+    let store = history(&server).await;
+    let followers = |store: JetStreamStore| async move {
+        record_state(&store, "acme", c("c1"))
+            .await
+            .followers
+            .iter()
+            .map(|f| f.user.to_string())
+            .collect::<Vec<_>>()
+    };
+    ok(
+        &f,
+        "create_opportunity",
+        system(),
+        json!({"opportunity": "o1", "contact": "c1", "owner": "bob"}),
+    )
+    .await;
+    eventually("bob follows c1 (R8)", || async {
+        followers(store.clone()).await == ["bob"]
+    })
+    .await;
+    // Nine more by hand: c1 is full, one entry being the sync's.
+    let nine: Vec<String> = (0..9).map(|i| format!("m{i}")).collect();
+    for m in &nine {
+        ok(
+            &f,
+            "register_member",
+            system(),
+            json!({"user": m, "name": m, "email": format!("{m}@example.com"),
+                   "role": "user", "data_scope": "only_assigned"}),
+        )
+        .await;
+    }
+    ok(
+        &f,
+        "add_followers",
+        user("ann"),
+        json!({"record": contact("c1"), "users": nine}),
+    )
+    .await;
+
+    ok(
+        &f,
+        "change_owner",
+        user("ann"),
+        json!({"record": opportunity("o1"), "owner": "cid"}),
+    )
+    .await;
+    eventually("cid replaced bob on the full contact (R8)", || async {
+        let now = followers(store.clone()).await;
+        now.len() == 10 && now.iter().any(|u| u == "cid") && !now.iter().any(|u| u == "bob")
+    })
+    .await;
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9_new_opportunity_follows_its_contact_owner_end_to_end() {
+    let server = NatsServer::start();
+    let service = start_command_service(&server, &[]).await;
+    let f = Followers::new(server.client().await, "acme");
+    decoupled_account(&f, false, true).await;
+    ok(
+        &f,
+        "create_opportunity",
+        system(),
+        json!({"opportunity": "o1", "contact": "c1", "owner": "bob"}),
+    )
+    .await;
+    let store = history(&server).await;
+    eventually(
+        "ann, the contact's owner, follows the new o1 (R9)",
+        || async {
+            record_state(&store, "acme", o("o1"))
+                .await
+                .follower(&"ann".parse().unwrap())
+                .is_some_and(|f| {
+                    f.how == followers_shared::model::AddedHow::OwnerSync { from: c("c1") }
+                })
+        },
+    )
+    .await;
+    service.stop().await;
+}
+
+/// R1, R24: a command id is the caller's idempotency key only within its account. Another
+/// account's command with the same id runs and gets its own reply, in both directions, for
+/// applied and refused commands, within the store's dedup window, after a restart and after
+/// the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r1_a_command_id_is_a_key_only_within_its_account() {
+    let server = NatsServer::start();
+    let flags = ["--duplicate-window-secs", "1"];
+    let service = start_command_service(&server, &flags).await;
+    let acme = Followers::new(server.client().await, "acme");
+    let globex = acme.for_account("globex");
+    for f in [&acme, &globex] {
+        open_account(f, MEMBERS).await;
+        ok(f, "create_contact", system(), json!({"contact": "c1"})).await;
+    }
+    let add = |who: &str| json!({"record": contact("c1"), "users": [who]});
+    let added = |r: &CommandReply| {
+        r.added
+            .as_ref()
+            .map(|users| users.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+
+    // Applied in acme, then the same id in globex: globex's command runs.
+    let shared = Uuid::now_v7();
+    let a = acme
+        .send_with_id("add_followers", shared, system(), add("bob"))
+        .await;
+    assert_eq!(added(&a), Some(vec!["bob".to_owned()]));
+    let g = globex
+        .send_with_id("add_followers", shared, system(), add("cid"))
+        .await;
+    assert!(!g.replayed, "{g:?}");
+    assert_eq!(added(&g), Some(vec!["cid".to_owned()]), "{g:?}");
+
+    // Refused in globex, then the same id in acme: acme's command runs.
+    let refused = Uuid::now_v7();
+    let g = globex
+        .send_with_id("add_followers", refused, system(), add("nobody"))
+        .await;
+    assert_eq!(code(&g), ErrorCode::UnknownUser);
+    let a = acme
+        .send_with_id("add_followers", refused, system(), add("dee"))
+        .await;
+    assert!(!a.replayed, "{a:?}");
+    assert_eq!(added(&a), Some(vec!["dee".to_owned()]), "{a:?}");
+
+    // Each retry gets its own account's first reply, after a restart and the dedup window.
+    service.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let service = start_command_service(&server, &flags).await;
+    let head = history(&server).await.head().await.unwrap();
+    for (f, who) in [(&acme, "bob"), (&globex, "cid")] {
+        let r = f
+            .send_with_id("add_followers", shared, system(), add(who))
+            .await;
+        assert!(r.replayed, "{r:?}");
+        assert_eq!(added(&r), Some(vec![who.to_owned()]), "{}", f.account);
+        assert!(
+            r.events
+                .iter()
+                .all(|e| format!("{:?}", e.body).contains(who)),
+            "only {}'s own events: {r:?}",
+            f.account
+        );
+    }
+    let r = acme
+        .send_with_id("add_followers", refused, system(), add("dee"))
+        .await;
+    assert!(
+        r.replayed && added(&r) == Some(vec!["dee".to_owned()]),
+        "{r:?}"
+    );
+    assert_eq!(
+        history(&server).await.head().await.unwrap(),
+        head,
+        "nothing appended"
+    );
+    let store = history(&server).await;
+    let follows = |s: RecordState| {
+        s.followers
+            .iter()
+            .map(|f| f.user.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        follows(record_state(&store, "acme", c("c1")).await),
+        ["bob", "dee"]
+    );
+    assert_eq!(
+        follows(record_state(&store, "globex", c("c1")).await),
+        ["cid"]
     );
     service.stop().await;
 }

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end: read models over NATS and HTTP against a real nats-server, fed by the command
-//! service. Rule numbers refer to ../shared/SPEC.md.
+//! service. Rule numbers refer to docs/rules.md.
 
 use followers_shared::access::Reason;
 use followers_shared::error::ErrorCode;

@@ -182,13 +182,13 @@ async fn jetstream_cluster_with_three_replicas_meets_the_contract_and_survives_a
 
 /// EventStoreDB passes the same contract when `EVENTSTOREDB_URL` names a server, e.g.
 /// `esdb://127.0.0.1:2113?tls=false`. No EventStoreDB can run on this project's CI machines, so
-/// there this test has nothing to run against and says so (docs/operations.md).
+/// the test is ignored unless asked for: `scripts/test` runs it (`--include-ignored`) when
+/// `EVENTSTOREDB_URL` is set, and a run without a server counts it as ignored, not passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an EventStoreDB server: set EVENTSTOREDB_URL and run scripts/test"]
 async fn eventstoredb_store_meets_the_contract_when_a_server_is_given() {
-    let Ok(url) = std::env::var("EVENTSTOREDB_URL") else {
-        eprintln!("EVENTSTOREDB_URL is not set: the EventStoreDB contract was not run");
-        return;
-    };
+    let url = std::env::var("EVENTSTOREDB_URL")
+        .expect("EVENTSTOREDB_URL names the EventStoreDB server to test against");
     let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
     let store = followers_store::EventStoreDb::connect(&url)
         .and_then(|s| s.with_namespace(&namespace))
