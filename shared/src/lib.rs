@@ -1,6 +1,6 @@
 //! The followers domain, without I/O.
 //!
-//! - [`ids`], [`model`]: the nouns of the SPEC (accounts, users, records, followers, settings).
+//! - [`ids`], [`model`]: the nouns of the rules (docs/rules.md) (accounts, users, records, followers, settings).
 //! - [`command`], [`event`]: what is asked and what happened (R22).
 //! - [`account`], [`record`]: the deciders, `decide(command, state) -> events` and
 //!   `evolve(state, event) -> state`, pure and synchronous.

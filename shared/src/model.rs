@@ -1,4 +1,4 @@
-//! The nouns of the SPEC: actors, memberships, account settings, records and follower entries.
+//! The nouns of the rules (docs/rules.md): actors, memberships, account settings, records and follower entries.
 
 use std::fmt;
 
@@ -101,7 +101,7 @@ pub struct Membership {
     pub active: bool,
 }
 
-/// The account's ownership and access settings (R7-R9, R20). Defaults are the SPEC's.
+/// The account's ownership and access settings (R7-R9, R20). Defaults are the rules' (docs/rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {

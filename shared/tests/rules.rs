@@ -1,4 +1,4 @@
-//! One or more tests per rule of SPEC.md that lives in the domain, named after the rule.
+//! One or more tests per rule of docs/rules.md that lives in the domain, named after the rule.
 //!
 //! Every test drives the pure domain through the harness in `support`: `given` setup commands,
 //! `when` the command under test, `then_*` the events or the error, and `settle` to let the
