@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
 use followers_store::StoreArgs;
+
+use crate::http::HttpLimits;
+use crate::queries::QueryLimits;
 
 /// Follows the followers history and serves read models over NATS and HTTP.
 #[derive(Debug, Clone, clap::Parser)]
@@ -41,10 +45,88 @@ pub struct Config {
     /// How long start-up may take to load the history.
     #[arg(long, env = "FOLLOWERS_STARTUP_TIMEOUT_SECS", default_value_t = 300)]
     pub startup_timeout_secs: u64,
+    /// Queries handled at once, over NATS and HTTP together; beyond it, `unavailable`.
+    #[arg(
+        long,
+        env = "FOLLOWERS_MAX_QUERIES_IN_FLIGHT",
+        default_value_t = 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(2..)
+    )]
+    pub max_queries_in_flight: usize,
+    /// Of those, how many may wait for their `min_position` [default: a quarter of
+    /// --max-queries-in-flight]; kept below --max-queries-in-flight.
+    #[arg(
+        long,
+        env = "FOLLOWERS_MAX_WAITING_QUERIES",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_waiting_queries: Option<usize>,
+    /// Request bytes the queries in flight may hold together (at least --max-request-bytes);
+    /// beyond it, `unavailable`.
+    #[arg(long, env = "FOLLOWERS_MAX_QUERY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_query_bytes: usize,
+    /// How long an HTTP client has to send a request's line and headers, in milliseconds; also
+    /// how long an idle keep-alive connection stays open. Then the connection is closed.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub http_header_timeout_ms: u64,
+    /// How long an HTTP request's body may take to arrive, in milliseconds; then `408`.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_BODY_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub http_body_timeout_ms: u64,
+    /// How long an HTTP response may wait for the client to read it, in milliseconds; then the
+    /// connection is closed.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_WRITE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub http_write_timeout_ms: u64,
+    /// Open HTTP connections; beyond it, new connections wait to be accepted.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub http_max_connections: usize,
 }
 
 impl Config {
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
+    }
+
+    /// The query budget: the waiting share defaults to a quarter of the places and always
+    /// leaves one for immediate queries; the byte budget admits at least one largest request.
+    pub fn query_limits(&self) -> QueryLimits {
+        let in_flight = self.max_queries_in_flight.max(2);
+        QueryLimits {
+            in_flight,
+            waiting: self
+                .max_waiting_queries
+                .unwrap_or(in_flight / 4)
+                .clamp(1, in_flight - 1),
+            bytes: self.max_query_bytes.max(self.max_request_bytes),
+        }
+    }
+
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            write_timeout: Duration::from_millis(self.http_write_timeout_ms),
+            max_connections: self.http_max_connections,
+            max_request_bytes: self.max_request_bytes,
+        }
     }
 }

@@ -1,20 +1,39 @@
 //! Queries over HTTP with JSON, for dashboards. Each route builds the same query body a NATS
-//! client would send and answers it through [`Queries::answer`], so both give the same answers.
-//! Also health, readiness, Prometheus metrics and the OpenAPI description.
+//! client would send and answers it through [`Queries::answer`], so both give the same answers
+//! and share one budget. Also health, readiness, Prometheus metrics and the OpenAPI
+//! description.
+//!
+//! [`serve`] is a small accept loop around hyper's HTTP/1 connection, because `axum::serve`
+//! has no read timeouts: it bounds open connections, the time to send headers (and to stay
+//! idle between requests), and the time a response may wait for the client to read it. The
+//! body timeout and size limit are applied where a body is read ([`read_body`]).
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use followers_shared::error::ErrorCode;
+use followers_shared::wire::{ErrorBody, QueryReply};
+use futures::StreamExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::queries::{Answer, Queries};
 
@@ -28,7 +47,23 @@ pub struct HttpState {
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
-pub fn router(state: HttpState, max_request_bytes: usize) -> Router {
+/// The HTTP server's bounds (see docs/operations.md, "Limits and back-pressure").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The request line and headers must arrive within this; an idle keep-alive connection is
+    /// closed after it.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this, or the request is answered 408.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    pub write_timeout: Duration,
+    /// Open connections; beyond it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Larger request bodies are answered 413.
+    pub max_request_bytes: usize,
+}
+
+pub fn router(state: HttpState, limits: HttpLimits) -> Router {
     Router::new()
         .route("/v1/accounts/{account}", get(account))
         .route("/v1/accounts/{account}/access", get(check_access))
@@ -55,8 +90,234 @@ pub fn router(state: HttpState, max_request_bytes: usize) -> Router {
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(Extension(limits))
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets the requests in flight finish (each
+/// bounded by the limits) and closes every connection.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let places = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connections = TaskTracker::new();
+    loop {
+        // At the limit, stop accepting: new connections wait in the kernel's listen backlog
+        // until an open one closes.
+        let place = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = places.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(WriteTimeout::new(stream, limits.write_timeout));
+        let connection = http1.serve_connection(io, TowerToHyperService::new(app.clone()));
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "HTTP connection closed");
+            }
+            drop(place);
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// A TCP stream whose writes fail with `TimedOut` once the peer has taken nothing for `limit`,
+/// so a client that never reads its response cannot hold a connection forever.
+#[derive(Debug)]
+struct WriteTimeout {
+    stream: TcpStream,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteTimeout {
+    fn new(stream: TcpStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stalled = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {} ms", limit.as_millis()),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.guard(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.guard(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.guard(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.guard(cx, polled)
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body has more than {limit} bytes; at most {limit} are accepted")]
+    TooLarge { limit: usize },
+    #[error("the request body did not arrive within {0} ms; send it with the headers")]
+    TimedOut(u128),
+    #[error("the request body could not be read: {0}")]
+    Unreadable(axum::Error),
+}
+
+impl BodyError {
+    fn respond(&self) -> Response {
+        let (status, code) = match self {
+            BodyError::TooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::RequestTooLarge)
+            }
+            BodyError::TimedOut(_) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::Timeout),
+            BodyError::Unreadable(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
+        };
+        let reply = QueryReply::<()>::failure(ErrorBody::new(code, self.to_string()));
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONNECTION, "close"),
+            ],
+            serde_json::to_vec(&reply).unwrap_or_default(),
+        )
+            .into_response()
+    }
+}
+
+/// Reads a whole request body of at most `limits.max_request_bytes`, within
+/// `limits.body_timeout` (the whole body, however it is trickled).
+pub async fn read_body(body: Body, limits: &HttpLimits) -> Result<Vec<u8>, BodyError> {
+    let limit = limits.max_request_bytes;
+    let read = async {
+        let mut chunks = body.into_data_stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(BodyError::Unreadable)?;
+            if out.len().saturating_add(chunk.len()) > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(limits.body_timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut(limits.body_timeout.as_millis())))
+}
+
+/// The declared `Content-Length`, if any and readable.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Admits a query built from the path and parameters into the budget and answers it.
+async fn ask(s: &HttpState, account: &str, name: &str, body: Vec<u8>) -> Response {
+    match s.queries.admit(body.len()) {
+        Ok(admitted) => respond(s.queries.answer(admitted, account, name, &body).await),
+        Err(refused) => respond(refused),
+    }
 }
 
 fn respond(answer: Answer) -> Response {
@@ -71,12 +332,18 @@ fn respond(answer: Answer) -> Response {
         Some(ErrorCode::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
         Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         answer.body,
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 /// Moves `min_position` and `limit` (numbers) into a JSON body with the fields taken from the
@@ -108,11 +375,7 @@ async fn account(
     Path(account): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    respond(
-        s.queries
-            .answer(&account, "account", &body(params, Map::new()))
-            .await,
-    )
+    ask(&s, &account, "account", body(params, Map::new())).await
 }
 
 async fn check_access(
@@ -126,23 +389,37 @@ async fn check_access(
     if kind.is_some() || id.is_some() {
         fixed.insert("record".into(), json!({"kind": kind, "id": id}));
     }
-    respond(
-        s.queries
-            .answer(&account, "check_access", &body(params, fixed))
-            .await,
-    )
+    ask(&s, &account, "check_access", body(params, fixed)).await
 }
 
+/// The one route with a body: refused at once when its declared length is too large, admitted
+/// into the budget for its declared length (or the largest accepted, when chunked) before the
+/// body is read, and read within the body timeout.
 async fn check_access_batch(
     State(s): State<HttpState>,
+    Extension(limits): Extension<HttpLimits>,
     Path(account): Path<String>,
-    payload: Bytes,
+    headers: HeaderMap,
+    payload: Body,
 ) -> Response {
-    respond(
-        s.queries
-            .answer(&account, "check_access_batch", &payload)
-            .await,
-    )
+    let limit = limits.max_request_bytes;
+    let declared = content_length(&headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return BodyError::TooLarge { limit }.respond();
+    }
+    let held = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
+    let admitted = match s.queries.admit(held) {
+        Ok(admitted) => admitted,
+        Err(refused) => return respond(refused),
+    };
+    match read_body(payload, &limits).await {
+        Ok(payload) => respond(
+            s.queries
+                .answer(admitted, &account, "check_access_batch", &payload)
+                .await,
+        ),
+        Err(e) => e.respond(),
+    }
 }
 
 async fn followers(
@@ -152,11 +429,7 @@ async fn followers(
 ) -> Response {
     let mut fixed = Map::new();
     fixed.insert("record".into(), json!({"kind": kind, "id": id}));
-    respond(
-        s.queries
-            .answer(&account, "followers", &body(params, fixed))
-            .await,
-    )
+    ask(&s, &account, "followers", body(params, fixed)).await
 }
 
 async fn records_of_user(
@@ -171,11 +444,7 @@ async fn records_of_user(
     if kind.is_some() || id.is_some() {
         fixed.insert("after".into(), json!({"kind": kind, "id": id}));
     }
-    respond(
-        s.queries
-            .answer(&account, "records_of_user", &body(params, fixed))
-            .await,
-    )
+    ask(&s, &account, "records_of_user", body(params, fixed)).await
 }
 
 async fn contact_opportunities(
@@ -185,11 +454,7 @@ async fn contact_opportunities(
 ) -> Response {
     let mut fixed = Map::new();
     fixed.insert("contact".into(), json!(contact));
-    respond(
-        s.queries
-            .answer(&account, "contact_opportunities", &body(params, fixed))
-            .await,
-    )
+    ask(&s, &account, "contact_opportunities", body(params, fixed)).await
 }
 
 async fn ready(State(s): State<HttpState>) -> Response {

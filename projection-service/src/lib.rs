@@ -108,6 +108,7 @@ pub async fn start_with<S: EventStore + Clone>(
         model: model.clone(),
         max_wait: config.max_wait(),
         ready: ready.clone(),
+        budget: queries::Budget::new(config.query_limits()),
     });
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -126,17 +127,14 @@ pub async fn start_with<S: EventStore + Clone>(
             ready: ready.clone(),
             metrics,
         },
-        config.max_request_bytes,
+        config.http_limits(),
     );
-    let http_stop = internal.clone();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the HTTP server failed");
-        }
-    });
+    let http = tokio::spawn(http::serve(
+        listener,
+        app,
+        config.http_limits(),
+        internal.clone(),
+    ));
     let caught_up = Duration::from_secs(config.startup_timeout_secs);
     if let Err(e) = model.catch_up(&store, caught_up).await {
         internal.cancel();

@@ -1,4 +1,8 @@
 //! Queries over NATS request-reply: a queue-group subscription on `{prefix}.query.*.*`.
+//!
+//! Each query is admitted into the shared [`Budget`](crate::queries::Budget) before a task is
+//! spawned for it: one that does not fit is answered `unavailable` from the loop at once, so a
+//! flood of queries costs neither tasks nor memory.
 
 use std::sync::Arc;
 
@@ -28,36 +32,53 @@ pub async fn serve(
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
+        if message.payload.len() > max_request_bytes {
+            let refused = failure(ErrorBody::new(
+                ErrorCode::RequestTooLarge,
+                format!(
+                    "the query has {} bytes; at most {max_request_bytes} are accepted",
+                    message.payload.len()
+                ),
+            ));
+            publish(&client, reply_to, refused).await;
+            continue;
+        }
+        let admitted = match queries.admit(message.payload.len()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                publish(&client, reply_to, refused.body).await;
+                continue;
+            }
+        };
         let (client, queries, prefix) = (client.clone(), queries.clone(), prefix.clone());
         tasks.spawn(async move {
-            let body = if message.payload.len() > max_request_bytes {
-                serde_json::to_vec(&QueryReply::<()>::failure(ErrorBody::new(
-                    ErrorCode::RequestTooLarge,
-                    format!(
-                        "the query has {} bytes; at most {max_request_bytes} are accepted",
-                        message.payload.len()
-                    ),
-                )))
-                .unwrap_or_default()
-            } else {
-                match subject::split(&prefix, "query", &message.subject) {
-                    Some((account, name)) => {
-                        queries.answer(account, name, &message.payload).await.body
-                    }
-                    None => serde_json::to_vec(&QueryReply::<()>::failure(ErrorBody::new(
-                        ErrorCode::UnknownCommand,
-                        "queries are sent to {prefix}.query.{account}.{query}",
-                    )))
-                    .unwrap_or_default(),
+            let body = match subject::split(&prefix, "query", &message.subject) {
+                Some((account, name)) => {
+                    queries
+                        .answer(admitted, account, name, &message.payload)
+                        .await
+                        .body
                 }
+                None => failure(ErrorBody::new(
+                    ErrorCode::UnknownCommand,
+                    "queries are sent to {prefix}.query.{account}.{query}",
+                )),
             };
-            if let Err(e) = client.publish(reply_to, body.into()).await {
-                tracing::warn!(error = %e, "cannot send a query reply");
-            }
+            publish(&client, reply_to, body).await;
         });
     }
     let _ = subscription.unsubscribe().await;
     tasks.close();
     tasks.wait().await;
     let _ = client.flush().await;
+}
+
+fn failure(error: ErrorBody) -> Vec<u8> {
+    serde_json::to_vec(&QueryReply::<()>::failure(error)).unwrap_or_default()
+}
+
+async fn publish(client: &async_nats::Client, to: async_nats::Subject, body: Vec<u8>) {
+    if let Err(e) = client.publish(to, body.into()).await {
+        tracing::warn!(error = %e, "cannot send a query reply");
+    }
 }

@@ -1,5 +1,5 @@
-//! Answering queries from the live model. NATS and HTTP both go through [`Queries::answer`], so
-//! they give the same answers.
+//! Answering queries from the live model. NATS and HTTP both go through [`Queries::admit`] and
+//! [`Queries::answer`], so they give the same answers and share one [`Budget`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,7 @@ use followers_shared::wire::{
 };
 use followers_store::LiveModel;
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The query side of the service.
 #[derive(Debug, Clone)]
@@ -27,6 +28,125 @@ pub struct Queries {
     /// False until the model has caught up with the history at start; until then every query
     /// is answered `unavailable` rather than from a partly loaded model.
     pub ready: Arc<AtomicBool>,
+    /// What the queries in flight may hold; beyond it, `unavailable`.
+    pub budget: Budget,
+}
+
+/// The bounds of one instance's query side, over NATS and HTTP together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Queries admitted and not yet answered.
+    pub in_flight: usize,
+    /// Of those, how many may wait for a `min_position` the model has not reached. Kept below
+    /// `in_flight`, so waiting queries can never take every place from immediate ones.
+    pub waiting: usize,
+    /// Request bytes the admitted queries hold together.
+    pub bytes: usize,
+}
+
+/// Why a query was not admitted. Each is answered `unavailable` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("too many queries in flight (at most {0}); retry later")]
+    InFlight(usize),
+    #[error(
+        "the queries in flight hold too many request bytes (at most {limit}, this one has {bytes}); retry later"
+    )]
+    Bytes { bytes: usize, limit: usize },
+    #[error(
+        "too many queries are waiting for their min_position (at most {0}); retry later, or ask without min_position for the current answer"
+    )]
+    Waiting(usize),
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::InFlight(_) => "in_flight",
+            Refusal::Bytes { .. } => "bytes",
+            Refusal::Waiting(_) => "waiting",
+        }
+    }
+
+    fn error(self) -> ErrorBody {
+        metrics::counter!("followers_queries_refused", "reason" => self.label()).increment(1);
+        ErrorBody::new(ErrorCode::Unavailable, self.to_string())
+    }
+}
+
+/// The shared budget of the queries in flight: a place per query, the bytes of its request, and
+/// a smaller share of places for queries that wait for their `min_position`. Nothing here
+/// waits: a query that does not fit is refused at once.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: QueryLimits,
+    in_flight: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+/// A query's place in the [`Budget`]: held until the query is answered, released on drop.
+#[derive(Debug)]
+pub struct Admission {
+    _place: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Budget {
+    /// A budget with `limits`, each brought within what a semaphore holds (at least 1).
+    pub fn new(limits: QueryLimits) -> Self {
+        let fit = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
+        let limits = QueryLimits {
+            in_flight: fit(limits.in_flight),
+            waiting: fit(limits.waiting),
+            bytes: fit(limits.bytes),
+        };
+        Self {
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.in_flight)),
+            waiting: Arc::new(Semaphore::new(limits.waiting)),
+            bytes: Arc::new(Semaphore::new(limits.bytes)),
+        }
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// Admits a query whose request holds `bytes`, or says why not.
+    pub fn admit(&self, bytes: usize) -> Result<Admission, Refusal> {
+        let place = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::InFlight(self.limits.in_flight))?;
+        let refused = Refusal::Bytes {
+            bytes,
+            limit: self.limits.bytes,
+        };
+        let held = match u32::try_from(bytes) {
+            Ok(0) => None,
+            Ok(n) => Some(
+                self.bytes
+                    .clone()
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| refused)?,
+            ),
+            Err(_) => return Err(refused),
+        };
+        Ok(Admission {
+            _place: place,
+            _bytes: held,
+        })
+    }
+
+    /// A place among the queries that wait for their `min_position`.
+    fn wait(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.waiting
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Waiting(self.limits.waiting))
+    }
 }
 
 fn malformed(msg: impl Into<String>) -> ErrorBody {
@@ -48,8 +168,23 @@ fn json<T: Serialize>(reply: &QueryReply<T>) -> Answer {
 }
 
 impl Queries {
-    /// Answers query `name` for `account` with a JSON body; always returns a JSON reply.
-    pub async fn answer(&self, account: &str, name: &str, body: &[u8]) -> Answer {
+    /// Admits a query whose request holds `bytes` into the shared budget, or answers it
+    /// `unavailable` at once. Call it before holding the request any longer than needed.
+    pub fn admit(&self, bytes: usize) -> Result<Admission, Answer> {
+        self.budget
+            .admit(bytes)
+            .map_err(|refusal| json(&QueryReply::<()>::failure(refusal.error())))
+    }
+
+    /// Answers query `name` for `account` with a JSON body; always returns a JSON reply. The
+    /// query's place in the budget is released when the answer is ready.
+    pub async fn answer(
+        &self,
+        admitted: Admission,
+        account: &str,
+        name: &str,
+        body: &[u8],
+    ) -> Answer {
         let started = Instant::now();
         let (label, reply) = match Query::parse(name, body) {
             Ok(q) => (q.name(), self.dispatch(account, q).await),
@@ -57,6 +192,7 @@ impl Queries {
         };
         metrics::histogram!("followers_query_seconds", "query" => label)
             .record(started.elapsed().as_secs_f64());
+        drop(admitted);
         reply
     }
 
@@ -87,19 +223,26 @@ impl Queries {
         }
     }
 
-    /// Waits for `min_position` if given, then answers under the read lock.
+    /// Waits for `min_position` if given and not reached yet (holding a place of the waiting
+    /// share, or refused `unavailable` when it is full), then answers under the read lock.
     async fn run<T>(
         &self,
         min: Option<Position>,
         f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
     ) -> QueryReply<T> {
-        if let Some(min) = min
-            && let Err(e) = self.model.wait_for(min, self.max_wait).await
-        {
-            return QueryReply::failure(ErrorBody::new(
-                ErrorCode::Timeout,
-                format!("{e}; retry, or ask without min_position for the current answer"),
-            ));
+        if let Some(min) = min.filter(|&min| self.model.position() < min) {
+            let waiting = match self.budget.wait() {
+                Ok(place) => place,
+                Err(refusal) => return QueryReply::failure(refusal.error()),
+            };
+            let reached = self.model.wait_for(min, self.max_wait).await;
+            drop(waiting);
+            if let Err(e) = reached {
+                return QueryReply::failure(ErrorBody::new(
+                    ErrorCode::Timeout,
+                    format!("{e}; retry, or ask without min_position for the current answer"),
+                ));
+            }
         }
         self.model.read(|m| match f(m) {
             Ok(answer) => QueryReply::answer(m.position(), answer),
