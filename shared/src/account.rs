@@ -133,7 +133,12 @@ pub fn decide(cmd: &Command, state: &AccountState) -> Result<Vec<Event>, DomainE
             let settings = change.apply_to(state.settings);
             (settings != state.settings).then_some(EventBody::SettingsChanged { settings })
         }
-        other => unreachable!("{} is not an account command", other.name()),
+        other => {
+            return Err(DomainError::NotForThisAggregate {
+                command: other.name(),
+                aggregate: "account",
+            });
+        }
     };
     Ok(cmd.meta.events(body.into_iter().collect()))
 }

@@ -116,6 +116,13 @@ pub enum DomainError {
          allow_different_owners"
     )]
     OwnersCoupled { contact_owner: String },
+    /// A command routed to an aggregate that does not decide it: a bug in the routing, never
+    /// the caller's doing. Nothing is appended; report it.
+    #[error("`{command}` is not a command of the {aggregate} aggregate")]
+    NotForThisAggregate {
+        command: &'static str,
+        aggregate: &'static str,
+    },
 }
 
 impl DomainError {
@@ -133,6 +140,7 @@ impl DomainError {
                 ErrorCode::AccessDenied
             }
             DomainError::OwnersCoupled { .. } => ErrorCode::OwnersCoupled,
+            DomainError::NotForThisAggregate { .. } => ErrorCode::Internal,
         }
     }
 }

@@ -157,121 +157,28 @@ pub fn decide(
     if !ctx.account.opened {
         return Err(DomainError::UnknownAccount(cmd.account.clone()));
     }
-    let how = AddedHow::for_actor(&cmd.meta.actor);
-    let mut bodies = Vec::new();
-    match &cmd.body {
+    let d = Decision {
+        cmd,
+        record,
+        state,
+        ctx,
+    };
+    let bodies = match &cmd.body {
         CommandBody::CreateContact {
             contact,
             owner,
             followers,
-        } => {
-            if state.created {
-                return Err(DomainError::RecordExists(record.clone()));
-            }
-            authorize_creator(cmd, record, ctx)?;
-            if let Some(owner) = owner {
-                ctx.account.require_active_member(&cmd.account, owner)?;
-            }
-            let followers = followers_to_add(cmd, record, state, ctx, followers)?;
-            bodies.push(EventBody::ContactCreated {
-                contact: contact.clone(),
-                owner: owner.clone(),
-            });
-            bodies.extend(added(record, followers, &how));
-        }
+        } => d.create_contact(contact, owner.as_ref(), followers)?,
         CommandBody::CreateOpportunity {
             opportunity,
             contact,
             owner,
             followers,
-        } => {
-            if state.created {
-                return Err(DomainError::RecordExists(record.clone()));
-            }
-            let contact_ref = RecordRef::Contact(contact.clone());
-            let Some(contact_state) = ctx.contact.filter(|c| c.created) else {
-                return Err(DomainError::UnknownRecord(contact_ref));
-            };
-            // Creating an opportunity under a contact edits that contact.
-            let contact_access = RecordAccess {
-                record: contact_state.holders(),
-                contact: None,
-            };
-            authorize(cmd, &contact_ref, Some(&contact_access), ctx, Action::Edit)?;
-            let owner = match owner {
-                // R6: defaults to the contact's owner.
-                None => contact_state.owner.clone(),
-                Some(o) => {
-                    ctx.account.require_active_member(&cmd.account, o)?;
-                    if ctx.account.settings.owners_coupled()
-                        && contact_state.owner.as_ref() != Some(o)
-                    {
-                        return Err(DomainError::OwnersCoupled {
-                            contact_owner: describe_owner(contact_state.owner.as_ref()),
-                        });
-                    }
-                    Some(o.clone())
-                }
-            };
-            let followers = followers_to_add(cmd, record, state, ctx, followers)?;
-            bodies.push(EventBody::OpportunityCreated {
-                opportunity: opportunity.clone(),
-                contact: contact.clone(),
-                owner,
-            });
-            bodies.extend(added(record, followers, &how));
-        }
-        CommandBody::ChangeOwner { owner, .. } => {
-            require_created(record, state)?;
-            let access = record_access(state, ctx);
-            authorize(cmd, record, Some(&access), ctx, Action::ChangeOwner)?;
-            if let Some(o) = owner {
-                ctx.account.require_active_member(&cmd.account, o)?;
-            }
-            if state.owner != *owner {
-                bodies.push(EventBody::OwnerChanged {
-                    record: record.clone(),
-                    from: state.owner.clone(),
-                    to: owner.clone(),
-                    coupled_with: None,
-                });
-            }
-        }
-        CommandBody::AddFollowers { users, .. } => {
-            require_created(record, state)?;
-            let access = record_access(state, ctx);
-            authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
-            let new = followers_to_add(cmd, record, state, ctx, users)?;
-            bodies.extend(added(record, new, &how));
-        }
-        CommandBody::RemoveFollowers { users, .. } => {
-            require_created(record, state)?;
-            let access = record_access(state, ctx);
-            authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
-            // R14: removing a non-follower is a no-op.
-            let gone: Vec<UserId> = distinct(users)
-                .into_iter()
-                .filter(|u| state.follows(u))
-                .collect();
-            if !gone.is_empty() {
-                bodies.push(EventBody::FollowersRemoved {
-                    record: record.clone(),
-                    users: gone,
-                    owner_sync_from: None,
-                });
-            }
-        }
-        CommandBody::AlignOwner { owner, with, .. } => {
-            require_created(record, state)?;
-            if state.owner != *owner {
-                bodies.push(EventBody::OwnerChanged {
-                    record: record.clone(),
-                    from: state.owner.clone(),
-                    to: owner.clone(),
-                    coupled_with: Some(with.clone()),
-                });
-            }
-        }
+        } => d.create_opportunity(opportunity, contact, owner.as_ref(), followers)?,
+        CommandBody::ChangeOwner { owner, .. } => d.change_owner(owner.as_ref())?,
+        CommandBody::AddFollowers { users, .. } => d.add_followers(users)?,
+        CommandBody::RemoveFollowers { users, .. } => d.remove_followers(users)?,
+        CommandBody::AlignOwner { owner, with, .. } => d.align_owner(owner.as_ref(), with)?,
         CommandBody::SyncFollower {
             user,
             action,
@@ -279,11 +186,180 @@ pub fn decide(
             ..
         } => {
             require_created(record, state)?;
-            bodies.extend(sync_follower(ctx, record, state, user, *action, trigger));
+            sync_follower(ctx, record, state, user, *action, trigger)
+                .into_iter()
+                .collect()
         }
-        other => unreachable!("{} is not a record command", other.name()),
-    }
+        other => {
+            return Err(DomainError::NotForThisAggregate {
+                command: other.name(),
+                aggregate: "record",
+            });
+        }
+    };
     Ok(cmd.meta.events(bodies))
+}
+
+/// One record decision: the command, its target and what it reads.
+struct Decision<'a> {
+    cmd: &'a Command,
+    record: &'a RecordRef,
+    state: &'a RecordState,
+    ctx: &'a Context<'a>,
+}
+
+impl Decision<'_> {
+    fn how(&self) -> AddedHow {
+        AddedHow::for_actor(&self.cmd.meta.actor)
+    }
+
+    /// R3, R11-R13, R16: a new contact with its owner and first followers.
+    fn create_contact(
+        &self,
+        contact: &ContactId,
+        owner: Option<&UserId>,
+        followers: &[UserId],
+    ) -> Result<Vec<EventBody>, DomainError> {
+        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
+        if state.created {
+            return Err(DomainError::RecordExists(record.clone()));
+        }
+        authorize_creator(cmd, record, ctx)?;
+        if let Some(owner) = owner {
+            ctx.account.require_active_member(&cmd.account, owner)?;
+        }
+        let followers = followers_to_add(cmd, record, state, ctx, followers)?;
+        let mut bodies = vec![EventBody::ContactCreated {
+            contact: contact.clone(),
+            owner: owner.cloned(),
+        }];
+        bodies.extend(added(record, followers, &self.how()));
+        Ok(bodies)
+    }
+
+    /// R4, R6, R7, R16: a new opportunity under an existing contact, which it edits.
+    fn create_opportunity(
+        &self,
+        opportunity: &crate::ids::OpportunityId,
+        contact: &ContactId,
+        owner: Option<&UserId>,
+        followers: &[UserId],
+    ) -> Result<Vec<EventBody>, DomainError> {
+        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
+        if state.created {
+            return Err(DomainError::RecordExists(record.clone()));
+        }
+        let contact_ref = RecordRef::Contact(contact.clone());
+        let Some(contact_state) = ctx.contact.filter(|c| c.created) else {
+            return Err(DomainError::UnknownRecord(contact_ref));
+        };
+        // Creating an opportunity under a contact edits that contact.
+        let contact_access = RecordAccess {
+            record: contact_state.holders(),
+            contact: None,
+        };
+        authorize(cmd, &contact_ref, Some(&contact_access), ctx, Action::Edit)?;
+        let owner = opportunity_owner(cmd, ctx, contact_state, owner)?;
+        let followers = followers_to_add(cmd, record, state, ctx, followers)?;
+        let mut bodies = vec![EventBody::OpportunityCreated {
+            opportunity: opportunity.clone(),
+            contact: contact.clone(),
+            owner,
+        }];
+        bodies.extend(added(record, followers, &self.how()));
+        Ok(bodies)
+    }
+
+    /// R4, R5: an admin, the owner, or a workflow or the system changes the owner.
+    fn change_owner(&self, owner: Option<&UserId>) -> Result<Vec<EventBody>, DomainError> {
+        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
+        require_created(record, state)?;
+        let access = record_access(state, ctx);
+        authorize(cmd, record, Some(&access), ctx, Action::ChangeOwner)?;
+        if let Some(o) = owner {
+            ctx.account.require_active_member(&cmd.account, o)?;
+        }
+        Ok(owner_change(record, state, owner, None))
+    }
+
+    /// R11-R13, R15: add followers, atomically, without repeating who already follows.
+    fn add_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
+        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
+        require_created(record, state)?;
+        let access = record_access(state, ctx);
+        authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+        let new = followers_to_add(cmd, record, state, ctx, users)?;
+        Ok(added(record, new, &self.how()).into_iter().collect())
+    }
+
+    /// R14, R15: remove followers; removing a non-follower is a no-op.
+    fn remove_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
+        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
+        require_created(record, state)?;
+        let access = record_access(state, ctx);
+        authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+        let gone: Vec<UserId> = distinct(users)
+            .into_iter()
+            .filter(|u| state.follows(u))
+            .collect();
+        Ok(if gone.is_empty() {
+            Vec::new()
+        } else {
+            vec![EventBody::FollowersRemoved {
+                record: record.clone(),
+                users: gone,
+                owner_sync_from: None,
+            }]
+        })
+    }
+
+    /// R7: the follower sync mirrors the linked record's new owner while owners are coupled,
+    /// even onto a user deactivated meanwhile (equal owners is the invariant).
+    fn align_owner(
+        &self,
+        owner: Option<&UserId>,
+        with: &RecordRef,
+    ) -> Result<Vec<EventBody>, DomainError> {
+        require_created(self.record, self.state)?;
+        Ok(owner_change(self.record, self.state, owner, Some(with)))
+    }
+}
+
+/// R6, R7: a new opportunity's owner: its contact's by default; another only when decoupled.
+fn opportunity_owner(
+    cmd: &Command,
+    ctx: &Context<'_>,
+    contact: &RecordState,
+    owner: Option<&UserId>,
+) -> Result<Option<UserId>, DomainError> {
+    let Some(o) = owner else {
+        return Ok(contact.owner.clone());
+    };
+    ctx.account.require_active_member(&cmd.account, o)?;
+    if ctx.account.settings.owners_coupled() && contact.owner.as_ref() != Some(o) {
+        return Err(DomainError::OwnersCoupled {
+            contact_owner: describe_owner(contact.owner.as_ref()),
+        });
+    }
+    Ok(Some(o.clone()))
+}
+
+/// An `owner_changed` event, or nothing when the owner is already `owner`.
+fn owner_change(
+    record: &RecordRef,
+    state: &RecordState,
+    owner: Option<&UserId>,
+    coupled_with: Option<&RecordRef>,
+) -> Vec<EventBody> {
+    if state.owner.as_ref() == owner {
+        return Vec::new();
+    }
+    vec![EventBody::OwnerChanged {
+        record: record.clone(),
+        from: state.owner.clone(),
+        to: owner.cloned(),
+        coupled_with: coupled_with.cloned(),
+    }]
 }
 
 /// R8-R10: the owner sync adds or removes one follower, or records why it did not.

@@ -56,16 +56,7 @@ struct Reactions<'a> {
 
 impl Reactions<'_> {
     fn push(&mut self, trigger: &Event, body: CommandBody) {
-        let purpose = match &body {
-            CommandBody::AlignOwner { record, .. } => format!("align:{record:?}"),
-            CommandBody::SyncFollower {
-                record,
-                user,
-                action,
-                ..
-            } => format!("sync:{record:?}:{user}:{action:?}"),
-            other => other.name().to_owned(),
-        };
+        let purpose = purpose(&body);
         self.commands.push(Command {
             account: self.account.clone(),
             meta: CommandMeta {
@@ -226,6 +217,30 @@ impl Reactions<'_> {
                 }
             }
         }
+    }
+}
+
+/// What a reaction does, as stable tokens: with the triggering event, it makes the reaction's
+/// command id. It must never change for a reaction already in some history, or re-running that
+/// reaction (after a crash, on another instance) would look new: so it is spelled out here, never
+/// taken from `Debug` output. (These are the strings the first version produced.)
+pub fn purpose(body: &CommandBody) -> String {
+    let record = |r: &RecordRef| format!("{}:{}", r.kind().as_str(), r.id());
+    match body {
+        CommandBody::AlignOwner { record: r, .. } => format!("align:{}", record(r)),
+        CommandBody::SyncFollower {
+            record: r,
+            user,
+            action,
+            ..
+        } => {
+            let action = match action {
+                SyncAction::Add => "Add",
+                SyncAction::Remove => "Remove",
+            };
+            format!("sync:{}:{user}:{action}", record(r))
+        }
+        other => other.name().to_owned(),
     }
 }
 

@@ -2787,6 +2787,33 @@ fn r24_the_model_remembers_every_stored_command_and_applies_a_commit_once() {
     assert_eq!(h.model, before, "a commit seen twice is applied once");
 }
 
+/// The follower sync's command ids are pinned: a reaction already in some history must get the
+/// same id when re-run by a later version, or it would be applied again.
+#[test]
+fn r24_sync_command_ids_never_change_between_versions() {
+    use followers_shared::event::SyncAction;
+    use followers_shared::ids::EventId;
+    let trigger = EventId(uuid::Uuid::from_u128(0x0192_f0a0_0000_7000_8000_0000_0000_0001));
+    let body = CommandBody::SyncFollower {
+        record: contact("c1"),
+        user: user("bob"),
+        action: SyncAction::Add,
+        trigger: opportunity("o1"),
+    };
+    let purpose = followers_shared::sync::purpose(&body);
+    assert_eq!(purpose, "sync:contact:c1:bob:Add");
+    assert_eq!(
+        CommandId::derive(trigger, &purpose).to_string(),
+        "a5baaef7-eb83-5ff4-a858-b2d9fb10370a"
+    );
+    let align = CommandBody::AlignOwner {
+        record: opportunity("o1"),
+        owner: None,
+        with: contact("c1"),
+    };
+    assert_eq!(followers_shared::sync::purpose(&align), "align:opportunity:o1");
+}
+
 #[test]
 fn r24_sync_reactions_are_derived_deterministically_so_a_retry_applies_once() {
     let mut h = coupled_account();
