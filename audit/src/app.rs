@@ -5,14 +5,16 @@ use std::io::{BufReader, BufWriter, Write};
 
 use followers_shared::store::{Position, StreamId};
 
-use crate::cli::{AtArgs, AuditCommand, Cli, ExportArgs, HistoryArgs, ImportArgs, VerifyArgs};
+use crate::cli::{
+    AtArgs, AuditCommand, Cli, ExportArgs, HistoryArgs, ImportArgs, KeygenArgs, VerifyArgs,
+};
 use crate::error::AuditError;
 use crate::progress::Progress;
 use crate::source::{self, Open, Range};
 use crate::state::{AtQuery, Moment, record_at};
 use crate::timeline::{Subject, timeline};
 use crate::transfer::{export, import};
-use crate::verify::{self, Options};
+use crate::verify::{self, HeadFound, Options, Signatures};
 use crate::{render, source::History};
 
 /// How a successful run ended.
@@ -29,6 +31,9 @@ pub enum Outcome {
 /// Runs `cli`, writing its answer to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
     let progress = Progress::new(cli.quiet);
+    if let AuditCommand::Keygen(args) = &cli.command {
+        return keygen_cmd(args, out).map(|()| Outcome::Done);
+    }
     let mode = match cli.command {
         AuditCommand::Import(_) => Open::CreateIfMissing,
         _ => Open::Existing,
@@ -51,9 +56,21 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
                 .as_deref()
                 .map(verify::load_snapshot)
                 .transpose()?;
+            let mut signatures = Signatures::load(&args.public_keys, HeadFound::NotKept)?;
+            if !signatures.verifier.is_empty() {
+                signatures.head = source::signed_head(&cli.store).await?;
+            }
             let history = source::read(&store, Range::ALL, &progress).await?;
-            return verify_cmd(&history, snapshot.as_ref(), &args, &progress, out);
+            return verify_cmd(
+                &history,
+                snapshot.as_ref(),
+                &signatures,
+                &args,
+                &progress,
+                out,
+            );
         }
+        AuditCommand::Keygen(_) => {}
     }
     Ok(Outcome::Done)
 }
@@ -174,6 +191,7 @@ async fn import_cmd(
 fn verify_cmd(
     history: &History,
     snapshot: Option<&followers_shared::read_model::Snapshot>,
+    signatures: &Signatures,
     args: &VerifyArgs,
     progress: &Progress,
     out: &mut dyn Write,
@@ -181,7 +199,7 @@ fn verify_cmd(
     let options = Options {
         allow_unsealed: args.allow_unsealed,
     };
-    let report = verify::verify(history, snapshot, options, progress);
+    let report = verify::verify_signed(history, snapshot, options, signatures, progress);
     if args.json {
         render::json_lines(std::slice::from_ref(&report), out)?;
     } else {
@@ -194,4 +212,55 @@ fn verify_cmd(
             first: p.message.clone(),
         },
     })
+}
+
+/// Writes a new key pair into `args.out`: the private key file readable by its owner only.
+fn keygen_cmd(args: &KeygenArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+    use followers_shared::signing::Signer;
+    let signer = Signer::generate(args.key_id.clone(), &mut rand_core::OsRng);
+    std::fs::create_dir_all(&args.out).map_err(AuditError::io(format!(
+        "cannot create {}",
+        args.out.display()
+    )))?;
+    let private = args.out.join(format!("{}.key", args.key_id));
+    let public = args.out.join(format!("{}.pub", args.key_id));
+    for path in [&private, &public] {
+        if path.exists() {
+            return Err(AuditError::KeyExists {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    write_new(&private, &signer.private_key_file(), true)?;
+    write_new(&public, &signer.public_key_file(), false)?;
+    writeln!(
+        out,
+        "key {}:\n  private: {} (give it to the command service: --signing-key-file; keep it secret)\n  public:  {} (for followers-audit verify and --public-key)",
+        args.key_id,
+        private.display(),
+        public.display()
+    )
+    .map_err(AuditError::io("cannot write the output"))
+}
+
+/// Creates `path` (never overwriting), private files with mode 0600 on Unix, and syncs it.
+fn write_new(path: &std::path::Path, content: &str, private: bool) -> Result<(), AuditError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let fail = || AuditError::io(format!("cannot write {}", path.display()));
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => AuditError::KeyExists {
+            path: path.display().to_string(),
+        },
+        _ => fail()(e),
+    })?;
+    file.write_all(content.as_bytes()).map_err(fail())?;
+    file.sync_all().map_err(fail())
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use followers_shared::ids::{AccountId, ContactId, OpportunityId, UserId};
 use followers_shared::model::RecordRef;
+use followers_shared::signing::KeyId;
 use followers_store::StoreArgs;
 
 /// Answers from the history alone: what happened to a record, who did it, why, and who could do
@@ -34,6 +35,9 @@ pub enum AuditCommand {
     Import(ImportArgs),
     /// Checks that the history is whole and untampered, and that replaying it is consistent.
     Verify(VerifyArgs),
+    /// Writes a new signing key pair: `<id>.key` (private, for the command service) and
+    /// `<id>.pub` (public, for verify and the services' --public-key). Needs no store.
+    Keygen(KeygenArgs),
 }
 
 /// Which record.
@@ -126,7 +130,28 @@ pub struct VerifyArgs {
     /// Accept commits without a chain value (written before chains existed).
     #[arg(long)]
     pub allow_unsealed: bool,
+    /// Check every commit's signature, and the signed head, against this public key file
+    /// (repeatable, one per key id; in the environment, comma-separated). Without any, signatures
+    /// are not checked.
+    #[arg(
+        long = "public-key",
+        env = "FOLLOWERS_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    pub public_keys: Vec<PathBuf>,
     /// JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// The new key's id, stored with every signature it makes: 1 to 64 ASCII letters, digits,
+    /// `_`, `-` or `.`, e.g. `2026-01`. Give each key its own.
+    #[arg(long)]
+    pub key_id: KeyId,
+    /// The directory to write `<id>.key` and `<id>.pub` into (created if missing). Existing
+    /// files are never overwritten.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -50,6 +50,12 @@ pub enum AuditError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Keys(#[from] followers_shared::signing::KeyFileError),
+    #[error(
+        "{path} already exists; keygen never overwrites a key file (choose another --key-id or --out)"
+    )]
+    KeyExists { path: String },
 }
 
 impl From<StoreError> for AuditError {

@@ -1,11 +1,12 @@
 //! The audit tool's library: answers from the history alone (R22, R23).
 //!
-//! - [`cli`]: the command line (`history`, `at`, `export`, `import`, `verify`).
+//! - [`cli`]: the command line (`history`, `at`, `export`, `import`, `verify`, `keygen`).
 //! - [`source`]: opening the event store and reading (a range of) the history.
 //! - [`timeline`]: what happened to a record, or what a user did or was given.
 //! - [`state`]: a record at a past time or position: owner, followers and access.
 //! - [`transfer`]: export as JSON lines and import into another store.
-//! - [`verify`]: the hash chains, replay consistency and the projection's snapshot.
+//! - [`verify`]: the hash chains, signatures and the signed head, replay consistency and the
+//!   projection's snapshot.
 //! - [`render`]: tables for people, JSON lines for programs.
 //! - [`progress`]: a progress bar on a terminal, nothing otherwise.
 //! - [`app`]: runs one parsed command line.

@@ -174,6 +174,36 @@ pub fn report_text(r: &Report, out: &mut dyn Write) -> Result<(), AuditError> {
     if let Some(p) = r.snapshot_position {
         writeln!(out, "compared with the snapshot at position {}", p.0).map_err(write_err)?;
     }
+    if r.signatures_checked {
+        let by: Vec<String> = r
+            .signed_by
+            .iter()
+            .map(|(key, n)| format!("{n} by key {key}"))
+            .collect();
+        let by = if by.is_empty() {
+            "none".to_owned()
+        } else {
+            by.join(", ")
+        };
+        writeln!(out, "signatures checked: {by}").map_err(write_err)?;
+        if let Some(h) = &r.signed_head {
+            writeln!(
+                out,
+                "compared with the signed head at position {} ({} streams, key {}, written {})",
+                h.position.0,
+                h.streams,
+                h.key_id,
+                h.at.to_rfc3339()
+            )
+            .map_err(write_err)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "signatures not checked (give the command service's public keys with --public-key)"
+        )
+        .map_err(write_err)?;
+    }
     if r.ok() {
         writeln!(
             out,

@@ -8,6 +8,8 @@ use futures::StreamExt;
 
 use crate::error::AuditError;
 use crate::progress::Progress;
+use crate::verify::HeadFound;
+use followers_shared::signing::{SIGNED_HEAD_KEY, SignedHead};
 
 /// How long reading may wait for the next commit before the store counts as unreachable.
 const READ_STALL: Duration = Duration::from_secs(30);
@@ -172,4 +174,38 @@ pub async fn read<S: EventStore>(
     }
     progress.finish();
     Ok(history)
+}
+
+/// The command service's signed head, where the store keeps one (JetStream: the checkpoint
+/// bucket `<stream>_checkpoints`, key `signed-head`).
+pub async fn signed_head(args: &StoreArgs) -> Result<HeadFound, AuditError> {
+    if args.backend != Backend::Jetstream {
+        return Ok(HeadFound::NotKept);
+    }
+    let client = connect_nats(args).await?;
+    let js = async_nats::jetstream::new(client);
+    let bucket = format!("{}_checkpoints", args.stream);
+    let store = match js.get_key_value(&bucket).await {
+        Ok(store) => store,
+        Err(e) => {
+            return Ok(HeadFound::Missing(format!(
+                "there is no checkpoint bucket {bucket} to hold the signed head ({e})"
+            )));
+        }
+    };
+    let value = store
+        .get(SIGNED_HEAD_KEY)
+        .await
+        .map_err(|e| AuditError::Unreachable(format!("the signed head in {bucket}: {e}")))?;
+    Ok(match value {
+        None => HeadFound::Missing(format!(
+            "the checkpoint bucket {bucket} holds no signed head (key `{SIGNED_HEAD_KEY}`)"
+        )),
+        Some(bytes) => match SignedHead::decode(&bytes) {
+            Ok(head) => HeadFound::Found(head),
+            Err(e) => {
+                HeadFound::Missing(format!("the signed head in {bucket} cannot be read: {e}"))
+            }
+        },
+    })
 }

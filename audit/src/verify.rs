@@ -8,11 +8,19 @@
 //!   midpoint give the same model.
 //! - With the projection service's snapshot: replaying up to its position gives exactly it
 //!   (chain values included, so a commit removed from the end of a stream is caught too).
+//! - With public keys ([`Signatures`]): every commit is signed by a configured key and links to
+//!   the last accepted commit of its stream ([`Verifier::admit`], the rule the services apply
+//!   with `--require-signatures`), and the command service's signed head matches the accepted
+//!   history up to its position, so a commit removed from the end of a stream is caught.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use followers_shared::read_model::{ReadModel, SNAPSHOT_FORMAT, Snapshot};
+use followers_shared::signing::{
+    KeyFileError, KeyId, SignatureError, SignedHead, StreamHeads, Verifier,
+};
 use followers_shared::store::{Position, StreamId, Version};
 use serde::Serialize;
 
@@ -32,6 +40,20 @@ pub enum ProblemKind {
     ReplayInconsistent,
     SnapshotAhead,
     SnapshotDiffers,
+    /// No signature, with public keys given.
+    Unsigned,
+    /// Signed by a key that is not among the public keys given.
+    UnknownKey,
+    /// A signature that does not verify: forged, or the commit was altered.
+    BadSignature,
+    /// The store keeps no signed head (the command service wrote none, or it was deleted).
+    HeadMissing,
+    /// The signed head cannot be read, or its signature does not verify.
+    HeadUnverified,
+    /// The signed head is beyond the history's end: commits were removed from the end.
+    HeadAhead,
+    /// The history up to the signed head's position does not match its digest.
+    HeadDiffers,
 }
 
 /// One thing found wrong.
@@ -55,7 +77,59 @@ pub struct Report {
     /// The snapshot compared, if any, by its position.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_position: Option<Position>,
+    /// Whether signatures were checked (public keys were given).
+    pub signatures_checked: bool,
+    /// Commits with a valid signature, by the key that made it (only when checked).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub signed_by: BTreeMap<KeyId, usize>,
+    /// The signed head compared, if one was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_head: Option<HeadSummary>,
     pub problems: Vec<Problem>,
+}
+
+/// The signed head a verification compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeadSummary {
+    pub position: Position,
+    pub at: DateTime<Utc>,
+    pub key_id: String,
+    pub streams: u64,
+}
+
+/// What the store holds for a signed head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HeadFound {
+    /// The store keeps none (EventStoreDB); not a problem.
+    #[default]
+    NotKept,
+    /// It should, but there is none or it cannot be read: why, as a sentence.
+    Missing(String),
+    Found(SignedHead),
+}
+
+/// The public keys to check signatures with, and the signed head to compare with.
+#[derive(Debug, Clone, Default)]
+pub struct Signatures {
+    /// Empty: signatures are not checked (nor is the signed head).
+    pub verifier: Verifier,
+    pub head: HeadFound,
+}
+
+impl Signatures {
+    /// The public key files `paths` (empty: nothing is checked).
+    pub fn load(paths: &[PathBuf], head: HeadFound) -> Result<Self, KeyFileError> {
+        let verifier = Verifier::from_public_key_files(
+            paths
+                .iter()
+                .map(|p| (p.as_path(), std::fs::read_to_string(p))),
+        )?;
+        Ok(Self { verifier, head })
+    }
+
+    fn checked(&self) -> bool {
+        !self.verifier.is_empty()
+    }
 }
 
 impl Report {
@@ -75,15 +149,29 @@ pub struct Options {
     pub allow_unsealed: bool,
 }
 
-/// Verifies the whole `history`, and compares it with `snapshot` if given.
+/// Verifies the whole `history`, and compares it with `snapshot` if given. Signatures are not
+/// checked ([`verify_signed`] does).
 pub fn verify(
     history: &History,
     snapshot: Option<&Snapshot>,
     options: Options,
     progress: &Progress,
 ) -> Report {
+    verify_signed(history, snapshot, options, &Signatures::default(), progress)
+}
+
+/// [`verify`], and with public keys in `signatures`: every commit's signature, and the signed
+/// head.
+pub fn verify_signed(
+    history: &History,
+    snapshot: Option<&Snapshot>,
+    options: Options,
+    signatures: &Signatures,
+    progress: &Progress,
+) -> Report {
     let mut report = Report {
         commits: history.commits.len(),
+        signatures_checked: signatures.checked(),
         ..Report::default()
     };
     for u in &history.unreadable {
@@ -97,7 +185,10 @@ pub fn verify(
             ),
         });
     }
-    check_chains(history, options, &mut report, progress);
+    let accepted = check_chains(history, options, signatures, &mut report, progress);
+    if signatures.checked() {
+        check_head(history, &accepted, signatures, &mut report);
+    }
     check_replay(history, &mut report);
     if let Some(s) = snapshot {
         check_snapshot(history, s, &mut report);
@@ -105,11 +196,28 @@ pub fn verify(
     report
 }
 
-fn check_chains(history: &History, options: Options, report: &mut Report, progress: &Progress) {
+/// Checks versions, chains and (with keys) signatures; returns which commits are accepted: all
+/// without keys, otherwise the signed ones that follow from their predecessor (as
+/// [`Verifier::admit`] decides for a service).
+fn check_chains(
+    history: &History,
+    options: Options,
+    signatures: &Signatures,
+    report: &mut Report,
+    progress: &Progress,
+) -> Vec<bool> {
     progress.start("chains", history.commits.len() as u64);
+    let checking = signatures.checked();
+    let mut accepted = Vec::with_capacity(history.commits.len());
+    // Per stream: the last commit's version and chain value, and the last accepted commit's
+    // chain value. A commit may follow either: a service with --require-signatures builds on
+    // the last accepted commit, one without it on whatever came last. So a commit refused for
+    // its signature is reported once, not again at every commit after it.
     let mut last: HashMap<&StreamId, (Version, Option<&str>)> = HashMap::new();
+    let mut last_accepted: HashMap<&StreamId, Option<&str>> = HashMap::new();
     for c in &history.commits {
         let previous = last.get(&c.stream).copied();
+        let accepted_chain = last_accepted.get(&c.stream).copied().flatten();
         let problem = |kind, message: String| Problem {
             kind,
             position: Some(c.position),
@@ -128,6 +236,7 @@ fn check_chains(history: &History, options: Options, report: &mut Report, progre
             ));
         }
         let prev_chain = previous.and_then(|p| p.1);
+        let mut chain_ok = false;
         match &c.commit.chain {
             None => {
                 if !options.allow_unsealed {
@@ -142,22 +251,140 @@ fn check_chains(history: &History, options: Options, report: &mut Report, progre
             }
             Some(_) => {
                 report.sealed += 1;
-                if !c.commit.seals(prev_chain) {
+                chain_ok =
+                    c.commit.seals(prev_chain) || (checking && c.commit.seals(accepted_chain));
+                if !chain_ok {
                     report.problems.push(problem(
                         ProblemKind::ChainBroken,
                         format!(
-                            "commit #{} of {} does not match its chain value: it was altered, or a commit before it was removed or inserted",
+                            "commit #{} of {} does not match its chain value: it was altered, reordered, or a commit before it was removed or inserted",
                             c.position.0, c.stream
                         ),
                     ));
                 }
             }
         }
+        let signed_ok = if checking {
+            match signatures.verifier.verify(c) {
+                Ok(key) => {
+                    *report.signed_by.entry(key).or_default() += 1;
+                    true
+                }
+                Err(e) => {
+                    let (kind, why) = match &e {
+                        SignatureError::UnknownKey { key_id } => (
+                            ProblemKind::UnknownKey,
+                            format!("is signed with key `{key_id}`, which is not among the public keys given"),
+                        ),
+                        SignatureError::Malformed { key_id, .. }
+                        | SignatureError::Invalid { key_id, .. } => (
+                            ProblemKind::BadSignature,
+                            format!("has a signature that does not verify with key `{key_id}`: it was forged, or altered after signing"),
+                        ),
+                        SignatureError::Unsealed
+                        | SignatureError::Unsigned
+                        | SignatureError::ChainBroken => (
+                            ProblemKind::Unsigned,
+                            "is not signed: the command service (with its signing key) did not write it"
+                                .to_owned(),
+                        ),
+                    };
+                    report.problems.push(problem(
+                        kind,
+                        format!("commit #{} of {} {why}", c.position.0, c.stream),
+                    ));
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        let ok = chain_ok && signed_ok;
+        accepted.push(!checking || ok);
+        if !checking || ok {
+            last_accepted.insert(&c.stream, c.commit.chain.as_deref());
+        }
         last.insert(&c.stream, (c.version, c.commit.chain.as_deref()));
         progress.inc();
     }
     progress.finish();
     report.streams = last.len();
+    accepted
+}
+
+/// Compares the accepted history with the command service's signed head.
+fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, report: &mut Report) {
+    let head = match &signatures.head {
+        HeadFound::NotKept => return,
+        HeadFound::Missing(why) => {
+            report.problems.push(Problem {
+                kind: ProblemKind::HeadMissing,
+                position: None,
+                stream: None,
+                message: format!(
+                    "{why}: a commit removed from the end of a stream cannot be detected without it"
+                ),
+            });
+            return;
+        }
+        HeadFound::Found(head) => head,
+    };
+    report.signed_head = Some(HeadSummary {
+        position: head.position,
+        at: head.at,
+        key_id: head.key_id.clone(),
+        streams: head.streams,
+    });
+    let problem = |kind, message| Problem {
+        kind,
+        position: Some(head.position),
+        stream: None,
+        message,
+    };
+    if let Err(e) = signatures.verifier.verify_head(head) {
+        report.problems.push(problem(
+            ProblemKind::HeadUnverified,
+            format!(
+                "the signed head at position {} cannot be trusted: {e}",
+                head.position.0
+            ),
+        ));
+        return;
+    }
+    if head.position > history.head {
+        report.problems.push(problem(
+            ProblemKind::HeadAhead,
+            format!(
+                "the signed head of {} is at position {} but the history ends at {}: commits were removed from the end",
+                head.at.to_rfc3339(),
+                head.position.0,
+                history.head.0
+            ),
+        ));
+        return;
+    }
+    let mut model = ReadModel::new();
+    for (c, _) in history
+        .commits
+        .iter()
+        .zip(accepted)
+        .filter(|(c, ok)| **ok && c.position <= head.position)
+    {
+        model.apply(c);
+    }
+    let ours = StreamHeads::collect(&model).digest();
+    if ours.digest != head.digest || ours.streams != head.streams {
+        report.problems.push(problem(
+            ProblemKind::HeadDiffers,
+            format!(
+                "the history up to position {} does not match the signed head of {} ({} streams here, {} signed): a commit at or before it was removed or altered, or a service applied a commit listed above",
+                head.position.0,
+                head.at.to_rfc3339(),
+                ours.streams,
+                head.streams
+            ),
+        ));
+    }
 }
 
 /// Replays everything at once, and again through a snapshot at the midpoint.
@@ -197,7 +424,9 @@ fn check_replay(history: &History, report: &mut Report) {
     for u in history.unreadable.iter().filter(|u| u.position > middle) {
         resumed.skip_to(u.position);
     }
-    if resumed.to_snapshot() != whole.to_snapshot() {
+    // The states and where they stand; derived fields (a digest of the JSON) are not compared.
+    let (resumed, whole) = (resumed.to_snapshot(), whole.to_snapshot());
+    if resumed.position != whole.position || resumed.accounts != whole.accounts {
         report.problems.push(Problem {
             kind: ProblemKind::ReplayInconsistent,
             position: Some(middle),

@@ -254,3 +254,89 @@ fn verify_fails_with_its_own_exit_code_on_an_altered_commit() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("verification failed"), "{err}");
 }
+
+#[test]
+fn keygen_writes_a_key_pair_once_and_never_overwrites_it() {
+    use followers_shared::signing::{Signer, Verifier};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys");
+    let out_arg = out.to_str().unwrap();
+    // No store is needed: nothing listens on this port.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let o = audit(&url, &["keygen", "--key-id", "2026-01", "--out", out_arg]);
+    assert!(o.status.success(), "{o:?}");
+    let (private, public) = (out.join("2026-01.key"), out.join("2026-01.pub"));
+    assert!(stdout(&o).contains("2026-01.key"), "{o:?}");
+
+    let signer = Signer::from_private_key_file(&private, std::fs::read_to_string(&private))
+        .expect("the private key file is read back");
+    assert_eq!(signer.key_id().as_str(), "2026-01");
+    let mut verifier = Verifier::new();
+    verifier
+        .add_public_key_file(&public, std::fs::read_to_string(&public))
+        .expect("the public key file is read back");
+    let mut expected = Verifier::new();
+    expected.trust_signer(&signer).unwrap();
+    assert_eq!(
+        verifier, expected,
+        "the public key belongs to the private one"
+    );
+    assert!(
+        !std::fs::read_to_string(&public)
+            .unwrap()
+            .contains("private_key")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private key is readable by its owner only"
+        );
+    }
+
+    // Never overwritten: the second run fails with one sentence and leaves the key alone.
+    let before = std::fs::read_to_string(&private).unwrap();
+    let o = audit(&url, &["keygen", "--key-id", "2026-01", "--out", out_arg]);
+    assert!(error_line(&o).contains("already exists"), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&private).unwrap(), before);
+
+    // A key id outside the alphabet is bad usage.
+    let o = audit(&url, &["keygen", "--key-id", "a b", "--out", out_arg]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+#[test]
+fn verify_with_a_public_key_refuses_unsigned_commits() {
+    let port = free_port();
+    let _server = start_nats(port);
+    let url = format!("nats://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.jsonl");
+    std::fs::write(&file, exported_lines()).unwrap();
+    assert!(
+        audit(&url, &["import", "-i", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let keys = dir.path().to_str().unwrap();
+    assert!(
+        audit(&url, &["keygen", "--key-id", "k1", "--out", keys])
+            .status
+            .success()
+    );
+    // Chains whole, so without keys it verifies; with the key, neither commit is signed.
+    assert!(audit(&url, &["verify"]).status.success());
+    let public = dir.path().join("k1.pub");
+    let o = audit(&url, &["verify", "--public-key", public.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(stdout(&o).matches("problem (unsigned)").count(), 2, "{o:?}");
+    // The import wrote no signed head: without it a removed last commit would go unseen.
+    assert!(stdout(&o).contains("problem (head_missing)"), "{o:?}");
+    // A private key given as a public one is an error, not a verdict.
+    let private = dir.path().join("k1.key");
+    let o = audit(&url, &["verify", "--public-key", private.to_str().unwrap()]);
+    assert!(error_line(&o).contains("holds a private key"), "{o:?}");
+}

@@ -1,12 +1,15 @@
 //! The command service's configuration: one typed struct, from flags with environment fallbacks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use followers_shared::signing::{KeyFileError, Signer, Verifier};
 use followers_store::StoreArgs;
 
 /// Serves followers commands over NATS request-reply and runs the follower sync.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "command-service", version)]
+#[command(group(clap::ArgGroup::new("keys").multiple(true).args(["signing_key_file", "public_keys"])))]
 pub struct Config {
     #[command(flatten)]
     pub store: StoreArgs,
@@ -38,10 +41,64 @@ pub struct Config {
     /// How long start-up may take to load the history.
     #[arg(long, env = "FOLLOWERS_STARTUP_TIMEOUT_SECS", default_value_t = 300)]
     pub startup_timeout_secs: u64,
+    /// Sign every commit, and the history's head, with this private key file (written by
+    /// `followers-audit keygen`). Without it, commits are written unsigned.
+    #[arg(long, env = "FOLLOWERS_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Apply only commits signed by a configured key (the signing key's own, and each
+    /// --public-key); refused ones are logged and stepped over.
+    #[arg(long, env = "FOLLOWERS_REQUIRE_SIGNATURES", requires = "keys")]
+    pub require_signatures: bool,
+    /// A public key file whose signatures --require-signatures accepts (repeatable; in the
+    /// environment, comma-separated): keys of other instances, or rotated-out keys.
+    #[arg(
+        long = "public-key",
+        env = "FOLLOWERS_PUBLIC_KEYS",
+        value_delimiter = ',',
+        requires = "require_signatures"
+    )]
+    pub public_keys: Vec<PathBuf>,
+    /// Seconds between signed heads written to the checkpoint bucket (also at start and on
+    /// shutdown); only with --signing-key-file, on JetStream.
+    #[arg(long, env = "FOLLOWERS_SIGNED_HEAD_EVERY_SECS", default_value_t = 60)]
+    pub signed_head_every_secs: u64,
 }
 
 impl Config {
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_secs(self.startup_timeout_secs)
+    }
+
+    /// The signer of --signing-key-file, if given.
+    pub fn signer(&self) -> Result<Option<Signer>, KeyFileError> {
+        self.signing_key_file
+            .as_deref()
+            .map(|path| Signer::from_private_key_file(path, std::fs::read_to_string(path)))
+            .transpose()
+    }
+
+    /// With --require-signatures: a verifier of `signer`'s key and each --public-key.
+    pub fn verifier(&self, signer: Option<&Signer>) -> Result<Option<Verifier>, KeyFileError> {
+        if !self.require_signatures {
+            if signer.is_some() {
+                tracing::warn!(
+                    "signing without --require-signatures: commits in the history that are not ours are applied, and what we sign next builds on them"
+                );
+            }
+            return Ok(None);
+        }
+        let mut verifier = Verifier::from_public_key_files(
+            self.public_keys
+                .iter()
+                .map(|path| (path.as_path(), std::fs::read_to_string(path))),
+        )?;
+        if let Some(signer) = signer {
+            verifier.trust_signer(signer)?;
+        }
+        Ok(Some(verifier))
+    }
+
+    pub fn signed_head_every(&self) -> Duration {
+        Duration::from_secs(self.signed_head_every_secs.max(1))
     }
 }

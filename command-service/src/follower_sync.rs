@@ -120,6 +120,10 @@ async fn react<S: EventStore>(
             return false;
         }
     }
+    // A commit the model refused for its signature (`--require-signatures`) causes nothing.
+    if model.refused_at(commit.position) {
+        return true;
+    }
     let commands = model.read(|m| sync::reactions(m, commit, Utc::now()));
     for cmd in commands {
         loop {

@@ -31,6 +31,8 @@ pub struct Handler<S> {
     hasher: RandomState,
     replies: Mutex<ReplyCache>,
     conflict_retries: u32,
+    /// Signs every commit when the service has a signing key (`--signing-key-file`).
+    signer: Option<followers_shared::signing::Signer>,
 }
 
 impl<S: EventStore> Handler<S> {
@@ -44,7 +46,14 @@ impl<S: EventStore> Handler<S> {
             hasher: RandomState::new(),
             replies: Mutex::new(ReplyCache::new(reply_cache)),
             conflict_retries,
+            signer: None,
         }
+    }
+
+    /// Signs every commit with `signer` (none: commits are sealed, unsigned).
+    pub fn with_signer(mut self, signer: Option<followers_shared::signing::Signer>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// Handles one command and returns its reply. Never panics on any command.
@@ -108,7 +117,15 @@ impl<S: EventStore> Handler<S> {
             let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
                 return self.remember(cmd, CommandReply::success(cmd, Vec::new(), position));
             };
-            let commit = Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref());
+            let commit = match &self.signer {
+                Some(signer) => signer.seal(
+                    &stream,
+                    cmd.meta.command_id,
+                    decision.events,
+                    chain.as_deref(),
+                ),
+                None => Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref()),
+            };
             match self.store.append(&stream, decision.expected, &commit).await {
                 Ok(appended) => {
                     // Reply only once our own model shows the commit, so that the next command

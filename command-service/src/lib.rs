@@ -4,6 +4,7 @@
 //! - [`handler`]: one command: decide, append with optimistic concurrency, recognise retries.
 //! - [`server`]: the NATS request-reply loop with its limits and clean shutdown.
 //! - [`follower_sync`]: the process that reacts to owner changes (R7-R10).
+//! - [`signed_head`]: the signed head of the history, for `followers-audit verify`.
 //!
 //! Start-up loads the whole history into a live model before taking commands, so every decision
 //! is made against the current state; the model then follows the history as it grows.
@@ -13,6 +14,7 @@ pub mod follower_sync;
 pub mod handler;
 mod reply_cache;
 pub mod server;
+pub mod signed_head;
 
 use std::sync::Arc;
 
@@ -36,6 +38,10 @@ pub enum StartError {
     CatchUp(#[from] CatchUpError),
     #[error("cannot subscribe to commands: {0}")]
     Subscribe(String),
+    #[error(transparent)]
+    Keys(#[from] followers_shared::signing::KeyFileError),
+    #[error(transparent)]
+    HeadBucket(#[from] signed_head::BucketError),
 }
 
 /// A started command service.
@@ -60,7 +66,10 @@ pub async fn start_with<S: EventStore + Clone>(
 ) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let internal = CancellationToken::new();
-    let model = LiveModel::new(ReadModel::tracking_commands());
+    let signer = config.signer()?;
+    let verifier = config.verifier(signer.as_ref())?;
+    let head_bucket = signed_head::bucket(&client, &config, signer.is_some()).await?;
+    let model = LiveModel::new(ReadModel::tracking_commands()).with_verifier(verifier);
     let follower = {
         let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
         tokio::spawn(async move { model.follow(store, stop).await })
@@ -74,12 +83,15 @@ pub async fn start_with<S: EventStore + Clone>(
         }
     };
     tracing::info!(position = head.0, "history loaded");
-    let handler = Arc::new(Handler::new(
-        store.clone(),
-        model.clone(),
-        config.conflict_retries,
-        config.reply_cache,
-    ));
+    let handler = Arc::new(
+        Handler::new(
+            store.clone(),
+            model.clone(),
+            config.conflict_retries,
+            config.reply_cache,
+        )
+        .with_signer(signer.clone()),
+    );
     let sync = config.follower_sync.then(|| {
         let (store, model, handler, stop) = (
             store.clone(),
@@ -104,6 +116,12 @@ pub async fn start_with<S: EventStore + Clone>(
         internal.cancel();
         return Err(StartError::Subscribe(e.to_string()));
     }
+    // After subscribing, so that its first write (a JetStream publish) cannot hold up the
+    // subscription on the connection.
+    let heads = signer.zip(head_bucket).map(|(signer, bucket)| {
+        let (model, stop, every) = (model.clone(), internal.clone(), config.signed_head_every());
+        tokio::spawn(signed_head::run(bucket, model, signer, every, stop))
+    });
     // The readiness signal: the history is loaded and commands are being taken.
     tracing::info!(position = head.0, %subject, queue = %config.queue_group, "command-service ready");
     let options = ServeOptions {
@@ -118,6 +136,9 @@ pub async fn start_with<S: EventStore + Clone>(
         internal.cancel();
         if let Some(sync) = sync {
             let _ = sync.await;
+        }
+        if let Some(heads) = heads {
+            let _ = heads.await;
         }
         let _ = follower.await;
         tracing::info!("command service stopped");

@@ -99,6 +99,19 @@ pub struct Config {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub http_max_connections: usize,
+    /// Apply only commits signed by one of the --public-key keys; others are logged, counted
+    /// (`followers_commits_refused`) and stepped over.
+    #[arg(long, env = "FOLLOWERS_REQUIRE_SIGNATURES", requires = "public_keys")]
+    pub require_signatures: bool,
+    /// A public key file of the command service (repeatable; in the environment,
+    /// comma-separated), for --require-signatures.
+    #[arg(
+        long = "public-key",
+        env = "FOLLOWERS_PUBLIC_KEYS",
+        value_delimiter = ',',
+        requires = "require_signatures"
+    )]
+    pub public_keys: Vec<PathBuf>,
 }
 
 impl Config {
@@ -128,5 +141,21 @@ impl Config {
             max_connections: self.http_max_connections,
             max_request_bytes: self.max_request_bytes,
         }
+    }
+
+    /// With --require-signatures: a verifier of the --public-key files.
+    pub fn verifier(
+        &self,
+    ) -> Result<Option<followers_shared::signing::Verifier>, followers_shared::signing::KeyFileError>
+    {
+        if !self.require_signatures {
+            return Ok(None);
+        }
+        followers_shared::signing::Verifier::from_public_key_files(
+            self.public_keys
+                .iter()
+                .map(|path| (path.as_path(), std::fs::read_to_string(path))),
+        )
+        .map(Some)
     }
 }

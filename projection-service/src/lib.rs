@@ -43,6 +43,8 @@ pub enum StartError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    #[error(transparent)]
+    Keys(#[from] followers_shared::signing::KeyFileError),
 }
 
 /// A started projection service.
@@ -98,6 +100,8 @@ pub async fn start_with<S: EventStore + Clone>(
         })
         .unwrap_or_default();
     let model = LiveModel::new(initial);
+    // --require-signatures: commits not signed by a configured key are refused, not applied.
+    let model = model.with_verifier(config.verifier()?);
     let internal = CancellationToken::new();
     let follower = {
         let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
@@ -193,6 +197,7 @@ async fn watch_lag<S: EventStore>(store: S, model: LiveModel, stop: Cancellation
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        metrics::gauge!("followers_commits_refused").set(model.refused() as f64);
         if let Ok(head) = store.head().await {
             let lag = head.0.saturating_sub(model.position().0);
             metrics::gauge!("followers_lag_commits").set(lag as f64);

@@ -9,6 +9,7 @@
 //! - [`decision`]: routes a command to its decider with context from the read model.
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
+//! - [`signing`]: Ed25519 signatures of commits and of the history's head.
 //! - [`wire`]: the JSON contract of commands, replies and queries, and the subjects.
 //! - [`error`]: stable error codes (R24).
 
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod model;
 pub mod read_model;
 pub mod record;
+pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod wire;

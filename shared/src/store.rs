@@ -150,6 +150,10 @@ pub struct Commit {
     /// `None` for commits written without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
+    /// The command service's Ed25519 signature over the commit's stream, command id and chain
+    /// value ([`crate::signing`]). `None` for commits written without a signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::CommitSignature>,
 }
 
 /// Hex SHA-256 of the previous commit's chain value of the same stream (empty for the first
@@ -171,16 +175,19 @@ impl Commit {
             command_id,
             events,
             chain: None,
+            signature: None,
         }
     }
 
-    /// A commit whose chain value links it to `previous`, the stream's chain value before it.
+    /// A commit whose chain value links it to `previous`, the stream's chain value before it,
+    /// unsigned ([`crate::signing::Signer::seal`] signs as well).
     pub fn sealed(command_id: CommandId, events: Vec<Event>, previous: Option<&str>) -> Self {
         let chain = Some(chain_hash(previous, &events));
         Self {
             command_id,
             events,
             chain,
+            signature: None,
         }
     }
 

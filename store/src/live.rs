@@ -36,6 +36,8 @@ pub struct LiveModel {
     model: Arc<RwLock<ReadModel>>,
     position: watch::Sender<Position>,
     counters: Arc<Counters>,
+    /// Signature checks before applying ([`LiveModel::with_verifier`]).
+    screen: Arc<Screen>,
 }
 
 impl LiveModel {
@@ -45,6 +47,7 @@ impl LiveModel {
             model: Arc::new(RwLock::new(model)),
             position,
             counters: Arc::default(),
+            screen: Arc::default(),
         }
     }
 
@@ -105,6 +108,7 @@ impl LiveModel {
                     next = feed.next() => next,
                 };
                 match next {
+                    Some(Ok(commit)) if !self.admits(&commit) => self.refuse(&commit),
                     Some(Ok(commit)) => {
                         backoff = Duration::from_millis(50);
                         let events = commit.commit.events.len() as u64;
@@ -160,6 +164,77 @@ impl LiveModel {
         let head = store.head().await?;
         self.wait_for(head, timeout).await?;
         Ok(head)
+    }
+}
+
+/// Refusing commits that are not signed by a configured key (`--require-signatures`).
+#[derive(Debug, Default)]
+struct Screen {
+    verifier: Option<followers_shared::signing::Verifier>,
+    refused: AtomicU64,
+    /// Positions of refused commits, for the follower sync ([`LiveModel::refused_at`]).
+    positions: std::sync::Mutex<std::collections::BTreeSet<Position>>,
+}
+
+impl LiveModel {
+    /// Applies only commits that `verifier` admits (a signature of a configured key, a chain
+    /// value that follows from the stream's last applied commit); others are logged, counted and
+    /// stepped over like unreadable ones. Call before following.
+    pub fn with_verifier(mut self, verifier: Option<followers_shared::signing::Verifier>) -> Self {
+        self.screen = Arc::new(Screen {
+            verifier,
+            ..Screen::default()
+        });
+        self
+    }
+
+    /// Commits refused since start for their signature or chain value.
+    pub fn refused(&self) -> u64 {
+        self.screen.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether the commit at `position` was refused (and so not applied).
+    pub fn refused_at(&self, position: Position) -> bool {
+        let positions = self
+            .screen
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        positions.contains(&position)
+    }
+
+    fn admits(&self, commit: &followers_shared::store::StoredCommit) -> bool {
+        let Some(verifier) = &self.screen.verifier else {
+            return true;
+        };
+        let Err(e) = self.read(|m| verifier.admit_into(m, commit)) else {
+            return true;
+        };
+        tracing::error!(position = commit.position.0, stream = %commit.stream,
+            command_id = %commit.commit.command_id, reason = e.code(), error = %e,
+            "refusing a commit that is not signed by a configured key");
+        false
+    }
+
+    fn refuse(&self, commit: &followers_shared::store::StoredCommit) {
+        let position = commit.position;
+        self.screen.refused.fetch_add(1, Ordering::Relaxed);
+        self.screen
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(position);
+        {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            model.skip_to(position);
+        }
+        self.position.send_if_modified(|p| {
+            let advanced = position > *p;
+            if advanced {
+                *p = position;
+            }
+            advanced
+        });
     }
 }
 
