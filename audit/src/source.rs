@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use followers_shared::store::{EventStore, Position, StoreError, StoredCommit};
-use followers_store::{AnyStore, Backend, StoreArgs};
+use followers_store::{AnyStore, Backend, StoreArgs, StreamSetup};
 use futures::StreamExt;
 
 use crate::error::AuditError;
@@ -36,7 +36,11 @@ pub async fn open(args: &StoreArgs, mode: Open) -> Result<AnyStore, AuditError> 
             ))
         }
         Backend::Jetstream => {
-            let client = connect_nats(args).await?;
+            let client = args
+                .nats
+                .connect_once("followers-audit")
+                .await
+                .map_err(|e| AuditError::Unreachable(e.to_string()))?;
             if mode == Open::Existing {
                 let js = async_nats::jetstream::new(client.clone());
                 if let Err(e) = js.get_stream(&args.stream).await {
@@ -44,36 +48,23 @@ pub async fn open(args: &StoreArgs, mode: Open) -> Result<AnyStore, AuditError> 
                     return Err(match e.kind() {
                         GetStreamErrorKind::JetStream(_) => AuditError::NoHistory {
                             stream: args.stream.clone(),
-                            url: args.nats_url.clone(),
+                            url: args.nats.display_url(),
                         },
-                        _ => {
-                            AuditError::Unreachable(format!("JetStream at {}: {e}", args.nats_url))
-                        }
+                        _ => AuditError::Unreachable(format!(
+                            "JetStream at {}: {e}",
+                            args.nats.display_url()
+                        )),
                     });
                 }
             }
-            Ok(args.open(client).await?)
+            // Reading never creates or changes the history; only `import` may create it.
+            let setup = match mode {
+                Open::Existing => StreamSetup::Bind,
+                Open::CreateIfMissing => StreamSetup::Manage,
+            };
+            Ok(args.open(client, setup).await?)
         }
     }
-}
-
-/// Connects to NATS once, failing fast (the services retry forever; an audit should not).
-async fn connect_nats(args: &StoreArgs) -> Result<async_nats::Client, AuditError> {
-    let unreachable =
-        |e: String| AuditError::Unreachable(format!("NATS at {}: {e}", args.nats_url));
-    let mut options = async_nats::ConnectOptions::new()
-        .name("followers-audit")
-        .connection_timeout(Duration::from_secs(5));
-    if let Some(creds) = &args.nats_creds {
-        options = options
-            .credentials_file(creds)
-            .await
-            .map_err(|e| unreachable(format!("credentials {}: {e}", creds.display())))?;
-    }
-    options
-        .connect(args.nats_url.as_str())
-        .await
-        .map_err(|e| unreachable(e.to_string()))
 }
 
 /// A commit that is stored but cannot be read.
@@ -182,7 +173,11 @@ pub async fn signed_head(args: &StoreArgs) -> Result<HeadFound, AuditError> {
     if args.backend != Backend::Jetstream {
         return Ok(HeadFound::NotKept);
     }
-    let client = connect_nats(args).await?;
+    let client = args
+        .nats
+        .connect_once("followers-audit")
+        .await
+        .map_err(|e| AuditError::Unreachable(e.to_string()))?;
     let js = async_nats::jetstream::new(client);
     let bucket = format!("{}_checkpoints", args.stream);
     let store = match js.get_key_value(&bucket).await {

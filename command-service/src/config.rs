@@ -32,13 +32,23 @@ pub struct Config {
     /// How often a command that lost an optimistic-concurrency race is decided again.
     #[arg(long, env = "FOLLOWERS_CONFLICT_RETRIES", default_value_t = 64)]
     pub conflict_retries: u32,
+    /// How long an append is tried again, in milliseconds, while the store is unavailable (a
+    /// JetStream leader election), before the command fails with `store_unavailable`. Keep it
+    /// below the callers' request timeout.
+    #[arg(long, env = "FOLLOWERS_APPEND_PATIENCE_MS", default_value_t = 12_000)]
+    pub append_patience_ms: u64,
     /// Replies to commands that appended nothing, remembered for retries (R24).
     #[arg(long, env = "FOLLOWERS_REPLY_CACHE", default_value_t = 100_000)]
     pub reply_cache: usize,
     /// Run the follower sync (R7-R10) in this instance.
     #[arg(long, env = "FOLLOWERS_FOLLOWER_SYNC", default_value_t = true, action = clap::ArgAction::Set)]
     pub follower_sync: bool,
-    /// How long start-up may take to load the history.
+    /// Create the history stream and the checkpoint bucket if missing, and bring their settings
+    /// (replicas, size, dedup window) in line with these flags: the administrative step. Without
+    /// it the service only binds to what exists (and waits for it at start).
+    #[arg(long, env = "FOLLOWERS_MANAGE_STREAM", default_value_t = false, action = clap::ArgAction::Set)]
+    pub manage_stream: bool,
+    /// How long start-up may take to reach NATS and load the history.
     #[arg(long, env = "FOLLOWERS_STARTUP_TIMEOUT_SECS", default_value_t = 300)]
     pub startup_timeout_secs: u64,
     /// Sign every commit, and the history's head, with this private key file (written by
@@ -65,6 +75,10 @@ pub struct Config {
 }
 
 impl Config {
+    pub fn append_patience(&self) -> Duration {
+        Duration::from_millis(self.append_patience_ms)
+    }
+
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_secs(self.startup_timeout_secs)
     }

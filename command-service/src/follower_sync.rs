@@ -59,7 +59,17 @@ pub async fn run<S: EventStore + Clone>(
     };
     tracing::info!(from = done.0, "follower sync started");
     let mut since_save = 0u64;
+    let mut replacements = model.replacements();
+    let mut replaced = false;
     while !shutdown.is_cancelled() {
+        if std::mem::take(&mut replaced) {
+            // The history was replaced: its positions mean nothing here any more; react to the
+            // new one from its start (derived command ids make a repeat harmless).
+            tracing::warn!(
+                "the history was replaced; the follower sync starts again from its start"
+            );
+            done = Position(0);
+        }
         let mut feed = match store.follow(done).await {
             Ok(f) => f,
             Err(e) => {
@@ -73,6 +83,10 @@ pub async fn run<S: EventStore + Clone>(
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => break,
+                _ = replacements.changed() => {
+                    replaced = true;
+                    break;
+                }
                 n = feed.next() => n,
             };
             let commit = match next {

@@ -9,7 +9,7 @@ use followers_shared::command::{Command, Target};
 use followers_shared::decision;
 use followers_shared::error::ErrorCode;
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{Commit, EventStore, StoreError, StreamId};
+use followers_shared::store::{Appended, Commit, EventStore, Expected, StoreError, StreamId};
 use followers_shared::wire::{CommandReply, ErrorBody};
 use followers_store::LiveModel;
 use tracing::Instrument;
@@ -19,6 +19,13 @@ use crate::reply_cache::ReplyCache;
 /// Commands for the same stream are serialized inside one instance by one of these locks, so an
 /// instance never races itself; races between instances are settled by the store.
 const LOCK_STRIPES: usize = 1024;
+
+/// How long an append is tried again while the store is unavailable, by default: a JetStream
+/// leader election takes a few seconds, and callers typically wait 15 s or more.
+pub const DEFAULT_APPEND_PATIENCE: Duration = Duration::from_secs(12);
+
+/// How long the live feed gets to show a command its own commit before it is read directly.
+const FEED_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a command waits for the model to show its own commit before replying.
 const OWN_COMMIT_WAIT: Duration = Duration::from_secs(10);
@@ -31,6 +38,8 @@ pub struct Handler<S> {
     hasher: RandomState,
     replies: Mutex<ReplyCache>,
     conflict_retries: u32,
+    /// How long an append is tried again while the store is unavailable.
+    append_patience: Duration,
     /// Signs every commit when the service has a signing key (`--signing-key-file`).
     signer: Option<followers_shared::signing::Signer>,
 }
@@ -46,8 +55,16 @@ impl<S: EventStore> Handler<S> {
             hasher: RandomState::new(),
             replies: Mutex::new(ReplyCache::new(reply_cache)),
             conflict_retries,
+            append_patience: DEFAULT_APPEND_PATIENCE,
             signer: None,
         }
+    }
+
+    /// Tries an append again for up to `patience` while the store is unavailable (a JetStream
+    /// leader election takes seconds), instead of failing the command at once.
+    pub fn with_append_patience(mut self, patience: Duration) -> Self {
+        self.append_patience = patience;
+        self
     }
 
     /// Signs every commit with `signer` (none: commits are sealed, unsigned).
@@ -85,6 +102,15 @@ impl<S: EventStore> Handler<S> {
     }
 
     async fn handle_inner(&self, cmd: &Command) -> CommandReply {
+        if !self.model.is_current() {
+            return CommandReply::failure(
+                Some(cmd.meta.command_id),
+                ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    "the history was replaced and the model is being rebuilt from it; retry shortly with the same command id",
+                ),
+            );
+        }
         if let Some(reply) = self.previous_reply(cmd).await {
             return reply;
         }
@@ -126,17 +152,14 @@ impl<S: EventStore> Handler<S> {
                 ),
                 None => Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref()),
             };
-            match self.store.append(&stream, decision.expected, &commit).await {
+            match self
+                .append_patiently(&stream, decision.expected, &commit)
+                .await
+            {
                 Ok(appended) => {
                     // Reply only once our own model shows the commit, so that the next command
                     // (on any instance that has caught up to this position) sees it.
-                    if let Err(e) = self
-                        .model
-                        .wait_for(appended.position, OWN_COMMIT_WAIT)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "appended, but the model is slow to show it");
-                    }
+                    self.see_own_commit(appended.position).await;
                     if appended.already_stored {
                         return self
                             .replay(cmd, appended.position)
@@ -168,6 +191,56 @@ impl<S: EventStore> Handler<S> {
                 ),
             ),
         )
+    }
+
+    /// Waits until the model shows the commit at `position`. The live feed normally brings it
+    /// within a millisecond; when it does not (its consumer is being recreated after a leader
+    /// change), the commits up to it are read from the store directly.
+    async fn see_own_commit(&self, position: followers_shared::store::Position) {
+        if self.model.wait_for(position, FEED_GRACE).await.is_ok() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + OWN_COMMIT_WAIT;
+        while self.model.position() < position && tokio::time::Instant::now() < deadline {
+            if let Err(e) = self.model.read_up_to(&self.store, position).await {
+                tracing::debug!(error = %e, "cannot read our own commit yet");
+            }
+            if self.model.wait_for(position, FEED_GRACE).await.is_ok() {
+                return;
+            }
+        }
+        if self.model.position() < position {
+            tracing::warn!(
+                position = position.0,
+                "appended, but the model is slow to show it"
+            );
+        }
+    }
+
+    /// Appends, trying the same commit again while the store is unavailable, for at most
+    /// `append_patience`. The same commit keeps its message id, so a try whose ack was lost is
+    /// recognised as stored (a duplicate, or our own commit found after a conflict), never
+    /// stored twice.
+    async fn append_patiently(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+    ) -> Result<Appended, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.append_patience;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.store.append(stream, expected, commit).await {
+                Err(StoreError::Unavailable(why))
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %why, "the store is unavailable; appending again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn lock(&self, stream: &StreamId) -> tokio::sync::MutexGuard<'_, ()> {

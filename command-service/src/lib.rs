@@ -21,8 +21,8 @@ use std::sync::Arc;
 use followers_runtime::ServiceHandle;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
-use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
+use followers_store::{LiveModel, StreamSetup};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -49,11 +49,20 @@ pub type Running = ServiceHandle;
 
 /// Connects to NATS and the configured store, then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let wait = config.startup_timeout();
     let client = config
         .store
-        .connect_nats("followers-command-service")
+        .connect_nats("followers-command-service", wait)
         .await?;
-    let store = config.store.open(client.clone()).await?;
+    let setup = if config.manage_stream {
+        StreamSetup::Manage
+    } else {
+        StreamSetup::Bind
+    };
+    let store = config
+        .store
+        .open_waiting(client.clone(), setup, wait)
+        .await?;
     start_with(client, store, config).await
 }
 
@@ -90,6 +99,7 @@ pub async fn start_with<S: EventStore + Clone>(
             config.conflict_retries,
             config.reply_cache,
         )
+        .with_append_patience(config.append_patience())
         .with_signer(signer.clone()),
     );
     let sync = config.follower_sync.then(|| {
@@ -112,7 +122,9 @@ pub async fn start_with<S: EventStore + Clone>(
             return Err(StartError::Subscribe(e.to_string()));
         }
     };
-    if let Err(e) = client.flush().await {
+    // The subscription is in place on the server before the service says it is ready.
+    if let Err(e) = followers_runtime::round_trip(&client, std::time::Duration::from_secs(10)).await
+    {
         internal.cancel();
         return Err(StartError::Subscribe(e.to_string()));
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use followers_runtime::ServiceHandle;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, StoreError};
-use followers_store::LiveModel;
 use followers_store::live::CatchUpError;
+use followers_store::{LiveModel, StreamSetup};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -72,11 +72,16 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 }
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let wait = Duration::from_secs(config.startup_timeout_secs);
     let client = config
         .store
-        .connect_nats("followers-projection-service")
+        .connect_nats("followers-projection-service", wait)
         .await?;
-    let store = config.store.open(client.clone()).await?;
+    // A reader never creates or changes the history: it binds to it, waiting for it at start.
+    let store = config
+        .store
+        .open_waiting(client.clone(), StreamSetup::Bind, wait)
+        .await?;
     start_with(client, store, config).await
 }
 
@@ -86,20 +91,15 @@ pub async fn start_with<S: EventStore + Clone>(
     config: Config,
 ) -> Result<Running, StartError> {
     let metrics = metrics_handle();
-    let head = store.head().await?;
-    let initial = config
-        .snapshot_path
-        .as_deref()
-        .and_then(snapshot::load)
-        .filter(|m| {
-            let usable = m.position() <= head;
-            if !usable {
-                tracing::warn!("the snapshot is ahead of the history; replaying instead");
-            }
-            usable
-        })
-        .unwrap_or_default();
-    let model = LiveModel::new(initial);
+    let loaded = match config.snapshot_path.as_deref() {
+        Some(path) => snapshot::load_fitting(path, &store).await,
+        None => None,
+    };
+    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
+    let model = match loaded {
+        Some((model, history)) => LiveModel::of_history(model, history),
+        None => LiveModel::new(ReadModel::default()),
+    };
     // --require-signatures: commits not signed by a configured key are refused, not applied.
     let model = model.with_verifier(config.verifier()?);
     let internal = CancellationToken::new();
@@ -153,8 +153,7 @@ pub async fn start_with<S: EventStore + Clone>(
         .queue_subscribe(subject.clone(), config.queue_group.clone())
         .await
         .map_err(|e| StartError::Subscribe(e.to_string()))?;
-    client
-        .flush()
+    followers_runtime::round_trip(&client, Duration::from_secs(10))
         .await
         .map_err(|e| StartError::Subscribe(e.to_string()))?;
     tracing::info!(%subject, "serving queries");
@@ -163,8 +162,13 @@ pub async fn start_with<S: EventStore + Clone>(
     let snapshots = config.snapshot_path.clone().map(|path| {
         let (model, stop) = (model.clone(), internal.clone());
         let every = Duration::from_secs(config.snapshot_every_secs.max(1));
-        tokio::spawn(snapshot_loop(path, model, every, stop))
+        tokio::spawn(snapshot_loop(path, model, snapshot_at, every, stop))
     });
+    let replaced = tokio::spawn(watch_replacements(
+        model.clone(),
+        ready.clone(),
+        internal.clone(),
+    ));
     let stop = shutdown.clone();
     let serve = nats::serve(
         client,
@@ -177,7 +181,7 @@ pub async fn start_with<S: EventStore + Clone>(
     let task = tokio::spawn(async move {
         serve.await;
         internal.cancel();
-        let _ = tokio::join!(follower, http, lag);
+        let _ = tokio::join!(follower, http, lag, replaced);
         if let Some(s) = snapshots {
             let _ = s.await;
         }
@@ -205,26 +209,56 @@ async fn watch_lag<S: EventStore>(store: S, model: LiveModel, stop: Cancellation
     }
 }
 
-/// Writes a snapshot every `every` when the model has moved, and a last one on shutdown.
+/// While the model rebuilds from a replaced history, the service is not ready: queries answer
+/// `unavailable` and `/ready` 503, until the model has caught up with the new history.
+async fn watch_replacements(model: LiveModel, ready: Arc<AtomicBool>, stop: CancellationToken) {
+    let mut replacements = model.replacements();
+    let mut current = model.position_updates();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = replacements.changed() => if changed.is_err() { return },
+        }
+        ready.store(false, Ordering::Release);
+        while !model.is_current() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = current.changed() => if changed.is_err() { return },
+            }
+        }
+        ready.store(true, Ordering::Release);
+        tracing::info!(
+            position = model.position().0,
+            "read models rebuilt from the new history"
+        );
+    }
+}
+
+/// Writes a snapshot at once when the model is not where the loaded snapshot was (none was
+/// loaded, or the history moved on), then every `every` when the model has moved, and a last
+/// one on shutdown. Not while the model rebuilds from a replaced history.
 async fn snapshot_loop(
     path: std::path::PathBuf,
     model: LiveModel,
+    loaded: Option<followers_shared::store::Position>,
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut written = model.position();
+    let mut written = loaded;
+    let mut stopping = false;
     loop {
-        let stopping = tokio::select! {
-            () = stop.cancelled() => true,
-            () = tokio::time::sleep(every) => false,
-        };
-        if model.position() != written || stopping {
-            let snap = model.read(ReadModel::to_snapshot);
+        let history = model.history();
+        if (Some(model.position()) != written || stopping)
+            && model.is_current()
+            && history.is_some()
+        {
+            let mut snap = model.read(ReadModel::to_snapshot);
+            snap.history = history.unwrap_or_default();
             let position = snap.position;
             let target = path.clone();
             match tokio::task::spawn_blocking(move || snapshot::save(&target, &snap)).await {
                 Ok(Ok(())) => {
-                    written = position;
+                    written = Some(position);
                     tracing::debug!(position = position.0, "snapshot written");
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the snapshot"),
@@ -234,5 +268,9 @@ async fn snapshot_loop(
         if stopping {
             return;
         }
+        stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(every) => false,
+        };
     }
 }

@@ -1,16 +1,49 @@
 //! Snapshots of the read model in a local file, so a restart does not replay everything.
 //!
 //! Written to a temporary file, flushed, then renamed over the old one, so a crash leaves either
-//! the old snapshot or the new one. A snapshot that cannot be read, is of another format, or is
-//! ahead of the history (the store was replaced) is ignored and the history replayed instead.
+//! the old snapshot or the new one. A snapshot is used only when it fits the history
+//! ([`Snapshot::fits`]): the same format, a digest that matches its content, the same history
+//! (by identity) and the same commit at its position. Anything else (unreadable, another format,
+//! damaged or edited, taken from another history, ahead of it) is ignored, with a log line
+//! saying why, and the history replayed instead.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use followers_shared::read_model::{ReadModel, Snapshot};
+use followers_shared::store::{EventStore, HistoryId};
 
-/// Loads the model from `path`, if there is a usable snapshot there.
-pub fn load(path: &Path) -> Option<ReadModel> {
+/// The model in the snapshot at `path`, if there is one that fits the history `store` holds.
+pub async fn load_fitting<S: EventStore>(path: &Path, store: &S) -> Option<(ReadModel, HistoryId)> {
+    let snapshot = read(path)?;
+    let fits = async {
+        let identity = store.identity().await?;
+        let head = store.head().await?;
+        let at = match snapshot.position.0 {
+            0 => None,
+            _ => store.read_at(snapshot.position).await?,
+        };
+        Ok::<_, followers_shared::store::StoreError>((identity, head, at))
+    };
+    let (identity, head, at) = match fits.await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the snapshot against the history; replaying it");
+            return None;
+        }
+    };
+    if let Err(why) = snapshot.fits(&identity, head, at.as_ref()) {
+        tracing::warn!(path = %path.display(), reason = %why, "ignoring the snapshot; replaying the history");
+        return None;
+    }
+    let position = snapshot.position;
+    let model = ReadModel::from_snapshot(snapshot)?;
+    tracing::info!(position = position.0, "loaded the snapshot");
+    Some((model, identity))
+}
+
+/// Reads the snapshot file at `path`, if there is a readable one.
+fn read(path: &Path) -> Option<Snapshot> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -19,20 +52,13 @@ pub fn load(path: &Path) -> Option<ReadModel> {
             return None;
         }
     };
-    let snapshot: Snapshot = match serde_json::from_reader(BufReader::new(file)) {
-        Ok(s) => s,
+    match serde_json::from_reader(BufReader::new(file)) {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable snapshot");
-            return None;
+            None
         }
-    };
-    let (format, position) = (snapshot.format, snapshot.position);
-    let model = ReadModel::from_snapshot(snapshot);
-    match &model {
-        Some(_) => tracing::info!(position = position.0, "loaded the snapshot"),
-        None => tracing::warn!(format, "ignoring a snapshot of another format"),
     }
-    model
 }
 
 /// Writes `snapshot` to `path` atomically.

@@ -3,5 +3,7 @@
 //! crates keep only what is theirs (the command path, the queries).
 
 pub mod lifecycle;
+pub mod nats;
 
 pub use lifecycle::{ServiceHandle, init_logging, run_until_signal, shutdown_signal};
+pub use nats::round_trip;

@@ -17,7 +17,17 @@ pub struct AccountState {
     pub opened: bool,
     pub name: String,
     pub settings: AccountSettings,
+    /// Written in user order, so that the same state always gives the same JSON (snapshots are
+    /// compared and digested).
+    #[serde(serialize_with = "in_user_order")]
     pub members: HashMap<UserId, Membership>,
+}
+
+fn in_user_order<S: serde::Serializer>(
+    members: &HashMap<UserId, Membership>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(members.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
 impl AccountState {

@@ -14,7 +14,7 @@ use crate::event::EventBody;
 use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
-use crate::store::{Position, StoredCommit, Version};
+use crate::store::{HistoryId, Position, StoredCommit, Version};
 
 /// One record and where its stream stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +54,29 @@ pub struct CommandLocation {
     pub position: Position,
 }
 
+/// The commit a model applied last: a snapshot names it so that, before the snapshot is used,
+/// the history can be asked whether it still holds that very commit at that position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitMark {
+    pub command_id: CommandId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+}
+
+impl CommitMark {
+    /// Whether `stored` is the commit this mark names.
+    pub fn names(&self, stored: &StoredCommit) -> bool {
+        self.command_id == stored.commit.command_id && self.chain == stored.commit.chain
+    }
+}
+
 /// The state of everything, as of `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadModel {
     accounts: HashMap<AccountId, AccountEntry>,
     position: Position,
+    /// The commit at `position`; `None` when empty or when that commit could not be read.
+    head: Option<CommitMark>,
     /// Kept only when asked for (the command service): every command id stored, per account, so
     /// that a retry is recognised however late it comes (R24). A command id is a key only
     /// within its account (R1): another account may use the same id for its own command.
@@ -76,6 +94,19 @@ impl ReadModel {
             commands: Some(HashMap::new()),
             ..Self::default()
         }
+    }
+
+    /// An empty model that keeps what this one tracks: for rebuilding from a new history.
+    pub fn emptied(&self) -> Self {
+        Self {
+            commands: self.commands.as_ref().map(|_| HashMap::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The commit at [`ReadModel::position`], if known.
+    pub fn head(&self) -> Option<&CommitMark> {
+        self.head.as_ref()
     }
 
     /// The position of the last commit applied.
@@ -107,6 +138,10 @@ impl ReadModel {
             return;
         }
         self.position = stored.position;
+        self.head = Some(CommitMark {
+            command_id: stored.commit.command_id,
+            chain: stored.commit.chain.clone(),
+        });
         if let Some(commands) = &mut self.commands {
             commands
                 .entry(stored.stream.account.clone())
@@ -177,7 +212,10 @@ impl ReadModel {
 
     /// Moves past a commit that could not be read, so waiting for it does not hang.
     pub fn skip_to(&mut self, position: Position) {
-        self.position = self.position.max(position);
+        if position > self.position {
+            self.position = position;
+            self.head = None;
+        }
     }
 
     /// R19-R21: may `user` do `action` to `record` of `account`, and why.
@@ -284,17 +322,99 @@ fn holders(state: &RecordState) -> Vec<UserId> {
 
 /// The version of the snapshot format. A snapshot of another version is ignored (and the history
 /// replayed instead), never misread. Bump it whenever the shape of the states changes.
-/// 2: the streams' hash chain values.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// A read model frozen at a position, for a fast restart. The per-user index is not stored: it
 /// is derived from the records on load.
+///
+/// A snapshot is used only for the history it came from: it names that history (`history`)
+/// and the commit at its position (`head`), and both must match the history before it is
+/// loaded ([`Snapshot::fits`]); its `digest` must match its content, so a damaged or edited
+/// file is not served. Otherwise the history is replayed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub format: u32,
     pub event_schema: u16,
+    /// The identity of the history it was taken from ([`crate::store::EventStore::identity`]).
+    #[serde(default)]
+    pub history: HistoryId,
     pub position: Position,
+    /// The commit at `position` (`None` at position 0).
+    #[serde(default)]
+    pub head: Option<CommitMark>,
+    /// Hex SHA-256 of the JSON of `accounts`.
+    #[serde(default)]
+    pub digest: String,
     pub accounts: Vec<AccountSnapshot>,
+}
+
+/// Why a snapshot is not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotMismatch {
+    #[error("the snapshot is of format {found}, this program reads format {SNAPSHOT_FORMAT}")]
+    Format { found: u32 },
+    #[error("the snapshot's content does not match its digest (damaged or edited)")]
+    Digest,
+    #[error("the snapshot comes from history `{snapshot}`, not from this one (`{current}`)")]
+    OtherHistory {
+        snapshot: HistoryId,
+        current: HistoryId,
+    },
+    #[error("the snapshot is at position {snapshot}, beyond the history's head {head}")]
+    Ahead { snapshot: u64, head: u64 },
+    #[error("the history does not hold the snapshot's last commit at position {position}")]
+    OtherCommit { position: u64 },
+}
+
+impl Snapshot {
+    /// Whether this snapshot can be used for the history `current`, whose head is `head` and
+    /// which holds `at_position` at the snapshot's position. Checks the format, the digest, the
+    /// history's identity and the commit at the snapshot's position.
+    pub fn fits(
+        &self,
+        current: &HistoryId,
+        head: Position,
+        at_position: Option<&StoredCommit>,
+    ) -> Result<(), SnapshotMismatch> {
+        if self.format != SNAPSHOT_FORMAT || self.event_schema != crate::event::EVENT_SCHEMA {
+            return Err(SnapshotMismatch::Format { found: self.format });
+        }
+        if digest(&self.accounts) != self.digest {
+            return Err(SnapshotMismatch::Digest);
+        }
+        if &self.history != current {
+            return Err(SnapshotMismatch::OtherHistory {
+                snapshot: self.history.clone(),
+                current: current.clone(),
+            });
+        }
+        if self.position > head {
+            return Err(SnapshotMismatch::Ahead {
+                snapshot: self.position.0,
+                head: head.0,
+            });
+        }
+        let same_commit = match (&self.head, at_position) {
+            (None, None) => self.position == Position(0),
+            (Some(mark), Some(stored)) => stored.position == self.position && mark.names(stored),
+            _ => false,
+        };
+        if !same_commit {
+            return Err(SnapshotMismatch::OtherCommit {
+                position: self.position.0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Hex SHA-256 of the accounts' JSON, written straight into the hasher.
+fn digest(accounts: &[AccountSnapshot]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(&mut hasher, accounts).expect("our own types serialize");
+    hex::encode(hasher.finalize())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +452,10 @@ impl ReadModel {
         Snapshot {
             format: SNAPSHOT_FORMAT,
             event_schema: crate::event::EVENT_SCHEMA,
+            history: HistoryId::default(),
             position: self.position,
+            head: self.head.clone(),
+            digest: digest(&accounts),
             accounts,
         }
     }
@@ -345,6 +468,7 @@ impl ReadModel {
         }
         let mut model = ReadModel {
             position: snapshot.position,
+            head: snapshot.head,
             ..ReadModel::default()
         };
         for a in snapshot.accounts {

@@ -140,6 +140,19 @@ impl Expected {
 #[serde(transparent)]
 pub struct Position(pub u64);
 
+/// What identifies one history: a history deleted and created again under the same name gets a
+/// new identity, so a snapshot or a live model built from the old one is never taken for the new
+/// one. Empty for an empty history whose backend has nothing better to name it by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HistoryId(pub String);
+
+impl std::fmt::Display for HistoryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Everything one command appended to one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
@@ -248,6 +261,10 @@ pub enum StoreError {
         #[source]
         source: DecodeError,
     },
+    /// What this program needs does not exist (yet): the history stream before the
+    /// administrative step created it. Worth waiting for at start.
+    #[error("the event store is not there yet: {0}")]
+    Missing(String),
     /// The store exists but is set up in a way this program cannot use safely.
     #[error("the event store is not set up as expected: {0}")]
     Incompatible(String),
@@ -285,6 +302,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The position of the last commit (`Position(0)` when empty).
     fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// The identity of this history ([`HistoryId`]).
+    fn identity(&self) -> impl Future<Output = Result<HistoryId, StoreError>> + Send;
 
     /// Every commit after `after`, in order, then live ones as they are stored, without gaps or
     /// duplicates (also across reconnects). Ends only with an error.

@@ -2793,7 +2793,9 @@ fn r24_the_model_remembers_every_stored_command_and_applies_a_commit_once() {
 fn r24_sync_command_ids_never_change_between_versions() {
     use followers_shared::event::SyncAction;
     use followers_shared::ids::EventId;
-    let trigger = EventId(uuid::Uuid::from_u128(0x0192_f0a0_0000_7000_8000_0000_0000_0001));
+    let trigger = EventId(uuid::Uuid::from_u128(
+        0x0192_f0a0_0000_7000_8000_0000_0000_0001,
+    ));
     let body = CommandBody::SyncFollower {
         record: contact("c1"),
         user: user("bob"),
@@ -2811,7 +2813,10 @@ fn r24_sync_command_ids_never_change_between_versions() {
         owner: None,
         with: contact("c1"),
     };
-    assert_eq!(followers_shared::sync::purpose(&align), "align:opportunity:o1");
+    assert_eq!(
+        followers_shared::sync::purpose(&align),
+        "align:opportunity:o1"
+    );
 }
 
 #[test]

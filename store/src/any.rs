@@ -1,19 +1,32 @@
 //! Choosing a backend at start-up: one typed set of options, and one store type that delegates
 //! to whichever backend was chosen, so the services are written once.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
-    StreamId,
+    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
+    StoredCommit, StreamId,
 };
 
 use crate::MemoryStore;
+use crate::connect::NatsArgs;
 #[cfg(feature = "eventstoredb")]
 use crate::eventstoredb::EventStoreDb;
 #[cfg(feature = "jetstream")]
 use crate::jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
+
+/// Whether opening the store may create or change the history stream and the checkpoint bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamSetup {
+    /// Create them if missing and bring their adjustable settings (replicas, size, dedup window)
+    /// in line with the configuration: the administrative step (`command-service
+    /// --manage-stream`, the tests, `followers-audit import`).
+    Manage,
+    /// Use what exists and only check that it is compatible; never create or change anything.
+    /// Every other process: a projection, an auditor, a command service without
+    /// `--manage-stream`. Needs only read access to the stream's configuration.
+    Bind,
+}
 
 /// Which event store holds the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,16 +38,9 @@ pub enum Backend {
 /// Where the history is kept and how to reach it. Shared by both services and the audit tool.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
-    /// NATS server URL (also used for commands and queries).
-    #[arg(
-        long,
-        env = "FOLLOWERS_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    /// NATS credentials file (.creds), if the server requires one.
-    #[arg(long, env = "FOLLOWERS_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
+    /// How to reach NATS (also used for commands and queries).
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Which event store holds the history.
     #[arg(
         long = "store",
@@ -77,33 +83,13 @@ pub enum Storage {
 }
 
 impl StoreArgs {
-    /// Connects to NATS with these options.
-    pub async fn connect_nats(&self, name: &str) -> Result<async_nats::Client, StoreError> {
-        let mut options = async_nats::ConnectOptions::new()
-            .name(name)
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(5));
-        if let Some(creds) = &self.nats_creds {
-            options = options
-                .credentials_file(creds)
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("credentials {creds:?}: {e}")))?;
-        }
-        let client = tokio::time::timeout(
-            Duration::from_secs(15),
-            options.connect(self.nats_url.as_str()),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("no NATS server at {}", self.nats_url)))?
-        .map_err(|e| StoreError::Unavailable(format!("NATS at {}: {e}", self.nats_url)))?;
-        // `retry_on_initial_connect` returns before the handshake; wait for the server's info.
-        for _ in 0..150 {
-            if !client.server_info().version.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(client)
+    /// Connects to NATS for a service (see [`NatsArgs::connect_service`]).
+    pub async fn connect_nats(
+        &self,
+        name: &str,
+        wait: Duration,
+    ) -> Result<async_nats::Client, StoreError> {
+        self.nats.connect_service(name, wait).await
     }
 
     #[cfg(feature = "jetstream")]
@@ -121,16 +107,20 @@ impl StoreArgs {
         }
     }
 
-    /// Opens the configured backend; `client` is used by the JetStream backend.
-    pub async fn open(&self, client: async_nats::Client) -> Result<AnyStore, StoreError> {
+    /// Opens the configured backend once; `client` is used by the JetStream backend.
+    pub async fn open(
+        &self,
+        client: async_nats::Client,
+        setup: StreamSetup,
+    ) -> Result<AnyStore, StoreError> {
         match self.backend {
             #[cfg(feature = "jetstream")]
             Backend::Jetstream => Ok(AnyStore::JetStream(Box::new(
-                JetStreamStore::connect(client, self.jetstream_config()).await?,
+                JetStreamStore::open(client, self.jetstream_config(), setup).await?,
             ))),
             #[cfg(feature = "eventstoredb")]
             Backend::Eventstoredb => {
-                let _ = client;
+                let _ = (client, setup);
                 let url = self.eventstoredb_url.as_deref().ok_or_else(|| {
                     StoreError::Incompatible(
                         "--store eventstoredb needs --eventstoredb-url (or EVENTSTOREDB_URL)"
@@ -143,6 +133,32 @@ impl StoreArgs {
             other => Err(StoreError::Incompatible(format!(
                 "backend {other:?} is not compiled into this build"
             ))),
+        }
+    }
+
+    /// Opens the configured backend for a service: while the store cannot be reached or the
+    /// history does not exist yet (JetStream electing a leader, a fresh cluster, the stream not
+    /// yet created), waits and says why, for at most `wait`.
+    pub async fn open_waiting(
+        &self,
+        client: async_nats::Client,
+        setup: StreamSetup,
+        wait: Duration,
+    ) -> Result<AnyStore, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.open(client.clone(), setup).await {
+                Ok(store) => return Ok(store),
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Missing(_)))
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!(error = %e, "the event store is not ready; waiting (not ready meanwhile)");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -193,6 +209,10 @@ impl EventStore for AnyStore {
 
     async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
         delegate!(self, s => s.follow(after).await)
+    }
+
+    async fn identity(&self) -> Result<HistoryId, StoreError> {
+        delegate!(self, s => s.identity().await)
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {

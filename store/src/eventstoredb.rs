@@ -55,8 +55,8 @@ use eventstore::{
 };
 use followers_shared::event::DecodeError;
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
-    StreamId, Version,
+    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
+    StoredCommit, StreamId, Version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -410,6 +410,21 @@ impl EventStore for EventStoreDb {
             }
         }
         Ok(Position(0))
+    }
+
+    /// EventStoreDB names no creation of `$all`: the history is named by its first commit's
+    /// event id (empty while there is none), so a namespace emptied and written anew differs.
+    async fn identity(&self) -> Result<HistoryId, StoreError> {
+        let options = ReadAllOptions::default().position(StreamPosition::Start);
+        let mut read = self.client.read_all(&options).await.map_err(store_error)?;
+        while let Some(resolved) = read.next().await.map_err(store_error)? {
+            if let Some(event) = resolved.event
+                && self.is_ours(&event.stream_id)
+            {
+                return Ok(HistoryId(format!("eventstoredb:{}", event.id)));
+            }
+        }
+        Ok(HistoryId::default())
     }
 
     async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {

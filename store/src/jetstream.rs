@@ -24,6 +24,7 @@
 
 use std::time::Duration;
 
+use crate::any::StreamSetup;
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -32,8 +33,8 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, LastRawMessageErrorKind
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
-    StreamId, Version,
+    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
+    StoredCommit, StreamId, Version,
 };
 use futures::StreamExt;
 
@@ -82,7 +83,8 @@ pub const MIN_SERVER: (u64, u64) = (2, 11);
 pub struct JetStreamStore {
     js: jetstream::Context,
     stream: stream::Stream,
-    checkpoints: kv::Store,
+    /// `None` when bound to a history whose checkpoint bucket this process cannot see.
+    checkpoints: Option<kv::Store>,
     config: JetStreamConfig,
 }
 
@@ -107,80 +109,164 @@ pub fn check_server_version(version: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn checkpoint_bucket(config: &JetStreamConfig) -> String {
+    format!("{}_checkpoints", config.stream)
+}
+
+/// The history stream as configured: created if missing, its adjustable settings brought in line.
+async fn manage_stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<stream::Stream, StoreError> {
+    let desired = desired_stream(config);
+    let mut stream = js
+        .get_or_create_stream(desired.clone())
+        .await
+        .map_err(unavailable)?;
+    let existing = stream.info().await.map_err(unavailable)?.config.clone();
+    check_compatible(config, &existing)?;
+    if existing.storage != desired.storage {
+        return Err(StoreError::Incompatible(format!(
+            "stream {} exists with {:?} storage, configured {:?}; storage cannot be changed \
+             in place",
+            config.stream, existing.storage, desired.storage
+        )));
+    }
+    if existing.num_replicas != desired.num_replicas
+        || existing.max_bytes != desired.max_bytes
+        || existing.duplicate_window != desired.duplicate_window
+        || !existing.allow_direct
+        || existing.discard != DiscardPolicy::New
+    {
+        let updated = stream::Config {
+            subjects: existing.subjects.clone(),
+            ..desired
+        };
+        js.update_stream(updated).await.map_err(|e| {
+            StoreError::Incompatible(format!("cannot update stream {}: {e}", config.stream))
+        })?;
+        stream = js.get_stream(&config.stream).await.map_err(unavailable)?;
+    }
+    Ok(stream)
+}
+
+/// The existing history stream, checked but never changed.
+async fn bind_stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<stream::Stream, StoreError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    let mut stream = match js.get_stream(&config.stream).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Err(StoreError::Missing(format!(
+                "the history stream {} does not exist; it is created by the administrative step \
+                 (`command-service --manage-stream`)",
+                config.stream
+            )));
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
+    let existing = stream.info().await.map_err(unavailable)?.config.clone();
+    check_compatible(config, &existing)?;
+    Ok(stream)
+}
+
+/// What every process relies on, whoever created the stream.
+fn check_compatible(config: &JetStreamConfig, existing: &stream::Config) -> Result<(), StoreError> {
+    let subjects = format!("{}.>", config.subject_prefix);
+    if !existing.subjects.contains(&subjects) {
+        return Err(StoreError::Incompatible(format!(
+            "stream {} exists with subjects {:?}, not {subjects}",
+            config.stream, existing.subjects
+        )));
+    }
+    if !existing.deny_delete || !existing.deny_purge {
+        return Err(StoreError::Incompatible(format!(
+            "stream {} allows deleting or purging messages; the history must not be shortened",
+            config.stream
+        )));
+    }
+    Ok(())
+}
+
+fn desired_stream(config: &JetStreamConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        storage: match config.storage {
+            StorageKind::File => StorageType::File,
+            StorageKind::Memory => StorageType::Memory,
+        },
+        num_replicas: config.replicas,
+        max_bytes: config.max_bytes,
+        discard: DiscardPolicy::New,
+        duplicate_window: config.duplicate_window,
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+async fn manage_checkpoints(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<kv::Store, StoreError> {
+    let bucket = checkpoint_bucket(config);
+    match js.get_key_value(&bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket,
+                history: 1,
+                num_replicas: config.replicas,
+                storage: desired_stream(config).storage,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable),
+    }
+}
+
 impl JetStreamStore {
     /// Creates the history stream and the checkpoint bucket, or checks that existing ones are
-    /// compatible and brings their adjustable settings (replicas, size, dedup window) in line.
+    /// compatible and brings their adjustable settings in line ([`StreamSetup::Manage`]).
     /// Safe to call from several instances at once.
     pub async fn connect(
         client: async_nats::Client,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        Self::open(client, config, StreamSetup::Manage).await
+    }
+
+    /// Opens the existing history without changing it ([`StreamSetup::Bind`]). A missing
+    /// stream is [`StoreError::Missing`].
+    pub async fn bind(
+        client: async_nats::Client,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        Self::open(client, config, StreamSetup::Bind).await
+    }
+
+    pub async fn open(
+        client: async_nats::Client,
+        config: JetStreamConfig,
+        setup: StreamSetup,
+    ) -> Result<Self, StoreError> {
         check_server_version(&client.server_info().version)?;
         let js = jetstream::new(client);
-        let storage = match config.storage {
-            StorageKind::File => StorageType::File,
-            StorageKind::Memory => StorageType::Memory,
+        let stream = match setup {
+            StreamSetup::Manage => manage_stream(&js, &config).await?,
+            StreamSetup::Bind => bind_stream(&js, &config).await?,
         };
-        let subjects = format!("{}.>", config.subject_prefix);
-        let desired = stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![subjects.clone()],
-            storage,
-            num_replicas: config.replicas,
-            max_bytes: config.max_bytes,
-            discard: DiscardPolicy::New,
-            duplicate_window: config.duplicate_window,
-            allow_direct: true,
-            deny_delete: true,
-            deny_purge: true,
-            ..Default::default()
-        };
-        let mut stream = js
-            .get_or_create_stream(desired.clone())
-            .await
-            .map_err(unavailable)?;
-        let existing = stream.info().await.map_err(unavailable)?.config.clone();
-        if !existing.subjects.contains(&subjects) {
-            return Err(StoreError::Incompatible(format!(
-                "stream {} exists with subjects {:?}, not {subjects}",
-                config.stream, existing.subjects
-            )));
-        }
-        if existing.storage != storage {
-            return Err(StoreError::Incompatible(format!(
-                "stream {} exists with {:?} storage, configured {:?}; storage cannot be changed \
-                 in place",
-                config.stream, existing.storage, storage
-            )));
-        }
-        if existing.num_replicas != desired.num_replicas
-            || existing.max_bytes != desired.max_bytes
-            || existing.duplicate_window != desired.duplicate_window
-            || !existing.allow_direct
-            || existing.discard != DiscardPolicy::New
-        {
-            let updated = stream::Config {
-                subjects: existing.subjects.clone(),
-                ..desired
-            };
-            js.update_stream(updated).await.map_err(|e| {
-                StoreError::Incompatible(format!("cannot update stream {}: {e}", config.stream))
-            })?;
-            stream = js.get_stream(&config.stream).await.map_err(unavailable)?;
-        }
-        let bucket = format!("{}_checkpoints", config.stream);
-        let checkpoints = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket,
-                    history: 1,
-                    num_replicas: config.replicas,
-                    storage,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?,
+        let checkpoints = match setup {
+            StreamSetup::Manage => Some(manage_checkpoints(&js, &config).await?),
+            // A reader needs no checkpoints; it may not even be allowed to see the bucket.
+            StreamSetup::Bind => js.get_key_value(checkpoint_bucket(&config)).await.ok(),
         };
         Ok(Self {
             js,
@@ -190,8 +276,13 @@ impl JetStreamStore {
         })
     }
 
-    pub fn config(&self) -> &JetStreamConfig {
-        &self.config
+    fn checkpoints(&self) -> Result<&kv::Store, StoreError> {
+        self.checkpoints.as_ref().ok_or_else(|| {
+            StoreError::Missing(format!(
+                "the checkpoint bucket {} is missing or not readable",
+                checkpoint_bucket(&self.config)
+            ))
+        })
     }
 
     /// The subject of one aggregate's history.
@@ -457,6 +548,16 @@ impl EventStore for JetStreamStore {
         Ok(Position(info.state.last_sequence))
     }
 
+    /// The stream's name and creation time: a stream deleted and created again differs.
+    async fn identity(&self) -> Result<HistoryId, StoreError> {
+        let info = self.stream.get_info().await.map_err(unavailable)?;
+        Ok(HistoryId(format!(
+            "jetstream:{}@{}",
+            info.config.name,
+            info.created.unix_timestamp_nanos()
+        )))
+    }
+
     async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(self.clone().pump(after.0, tx));
@@ -466,14 +567,14 @@ impl EventStore for JetStreamStore {
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        let value = self.checkpoints.get(name).await.map_err(unavailable)?;
+        let value = self.checkpoints()?.get(name).await.map_err(unavailable)?;
         Ok(value
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
             .map(Position))
     }
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
-        self.checkpoints
+        self.checkpoints()?
             .put(name, Bytes::from(position.0.to_string()))
             .await
             .map(|_| ())

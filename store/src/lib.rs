@@ -7,6 +7,7 @@
 //! All three pass the same contract suite (`tests/tests/store_contract.rs`).
 
 pub mod any;
+pub mod connect;
 pub mod live;
 pub mod memory;
 
@@ -16,7 +17,8 @@ pub mod jetstream;
 #[cfg(feature = "eventstoredb")]
 pub mod eventstoredb;
 
-pub use any::{AnyStore, Backend, StoreArgs};
+pub use any::{AnyStore, Backend, StoreArgs, StreamSetup};
+pub use connect::NatsArgs;
 pub use live::LiveModel;
 pub use memory::MemoryStore;
 

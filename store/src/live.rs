@@ -4,13 +4,19 @@
 //! One task follows the store and applies commits in order; readers take a short read lock.
 //! Anyone can wait until the model has reached a position (a command waiting for its own commit,
 //! a query carrying a consistency token).
+//!
+//! The model knows which history it was built from ([`HistoryId`]). While following, it checks
+//! every second that the store still holds that history: a history deleted and created again
+//! (a new identity, or a head behind the model) is never mixed into the old state. The model
+//! then empties itself and rebuilds from the new history; until it has caught up,
+//! [`LiveModel::is_current`] is false and the services answer `unavailable`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{EventStore, Position, StoreError};
+use followers_shared::store::{EventStore, HistoryId, Position, StoreError};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,25 +36,69 @@ struct Counters {
     corrupt: AtomicU64,
 }
 
+/// How often a following model checks that the store still holds its history.
+const HISTORY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// A shared, live read model.
 #[derive(Debug, Clone)]
 pub struct LiveModel {
     model: Arc<RwLock<ReadModel>>,
     position: watch::Sender<Position>,
     counters: Arc<Counters>,
+    /// The history the model is built from; learnt when following starts if not given.
+    history: Arc<Mutex<Option<HistoryId>>>,
+    /// After the history was replaced: the head of the new history when that was noticed.
+    /// The model is current again once it has reached it.
+    rebuild_until: Arc<AtomicU64>,
+    /// How many times the history was found replaced.
+    replaced: watch::Sender<u64>,
     /// Signature checks before applying ([`LiveModel::with_verifier`]).
     screen: Arc<Screen>,
 }
 
 impl LiveModel {
+    /// A live model starting from `model`, whose history is learnt when following starts.
     pub fn new(model: ReadModel) -> Self {
         let position = watch::Sender::new(model.position());
         Self {
             model: Arc::new(RwLock::new(model)),
             position,
             counters: Arc::default(),
+            history: Arc::default(),
+            rebuild_until: Arc::default(),
+            replaced: watch::Sender::new(0),
             screen: Arc::default(),
         }
+    }
+
+    /// A live model starting from `model`, built from the history `history` (a snapshot's).
+    pub fn of_history(model: ReadModel, history: HistoryId) -> Self {
+        let live = Self::new(model);
+        *live.history.lock().unwrap_or_else(PoisonError::into_inner) = Some(history);
+        live
+    }
+
+    /// False while the model rebuilds from a history that replaced the one it was built from.
+    pub fn is_current(&self) -> bool {
+        self.position().0 >= self.rebuild_until.load(Ordering::Acquire)
+    }
+
+    /// Changes each time the history is found replaced (see the module doc).
+    pub fn replacements(&self) -> watch::Receiver<u64> {
+        self.replaced.subscribe()
+    }
+
+    /// Changes whenever the model's position does.
+    pub fn position_updates(&self) -> watch::Receiver<Position> {
+        self.position.subscribe()
+    }
+
+    /// The history the model is built from, once known.
+    pub fn history(&self) -> Option<HistoryId> {
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs `f` on the current model under a read lock. Keep `f` short and never await in it.
@@ -89,6 +139,9 @@ impl LiveModel {
     pub async fn follow<S: EventStore>(&self, store: S, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(50);
         while !shutdown.is_cancelled() {
+            if let Err(e) = self.check_history(&store).await {
+                tracing::warn!(error = %e, "cannot check which history the store holds");
+            }
             let from = self.position();
             let mut feed = match store.follow(from).await {
                 Ok(feed) => feed,
@@ -102,48 +155,29 @@ impl LiveModel {
                     continue;
                 }
             };
+            let mut check = tokio::time::interval(HISTORY_CHECK_EVERY);
+            check.tick().await;
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return,
                     next = feed.next() => next,
+                    _ = check.tick() => match self.check_history(&store).await {
+                        Ok(true) => break,
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot check which history the store holds");
+                            continue;
+                        }
+                    },
                 };
                 match next {
                     Some(Ok(commit)) if !self.admits(&commit) => self.refuse(&commit),
                     Some(Ok(commit)) => {
                         backoff = Duration::from_millis(50);
-                        let events = commit.commit.events.len() as u64;
-                        let position = commit.position;
-                        {
-                            let mut model =
-                                self.model.write().unwrap_or_else(PoisonError::into_inner);
-                            model.apply(&commit);
-                        }
-                        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                        self.counters.events.fetch_add(events, Ordering::Relaxed);
-                        self.position.send_if_modified(|p| {
-                            let advanced = position > *p;
-                            if advanced {
-                                *p = position;
-                            }
-                            advanced
-                        });
+                        self.apply(&commit);
                     }
                     Some(Err(StoreError::Corrupt { position, source })) => {
-                        tracing::error!(position = position.0, error = %source,
-                            "skipping a commit that cannot be read");
-                        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                        {
-                            let mut model =
-                                self.model.write().unwrap_or_else(PoisonError::into_inner);
-                            model.skip_to(position);
-                        }
-                        self.position.send_if_modified(|p| {
-                            let advanced = position > *p;
-                            if advanced {
-                                *p = position;
-                            }
-                            advanced
-                        });
+                        self.skip(position, &source);
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "the history feed failed; resuming");
@@ -153,6 +187,100 @@ impl LiveModel {
                 }
             }
         }
+    }
+
+    /// Applies one commit (once: a commit at or before the position is ignored).
+    fn apply(&self, commit: &followers_shared::store::StoredCommit) {
+        let events = commit.commit.events.len() as u64;
+        let position = commit.position;
+        let fresh = {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            let fresh = position > model.position();
+            model.apply(commit);
+            fresh
+        };
+        if fresh {
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.counters.events.fetch_add(events, Ordering::Relaxed);
+        }
+        self.advance(position);
+    }
+
+    /// Steps over a commit that cannot be read, so one bad message cannot stop every reader.
+    fn skip(&self, position: Position, why: &dyn std::fmt::Display) {
+        tracing::error!(position = position.0, error = %why, "skipping a commit that cannot be read");
+        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            model.skip_to(position);
+        }
+        self.advance(position);
+    }
+
+    fn advance(&self, position: Position) {
+        self.position.send_if_modified(|p| {
+            let advanced = position > *p;
+            if advanced {
+                *p = position;
+            }
+            advanced
+        });
+    }
+
+    /// Reads the commits up to `upto` straight from the store and applies them, in order: for a
+    /// writer that must see its own acknowledged commit while the live feed is slow to deliver
+    /// it (its consumer is being recreated after a leader change). The feed delivers the same
+    /// commits later; they are applied once.
+    pub async fn read_up_to<S: EventStore>(
+        &self,
+        store: &S,
+        upto: Position,
+    ) -> Result<(), StoreError> {
+        while self.position() < upto {
+            let next = Position(self.position().0 + 1);
+            match store.read_at(next).await {
+                Ok(Some(commit)) if !self.admits(&commit) => self.refuse(&commit),
+                Ok(Some(commit)) => self.apply(&commit),
+                Ok(None) => return Ok(()),
+                Err(StoreError::Corrupt { position, source }) => self.skip(position, &source),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the store still holds the history this model is built from; if not, empties the
+    /// model to rebuild it from the new history and returns true.
+    async fn check_history<S: EventStore>(&self, store: &S) -> Result<bool, StoreError> {
+        // The position is read before the head, so a head behind it means the history shrank.
+        let position = self.position();
+        let identity = store.identity().await?;
+        let head = store.head().await?;
+        let mut known = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaced = match known.as_ref() {
+            None => false,
+            // An empty history had nothing to name it by: any history may follow it.
+            Some(k) if k.0.is_empty() => head < position,
+            Some(k) => *k != identity || head < position,
+        };
+        if replaced {
+            tracing::error!(
+                was = %known.as_ref().map(ToString::to_string).unwrap_or_default(),
+                now = %identity,
+                head = head.0,
+                position = position.0,
+                "the history was replaced (deleted and created again?); rebuilding the model from it"
+            );
+            {
+                let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+                *model = model.emptied();
+            }
+            self.rebuild_until.store(head.0, Ordering::Release);
+            self.position.send_replace(Position(0));
+            self.replaced.send_modify(|n| *n += 1);
+        }
+        *known = Some(identity);
+        Ok(replaced)
     }
 
     /// Waits until the model has applied everything the store held when this was called.

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, Position, StoreError, StoredCommit,
-    StreamId, Version,
+    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
+    StoredCommit, StreamId, Version,
 };
 use tokio::sync::watch;
 
@@ -23,6 +23,8 @@ struct Inner {
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     head: watch::Sender<Position>,
+    /// A fresh identity per store: two memory stores are two histories.
+    identity: HistoryId,
 }
 
 impl Default for MemoryStore {
@@ -36,6 +38,7 @@ impl MemoryStore {
         Self {
             inner: Arc::default(),
             head: watch::Sender::new(Position(0)),
+            identity: HistoryId(format!("memory:{}", uuid::Uuid::new_v4())),
         }
     }
 
@@ -122,6 +125,10 @@ impl EventStore for MemoryStore {
 
     async fn head(&self) -> Result<Position, StoreError> {
         Ok(*self.head.borrow())
+    }
+
+    async fn identity(&self) -> Result<HistoryId, StoreError> {
+        Ok(self.identity.clone())
     }
 
     async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {

@@ -11,7 +11,14 @@ use crate::nats::NatsServer;
 /// Flags for a command-service instance talking to `server`.
 pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::Config {
     let url = server.url();
-    let mut args = vec!["command-service", "--nats-url", url.as_str()];
+    // The tests' command services are the administrative step that creates the history.
+    let mut args = vec![
+        "command-service",
+        "--nats-url",
+        url.as_str(),
+        "--manage-stream",
+        "true",
+    ];
     args.extend_from_slice(extra);
     command_service::Config::parse_from(args)
 }

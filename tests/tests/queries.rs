@@ -365,13 +365,9 @@ async fn a_restart_from_snapshot_answers_like_a_full_replay() {
 
     // A snapshot of another format is ignored, never misread.
     from_snapshot.stop().await; // writes a current snapshot, which we then mark as foreign
-    std::fs::write(
-        &snap,
-        std::fs::read_to_string(&snap)
-            .unwrap()
-            .replacen("\"format\":1", "\"format\":999", 1),
-    )
-    .unwrap();
+    let mut foreign: Value = serde_json::from_slice(&std::fs::read(&snap).unwrap()).unwrap();
+    foreign["format"] = json!(999);
+    std::fs::write(&snap, serde_json::to_vec(&foreign).unwrap()).unwrap();
     let ignored = start_projection_service(&server, &["--snapshot-path", snap_arg]).await;
     ignored
         .model
