@@ -12,3 +12,20 @@ pub mod stack;
 
 pub use client::Followers;
 pub use nats::{NatsCluster, NatsServer};
+
+/// Polls `check` until it holds, for at most 20 s: a wait on a condition (an effect of the
+/// follower sync, a model noticing a change), never a fixed sleep.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -12,7 +12,7 @@ use followers_shared::wire::{CommandReply, Outcome};
 use followers_store::JetStreamStore;
 use followers_tests::client::{contact, opportunity, system, user, workflow};
 use followers_tests::stack::{history, ok, open_account, start_command_service};
-use followers_tests::{Followers, NatsServer};
+use followers_tests::{Followers, NatsServer, eventually};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -35,22 +35,6 @@ async fn record_state(store: &JetStreamStore, account: &str, record: RecordRef) 
 }
 
 use followers_tests::stack::{contact_ref as c, opportunity_ref as o};
-
-/// Polls `check` until it holds, for at most 20 s: for effects of the asynchronous sync.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_kind_works_over_nats() {

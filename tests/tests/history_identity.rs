@@ -13,24 +13,8 @@ use followers_tests::client::{contact, system, user};
 use followers_tests::stack::{
     TEAM, history, ok, open_account, start_command_service, start_projection_service,
 };
-use followers_tests::{Followers, NatsServer};
+use followers_tests::{Followers, NatsServer, eventually};
 use serde_json::{Value, json};
-
-/// Polls `check` until it holds, for at most 20 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Opens `account` with the team and `n` contacts; returns the last position.
 async fn account_with_contacts(f: &Followers, n: usize) -> Position {
