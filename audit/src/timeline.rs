@@ -205,7 +205,7 @@ pub fn describe(body: &EventBody) -> String {
         EventBody::MemberReactivated { user } => format!("member {user} reactivated"),
         EventBody::SettingsChanged { settings } => format!(
             "settings changed: {}",
-            serde_json::to_string(settings).unwrap_or_default()
+            followers_shared::json::to_string(settings)
         ),
         EventBody::ContactCreated { contact, owner } => {
             format!("contact {contact} created, owner {}", who(owner.as_ref()))

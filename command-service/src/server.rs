@@ -106,7 +106,7 @@ pub async fn serve<S: EventStore>(
 }
 
 async fn publish(client: &async_nats::Client, to: async_nats::Subject, reply: &CommandReply) {
-    let body = serde_json::to_vec(reply).unwrap_or_default();
+    let body = followers_shared::json::to_vec(reply);
     if let Err(e) = client.publish(to, body.into()).await {
         tracing::warn!(error = %e, "cannot send a reply");
     }

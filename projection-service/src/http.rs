@@ -274,7 +274,7 @@ impl BodyError {
                 (header::CONTENT_TYPE, "application/json"),
                 (header::CONNECTION, "close"),
             ],
-            serde_json::to_vec(&reply).unwrap_or_default(),
+            followers_shared::json::to_vec(&reply),
         )
             .into_response()
     }
@@ -367,7 +367,7 @@ fn body(mut params: HashMap<String, String>, fixed: Map<String, Value>) -> Vec<u
     for (k, v) in params {
         out.insert(k, Value::String(v));
     }
-    serde_json::to_vec(&out).unwrap_or_default()
+    followers_shared::json::to_vec(&out)
 }
 
 async fn account(

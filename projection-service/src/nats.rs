@@ -74,7 +74,7 @@ pub async fn serve(
 }
 
 fn failure(error: ErrorBody) -> Vec<u8> {
-    serde_json::to_vec(&QueryReply::<()>::failure(error)).unwrap_or_default()
+    followers_shared::json::to_vec(&QueryReply::<()>::failure(error))
 }
 
 async fn publish(client: &async_nats::Client, to: async_nats::Subject, body: Vec<u8>) {

@@ -163,7 +163,7 @@ pub struct Answer {
 fn json<T: Serialize>(reply: &QueryReply<T>) -> Answer {
     Answer {
         error: reply.error.as_ref().map(|e| e.code),
-        body: serde_json::to_vec(reply).unwrap_or_default(),
+        body: followers_shared::json::to_vec(reply),
     }
 }
 

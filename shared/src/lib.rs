@@ -12,6 +12,7 @@
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
 //! - [`wire`]: the JSON contract of commands, replies and queries, and the subjects.
 //! - [`error`]: stable error codes (R24).
+//! - [`json`]: our own values as JSON bytes, never empty.
 
 pub mod access;
 pub mod account;
@@ -20,6 +21,7 @@ pub mod decision;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod model;
 pub mod read_model;
 pub mod record;

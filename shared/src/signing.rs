@@ -315,7 +315,7 @@ impl Signer {
             public_key: None,
             private_key: Some(hex::encode(self.key.to_bytes())),
         };
-        serde_json::to_string_pretty(&file).unwrap_or_default() + "\n"
+        crate::json::to_string_pretty(&file) + "\n"
     }
 
     /// The public key file's content, for every reader that checks signatures.
@@ -326,7 +326,7 @@ impl Signer {
             public_key: Some(hex::encode(self.key.verifying_key().to_bytes())),
             private_key: None,
         };
-        serde_json::to_string_pretty(&file).unwrap_or_default() + "\n"
+        crate::json::to_string_pretty(&file) + "\n"
     }
 
     pub fn key_id(&self) -> &KeyId {
@@ -635,7 +635,7 @@ impl SignedHead {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {

@@ -176,8 +176,7 @@ pub fn chain_hash(previous: Option<&str>, events: &[Event]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(previous.unwrap_or_default().as_bytes());
-    // Serializing our own types to a Vec cannot fail.
-    hasher.update(serde_json::to_vec(events).unwrap_or_default());
+    hasher.update(crate::json::to_vec(events));
     hex::encode(hasher.finalize())
 }
 
@@ -211,8 +210,7 @@ impl Commit {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // Serializing our own types to a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::to_vec(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
