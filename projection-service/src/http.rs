@@ -312,6 +312,46 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// A route's query parameters, each at most once: like a repeated JSON key, a repeated
+/// parameter (`?user=ann&user=bob`) is refused with `malformed_request`, never read as one of
+/// them.
+#[derive(Debug)]
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        let malformed = |message: String| {
+            let reply =
+                QueryReply::<()>::failure(ErrorBody::new(ErrorCode::MalformedRequest, message));
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                followers_shared::json::to_vec(&reply),
+            )
+                .into_response()
+        };
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| malformed(format!("the query string cannot be read: {e}")))?;
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            if params.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(malformed(format!(
+                    "the query parameter `{shown}` appears more than once"
+                )));
+            }
+            params.insert(key, value);
+        }
+        Ok(Params(params))
+    }
+}
+
 /// Admits a query built from the path and parameters into the budget and answers it.
 async fn ask(s: &HttpState, account: &str, name: &str, body: Vec<u8>) -> Response {
     match s.queries.admit(body.len()) {
@@ -373,7 +413,7 @@ fn body(mut params: HashMap<String, String>, fixed: Map<String, Value>) -> Vec<u
 async fn account(
     State(s): State<HttpState>,
     Path(account): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params,
 ) -> Response {
     ask(&s, &account, "account", body(params, Map::new())).await
 }
@@ -381,7 +421,7 @@ async fn account(
 async fn check_access(
     State(s): State<HttpState>,
     Path(account): Path<String>,
-    Query(mut params): Query<HashMap<String, String>>,
+    Params(mut params): Params,
 ) -> Response {
     let mut fixed = Map::new();
     let kind = params.remove("kind");
@@ -425,7 +465,7 @@ async fn check_access_batch(
 async fn followers(
     State(s): State<HttpState>,
     Path((account, kind, id)): Path<(String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params,
 ) -> Response {
     let mut fixed = Map::new();
     fixed.insert("record".into(), json!({"kind": kind, "id": id}));
@@ -435,7 +475,7 @@ async fn followers(
 async fn records_of_user(
     State(s): State<HttpState>,
     Path((account, user)): Path<(String, String)>,
-    Query(mut params): Query<HashMap<String, String>>,
+    Params(mut params): Params,
 ) -> Response {
     let mut fixed = Map::new();
     fixed.insert("user".into(), json!(user));
@@ -450,7 +490,7 @@ async fn records_of_user(
 async fn contact_opportunities(
     State(s): State<HttpState>,
     Path((account, contact)): Path<(String, String)>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params,
 ) -> Response {
     let mut fixed = Map::new();
     fixed.insert("contact".into(), json!(contact));

@@ -217,6 +217,19 @@ async fn r24_lenient_queries_are_refused_over_nats_and_http() {
             "{body}"
         );
     }
+    // A query parameter given twice is a repeated key too.
+    let r = http
+        .get(format!(
+            "{base}/access?user=ann&user=bob&action=view&kind=contact&id=c1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let reply: QueryReply<Value> = r.json().await.unwrap();
+    let e = reply.error.unwrap();
+    assert_eq!(e.code, ErrorCode::MalformedRequest);
+    assert!(e.message.contains("`user`"), "{}", e.message);
     projection.stop().await;
     commands.stop().await;
 }
