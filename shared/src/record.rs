@@ -213,6 +213,13 @@ impl Decision<'_> {
         AddedHow::for_actor(&self.cmd.meta.actor)
     }
 
+    /// The record exists and the actor may do `action` to it (R5, R15, R20).
+    fn require_on_existing(&self, action: Action) -> Result<(), DomainError> {
+        require_created(self.record, self.state)?;
+        let access = record_access(self.state, self.ctx);
+        authorize(self.cmd, self.record, Some(&access), self.ctx, action)
+    }
+
     /// R3, R11-R13, R16: a new contact with its owner and first followers.
     fn create_contact(
         &self,
@@ -273,9 +280,7 @@ impl Decision<'_> {
     /// R4, R5: an admin, the owner, or a workflow or the system changes the owner.
     fn change_owner(&self, owner: Option<&UserId>) -> Result<Vec<EventBody>, DomainError> {
         let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        require_created(record, state)?;
-        let access = record_access(state, ctx);
-        authorize(cmd, record, Some(&access), ctx, Action::ChangeOwner)?;
+        self.require_on_existing(Action::ChangeOwner)?;
         if let Some(o) = owner {
             ctx.account.require_active_member(&cmd.account, o)?;
         }
@@ -285,19 +290,15 @@ impl Decision<'_> {
     /// R11-R13, R15: add followers, atomically, without repeating who already follows.
     fn add_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
         let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        require_created(record, state)?;
-        let access = record_access(state, ctx);
-        authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+        self.require_on_existing(Action::ManageFollowers)?;
         let new = followers_to_add(cmd, record, state, ctx, users)?;
         Ok(added(record, new, &self.how()).into_iter().collect())
     }
 
     /// R14, R15: remove followers; removing a non-follower is a no-op.
     fn remove_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
-        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        require_created(record, state)?;
-        let access = record_access(state, ctx);
-        authorize(cmd, record, Some(&access), ctx, Action::ManageFollowers)?;
+        let (record, state) = (self.record, self.state);
+        self.require_on_existing(Action::ManageFollowers)?;
         let gone: Vec<UserId> = distinct(users)
             .into_iter()
             .filter(|u| state.follows(u))
