@@ -76,6 +76,7 @@ fn exported_lines() -> String {
     let meta = CommandMeta {
         command_id: CommandId::new(),
         actor: Actor::System,
+        caller: None,
         correlation: uuid::Uuid::now_v7(),
         causation: None,
         at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),

@@ -68,6 +68,7 @@ pub fn meta() -> CommandMeta {
     CommandMeta {
         command_id,
         actor: Actor::User { user: id(ADMIN) },
+        caller: None,
         correlation: command_id.0,
         causation: None,
         at: Utc::now(),
@@ -84,6 +85,7 @@ impl Dataset {
     pub fn account_commit(&self) -> (StreamId, Commit) {
         let meta = CommandMeta {
             actor: Actor::System,
+            caller: None,
             ..meta()
         };
         let mut bodies = vec![

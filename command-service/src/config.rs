@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use followers_shared::caller::CallerPolicy;
 use followers_shared::signing::{KeyFileError, Signer, Verifier};
 use followers_store::StoreArgs;
 
@@ -72,6 +73,28 @@ pub struct Config {
     /// shutdown); only with --signing-key-file, on JetStream.
     #[arg(long, env = "FOLLOWERS_SIGNED_HEAD_EVERY_SECS", default_value_t = 60)]
     pub signed_head_every_secs: u64,
+    /// A JSON file of which NATS callers may act as which actor kinds, for which accounts (see
+    /// docs/operations.md, "Security"). With it, a command must carry the server's
+    /// `Nats-Request-Info` header (callers in their own NATS accounts, through a service import
+    /// with `share: true`), and each event records its caller. Without it, every caller may
+    /// claim any actor: only for a development setup.
+    #[arg(long, env = "FOLLOWERS_CALLER_POLICY")]
+    pub caller_policy: Option<PathBuf>,
+}
+
+/// Why the caller policy file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("--caller-policy {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--caller-policy {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 impl Config {
@@ -81,6 +104,23 @@ impl Config {
 
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_secs(self.startup_timeout_secs)
+    }
+
+    /// The caller policy of --caller-policy, if given.
+    pub fn caller_policy(&self) -> Result<Option<CallerPolicy>, PolicyFileError> {
+        let Some(path) = &self.caller_policy else {
+            return Ok(None);
+        };
+        let text = std::fs::read(path).map_err(|source| PolicyFileError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| PolicyFileError::Invalid {
+                path: path.clone(),
+                source,
+            })
     }
 
     /// The signer of --signing-key-file, if given.

@@ -42,6 +42,8 @@ pub enum StartError {
     Keys(#[from] followers_shared::signing::KeyFileError),
     #[error(transparent)]
     HeadBucket(#[from] signed_head::BucketError),
+    #[error(transparent)]
+    CallerPolicy(#[from] config::PolicyFileError),
 }
 
 /// A started command service.
@@ -73,6 +75,12 @@ pub async fn start_with<S: EventStore + Clone>(
     store: S,
     config: Config,
 ) -> Result<Running, StartError> {
+    let caller_policy = config.caller_policy()?;
+    if caller_policy.is_none() {
+        tracing::warn!(
+            "no --caller-policy: every NATS caller may claim any actor for any account it can reach"
+        );
+    }
     let shutdown = CancellationToken::new();
     let internal = CancellationToken::new();
     let signer = config.signer()?;
@@ -141,6 +149,7 @@ pub async fn start_with<S: EventStore + Clone>(
         queue_group: config.queue_group.clone(),
         max_request_bytes: config.max_request_bytes,
         max_in_flight: config.max_in_flight,
+        caller_policy: caller_policy.map(Arc::new),
     };
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use followers_shared::caller::{Caller, CallerPolicy, REQUEST_INFO_HEADER};
 use followers_shared::error::ErrorCode;
 use followers_shared::store::EventStore;
 use followers_shared::wire::{self, CommandReply, ErrorBody, subject};
@@ -20,6 +21,8 @@ pub struct ServeOptions {
     pub queue_group: String,
     pub max_request_bytes: usize,
     pub max_in_flight: usize,
+    /// Which NATS callers may send what; `None`: every caller may claim any actor.
+    pub caller_policy: Option<Arc<CallerPolicy>>,
 }
 
 /// Turns one request into a reply. Every input gets a reply; none panics.
@@ -27,6 +30,7 @@ pub async fn process<S: EventStore>(
     handler: &Handler<S>,
     options: &ServeOptions,
     subject_str: &str,
+    headers: Option<&async_nats::HeaderMap>,
     payload: &[u8],
 ) -> CommandReply {
     if payload.len() > options.max_request_bytes {
@@ -51,10 +55,23 @@ pub async fn process<S: EventStore>(
             ),
         );
     };
-    match wire::parse_command(account, name, payload, Utc::now()) {
-        Ok(cmd) => handler.handle(cmd).await,
-        Err((id, error)) => CommandReply::failure(id, error),
+    let mut cmd = match wire::parse_command(account, name, payload, Utc::now()) {
+        Ok(cmd) => cmd,
+        Err((id, error)) => return CommandReply::failure(id, error),
+    };
+    if let Some(policy) = &options.caller_policy {
+        let caller = headers
+            .and_then(|h| h.get(REQUEST_INFO_HEADER))
+            .and_then(|v| Caller::from_request_info(v.as_str().as_bytes()));
+        if let Err(refusal) = policy.permits(caller.as_ref(), &cmd.account, &cmd.meta.actor) {
+            return CommandReply::failure(
+                Some(cmd.meta.command_id),
+                ErrorBody::new(ErrorCode::CallerNotAllowed, refusal.to_string()),
+            );
+        }
+        cmd.meta.caller = caller;
     }
+    handler.handle(cmd).await
 }
 
 /// Serves commands until `shutdown`, then stops taking new ones and finishes those in flight.
@@ -90,7 +107,8 @@ pub async fn serve<S: EventStore>(
         };
         let (client, handler, options) = (client.clone(), handler.clone(), options.clone());
         tasks.spawn(async move {
-            let reply = process(&handler, &options, &message.subject, &message.payload).await;
+            let (subject, headers) = (&message.subject, message.headers.as_ref());
+            let reply = process(&handler, &options, subject, headers, &message.payload).await;
             publish(&client, reply_to, &reply).await;
             drop(permit);
         });

@@ -35,6 +35,7 @@ fn meta(actor: Actor) -> CommandMeta {
     CommandMeta {
         command_id,
         actor,
+        caller: None,
         correlation: command_id.0,
         causation: None,
         at: Utc::now(),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::caller::Caller;
 use crate::event::{EVENT_SCHEMA, Event, EventBody, EventMeta, SyncAction};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
@@ -12,6 +13,9 @@ use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
 pub struct CommandMeta {
     pub command_id: CommandId,
     pub actor: Actor,
+    /// Who sent it, as the NATS server named it; `None` for the follower sync's commands and
+    /// where callers are not checked.
+    pub caller: Option<Caller>,
     pub correlation: Uuid,
     /// For commands of the follower sync: the event that triggered them.
     pub causation: Option<EventId>,
@@ -30,6 +34,7 @@ impl CommandMeta {
                 causation: self.causation,
                 correlation: self.correlation,
                 actor: self.actor.clone(),
+                caller: self.caller.clone(),
                 at: self.at,
             },
             body,

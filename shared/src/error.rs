@@ -39,6 +39,15 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// A query waited for a position that the read model did not reach in time.
     Timeout,
+    /// The caller policy does not let this NATS caller send this command: its account, or the
+    /// actor kind it claims (see docs/operations.md, "Security"). Nothing was appended.
+    CallerNotAllowed,
+    /// HTTP only: no bearer token, or one that is malformed, expired, not yet valid, or not
+    /// signed by a configured key (status 401).
+    Unauthenticated,
+    /// HTTP only: a valid bearer token that does not grant the account the request names
+    /// (status 403).
+    Forbidden,
     /// A bug: please report it. Nothing was appended.
     Internal,
 }
@@ -63,6 +72,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::CallerNotAllowed => "caller_not_allowed",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
         }
     }

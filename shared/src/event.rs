@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::caller::Caller;
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role, SkipReason};
 
@@ -27,6 +28,10 @@ pub struct EventMeta {
     /// Groups everything that followed from one outside request.
     pub correlation: Uuid,
     pub actor: Actor,
+    /// Who sent the command, as the NATS server named it (only where the command service
+    /// checks callers; see [`crate::caller`]). Absent for the follower sync's commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
     pub at: DateTime<Utc>,
 }
 

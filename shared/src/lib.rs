@@ -4,6 +4,7 @@
 //! - [`command`], [`event`]: what is asked and what happened (R22).
 //! - [`account`], [`record`]: the deciders, `decide(command, state) -> events` and
 //!   `evolve(state, event) -> state`, pure and synchronous.
+//! - [`caller`]: who sent a command, as NATS vouches for it, and the caller policy.
 //! - [`access`]: the access rule (R19-R21), shared by both sides.
 //! - [`read_model`]: all states plus query indexes, built only from stored commits.
 //! - [`decision`]: routes a command to its decider with context from the read model.
@@ -16,6 +17,7 @@
 
 pub mod access;
 pub mod account;
+pub mod caller;
 pub mod command;
 pub mod decision;
 pub mod error;

@@ -664,6 +664,7 @@ mod tests {
         let meta = crate::command::CommandMeta {
             command_id: CommandId::new(),
             actor: Actor::System,
+            caller: None,
             correlation: uuid::Uuid::now_v7(),
             causation: None,
             at: Utc::now(),

@@ -62,6 +62,7 @@ impl Reactions<'_> {
             meta: CommandMeta {
                 command_id: CommandId::derive(trigger.meta.event_id, &purpose),
                 actor: Actor::System,
+                caller: None,
                 correlation: trigger.meta.correlation,
                 causation: Some(trigger.meta.event_id),
                 at: self.at,

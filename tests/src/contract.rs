@@ -30,6 +30,7 @@ pub fn commit(n: usize) -> Commit {
     let meta = CommandMeta {
         command_id: CommandId::new(),
         actor: Actor::System,
+        caller: None,
         correlation: uuid::Uuid::now_v7(),
         causation: None,
         at: Utc::now(),

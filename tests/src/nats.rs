@@ -26,6 +26,9 @@ pub struct NatsServer {
     pub port: u16,
     dir: TempDir,
     config: PathBuf,
+    /// More command-line flags, and the server's environment (for a shipped configuration file).
+    flags: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -49,8 +52,11 @@ impl NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("nats.conf");
         let store = dir.path().join("js");
-        let body =
-            format!("{top}\njetstream {{\n  store_dir: {store:?}\n  {jetstream_extra}\n}}\n");
+        let log = dir.path().join("server.log");
+        // The server's log stays in its folder, for a test to show when it fails.
+        let body = format!(
+            "{top}\nlog_file: {log:?}\njetstream {{\n  store_dir: {store:?}\n  {jetstream_extra}\n}}\n"
+        );
         // Port -1: the server picks a free port itself and reports it in its ports file, so
         // tests running side by side never race for a port.
         std::fs::write(&config, format!("listen: 127.0.0.1:-1\n{body}")).expect("write config");
@@ -59,6 +65,8 @@ impl NatsServer {
             port: 0,
             dir,
             config,
+            flags: Vec::new(),
+            env: Vec::new(),
         };
         server.spawn();
         // Restarts keep the same port, so clients reconnect to the same address.
@@ -70,6 +78,33 @@ impl NatsServer {
         server
     }
 
+    /// A server started with a configuration file as it is (deploy/nats/single.conf), its
+    /// environment (the `$VARIABLES` the file reads) and flags that only move it onto loopback,
+    /// a free port and a temporary data folder.
+    pub fn start_from_file(config: &std::path::Path, env: Vec<(String, String)>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flags = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            "-1".into(),
+            "-sd".into(),
+            dir.path().join("js").into_os_string(),
+            "-l".into(),
+            dir.path().join("server.log").into_os_string(),
+        ];
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            config: config.to_owned(),
+            flags,
+            env,
+        };
+        server.spawn();
+        server
+    }
+
     fn spawn(&mut self) {
         let ports_dir = self.dir.path().join("ports");
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
@@ -78,6 +113,8 @@ impl NatsServer {
             .arg(&self.config)
             .arg("--ports_file_dir")
             .arg(&ports_dir)
+            .args(&self.flags)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -130,6 +167,11 @@ impl NatsServer {
 
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// What the server has logged so far (empty if it logged nothing).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 }
 

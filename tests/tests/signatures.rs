@@ -132,6 +132,7 @@ fn bob_made_admin() -> Vec<followers_shared::event::Event> {
     let meta = CommandMeta {
         command_id: CommandId::new(),
         actor: Actor::System,
+        caller: None,
         correlation: uuid::Uuid::now_v7(),
         causation: None,
         at: Utc::now(),

@@ -182,6 +182,7 @@ pub fn parse_command(
             command_id,
             correlation: correlation.unwrap_or(command_id.0),
             actor,
+            caller: None,
             causation: None,
             at,
         },

@@ -197,6 +197,7 @@ impl Harness {
             meta: CommandMeta {
                 command_id,
                 actor,
+                caller: None,
                 correlation: command_id.0,
                 causation: None,
                 at: at(),

@@ -1,0 +1,471 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Least privilege, as shipped: nats-server runs with deploy/nats/single.conf and
+//! deploy/nats/accounts.conf themselves (only moved onto loopback, a free port and a temporary
+//! folder), with one nkey per user made by `followers-admin nkeys`. The services run as their own
+//! users, the command service with deploy/nats/caller-policy.json. Each test shows what a user
+//! can do and what the server refuses it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use clap::Parser;
+use followers_shared::error::ErrorCode;
+use followers_shared::wire::CommandReply;
+use followers_tests::client::{Followers, contact, system, user, workflow};
+use followers_tests::{NatsServer, eventually};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn shipped(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/nats")
+        .join(file)
+}
+
+/// The shipped configuration running, with every user's seed in `keys`.
+struct Deployment {
+    server: NatsServer,
+    keys: tempfile::TempDir,
+    command: Option<followers_command_service::Running>,
+    projection: Option<followers_projection_service::Running>,
+}
+
+/// `followers-admin init`'s flags.
+#[derive(clap::Parser)]
+struct Init {
+    #[command(flatten)]
+    store: followers_store::StoreArgs,
+}
+
+/// A connection of one user, and the errors the server sent it (permission violations).
+struct Connection {
+    client: async_nats::Client,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Connection {
+    /// Waits until the server has refused something to this user, naming `subject`.
+    async fn refused(&self, subject: &str) {
+        let errors = self.errors.clone();
+        eventually(&format!("a permissions violation for {subject}"), || {
+            let errors = errors.clone();
+            async move {
+                errors
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.contains("Permissions Violation") && e.contains(subject))
+            }
+        })
+        .await;
+    }
+
+    fn jetstream(&self) -> jetstream::Context {
+        let mut js = jetstream::new(self.client.clone());
+        js.set_timeout(Duration::from_secs(2));
+        js
+    }
+}
+
+impl Deployment {
+    /// The server alone.
+    fn server_only() -> Self {
+        let keys = tempfile::tempdir().unwrap();
+        let made = followers_admin::nkeys::provision(&shipped("accounts.conf"), keys.path())
+            .expect("followers-admin nkeys");
+        let env = made
+            .into_iter()
+            .map(|k| (k.variable, k.public_key))
+            .collect();
+        let server = NatsServer::start_from_file(&shipped("single.conf"), env);
+        Self {
+            server,
+            keys,
+            command: None,
+            projection: None,
+        }
+    }
+
+    /// The server, the history created by the admin user, and both services as their users.
+    async fn start() -> Self {
+        let mut d = Self::server_only();
+        let admin = d.flags("admin", "_INBOX_followers_admin");
+        let init = Init::parse_from(std::iter::once("followers-admin".to_owned()).chain(admin));
+        followers_admin::init(&init.store)
+            .await
+            .expect("admin init");
+        let mut command = vec!["command-service".to_owned()];
+        command.extend(d.flags("command", "_INBOX_followers_command"));
+        command.extend([
+            "--caller-policy".to_owned(),
+            path(&shipped("caller-policy.json")),
+        ]);
+        let command = followers_command_service::Config::parse_from(command);
+        let mut projection = vec![
+            "projection-service".to_owned(),
+            "--http-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ];
+        projection.extend(d.flags("projection", "_INBOX_followers_projection"));
+        let projection = followers_projection_service::Config::parse_from(projection);
+        d.command = Some(
+            followers_command_service::start(command)
+                .await
+                .expect("the command service starts as its own user"),
+        );
+        d.projection = Some(
+            followers_projection_service::start(projection)
+                .await
+                .expect("the projection service starts as its own user"),
+        );
+        d
+    }
+
+    fn seed(&self, user: &str) -> PathBuf {
+        self.keys.path().join(format!("{user}.nk"))
+    }
+
+    /// The NATS flags of a process running as `user`.
+    fn flags(&self, user: &str, inbox: &str) -> Vec<String> {
+        vec![
+            "--nats-url".to_owned(),
+            self.server.url(),
+            "--nats-nkey-file".to_owned(),
+            path(&self.seed(user)),
+            "--nats-inbox-prefix".to_owned(),
+            inbox.to_owned(),
+        ]
+    }
+
+    async fn connect(&self, user: &str, inbox: &str) -> Connection {
+        let seed = std::fs::read_to_string(self.seed(user)).unwrap();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        let client = async_nats::ConnectOptions::new()
+            .nkey(seed.trim().to_owned())
+            .custom_inbox_prefix(inbox)
+            .event_callback(move |event| {
+                let sink = sink.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        sink.lock().unwrap().push(e.to_string());
+                    }
+                }
+            })
+            .connect(self.server.url())
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
+        Connection { client, errors }
+    }
+
+    /// How many commits the history holds, as the admin sees it.
+    async fn commits(&self) -> u64 {
+        let admin = self.connect("admin", "_INBOX_followers_admin").await;
+        let mut stream = admin.jetstream().get_stream("FOLLOWERS").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    async fn caller(&self, user: &str, inbox: &str, account: &str) -> (Followers, Connection) {
+        let c = self.connect(user, inbox).await;
+        (Followers::new(c.client.clone(), account), c)
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+/// A request by raw subject, with optional headers; `None` when no reply came within `wait`.
+async fn request(
+    c: &Connection,
+    subject: &str,
+    headers: Option<async_nats::HeaderMap>,
+    body: Value,
+    wait: Duration,
+) -> Option<CommandReply> {
+    let payload = serde_json::to_vec(&body).unwrap().into();
+    let subject = subject.to_owned();
+    let sent = async {
+        match headers {
+            Some(h) => c.client.request_with_headers(subject, h, payload).await,
+            None => c.client.request(subject, payload).await,
+        }
+    };
+    let reply = tokio::time::timeout(wait, sent).await.ok()?.ok()?;
+    Some(serde_json::from_slice(&reply.payload).expect("a command reply"))
+}
+
+/// How long a test waits for the reply to a request the server refuses to carry: none comes.
+const REFUSED: Duration = Duration::from_secs(1);
+
+fn open_account(name: &str) -> Value {
+    json!({"command_id": Uuid::now_v7(), "actor": system(), "name": name})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_run_as_their_own_users_and_callers_reach_them_through_imports() {
+    let d = Deployment::start().await;
+    let (acme, _c) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
+    let opened = acme
+        .send("open_account", system(), json!({"name": "Acme"}))
+        .await;
+    assert!(opened.ok, "{opened:?}");
+    let (dashboard, _c) = d
+        .caller("dashboard-acme", "_INBOX_acme_dashboard", "acme")
+        .await;
+    let answer = dashboard
+        .query::<Value>("account", json!({"min_position": opened.position.unwrap()}))
+        .await;
+    assert!(answer.ok, "{answer:?}\n{}", d.server.log());
+    assert_eq!(answer.answer.unwrap()["name"], "Acme");
+    // The shipped grants are all the services need: the server refused them nothing.
+    let log = d.server.log();
+    assert!(!log.contains("Violation"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_can_neither_write_the_history_nor_use_jetstream() {
+    let d = Deployment::start().await;
+    let before = d.commits().await;
+    let acme = d.connect("caller-acme", "_INBOX_acme_crm").await;
+    let forged = json!({"command_id": Uuid::now_v7(), "events": []});
+    acme.client
+        .publish(
+            "followers.history.acme.account.acme",
+            serde_json::to_vec(&forged).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    acme.refused("followers.history.acme.account.acme").await;
+    assert!(acme.jetstream().get_stream("FOLLOWERS").await.is_err());
+    acme.refused("$JS.API.STREAM.INFO.FOLLOWERS").await;
+    assert_eq!(d.commits().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_can_neither_delete_nor_change_nor_write_the_history() {
+    let d = Deployment::start().await;
+    let projection = d.connect("projection", "_INBOX_followers_projection").await;
+    let js = projection.jetstream();
+    let mut stream = js.get_stream("FOLLOWERS").await.expect("it may read");
+    let config = stream.info().await.unwrap().config.clone();
+
+    assert!(js.delete_stream("FOLLOWERS").await.is_err());
+    projection.refused("$JS.API.STREAM.DELETE.FOLLOWERS").await;
+    let bigger = jetstream::stream::Config {
+        max_bytes: 1 << 20,
+        ..config.clone()
+    };
+    assert!(js.update_stream(bigger).await.is_err());
+    projection.refused("$JS.API.STREAM.UPDATE.FOLLOWERS").await;
+    let written = match js
+        .publish("followers.history.acme.account.acme", "{}".into())
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!written);
+    projection
+        .refused("followers.history.acme.account.acme")
+        .await;
+
+    let admin = d.connect("admin", "_INBOX_followers_admin").await;
+    let mut after = admin.jetstream().get_stream("FOLLOWERS").await.unwrap();
+    assert_eq!(
+        after.info().await.unwrap().config.max_bytes,
+        config.max_bytes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_its_accounts_history_and_no_other() {
+    let d = Deployment::start().await;
+    let (acme, _a) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
+    let (globex, _g) = d
+        .caller("caller-globex", "_INBOX_globex_crm", "globex")
+        .await;
+    assert!(
+        acme.send("open_account", system(), json!({"name": "Acme"}))
+            .await
+            .ok
+    );
+    assert!(
+        globex
+            .send("open_account", system(), json!({"name": "Globex"}))
+            .await
+            .ok
+    );
+
+    let auditor = d.connect("auditor-acme", "_INBOX_audit_acme").await;
+    let js = auditor.jetstream();
+    let stream = js.get_stream_no_info("FOLLOWERS").await.unwrap();
+    let own = jetstream::consumer::pull::Config {
+        name: Some("audit-acme".to_owned()),
+        filter_subject: "followers.history.acme.>".to_owned(),
+        ..Default::default()
+    };
+    let consumer = stream
+        .create_consumer(own.clone())
+        .await
+        .expect("its own account");
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let mut subjects = Vec::new();
+    while let Some(Ok(m)) = futures::StreamExt::next(&mut batch).await {
+        subjects.push(m.subject.to_string());
+    }
+    assert!(!subjects.is_empty());
+    assert!(
+        subjects
+            .iter()
+            .all(|s| s.starts_with("followers.history.acme.")),
+        "{subjects:?}"
+    );
+
+    let other = jetstream::consumer::pull::Config {
+        filter_subject: "followers.history.globex.>".to_owned(),
+        ..own.clone()
+    };
+    assert!(stream.create_consumer(other).await.is_err());
+    auditor
+        .refused("$JS.API.CONSUMER.CREATE.FOLLOWERS.audit-acme.followers.history.globex.>")
+        .await;
+    let everything = jetstream::consumer::pull::Config {
+        filter_subject: String::new(),
+        ..own
+    };
+    assert!(stream.create_consumer(everything).await.is_err());
+    // Stream info with a subject filter would list every account's record ids.
+    assert!(js.get_stream("FOLLOWERS").await.is_err());
+    auditor.refused("$JS.API.STREAM.INFO.FOLLOWERS").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_reaches_only_its_accounts_and_only_its_own_replies() {
+    let d = Deployment::start().await;
+    let before = d.commits().await;
+    let acme = d.connect("caller-acme", "_INBOX_acme_crm").await;
+    let reply = request(
+        &acme,
+        "followers.cmd.globex.open_account",
+        None,
+        open_account("G"),
+        REFUSED,
+    )
+    .await;
+    assert!(reply.is_none(), "{reply:?}");
+    acme.refused("followers.cmd.globex.open_account").await;
+    let reply = request(
+        &acme,
+        "followers.query.globex.account",
+        None,
+        json!({}),
+        REFUSED,
+    )
+    .await;
+    assert!(reply.is_none());
+    acme.refused("followers.query.globex.account").await;
+
+    let dashboard = d.connect("dashboard-acme", "_INBOX_acme_dashboard").await;
+    let reply = request(
+        &dashboard,
+        "followers.cmd.acme.open_account",
+        None,
+        open_account("A"),
+        REFUSED,
+    )
+    .await;
+    assert!(reply.is_none());
+    dashboard.refused("followers.cmd.acme.open_account").await;
+    // Another client's replies, in the same NATS account or any.
+    let _spy = dashboard
+        .client
+        .subscribe("_INBOX_acme_crm.>")
+        .await
+        .unwrap();
+    dashboard.refused("_INBOX_acme_crm.>").await;
+    let _spy = dashboard.client.subscribe("_INBOX.>").await.unwrap();
+    dashboard.refused("_INBOX.>").await;
+    assert_eq!(d.commits().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_policy_limits_actor_kinds_and_each_event_names_its_caller() {
+    let d = Deployment::start().await;
+    let (acme, acme_conn) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
+    assert!(
+        acme.send("open_account", system(), json!({"name": "Acme"}))
+            .await
+            .ok
+    );
+    let ann = json!({"user": "ann", "name": "Ann", "email": "ann@example.com", "role": "admin", "data_scope": "all"});
+    assert!(acme.send("register_member", system(), ann).await.ok);
+    let created = acme
+        .send("create_contact", user("ann"), json!({"contact": "c1"}))
+        .await;
+    assert!(created.ok, "{created:?}");
+
+    // The workflow engine may act only as a workflow.
+    let (engine, _e) = d.caller("workflows", "_INBOX_workflows", "acme").await;
+    let before = d.commits().await;
+    let as_system = engine
+        .send(
+            "add_followers",
+            system(),
+            json!({"record": contact("c1"), "users": ["ann"]}),
+        )
+        .await;
+    assert_eq!(as_system.error.unwrap().code, ErrorCode::CallerNotAllowed);
+    assert_eq!(d.commits().await, before);
+    let as_workflow = engine
+        .send(
+            "add_followers",
+            workflow("w1"),
+            json!({"record": contact("c1"), "users": ["ann"]}),
+        )
+        .await;
+    assert!(as_workflow.ok, "{as_workflow:?}");
+
+    // A header the caller wrote itself is replaced by the server: acme cannot pass for the
+    // workflow engine.
+    let mut forged = async_nats::HeaderMap::new();
+    forged.insert(
+        "Nats-Request-Info",
+        r#"{"acc":"WORKFLOWS","user":"engine"}"#,
+    );
+    let body = json!({"command_id": Uuid::now_v7(), "actor": workflow("w2"),
+                      "record": contact("c1"), "users": ["ann"]});
+    let to = "followers.cmd.acme.remove_followers";
+    let reply = request(&acme_conn, to, Some(forged), body, Duration::from_secs(30))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.error.unwrap().code, ErrorCode::CallerNotAllowed);
+
+    // The history names who sent each command.
+    let history = jetstream::new(d.connect("admin", "_INBOX_followers_admin").await.client);
+    let mut stream = history.get_stream("FOLLOWERS").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let commit: Value =
+        serde_json::from_slice(&stream.get_raw_message(last).await.unwrap().payload).unwrap();
+    let caller = &commit["events"][0]["meta"]["caller"];
+    assert_eq!(caller["account"], "WORKFLOWS", "{commit}");
+    let engine_key = std::fs::read_to_string(d.seed("workflows")).unwrap();
+    let engine_key = nkeys_public(&engine_key);
+    assert_eq!(caller["user"], engine_key.as_str());
+    let first: Value =
+        serde_json::from_slice(&stream.get_raw_message(1).await.unwrap().payload).unwrap();
+    assert_eq!(first["events"][0]["meta"]["caller"]["account"], "ACME");
+}
+
+/// The public key of a user seed.
+fn nkeys_public(seed: &str) -> String {
+    followers_admin::nkeys::public_key(seed.trim()).unwrap()
+}
