@@ -2,18 +2,21 @@
 //! fallbacks.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use clap::builder::RangedU64ValueParser;
 use followers_store::StoreArgs;
 
+use crate::auth::AuthSettings;
 use crate::http::HttpLimits;
 use crate::queries::QueryLimits;
 
 /// Follows the followers history and serves read models over NATS and HTTP.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "projection-service", version)]
+#[command(group(clap::ArgGroup::new("http_auth_key").multiple(true)))]
 pub struct Config {
     #[command(flatten)]
     pub store: StoreArgs,
@@ -112,6 +115,80 @@ pub struct Config {
         requires = "require_signatures"
     )]
     pub public_keys: Vec<PathBuf>,
+    /// A file holding an HMAC secret (HS256/384/512, at least 32 bytes) that bearer tokens of
+    /// the `/v1` API may be signed with (repeatable; in the environment, comma-separated). With
+    /// no secret and no --http-auth-public-key-file, the API needs no token.
+    #[arg(
+        long = "http-auth-secret-file",
+        env = "FOLLOWERS_HTTP_AUTH_SECRET_FILES",
+        value_delimiter = ',',
+        group = "http_auth_key"
+    )]
+    pub http_auth_secret_files: Vec<PathBuf>,
+    /// A PEM public key file (Ed25519, RSA, or EC P-256/P-384) that verifies bearer tokens of the
+    /// `/v1` API (repeatable; in the environment, comma-separated).
+    #[arg(
+        long = "http-auth-public-key-file",
+        env = "FOLLOWERS_HTTP_AUTH_PUBLIC_KEY_FILES",
+        value_delimiter = ',',
+        group = "http_auth_key"
+    )]
+    pub http_auth_public_key_files: Vec<PathBuf>,
+    /// Bearer tokens must carry this `iss`.
+    #[arg(long, env = "FOLLOWERS_HTTP_AUTH_ISSUER", requires = "http_auth_key")]
+    pub http_auth_issuer: Option<String>,
+    /// Bearer tokens must carry this `aud` (or a list holding it).
+    #[arg(long, env = "FOLLOWERS_HTTP_AUTH_AUDIENCE", requires = "http_auth_key")]
+    pub http_auth_audience: Option<String>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (leaf first).
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_TLS_CERT_FILE",
+        requires = "http_tls_key_file"
+    )]
+    pub http_tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --http-tls-cert-file.
+    #[arg(
+        long,
+        env = "FOLLOWERS_HTTP_TLS_KEY_FILE",
+        requires = "http_tls_cert_file"
+    )]
+    pub http_tls_key_file: Option<PathBuf>,
+    /// An origin whose browser pages may call the HTTP API (CORS), e.g.
+    /// `https://dashboard.example.com` (repeatable; in the environment, comma-separated).
+    #[arg(
+        long = "http-cors-origin",
+        env = "FOLLOWERS_HTTP_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_parser = parse_origin
+    )]
+    pub http_cors_origins: Vec<HeaderValue>,
+    /// Serve `/metrics` on this address instead of --http-addr (plain HTTP; port 0: any free
+    /// port).
+    #[arg(long, env = "FOLLOWERS_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A CORS origin as browsers send it: `http` or `https`, a host, an optional port, and
+/// nothing else (no path, not even a trailing `/`), so that it can match.
+fn parse_origin(value: &str) -> Result<HeaderValue, String> {
+    let host = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{value}` is not an origin: it must start with https:// or http://")
+        })?;
+    let well_formed = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !well_formed {
+        return Err(format!(
+            "`{value}` is not an origin: after the scheme only a host and a port may follow (no path, no trailing /)"
+        ));
+    }
+    // Browsers send the scheme and host in lower case.
+    HeaderValue::from_str(&value.to_ascii_lowercase()).map_err(|e| format!("`{value}`: {e}"))
 }
 
 impl Config {
@@ -143,6 +220,24 @@ impl Config {
         }
     }
 
+    /// Where the bearer-token keys are and what the tokens must name.
+    pub fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            secret_files: self.http_auth_secret_files.clone(),
+            public_key_files: self.http_auth_public_key_files.clone(),
+            issuer: self.http_auth_issuer.clone(),
+            audience: self.http_auth_audience.clone(),
+        }
+    }
+
+    /// The TLS certificate chain and key files, when the API is served over TLS.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((
+            self.http_tls_cert_file.as_deref()?,
+            self.http_tls_key_file.as_deref()?,
+        ))
+    }
+
     /// With --require-signatures: a verifier of the --public-key files.
     pub fn verifier(
         &self,
@@ -157,5 +252,32 @@ impl Config {
                 .map(|path| (path.as_path(), std::fs::read_to_string(path))),
         )
         .map(Some)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_perhaps_a_port() {
+        for (given, kept) in [
+            ("https://dash.example.com", "https://dash.example.com"),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("https://Dash.Example.COM", "https://dash.example.com"),
+        ] {
+            assert_eq!(parse_origin(given).unwrap(), kept);
+        }
+        for refused in [
+            "dash.example.com",
+            "https://dash.example.com/",
+            "https://dash.example.com/app",
+            "https://",
+            "*",
+            "null",
+        ] {
+            assert!(parse_origin(refused).is_err(), "{refused}");
+        }
     }
 }

@@ -6,19 +6,29 @@
 //! [`serve`] is a small accept loop around hyper's HTTP/1 connection, because `axum::serve`
 //! has no read timeouts: it bounds open connections, the time to send headers (and to stay
 //! idle between requests), and the time a response may wait for the client to read it. The
-//! body timeout and size limit are applied where a body is read ([`read_body`]).
+//! body timeout and size limit are applied where a body is read ([`read_body`]). With TLS the
+//! handshake runs in the connection's task, within the header timeout.
+//!
+//! Around the routes ([`router`]): an access log of every request (method, path, status,
+//! latency; never a header or a body), the CORS allow-list for browser dashboards, and the
+//! bearer-token check on the `/v1` query routes ([`crate::auth`]). `/health`, `/ready` and
+//! `/openapi.json` stay open: probes and tools must reach them without a token, and they say
+//! nothing about any account. `/metrics` is served here too unless it has an address of its
+//! own ([`metrics_router`]).
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, Query, RawPathParams, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -32,10 +42,16 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::{Authenticator, TokenError};
 use crate::queries::{Answer, Queries};
+
+/// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
+pub const ACCESS_LOG: &str = "followers_projection_service::access";
 
 #[derive(Debug, Clone)]
 pub struct HttpState {
@@ -63,8 +79,51 @@ pub struct HttpLimits {
     pub max_request_bytes: usize,
 }
 
-pub fn router(state: HttpState, limits: HttpLimits) -> Router {
+/// What guards the HTTP API besides its limits (docs/operations.md, "HTTP API security").
+#[derive(Debug, Clone, Default)]
+pub struct HttpSecurity {
+    /// Verifies the bearer token of every `/v1` request; none: no token is needed.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Origins whose browser pages may call the API; none: no CORS headers at all.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Serve `/metrics` on this address (false when it has one of its own).
+    pub serve_metrics: bool,
+}
+
+/// The HTTP API: the query routes (behind the bearer-token check when configured), health,
+/// readiness, the OpenAPI description and, unless it is served elsewhere, the metrics; within
+/// CORS and the access log.
+pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> Router {
+    let mut app = query_routes(security.auth.clone())
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        );
+    if security.serve_metrics {
+        app = app.route("/metrics", get(metrics));
+    }
+    let mut app = app.layer(Extension(limits)).with_state(state);
+    if !security.cors_origins.is_empty() {
+        app = app
+            .layer(cors(&security.cors_origins))
+            .layer(middleware::from_fn(cors_only_for_allowed_origins));
+    }
+    app.layer(middleware::from_fn(access_log))
+}
+
+/// `/metrics` alone, for its own address (`--metrics-addr`).
+pub fn metrics_router(state: HttpState) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .layer(middleware::from_fn(access_log))
+}
+
+/// The `/v1` routes: every one names its account, which the token must grant.
+fn query_routes(auth: Option<Arc<Authenticator>>) -> Router<HttpState> {
+    let routes = Router::new()
         .route("/v1/accounts/{account}", get(account))
         .route("/v1/accounts/{account}/access", get(check_access))
         .route(
@@ -82,24 +141,145 @@ pub fn router(state: HttpState, limits: HttpLimits) -> Router {
         .route(
             "/v1/accounts/{account}/contacts/{contact}/opportunities",
             get(contact_opportunities),
-        )
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
-        .layer(Extension(limits))
-        .with_state(state)
+        );
+    match auth {
+        Some(auth) => routes.route_layer(middleware::from_fn_with_state(auth, require_token)),
+        None => routes,
+    }
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets the requests in flight finish (each
-/// bounded by the limits) and closes every connection.
+/// A `/v1` request goes on only with a valid token (else 401) that grants its account (else
+/// 403). The token is checked before anything else, so a caller without one learns nothing,
+/// not even whether the account exists.
+async fn require_token(
+    State(auth): State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let grant = match auth.authenticate(request.headers()) {
+        Ok(grant) => grant,
+        Err(e) => return unauthenticated(&e),
+    };
+    let (mut parts, body) = request.into_parts();
+    let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
+        Ok(params) => params,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let account = params
+        .iter()
+        .find_map(|(name, value)| (name == "account").then_some(value));
+    match account {
+        Some(account) if grant.allows(account) => {}
+        _ => return forbidden(account.unwrap_or_default()),
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// RFC 6750: a 401 names the scheme, and says `invalid_token` when a token was sent.
+fn unauthenticated(e: &TokenError) -> Response {
+    let challenge = if e.had_token() {
+        r#"Bearer realm="followers", error="invalid_token""#
+    } else {
+        r#"Bearer realm="followers""#
+    };
+    let mut response = failure(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        e.to_string(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+fn forbidden(account: &str) -> Response {
+    let shown: String = account.chars().take(64).collect();
+    let mut response = failure(
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+        format!("the bearer token does not grant reading account `{shown}`"),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="followers", error="insufficient_scope""#),
+    );
+    response
+}
+
+/// The usual error envelope with `status`.
+fn failure(status: StatusCode, code: ErrorCode, message: String) -> Response {
+    let reply = QueryReply::<()>::failure(ErrorBody::new(code, message));
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        followers_shared::json::to_vec(&reply),
+    )
+        .into_response()
+}
+
+/// Browsers may call the API from these origins, with a bearer token, reading the headers
+/// that explain a refusal.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The CORS headers a response may carry only together with `Access-Control-Allow-Origin`.
+const CORS_ALLOW_HEADERS: [HeaderName; 5] = [
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+];
+
+/// `CorsLayer` answers every preflight with the allowed methods and headers, naming the origin
+/// only when it is on the list; for any other origin we send none of them, so a page elsewhere
+/// learns nothing of what the API accepts.
+async fn cors_only_for_allowed_origins(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        for name in CORS_ALLOW_HEADERS {
+            headers.remove(name);
+        }
+    }
+    response
+}
+
+/// One line per request at info level: method, path (without the query string: parameters
+/// are query content), status and the time to the response's head. Never a header, so never a
+/// token.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::info!(
+        target: ACCESS_LOG,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        latency_us,
+        "HTTP request"
+    );
+    response
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets the requests in
+/// flight finish (each bounded by the limits) and closes every connection.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let places = Arc::new(Semaphore::new(
@@ -132,20 +312,16 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(WriteTimeout::new(stream, limits.write_timeout));
-        let connection = http1.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let stop = shutdown.clone();
+        let stream = WriteTimeout::new(stream, limits.write_timeout);
+        let (http1, app, tls, stop) = (http1.clone(), app.clone(), tls.clone(), shutdown.clone());
         connections.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            match tls {
+                None => serve_connection(&http1, stream, app, peer, stop).await,
+                Some(tls) => {
+                    if let Some(stream) = handshake(&tls, stream, limits, peer, &stop).await {
+                        serve_connection(&http1, stream, app, peer, stop).await;
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "HTTP connection closed");
             }
             drop(place);
         });
@@ -153,6 +329,57 @@ pub async fn serve(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The TLS handshake, within the header timeout: a client that never completes it is dropped
+/// like one that never sends its headers. `None` when it failed, timed out or shutdown came.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: WriteTimeout,
+    limits: HttpLimits,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<WriteTimeout>> {
+    let accepted = tokio::select! {
+        () = stop.cancelled() => return None,
+        accepted = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => accepted,
+    };
+    match accepted {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not completed within the header timeout");
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1 on one connection until the client closes it, a limit closes it, or shutdown
+/// comes (then the request in flight finishes first).
+async fn serve_connection<I>(
+    http1: &hyper::server::conn::http1::Builder,
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "HTTP connection closed");
+    }
 }
 
 /// A TCP stream whose writes fail with `TimedOut` once the peer has taken nothing for `limit`,

@@ -2,17 +2,19 @@
 //!
 //! - [`config`]: the typed configuration.
 //! - [`queries`]: every query, answered from the live model; shared by both transports.
-//! - [`nats`], [`http`]: the two transports.
+//! - [`nats`], [`http`]: the two transports; [`auth`] (bearer tokens) and [`tls`] guard HTTP.
 //! - [`snapshot`]: a local snapshot for fast restarts.
 //!
 //! Start-up: load the snapshot if there is a usable one, replay the rest of the history, then
 //! follow live. Queries are served once caught up (`/ready` turns 200).
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod nats;
 pub mod queries;
 pub mod snapshot;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +47,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Keys(#[from] followers_shared::signing::KeyFileError),
+    #[error(transparent)]
+    HttpAuth(#[from] auth::KeySetupError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
 }
 
 /// A started projection service.
@@ -53,6 +59,8 @@ pub struct Running {
     pub handle: ServiceHandle,
     /// Where the HTTP API listens (the real port when configured with port 0).
     pub http_addr: SocketAddr,
+    /// Where `/metrics` is served when it has its own address (`--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     pub model: LiveModel,
 }
 
@@ -71,7 +79,68 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The HTTP API's guards, read from their files before anything else starts, so that a wrong
+/// key or certificate file stops the service at once.
+struct HttpSetup {
+    security: http::HttpSecurity,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for HttpSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSetup")
+            .field("security", &self.security)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl HttpSetup {
+    fn from_config(config: &Config) -> Result<Self, StartError> {
+        let auth = auth::Authenticator::from_settings(&config.auth_settings())?;
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
+        Ok(Self {
+            security: http::HttpSecurity {
+                auth: auth.map(Arc::new),
+                cors_origins: config.http_cors_origins.clone(),
+                serve_metrics: config.metrics_addr.is_none(),
+            },
+            tls,
+        })
+    }
+
+    /// Says at start what the HTTP API trusts.
+    fn log(&self, http_addr: SocketAddr) {
+        match &self.security.auth {
+            Some(auth) => tracing::info!(
+                keys = ?auth.families(),
+                "the HTTP query API requires bearer tokens"
+            ),
+            None => tracing::warn!(
+                %http_addr,
+                "the HTTP query API needs no token (no --http-auth-secret-file or \
+                 --http-auth-public-key-file): anyone who can reach it may read every account"
+            ),
+        }
+        if self.tls.is_none() {
+            tracing::info!(%http_addr, "the HTTP API is served without TLS");
+        }
+    }
+}
+
+/// Binds `addr` (port 0: any free port) and returns the listener with its real address.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let listen = |error| StartError::Listen { addr, error };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    Ok((listener, bound))
+}
+
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let setup = HttpSetup::from_config(&config)?;
     let wait = Duration::from_secs(config.startup_timeout_secs);
     let client = config
         .store
@@ -82,13 +151,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .store
         .open_waiting(client.clone(), StreamSetup::Bind, wait)
         .await?;
-    start_with(client, store, config).await
+    start_prepared(client, store, config, setup).await
 }
 
 pub async fn start_with<S: EventStore + Clone>(
     client: async_nats::Client,
     store: S,
     config: Config,
+) -> Result<Running, StartError> {
+    let setup = HttpSetup::from_config(&config)?;
+    start_prepared(client, store, config, setup).await
+}
+
+async fn start_prepared<S: EventStore + Clone>(
+    client: async_nats::Client,
+    store: S,
+    config: Config,
+    setup: HttpSetup,
 ) -> Result<Running, StartError> {
     let metrics = metrics_handle();
     let loaded = match config.snapshot_path.as_deref() {
@@ -114,39 +193,52 @@ pub async fn start_with<S: EventStore + Clone>(
         ready: ready.clone(),
         budget: queries::Budget::new(config.query_limits()),
     });
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|error| StartError::Listen {
-            addr: config.http_addr,
-            error,
-        })?;
-    let http_addr = listener.local_addr().map_err(|error| StartError::Listen {
-        addr: config.http_addr,
-        error,
-    })?;
+    let (listener, http_addr) = bind(config.http_addr).await?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
+    setup.log(http_addr);
     let shutdown = CancellationToken::new();
-    let app = http::router(
-        http::HttpState {
-            queries: queries.clone(),
-            ready: ready.clone(),
-            metrics,
-        },
-        config.http_limits(),
-    );
+    let state = http::HttpState {
+        queries: queries.clone(),
+        ready: ready.clone(),
+        metrics,
+    };
+    let app = http::router(state.clone(), config.http_limits(), &setup.security);
     let http = tokio::spawn(http::serve(
         listener,
         app,
         config.http_limits(),
+        setup.tls,
         internal.clone(),
     ));
+    let metrics_http = metrics_listener.map(|(listener, _)| {
+        tokio::spawn(http::serve(
+            listener,
+            http::metrics_router(state),
+            config.http_limits(),
+            None,
+            internal.clone(),
+        ))
+    });
     let caught_up = Duration::from_secs(config.startup_timeout_secs);
     if let Err(e) = model.catch_up(&store, caught_up).await {
         internal.cancel();
         let _ = tokio::join!(follower, http);
+        if let Some(m) = metrics_http {
+            let _ = m.await;
+        }
         return Err(e.into());
     }
     ready.store(true, Ordering::Release);
-    tracing::info!(position = model.position().0, %http_addr, "read models ready");
+    tracing::info!(
+        position = model.position().0,
+        %http_addr,
+        metrics_addr = metrics_addr.map(tracing::field::display),
+        "read models ready"
+    );
 
     let subject = format!("{}.query.*.*", config.subject_prefix);
     let subscription = client
@@ -182,6 +274,9 @@ pub async fn start_with<S: EventStore + Clone>(
         serve.await;
         internal.cancel();
         let _ = tokio::join!(follower, http, lag, replaced);
+        if let Some(m) = metrics_http {
+            let _ = m.await;
+        }
         if let Some(s) = snapshots {
             let _ = s.await;
         }
@@ -190,6 +285,7 @@ pub async fn start_with<S: EventStore + Clone>(
     Ok(Running {
         handle: ServiceHandle::new(shutdown, task),
         http_addr,
+        metrics_addr,
         model,
     })
 }
