@@ -44,6 +44,11 @@ pub enum StartError {
     HeadBucket(#[from] signed_head::BucketError),
     #[error(transparent)]
     CallerPolicy(#[from] config::PolicyFileError),
+    #[error(
+        "--caller-policy needs a nats-server that stamps callers reliably (2.11.15, 2.12.6 or \
+         newer); this one is {0}"
+    )]
+    UntrustedServer(String),
 }
 
 /// A started command service.
@@ -76,6 +81,10 @@ pub async fn start_with<S: EventStore + Clone>(
     config: Config,
 ) -> Result<Running, StartError> {
     let caller_policy = config.caller_policy()?;
+    let version = &client.server_info().version;
+    if caller_policy.is_some() && !followers_shared::caller::server_stamps_callers(version) {
+        return Err(StartError::UntrustedServer(version.clone()));
+    }
     if caller_policy.is_none() {
         tracing::warn!(
             "no --caller-policy: every NATS caller may claim any actor for any account it can reach"

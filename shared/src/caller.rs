@@ -62,6 +62,25 @@ impl std::fmt::Display for Caller {
     }
 }
 
+/// Whether a nats-server of this version (`2.15.1`, `v2.12.6-beta`) can be trusted with the
+/// `Nats-Request-Info` header: 2.11.15, 2.12.6 and newer carry the fixes for spoofed headers.
+pub fn server_stamps_callers(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let v = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    match (v.0, v.1) {
+        (2, 11) => v.2 >= 15,
+        (2, 12) => v.2 >= 6,
+        _ => v >= (2, 13, 0),
+    }
+}
+
 /// An actor's kind, as the policy names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -275,6 +294,16 @@ mod tests {
         );
         assert_eq!(Caller::from_request_info(b"not json"), None);
         assert_eq!(Caller::from_request_info(br#"{"acc":""}"#), None);
+    }
+
+    #[test]
+    fn only_servers_with_the_spoofing_fixes_are_trusted_to_stamp_callers() {
+        for trusted in ["2.11.15", "2.12.6", "v2.13.0", "2.15.1", "3.0.0"] {
+            assert!(server_stamps_callers(trusted), "{trusted}");
+        }
+        for untrusted in ["2.11.14", "2.12.5", "2.10.29", "", "garbage"] {
+            assert!(!server_stamps_callers(untrusted), "{untrusted}");
+        }
     }
 
     #[test]
