@@ -19,9 +19,14 @@ use crate::jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamSetup {
     /// Create them if missing and bring their adjustable settings (replicas, size, dedup window)
-    /// in line with the configuration: the administrative step (`command-service
-    /// --manage-stream`, the tests, `followers-audit import`).
+    /// in line with the configuration: the administrative step (`followers-admin init`,
+    /// `command-service --manage-stream`, the tests).
     Manage,
+    /// Create them with the configured settings if missing; use existing ones as they are (only
+    /// checked, like [`StreamSetup::Bind`]). For `followers-audit import`, which may fill an
+    /// empty store but must not change a history it appends to: its default `--replicas 1`
+    /// would otherwise shrink a 3-replica stream.
+    CreateIfMissing,
     /// Use what exists and only check that it is compatible; never create or change anything.
     /// Every other process: a projection, an auditor, a command service without
     /// `--manage-stream`. Needs only read access to the stream's configuration.

@@ -175,6 +175,28 @@ async fn bind_stream(
     Ok(stream)
 }
 
+/// The history stream as configured if there is none; an existing one as it is, only checked.
+async fn create_or_bind_stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<stream::Stream, StoreError> {
+    match bind_stream(js, config).await {
+        Err(StoreError::Missing(_)) => {}
+        bound => return bound,
+    }
+    match js.create_stream(desired_stream(config)).await {
+        Ok(stream) => Ok(stream),
+        // Another process may have created it meanwhile: then use theirs, as it is.
+        Err(created) => match bind_stream(js, config).await {
+            Err(StoreError::Missing(_)) => Err(unavailable(format!(
+                "cannot create the history stream {}: {created}",
+                config.stream
+            ))),
+            bound => bound,
+        },
+    }
+}
+
 /// What every process relies on, whoever created the stream.
 fn check_compatible(config: &JetStreamConfig, existing: &stream::Config) -> Result<(), StoreError> {
     let subjects = format!("{}.>", config.subject_prefix);
@@ -212,6 +234,7 @@ fn desired_stream(config: &JetStreamConfig) -> stream::Config {
     }
 }
 
+/// The checkpoint bucket: created if missing, an existing one used as it is.
 async fn manage_checkpoints(
     js: &jetstream::Context,
     config: &JetStreamConfig,
@@ -261,10 +284,14 @@ impl JetStreamStore {
         let js = jetstream::new(client);
         let stream = match setup {
             StreamSetup::Manage => manage_stream(&js, &config).await?,
+            StreamSetup::CreateIfMissing => create_or_bind_stream(&js, &config).await?,
             StreamSetup::Bind => bind_stream(&js, &config).await?,
         };
         let checkpoints = match setup {
-            StreamSetup::Manage => Some(manage_checkpoints(&js, &config).await?),
+            // Only ever created, never changed: see `manage_checkpoints`.
+            StreamSetup::Manage | StreamSetup::CreateIfMissing => {
+                Some(manage_checkpoints(&js, &config).await?)
+            }
             // A reader needs no checkpoints; it may not even be allowed to see the bucket.
             StreamSetup::Bind => js.get_key_value(checkpoint_bucket(&config)).await.ok(),
         };
@@ -291,34 +318,8 @@ impl JetStreamStore {
         format!("{}.{a}.{k}.{i}", self.config.subject_prefix)
     }
 
-    fn stream_id(&self, subject: &str) -> Option<StreamId> {
-        let rest = subject
-            .strip_prefix(self.config.subject_prefix.as_str())?
-            .strip_prefix('.')?;
-        let mut tokens = rest.split('.');
-        let (a, k, i) = (tokens.next()?, tokens.next()?, tokens.next()?);
-        if tokens.next().is_some() {
-            return None;
-        }
-        StreamId::from_tokens(a, k, i).ok()
-    }
-
     fn decode(&self, subject: &str, seq: u64, payload: &[u8]) -> Result<StoredCommit, StoreError> {
-        let position = Position(seq);
-        let stream = self.stream_id(subject).ok_or_else(|| StoreError::Corrupt {
-            position,
-            source: followers_shared::event::DecodeError::Json(serde::de::Error::custom(format!(
-                "subject {subject} does not name a followers stream"
-            ))),
-        })?;
-        let commit =
-            Commit::decode(payload).map_err(|source| StoreError::Corrupt { position, source })?;
-        Ok(StoredCommit {
-            stream,
-            version: Version(seq),
-            position,
-            commit,
-        })
+        decode(&self.config.subject_prefix, subject, seq, payload)
     }
 
     /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
@@ -365,6 +366,41 @@ impl JetStreamStore {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
+
+/// The aggregate stream a history subject `{prefix}.{account}.{kind}.{id}` names.
+fn stream_id(prefix: &str, subject: &str) -> Option<StreamId> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    let mut tokens = rest.split('.');
+    let (a, k, i) = (tokens.next()?, tokens.next()?, tokens.next()?);
+    if tokens.next().is_some() {
+        return None;
+    }
+    StreamId::from_tokens(a, k, i).ok()
+}
+
+/// The stored commit of the message at stream sequence `seq` on `subject`.
+pub(crate) fn decode(
+    prefix: &str,
+    subject: &str,
+    seq: u64,
+    payload: &[u8],
+) -> Result<StoredCommit, StoreError> {
+    let position = Position(seq);
+    let stream = stream_id(prefix, subject).ok_or_else(|| StoreError::Corrupt {
+        position,
+        source: followers_shared::event::DecodeError::Json(serde::de::Error::custom(format!(
+            "subject {subject} does not name a followers stream"
+        ))),
+    })?;
+    let commit =
+        Commit::decode(payload).map_err(|source| StoreError::Corrupt { position, source })?;
+    Ok(StoredCommit {
+        stream,
+        version: Version(seq),
+        position,
+        commit,
+    })
 }
 
 /// The commit's `Nats-Msg-Id`: its account and command id, the command's idempotency key (R1).

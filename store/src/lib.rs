@@ -3,9 +3,13 @@
 //! - [`jetstream`]: NATS JetStream, the default and the one that runs in production.
 //! - [`eventstoredb`]: EventStoreDB / KurrentDB, a second backend behind the same interface.
 //! - [`memory`]: in memory, for unit tests of the domain and the services.
+//! - [`account_view`]: one account's part of the JetStream history, read with nothing but that
+//!   account's auditor's grants (`followers-audit --account`).
 //!
 //! All three pass the same contract suite (`tests/tests/store_contract.rs`).
 
+#[cfg(feature = "jetstream")]
+pub mod account_view;
 pub mod any;
 pub mod connect;
 pub mod live;
@@ -22,6 +26,8 @@ pub use connect::NatsArgs;
 pub use live::LiveModel;
 pub use memory::MemoryStore;
 
+#[cfg(feature = "jetstream")]
+pub use account_view::{AccountFeed, AccountReadError, AccountView};
 #[cfg(feature = "jetstream")]
 pub use jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
 
