@@ -10,7 +10,7 @@ use crate::cli::{
 };
 use crate::error::AuditError;
 use crate::progress::Progress;
-use crate::source::{self, Open, Range};
+use crate::source::{self, Open, Range, Scope};
 use crate::state::{AtQuery, Moment, record_at};
 use crate::timeline::{Subject, timeline};
 use crate::transfer::{export, import};
@@ -34,22 +34,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
     if let AuditCommand::Keygen(args) = &cli.command {
         return keygen_cmd(args, out).map(|()| Outcome::Done);
     }
-    let mode = match cli.command {
-        AuditCommand::Import(_) => Open::CreateIfMissing,
-        _ => Open::Existing,
-    };
-    let store = source::open(&cli.store, mode).await?;
     match cli.command {
         AuditCommand::History(args) => {
-            let history = source::read(&store, Range::ALL, &progress).await?;
+            let scope = Scope::of(args.account.as_ref());
+            let history = source::load(&cli.store, &scope, Range::ALL, &progress).await?;
             history_cmd(&history, &args, out)?;
         }
         AuditCommand::At(args) => {
-            let history = source::read(&store, Range::ALL, &progress).await?;
+            let scope = Scope::Account(args.account.clone());
+            let history = source::load(&cli.store, &scope, Range::ALL, &progress).await?;
             at_cmd(&history, &args, out)?;
         }
-        AuditCommand::Export(args) => export_cmd(&store, &args, &progress, out).await?,
-        AuditCommand::Import(args) => import_cmd(&store, &args, &progress, out).await?,
+        AuditCommand::Export(args) => export_cmd(&cli.store, &args, &progress, out).await?,
+        AuditCommand::Import(args) => {
+            let store = source::open(&cli.store, Open::CreateIfMissing).await?;
+            import_cmd(&store, &args, &progress, out).await?;
+        }
         AuditCommand::Verify(args) => {
             let snapshot = args
                 .snapshot
@@ -57,10 +57,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
                 .map(verify::load_snapshot)
                 .transpose()?;
             let mut signatures = Signatures::load(&args.public_keys, HeadFound::NotKept)?;
-            if !signatures.verifier.is_empty() {
+            let scope = Scope::of(args.account.as_ref());
+            // The signed head covers every account: it is compared only with the whole history.
+            if !signatures.verifier.is_empty() && scope == Scope::Whole {
                 signatures.head = source::signed_head(&cli.store).await?;
             }
-            let history = source::read(&store, Range::ALL, &progress).await?;
+            let history = source::load(&cli.store, &scope, Range::ALL, &progress).await?;
             return verify_cmd(
                 &history,
                 snapshot.as_ref(),
@@ -142,7 +144,7 @@ fn at_cmd(history: &History, args: &AtArgs, out: &mut dyn Write) -> Result<(), A
 }
 
 async fn export_cmd(
-    store: &followers_store::AnyStore,
+    store: &followers_store::StoreArgs,
     args: &ExportArgs,
     progress: &Progress,
     out: &mut dyn Write,
@@ -151,7 +153,8 @@ async fn export_cmd(
         from: args.from.map(Position),
         to: args.to.map(Position),
     };
-    let history = source::read(store, range, progress).await?;
+    let scope = Scope::of(args.account.as_ref());
+    let history = source::load(store, &scope, range, progress).await?;
     match &args.output {
         Some(path) => {
             let file = File::create(path)

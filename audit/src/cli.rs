@@ -64,7 +64,8 @@ impl RecordArgs {
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("subject").required(true).args(["contact", "opportunity", "account_stream", "user"])))]
 pub struct HistoryArgs {
-    /// The account (required except with --user, where it narrows to one account).
+    /// The account (required except with --user, where it narrows to one account). Only this
+    /// account's history is read, with the grants of its auditor (see docs/audit.md).
     #[arg(long, required_unless_present = "user")]
     pub account: Option<AccountId>,
     #[command(flatten)]
@@ -84,6 +85,8 @@ pub struct HistoryArgs {
 #[command(group(ArgGroup::new("record").required(true).args(["contact", "opportunity"])))]
 #[command(group(ArgGroup::new("moment").required(true).args(["time", "position"])))]
 pub struct AtArgs {
+    /// The record's account. Only this account's history is read, with the grants of its
+    /// auditor (see docs/audit.md).
     #[arg(long)]
     pub account: AccountId,
     #[command(flatten)]
@@ -104,6 +107,9 @@ pub struct AtArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
+    /// Only this account's commits, read with the grants of its auditor (see docs/audit.md).
+    #[arg(long)]
+    pub account: Option<AccountId>,
     /// The first position to export (default: the first).
     #[arg(long)]
     pub from: Option<u64>,
@@ -124,6 +130,10 @@ pub struct ImportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
+    /// Only this account's commits, read with the grants of its auditor. The checks that need
+    /// the whole history (the signed head) are skipped and the output says so (docs/audit.md).
+    #[arg(long)]
+    pub account: Option<AccountId>,
     /// Also compare with the projection service's snapshot file.
     #[arg(long)]
     pub snapshot: Option<PathBuf>,

@@ -1,7 +1,9 @@
 //! Why an audit could not answer: each error is one sentence a person can act on.
 
 use chrono::{DateTime, Utc};
+use followers_shared::ids::AccountId;
 use followers_shared::store::StoreError;
+use followers_store::AccountReadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -11,6 +13,19 @@ pub enum AuditError {
     NoHistory { stream: String, url: String },
     #[error("{0}")]
     Store(StoreError),
+    #[error("{what}: the NATS server refused it ({refusal}); {hint}")]
+    Refused {
+        what: String,
+        /// The server's words.
+        refusal: String,
+        hint: String,
+    },
+    #[error("cannot read the history of account {account}: {source}")]
+    Account {
+        account: AccountId,
+        #[source]
+        source: Box<AccountReadError>,
+    },
     #[error("the history is empty")]
     EmptyHistory,
     #[error("{what} is not in the history")]

@@ -165,6 +165,9 @@ fn serde_plain(value: &impl Serialize) -> String {
 
 /// A verification report, as text.
 pub fn report_text(r: &Report, out: &mut dyn Write) -> Result<(), AuditError> {
+    if let Some(account) = &r.account {
+        writeln!(out, "account {account} only (--account)").map_err(write_err)?;
+    }
     writeln!(
         out,
         "{} commits in {} streams, {} sealed with a chain value",
@@ -204,10 +207,17 @@ pub fn report_text(r: &Report, out: &mut dyn Write) -> Result<(), AuditError> {
         )
         .map_err(write_err)?;
     }
+    for sentence in &r.limited {
+        writeln!(out, "limited: {sentence}").map_err(write_err)?;
+    }
     if r.ok() {
+        let whose = match &r.account {
+            Some(account) => format!("account {account}'s history"),
+            None => "the history".to_owned(),
+        };
         writeln!(
             out,
-            "ok: the history is whole, untampered and replays consistently"
+            "ok: {whose} is whole, untampered and replays consistently"
         )
         .map_err(write_err)?;
     } else {

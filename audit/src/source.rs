@@ -1,9 +1,21 @@
 //! Opening the event store and reading the history (or a range of it) in position order.
+//!
+//! Two ways to read ([`Scope`]): the whole history, through the stream's info and a consumer of
+//! every subject; or one account's commits only (`--account`), through
+//! [`followers_store::AccountView`], which needs nothing but that account's auditor's grants
+//! (deploy/nats/accounts.conf) and asks the server nothing about the stream itself.
+//!
+//! The tool connects with a watch on the permission violations the server reports: a request
+//! the server refuses gets no reply, only that notice, so a read stops at the first one with the
+//! server's own words instead of waiting for a timeout.
 
 use std::time::Duration;
 
+use followers_shared::ids::AccountId;
 use followers_shared::store::{EventStore, Position, StoreError, StoredCommit};
-use followers_store::{AnyStore, Backend, StoreArgs, StreamSetup};
+use followers_store::{
+    AccountFeed, AccountReadError, AccountView, AnyStore, Backend, StoreArgs, StreamSetup,
+};
 use futures::StreamExt;
 
 use crate::error::AuditError;
@@ -18,10 +30,85 @@ const READ_STALL: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Open {
     Existing,
+    /// Create the history if there is none; an existing one is used as it is, never changed
+    /// (whatever `--replicas`, `--max-bytes` and the like say).
     CreateIfMissing,
 }
 
-/// Opens the configured store. Reading commands never create a history stream.
+/// Which part of the history a command reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything.
+    Whole,
+    /// One account's commits only (`--account`).
+    Account(AccountId),
+}
+
+impl Scope {
+    /// One account's when `account` is given, otherwise everything.
+    pub fn of(account: Option<&AccountId>) -> Self {
+        account.map_or(Scope::Whole, |a| Scope::Account(a.clone()))
+    }
+}
+
+/// The permission violations the server reported on a connection; the latest, once there is one.
+#[derive(Debug, Clone)]
+struct Refusals(tokio::sync::watch::Sender<Option<String>>);
+
+impl Refusals {
+    fn new() -> Self {
+        Self(tokio::sync::watch::Sender::new(None))
+    }
+
+    /// Records a permission violation the server reported.
+    fn record(&self, event: &async_nats::Event) {
+        if let async_nats::Event::ServerError(e) = event {
+            let text = e.to_string();
+            if text.contains("Permissions Violation") {
+                self.0.send_replace(Some(text));
+            }
+        }
+    }
+
+    /// The first violation from now on (waits forever if there is none).
+    async fn first(&self) -> String {
+        let mut seen = self.0.subscribe();
+        match seen.wait_for(Option::is_some).await {
+            Ok(text) => text.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// The tool's NATS connection.
+#[derive(Debug, Clone)]
+struct Connection {
+    client: async_nats::Client,
+    refusals: Refusals,
+}
+
+async fn connect(args: &StoreArgs) -> Result<Connection, AuditError> {
+    let (servers, _) = args.nats.servers()?;
+    let refusals = Refusals::new();
+    let sink = refusals.clone();
+    let client = args
+        .nats
+        .options("followers-audit")
+        .await?
+        .event_callback(move |event| {
+            sink.record(&event);
+            async {}
+        })
+        .connect(servers)
+        .await
+        .map_err(|e| {
+            AuditError::Unreachable(format!("NATS at {}: {e}", args.nats.display_url()))
+        })?;
+    Ok(Connection { client, refusals })
+}
+
+/// Opens the configured store. Reading commands never create a history stream, and nothing
+/// here ever changes an existing one.
 pub async fn open(args: &StoreArgs, mode: Open) -> Result<AnyStore, AuditError> {
     match args.backend {
         Backend::Eventstoredb => {
@@ -36,35 +123,49 @@ pub async fn open(args: &StoreArgs, mode: Open) -> Result<AnyStore, AuditError> 
             ))
         }
         Backend::Jetstream => {
-            let client = args
-                .nats
-                .connect_once("followers-audit")
-                .await
-                .map_err(|e| AuditError::Unreachable(e.to_string()))?;
-            if mode == Open::Existing {
-                let js = async_nats::jetstream::new(client.clone());
-                if let Err(e) = js.get_stream(&args.stream).await {
-                    use async_nats::jetstream::context::GetStreamErrorKind;
-                    return Err(match e.kind() {
-                        GetStreamErrorKind::JetStream(_) => AuditError::NoHistory {
-                            stream: args.stream.clone(),
-                            url: args.nats.display_url(),
-                        },
-                        _ => AuditError::Unreachable(format!(
-                            "JetStream at {}: {e}",
-                            args.nats.display_url()
-                        )),
-                    });
-                }
+            let conn = connect(args).await?;
+            let opening = open_jetstream(args, &conn.client, mode);
+            tokio::select! {
+                store = opening => store,
+                refusal = conn.refusals.first() => Err(AuditError::Refused {
+                    what: format!("opening the history stream {}", args.stream),
+                    refusal,
+                    hint: "to read one account's history with its auditor's credentials, \
+                           add --account <id>"
+                        .to_owned(),
+                }),
             }
-            // Reading never creates or changes the history; only `import` may create it.
-            let setup = match mode {
-                Open::Existing => StreamSetup::Bind,
-                Open::CreateIfMissing => StreamSetup::Manage,
-            };
-            Ok(args.open(client, setup).await?)
         }
     }
+}
+
+async fn open_jetstream(
+    args: &StoreArgs,
+    client: &async_nats::Client,
+    mode: Open,
+) -> Result<AnyStore, AuditError> {
+    if mode == Open::Existing {
+        let js = async_nats::jetstream::new(client.clone());
+        if let Err(e) = js.get_stream(&args.stream).await {
+            use async_nats::jetstream::context::GetStreamErrorKind;
+            return Err(match e.kind() {
+                GetStreamErrorKind::JetStream(_) => AuditError::NoHistory {
+                    stream: args.stream.clone(),
+                    url: args.nats.display_url(),
+                },
+                _ => AuditError::Unreachable(format!(
+                    "JetStream at {}: {e}",
+                    args.nats.display_url()
+                )),
+            });
+        }
+    }
+    // Reading never creates or changes the history; `import` may create a missing one.
+    let setup = match mode {
+        Open::Existing => StreamSetup::Bind,
+        Open::CreateIfMissing => StreamSetup::CreateIfMissing,
+    };
+    Ok(args.open(client.clone(), setup).await?)
 }
 
 /// A commit that is stored but cannot be read.
@@ -79,8 +180,11 @@ pub struct Unreadable {
 pub struct History {
     pub commits: Vec<StoredCommit>,
     pub unreadable: Vec<Unreadable>,
-    /// The position of the last commit when reading began.
+    /// The position of the last commit when reading began; with `account`, the position of that
+    /// account's last commit then (where the whole history ends is not known).
     pub head: Position,
+    /// Only this account's commits were read ([`Scope::Account`]).
+    pub account: Option<AccountId>,
 }
 
 impl History {
@@ -108,6 +212,140 @@ impl Range {
         from: None,
         to: None,
     };
+
+    pub fn contains(&self, p: Position) -> bool {
+        self.from.is_none_or(|from| from <= p) && self.to.is_none_or(|to| p <= to)
+    }
+}
+
+/// Reads the commits of `range` in `scope` that were stored when this was called.
+pub async fn load(
+    args: &StoreArgs,
+    scope: &Scope,
+    range: Range,
+    progress: &Progress,
+) -> Result<History, AuditError> {
+    match (scope, args.backend) {
+        (Scope::Whole, _) => read(&open(args, Open::Existing).await?, range, progress).await,
+        (Scope::Account(account), Backend::Jetstream) => {
+            read_account(args, account, range, progress).await
+        }
+        // Another store has no per-account permissions to respect: read everything, keep one.
+        (Scope::Account(account), _) => {
+            let store = open(args, Open::Existing).await?;
+            let mut history = read(&store, range, progress).await?;
+            history.commits.retain(|c| &c.stream.account == account);
+            history.head = history.commits.last().map_or(Position(0), |c| c.position);
+            history.account = Some(account.clone());
+            Ok(history)
+        }
+    }
+}
+
+/// Reads one account's commits of `range` through its own consumer ([`AccountView`]).
+async fn read_account(
+    args: &StoreArgs,
+    account: &AccountId,
+    range: Range,
+    progress: &Progress,
+) -> Result<History, AuditError> {
+    let conn = connect(args).await?;
+    let failed = |e| account_error(args, account, e);
+    let view = AccountView::new(
+        conn.client.clone(),
+        args.jetstream_config(),
+        account.clone(),
+    )
+    .await
+    .map_err(failed)?;
+    let reading = async {
+        let mut feed = view.open().await.map_err(failed)?;
+        let read = drain(&mut feed, account, range, progress).await;
+        // The consumer goes whether the read succeeded or not.
+        let closed = feed.close().await.map_err(failed);
+        let history = read?;
+        closed?;
+        Ok(history)
+    };
+    tokio::select! {
+        history = reading => history,
+        refusal = conn.refusals.first() => Err(AuditError::Refused {
+            what: format!("reading the history of account {account}"),
+            refusal,
+            hint: format!(
+                "this user may not read account {account}'s history: it needs the grants of \
+                 its auditor (deploy/nats/accounts.conf, consumer {})",
+                view.consumer_name()
+            ),
+        }),
+    }
+}
+
+fn account_error(args: &StoreArgs, account: &AccountId, e: AccountReadError) -> AuditError {
+    match e {
+        AccountReadError::NoStream { stream } => AuditError::NoHistory {
+            stream,
+            url: args.nats.display_url(),
+        },
+        source => AuditError::Account {
+            account: account.clone(),
+            source: Box::new(source),
+        },
+    }
+}
+
+/// Everything `feed` gives, the commits of `range` kept.
+async fn drain(
+    feed: &mut AccountFeed,
+    account: &AccountId,
+    range: Range,
+    progress: &Progress,
+) -> Result<History, AuditError> {
+    let mut history = History {
+        account: Some(account.clone()),
+        ..History::default()
+    };
+    progress.start("reading", feed.total());
+    while let Some(next) = tokio::time::timeout(READ_STALL, feed.next())
+        .await
+        .map_err(|_| stalled())?
+    {
+        let position = match next {
+            Ok(commit) => {
+                let p = commit.position;
+                if range.contains(p) {
+                    history.commits.push(commit);
+                }
+                p
+            }
+            Err(AccountReadError::Corrupt { position, source }) => {
+                if range.contains(position) {
+                    history.unreadable.push(Unreadable {
+                        position,
+                        reason: source.to_string(),
+                    });
+                }
+                position
+            }
+            Err(source) => {
+                return Err(AuditError::Account {
+                    account: account.clone(),
+                    source: Box::new(source),
+                });
+            }
+        };
+        history.head = position;
+        progress.inc();
+    }
+    progress.finish();
+    Ok(history)
+}
+
+fn stalled() -> AuditError {
+    AuditError::Unreachable(format!(
+        "no commit arrived for {} s while reading the history",
+        READ_STALL.as_secs()
+    ))
 }
 
 /// Reads the commits of `range` that were stored when this was called.
@@ -131,12 +369,7 @@ pub async fn read<S: EventStore>(
     loop {
         let next = tokio::time::timeout(READ_STALL, feed.next())
             .await
-            .map_err(|_| {
-                AuditError::Unreachable(format!(
-                    "no commit arrived for {} s while reading the history",
-                    READ_STALL.as_secs()
-                ))
-            })?;
+            .map_err(|_| stalled())?;
         let position = match next {
             Some(Ok(commit)) if commit.position.0 > last => break,
             Some(Ok(commit)) => {

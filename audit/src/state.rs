@@ -27,13 +27,18 @@ pub fn commit_time(c: &StoredCommit) -> Option<DateTime<Utc>> {
 }
 
 /// The read model after the commits up to `moment`, and the last commit applied. Unreadable
-/// commits are stepped over, as the services do.
+/// commits are stepped over, as the services do. With one account's history (`--account`), the
+/// model holds that account only, which is all its records' state and access depend on (R1).
 pub fn replay_until(history: &History, moment: Moment) -> Result<ReadModel, AuditError> {
     let first = history.commits.first().ok_or(AuditError::EmptyHistory)?;
     let last = history.head.0;
     let limit = match moment {
         Moment::Position(p) => {
-            if p.0 == 0 || p.0 > last {
+            // With one account read, where the whole history ends is not known: a position after
+            // the account's last commit is answered as of that commit (nothing of the account
+            // was stored between them).
+            let beyond = history.account.is_none() && p.0 > last;
+            if p.0 == 0 || beyond {
                 return Err(AuditError::OutsideHistory {
                     asked: p.0,
                     head: last,
