@@ -50,6 +50,34 @@ impl NatsServer {
     /// would replace the first, store_dir included); `top`: more top-level settings.
     pub fn start_configured(jetstream_extra: &str, top: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, jetstream_extra, top, Vec::new())
+    }
+
+    /// [`NatsServer::start_configured`] with a shipped file included as it is (deploy/nats/
+    /// accounts.conf) and the server's environment (the `$VARIABLES` that file reads). The file
+    /// is reached through a symbolic link next to the generated configuration, which includes it
+    /// as `./<its name>` like the shipped configurations do: nats-server resolves an include
+    /// relative to the including file's folder, even an absolute one.
+    pub fn start_including(
+        jetstream_extra: &str,
+        top: &str,
+        include: &std::path::Path,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = include.file_name().expect("a file to include");
+        let target = std::fs::canonicalize(include).expect("the file to include exists");
+        std::os::unix::fs::symlink(target, dir.path().join(name)).expect("link the included file");
+        let top = format!("{top}\ninclude ./{}\n", name.to_string_lossy());
+        Self::start_in(dir, jetstream_extra, &top, env)
+    }
+
+    fn start_in(
+        dir: TempDir,
+        jetstream_extra: &str,
+        top: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let config = dir.path().join("nats.conf");
         let store = dir.path().join("js");
         let log = dir.path().join("server.log");
@@ -66,7 +94,7 @@ impl NatsServer {
             dir,
             config,
             flags: Vec::new(),
-            env: Vec::new(),
+            env,
         };
         server.spawn();
         // Restarts keep the same port, so clients reconnect to the same address.
@@ -217,6 +245,30 @@ impl NatsCluster {
                     "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
                 );
                 NatsServer::start_configured("", &cluster)
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// A cluster whose nodes include the shipped `accounts` file (deploy/nats/accounts.conf),
+    /// with the nkey variables it reads in `env` (`followers_admin::nkeys::provision`): users,
+    /// accounts and permissions as deployed ([`NatsServer::start_including`]).
+    pub fn start_including(accounts: &std::path::Path, env: &[(String, String)]) -> Self {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let name = format!("c{}", routes[0]);
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nodes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let cluster = format!(
+                    "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
+                );
+                NatsServer::start_including("", &cluster, accounts, env.to_vec())
             })
             .collect();
         Self { nodes }
