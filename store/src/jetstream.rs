@@ -78,11 +78,21 @@ impl Default for JetStreamConfig {
 /// fixed clustered expected-sequence checks arrived in 2.11.
 pub const MIN_SERVER: (u64, u64) = (2, 11);
 
+/// How long one request of the data path is waited for: a publish's ack, a message get, the
+/// stream's info, creating the feed's consumer. While a stream leader is being elected nobody
+/// answers them, and the connection's request timeout (10 s) would hold the caller for seconds
+/// after the new leader is up; a request cut short is tried again by its caller (an append with
+/// the same message id, so a commit whose ack was lost is never stored twice). Setting up the
+/// stream and the checkpoint bucket keeps the connection's timeout.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
 /// The history in a JetStream stream.
 #[derive(Debug, Clone)]
 pub struct JetStreamStore {
+    /// Requests and acks of this context are bounded by [`REQUEST_WAIT`].
     js: jetstream::Context,
-    stream: stream::Stream,
+    /// A handle on the history stream, from `js`.
+    stream: stream::Stream<()>,
     /// `None` when bound to a history whose checkpoint bucket this process cannot see.
     checkpoints: Option<kv::Store>,
     config: JetStreamConfig,
@@ -295,6 +305,14 @@ impl JetStreamStore {
             // A reader needs no checkpoints; it may not even be allowed to see the bucket.
             StreamSetup::Bind => js.get_key_value(checkpoint_bucket(&config)).await.ok(),
         };
+        // The data path's requests are bounded; the setup above waited as long as the
+        // connection lets it.
+        let mut js = js;
+        js.set_timeout(REQUEST_WAIT);
+        let stream = js
+            .get_stream_no_info(&stream.cached_info().config.name)
+            .await
+            .map_err(unavailable)?;
         Ok(Self {
             js,
             stream,
@@ -423,6 +441,10 @@ fn wrong_last_sequence(e: &async_nats::jetstream::context::PublishError) -> bool
 /// How long a feed may be silent while the stream holds newer messages before it is recreated.
 const STALL: Duration = Duration::from_secs(2);
 
+/// The longest pause between two tries to recreate the feed's consumer: after a leader
+/// election the feed resumes within this much (and [`REQUEST_WAIT`]) of the new leader.
+const FEED_RETRY_MAX: Duration = Duration::from_millis(250);
+
 impl JetStreamStore {
     async fn ordered(&self, last: u64) -> Result<pull::Ordered, StoreError> {
         let consumer = self
@@ -443,9 +465,10 @@ impl JetStreamStore {
     ///
     /// An ordered consumer recreates itself on gaps, but notices a restarted server only after
     /// missing two idle heartbeats (30 s). So the pump also watches for silence: when nothing has
-    /// arrived for [`STALL`] while the stream holds newer messages, it recreates the consumer
-    /// from the last sequence it delivered. Sequences at or below that are dropped, so nothing
-    /// is delivered twice.
+    /// arrived for [`STALL`] while the stream holds newer messages (or its leader does not
+    /// answer), it recreates the consumer from the last sequence it delivered, trying again every
+    /// [`FEED_RETRY_MAX`] at most. Sequences at or below that are dropped, so nothing is
+    /// delivered twice.
     async fn pump(
         self,
         mut last: u64,
@@ -458,7 +481,7 @@ impl JetStreamStore {
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot create the history consumer; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(FEED_RETRY_MAX);
                     continue;
                 }
             };
