@@ -33,10 +33,11 @@ pub struct Config {
     /// How often a command that lost an optimistic-concurrency race is decided again.
     #[arg(long, env = "FOLLOWERS_CONFLICT_RETRIES", default_value_t = 64)]
     pub conflict_retries: u32,
-    /// How long an append is tried again, in milliseconds, while the store is unavailable (a
-    /// JetStream leader election), before the command fails with `store_unavailable`. Keep it
-    /// below the callers' request timeout.
-    #[arg(long, env = "FOLLOWERS_APPEND_PATIENCE_MS", default_value_t = 12_000)]
+    /// How long after receiving a command, in milliseconds, its append is still tried while the
+    /// store is unavailable (a JetStream leader election) before it fails with
+    /// `store_unavailable`: the callers' request timeout less a margin (the default fits callers
+    /// that wait 15 s).
+    #[arg(long, env = "FOLLOWERS_APPEND_PATIENCE_MS", default_value_t = 13_000)]
     pub append_patience_ms: u64,
     /// Replies to commands that appended nothing, remembered for retries (R24).
     #[arg(long, env = "FOLLOWERS_REPLY_CACHE", default_value_t = 100_000)]

@@ -20,9 +20,15 @@ use crate::reply_cache::ReplyCache;
 /// instance never races itself; races between instances are settled by the store.
 const LOCK_STRIPES: usize = 1024;
 
-/// How long an append is tried again while the store is unavailable, by default: a JetStream
-/// leader election takes a few seconds, and callers typically wait 15 s or more.
-pub const DEFAULT_APPEND_PATIENCE: Duration = Duration::from_secs(12);
+/// How long after receiving a command its append is still tried while the store is unavailable,
+/// by default: a JetStream leader election takes 4 to 10 s, and callers typically wait 15 s. The
+/// rest of the 15 s is margin for the request's way in, the reply's way out and the model showing
+/// the commit.
+pub const DEFAULT_APPEND_PATIENCE: Duration = Duration::from_secs(13);
+
+/// The longest pause between two tries of an append while the store is unavailable: a new stream
+/// leader is used within this much of its election.
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(200);
 
 /// How long the live feed gets to show a command its own commit before it is read directly.
 const FEED_GRACE: Duration = Duration::from_millis(250);
@@ -38,7 +44,8 @@ pub struct Handler<S> {
     hasher: RandomState,
     replies: Mutex<ReplyCache>,
     conflict_retries: u32,
-    /// How long an append is tried again while the store is unavailable.
+    /// How long after a command was received its append is still tried while the store is
+    /// unavailable.
     append_patience: Duration,
     /// Signs every commit when the service has a signing key (`--signing-key-file`).
     signer: Option<followers_shared::signing::Signer>,
@@ -60,8 +67,8 @@ impl<S: EventStore> Handler<S> {
         }
     }
 
-    /// Tries an append again for up to `patience` while the store is unavailable (a JetStream
-    /// leader election takes seconds), instead of failing the command at once.
+    /// Tries an append again while the store is unavailable (a JetStream leader election takes
+    /// seconds) until `patience` after the command was received, instead of failing it at once.
     pub fn with_append_patience(mut self, patience: Duration) -> Self {
         self.append_patience = patience;
         self
@@ -87,8 +94,10 @@ impl<S: EventStore> Handler<S> {
             record = %record,
             actor = %cmd.meta.actor,
         );
+        // The caller's deadline as far as the service knows it: appends are tried until then.
+        let deadline = tokio::time::Instant::now() + self.append_patience;
         async move {
-            let reply = self.handle_inner(&cmd).await;
+            let reply = self.handle_inner(&cmd, deadline).await;
             match &reply.error {
                 None => {
                     tracing::debug!(outcome = ?reply.outcome, position = ?reply.position, "done")
@@ -101,7 +110,7 @@ impl<S: EventStore> Handler<S> {
         .await
     }
 
-    async fn handle_inner(&self, cmd: &Command) -> CommandReply {
+    async fn handle_inner(&self, cmd: &Command, deadline: tokio::time::Instant) -> CommandReply {
         if !self.model.is_current() {
             return CommandReply::failure(
                 Some(cmd.meta.command_id),
@@ -153,7 +162,7 @@ impl<S: EventStore> Handler<S> {
                 None => Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref()),
             };
             match self
-                .append_patiently(&stream, decision.expected, &commit)
+                .append_patiently(&stream, decision.expected, &commit, deadline)
                 .await
             {
                 Ok(appended) => {
@@ -217,8 +226,9 @@ impl<S: EventStore> Handler<S> {
         }
     }
 
-    /// Appends, trying the same commit again while the store is unavailable, for at most
-    /// `append_patience`. The same commit keeps its message id, so a try whose ack was lost is
+    /// Appends, trying the same commit again while the store is unavailable ("no responders"
+    /// while a stream leader is elected, an ack that did not come), until `deadline`; no try
+    /// outlasts it. The same commit keeps its message id, so a try whose ack was lost is
     /// recognised as stored (a duplicate, or our own commit found after a conflict), never
     /// stored twice.
     async fn append_patiently(
@@ -226,17 +236,32 @@ impl<S: EventStore> Handler<S> {
         stream: &StreamId,
         expected: Expected,
         commit: &Commit,
+        deadline: tokio::time::Instant,
     ) -> Result<Appended, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.append_patience;
-        let mut pause = Duration::from_millis(50);
+        let mut pause = Duration::from_millis(25);
+        let mut tries = 0_u32;
         loop {
-            match self.store.append(stream, expected, commit).await {
+            tries += 1;
+            let tried =
+                tokio::time::timeout_at(deadline, self.store.append(stream, expected, commit))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(
+                            "no acknowledgement before the command's deadline".to_owned(),
+                        ))
+                    });
+            match tried {
                 Err(StoreError::Unavailable(why))
                     if tokio::time::Instant::now() + pause < deadline =>
                 {
-                    tracing::debug!(error = %why, "the store is unavailable; appending again");
+                    tracing::debug!(error = %why, tries, "the store is unavailable; appending again");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
+                    pause = (pause * 2).min(RETRY_PAUSE_MAX);
+                }
+                Err(StoreError::Unavailable(why)) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{why} (tried {tries} times until the command's deadline)"
+                    )));
                 }
                 other => return other,
             }
@@ -313,4 +338,141 @@ fn store_error(cmd: &Command, e: &StoreError) -> CommandReply {
             ),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use followers_shared::error::ErrorCode;
+    use followers_shared::store::{CommitStream, HistoryId, Position, StoredCommit};
+    use followers_shared::wire::Outcome;
+    use followers_store::MemoryStore;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    /// How the store behaves for appends: unavailable until a moment (a leader election), or
+    /// never answering (an ack lost with the leader).
+    #[derive(Debug, Clone, Copy)]
+    enum Appends {
+        DownUntil(Instant),
+        Hang,
+    }
+
+    /// A memory store whose appends are unavailable for a while, counting the tries.
+    #[derive(Debug, Clone)]
+    struct Electing {
+        inner: MemoryStore,
+        appends: Appends,
+        tries: Arc<AtomicU32>,
+    }
+
+    impl EventStore for Electing {
+        async fn append(
+            &self,
+            stream: &StreamId,
+            expected: Expected,
+            commit: &Commit,
+        ) -> Result<Appended, StoreError> {
+            self.tries.fetch_add(1, Ordering::SeqCst);
+            match self.appends {
+                Appends::DownUntil(until) if Instant::now() < until => Err(
+                    StoreError::Unavailable("no stream found for given subject".to_owned()),
+                ),
+                Appends::DownUntil(_) => self.inner.append(stream, expected, commit).await,
+                Appends::Hang => std::future::pending().await,
+            }
+        }
+        async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {
+            self.inner.read_stream(stream).await
+        }
+        async fn read_at(&self, position: Position) -> Result<Option<StoredCommit>, StoreError> {
+            self.inner.read_at(position).await
+        }
+        async fn head(&self) -> Result<Position, StoreError> {
+            self.inner.head().await
+        }
+        async fn identity(&self) -> Result<HistoryId, StoreError> {
+            self.inner.identity().await
+        }
+        async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
+            self.inner.follow(after).await
+        }
+        async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+            self.inner.load_checkpoint(name).await
+        }
+        async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+            self.inner.save_checkpoint(name, position).await
+        }
+    }
+
+    /// A handler on `store` whose model follows it, and a way to stop the following.
+    fn handler(store: Electing, patience: Duration) -> (Handler<Electing>, CancellationToken) {
+        let model = LiveModel::new(ReadModel::tracking_commands());
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let (model, store, stop) = (model.clone(), store.clone(), stop.clone());
+            async move { model.follow(store, stop).await }
+        });
+        let handler = Handler::new(store, model, 4, 100).with_append_patience(patience);
+        (handler, stop)
+    }
+
+    fn open_account() -> Command {
+        let body = serde_json::json!({
+            "command_id": uuid::Uuid::now_v7(),
+            "actor": {"kind": "system"},
+            "name": "Acme",
+        });
+        followers_shared::wire::parse_command(
+            "acme",
+            "open_account",
+            &serde_json::to_vec(&body).unwrap(),
+            chrono::Utc::now(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_append_is_tried_again_through_a_leader_election_and_stored_once() {
+        let store = Electing {
+            inner: MemoryStore::new(),
+            appends: Appends::DownUntil(Instant::now() + Duration::from_millis(600)),
+            tries: Arc::default(),
+        };
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        let reply = handler.handle(open_account()).await;
+        assert!(reply.ok, "{reply:?}");
+        assert_eq!(reply.outcome, Some(Outcome::Applied));
+        assert!(store.tries.load(Ordering::SeqCst) > 2, "tried again");
+        assert_eq!(store.head().await.unwrap(), Position(1), "stored once");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn no_try_outlasts_the_commands_deadline() {
+        let store = Electing {
+            inner: MemoryStore::new(),
+            appends: Appends::Hang,
+            tries: Arc::default(),
+        };
+        let (handler, stop) = handler(store.clone(), Duration::from_millis(300));
+        let started = Instant::now();
+        let reply = handler.handle(open_account()).await;
+        let took = started.elapsed();
+        assert_eq!(
+            reply.error.map(|e| e.code),
+            Some(ErrorCode::StoreUnavailable)
+        );
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "replied after {took:?}"
+        );
+        stop.cancel();
+    }
 }
