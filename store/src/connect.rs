@@ -107,6 +107,7 @@ impl NatsArgs {
         let mut options = ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
+            .reconnect_delay_callback(reconnect_delay)
             .require_tls(self.nats_require_tls);
         if let Some(creds) = &self.nats_creds {
             options = options
@@ -190,6 +191,26 @@ impl NatsArgs {
     }
 }
 
+/// The longest pause between two tries to reconnect.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(1);
+
+/// The pause before the `attempts`-th try to reconnect: none for the first (another server of
+/// the seed list usually answers at once), then from 50 ms doubling up to 1 s, each with a random
+/// part so that many clients do not come back in step. The client's own default doubles up to
+/// 4 s, so a service would find a cluster that came back (a restart of every node) up to 4 s late.
+pub fn reconnect_delay(attempts: usize) -> Duration {
+    use std::hash::BuildHasher;
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let doublings = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(10);
+    let full = (Duration::from_millis(50) * 2_u32.pow(doublings)).min(RECONNECT_DELAY_MAX);
+    // Between half the pause and all of it.
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempts);
+    let half = full / 2;
+    half + half.mul_f64((random % 1024) as f64 / 1024.0)
+}
+
 /// A secret from a file, without a trailing line break.
 fn read_secret(flag: &str, path: &Path) -> Result<String, StoreError> {
     std::fs::read_to_string(path)
@@ -240,6 +261,18 @@ mod tests {
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[1].port(), 4223);
         assert!(creds.is_none());
+    }
+
+    #[test]
+    fn reconnecting_starts_at_once_and_never_pauses_more_than_a_second() {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        let second = reconnect_delay(2);
+        assert!(second >= Duration::from_millis(25) && second <= Duration::from_millis(50));
+        for attempts in [8, 20, 1_000, usize::MAX] {
+            let pause = reconnect_delay(attempts);
+            assert!(pause >= RECONNECT_DELAY_MAX / 2 && pause <= RECONNECT_DELAY_MAX);
+        }
     }
 
     #[test]
