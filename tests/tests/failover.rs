@@ -2,6 +2,11 @@
 //! End-to-end on a 3-node cluster: killing the history stream's leader under load costs
 //! latency, not errors. Callers that wait 15 s for a reply get every command applied, exactly
 //! once; the command service tries its appends again through the leader election.
+//!
+//! Two variants: the stream leader is killed wherever the cluster put it (the JetStream meta
+//! leader may or may not be on the same node), and the stream leader is first moved onto the
+//! meta leader's node, so that both elections happen at once. Each prints one line with the
+//! figures (`--nocapture`): how long the stream had no leader and the commands' latencies.
 
 use std::time::{Duration, Instant};
 
@@ -40,21 +45,8 @@ async fn send(
     }
 }
 
-/// The index of the node that leads `stream`, by its server name `n<i>-<port>`.
-async fn leader(client: &async_nats::Client, stream: &str) -> usize {
-    let js = async_nats::jetstream::new(client.clone());
-    let info = js
-        .get_stream(stream)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
-    let name = info
-        .cluster
-        .and_then(|c| c.leader)
-        .expect("a stream leader");
+/// The index of a node from its server name `n<i>-<port>`.
+fn node_index(name: &str) -> usize {
     name.trim_start_matches('n')
         .split('-')
         .next()
@@ -62,13 +54,81 @@ async fn leader(client: &async_nats::Client, stream: &str) -> usize {
         .expect("server names are n<i>-<port>")
 }
 
-/// Ignored in the default run: on this 2-core machine about one run in two sees the stream
-/// unreachable ("no stream found for given subject") for longer than the 12 s append patience
-/// after the leader is killed, and then a few commands fail. Run it with
-/// `cargo test -p followers-tests --test failover -- --include-ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing-dependent: the cluster sometimes stays unreachable for over 12 s here; run with --include-ignored"]
-async fn killing_the_stream_leader_under_load_fails_no_command() {
+/// The stream's cluster as its leader tells it, if it answers within 300 ms.
+#[derive(Debug)]
+struct StreamState {
+    leader: String,
+    followers: Vec<String>,
+    /// Both followers are current.
+    healthy: bool,
+}
+
+async fn stream_state(js: &async_nats::jetstream::Context, stream: &str) -> Option<StreamState> {
+    let info = tokio::time::timeout(Duration::from_millis(300), async {
+        js.get_stream(stream).await.ok()?.info().await.ok().cloned()
+    })
+    .await
+    .ok()??;
+    let cluster = info.cluster?;
+    Some(StreamState {
+        leader: cluster.leader?,
+        followers: cluster.replicas.iter().map(|r| r.name.clone()).collect(),
+        healthy: cluster.replicas.len() == 2 && cluster.replicas.iter().all(|r| r.current),
+    })
+}
+
+/// The node that leads the JetStream meta group, from the servers' logs: the latest election
+/// any of them logged.
+fn meta_leader(cluster: &NatsCluster) -> Option<usize> {
+    let mut latest: Option<(String, usize)> = None;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for line in node.log().lines() {
+            // `[pid] 2026/11/26 03:17:10.750057 [INF] ...`: the time sorts as text.
+            let at: String = line.split(' ').skip(1).take(2).collect();
+            let leader = if line.contains("Self is new JetStream cluster metadata leader") {
+                Some(i)
+            } else {
+                line.split("JetStream cluster new metadata leader: ")
+                    .nth(1)
+                    .map(|name| node_index(name.split('/').next().unwrap_or_default()))
+            };
+            if let Some(leader) = leader
+                && latest.as_ref().is_none_or(|(t, _)| at >= *t)
+            {
+                latest = Some((at, leader));
+            }
+        }
+    }
+    latest.map(|(_, leader)| leader)
+}
+
+/// The elections the surviving servers logged, for a failure message.
+fn elections(cluster: &NatsCluster, doomed: usize) -> String {
+    let mut lines: Vec<String> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != doomed)
+        .flat_map(|(i, node)| {
+            node.log()
+                .lines()
+                .filter(|l| l.contains("leader"))
+                .map(|l| format!("n{i}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort_by(|a, b| a[4..].cmp(&b[4..]));
+    lines.join("\n")
+}
+
+/// One cluster at a time: two would share the machine's cores and measure each other.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts a cluster and the command service, kills the stream's leader (moved first onto the
+/// meta leader's node if `with_meta_leader`) while 8 callers send 480 commands, and checks that
+/// every command was applied exactly once.
+async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
+    let _alone = ONE_CLUSTER.lock().await;
     let mut cluster = NatsCluster::start();
     let all = cluster.urls();
     let setup = async_nats::ConnectOptions::new()
@@ -91,7 +151,53 @@ async fn killing_the_stream_leader_under_load_fails_no_command() {
             }
         }
     };
-    let doomed = leader(&setup, &config.stream).await;
+    let js = async_nats::jetstream::new(setup.clone());
+    // A healthy stream: a leader and both followers current.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut state = loop {
+        match stream_state(&js, &config.stream).await {
+            Some(state) if state.healthy => break state,
+            _ => assert!(Instant::now() < deadline, "the stream never became healthy"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if with_meta_leader {
+        // Move the stream's leadership onto the meta leader's node, as the cluster may put it
+        // by itself; then killing that node costs both elections at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let meta = meta_leader(&cluster).expect("the servers logged a meta leader");
+            if node_index(&state.leader) == meta {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stream's leadership never moved to the meta leader n{meta}"
+            );
+            let name = state
+                .followers
+                .iter()
+                .find(|f| node_index(f) == meta)
+                .expect("the meta leader holds a replica")
+                .clone();
+            let _ = setup
+                .request(
+                    format!("$JS.API.STREAM.LEADER.STEPDOWN.{}", config.stream),
+                    serde_json::to_vec(&json!({"placement": {"preferred": name}}))
+                        .unwrap()
+                        .into(),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(now) = stream_state(&js, &config.stream).await
+                && now.healthy
+            {
+                state = now;
+            }
+        }
+    }
+    let leader_name = state.leader;
+    let doomed = node_index(&leader_name);
     // The service and the callers are connected to the two nodes that stay, given as a
     // comma-separated seed list: the test is about the history's leader, not about clients
     // losing their own server.
@@ -188,6 +294,24 @@ async fn killing_the_stream_leader_under_load_fails_no_command() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.nodes[doomed].kill();
+    let killed = Instant::now();
+    // How long the stream has no leader, seen from the survivors.
+    let leaderless = {
+        let js = async_nats::jetstream::new(client.clone());
+        let stream = config.stream.clone();
+        let doomed_name = leader_name.clone();
+        tokio::spawn(async move {
+            loop {
+                match stream_state(&js, &stream).await {
+                    Some(state) if state.leader != doomed_name => {
+                        return format!("{:?}", killed.elapsed());
+                    }
+                    _ if killed.elapsed() > CALLER_TIMEOUT * 2 => return "never".to_owned(),
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+    };
 
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
@@ -196,19 +320,40 @@ async fn killing_the_stream_leader_under_load_fails_no_command() {
             latencies.push(took);
             match reply {
                 Ok(r) if r.ok && r.outcome == Some(Outcome::Applied) => {}
-                other => failures.push(format!("{other:?}")),
+                other => failures.push(format!("after {took:?}: {other:?}")),
             }
         }
     }
+    let leaderless = leaderless.await.unwrap();
+    if with_meta_leader {
+        // The killed node did lead the meta group: the survivors elected another.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while meta_leader(&cluster) == Some(doomed) {
+            assert!(Instant::now() < deadline, "no new meta leader was elected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     latencies.sort();
-    let p99 = latencies[latencies.len() * 99 / 100];
-    let max = latencies.last().copied().unwrap_or_default();
+    let at = |q: usize| latencies[(latencies.len() * q / 100).min(latencies.len() - 1)];
     eprintln!(
-        "failover: {} commands, {} failed, p99 {p99:?}, max {max:?}",
+        "failover (stream leader n{doomed}{}): {} commands, {} failed; a new stream leader after \
+         {leaderless}; latency p50 {:?}, p99 {:?}, max {:?}",
+        if with_meta_leader {
+            ", also the meta leader"
+        } else {
+            ""
+        },
         latencies.len(),
-        failures.len()
+        failures.len(),
+        at(50),
+        at(99),
+        latencies.last().copied().unwrap_or_default(),
     );
-    assert!(failures.is_empty(), "failed commands: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "failed commands: {failures:#?}\nelections the surviving servers logged:\n{}",
+        elections(&cluster, doomed)
+    );
 
     // Exactly once: every toggle appended one commit, no more.
     let head_after = store.head().await.unwrap();
@@ -218,4 +363,14 @@ async fn killing_the_stream_leader_under_load_fails_no_command() {
         "one commit per command"
     );
     service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_leader_under_load_fails_no_command() {
+    kill_the_stream_leader_under_load(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_and_meta_leader_under_load_fails_no_command() {
+    kill_the_stream_leader_under_load(true).await;
 }
