@@ -95,13 +95,21 @@ async fn main() -> anyhow::Result<ExitCode> {
             } else {
                 body.into_bytes()
             };
-            let reply = followers_admin::request::request(
+            let reply = match followers_admin::request::request(
                 &nats,
                 &subject,
                 body,
                 Duration::from_secs(timeout_secs),
             )
-            .await?;
+            .await
+            {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // One line for a script: no reply is an answer here, not a crash.
+                    eprintln!("followers-admin request: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let mut out = std::io::stdout().lock();
             out.write_all(&reply)?;
             out.write_all(b"\n")?;
@@ -110,7 +118,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }
         Cli::Probe { url, timeout_ms } => {
-            followers_admin::probe::probe(&url, Duration::from_millis(timeout_ms))?;
+            if let Err(e) = followers_admin::probe::probe(&url, Duration::from_millis(timeout_ms)) {
+                eprintln!("followers-admin probe: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

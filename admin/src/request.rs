@@ -11,7 +11,10 @@ use followers_store::NatsArgs;
 pub enum RequestError {
     #[error(transparent)]
     Connect(#[from] StoreError),
-    #[error("no reply on {subject}: {source}")]
+    #[error(
+        "no reply on {subject}: {source} (no service answered, or the server dropped a request \
+         this user may not send)"
+    )]
     Request {
         subject: String,
         source: async_nats::RequestError,
