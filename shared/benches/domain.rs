@@ -9,7 +9,8 @@ use std::hint::black_box;
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use followers_shared::access::{self, Action, Holders, RecordAccess};
-use followers_shared::command::{Command, CommandBody, CommandMeta};
+use followers_shared::bounded::SomeUsers;
+use followers_shared::command::{AddFollowers, Command, CommandMeta};
 use followers_shared::decision;
 use followers_shared::event::{AddedFollower, EventBody};
 use followers_shared::ids::{AccountId, CommandId, UserId};
@@ -191,10 +192,12 @@ fn benches(c: &mut Criterion) {
         .map(|i| Command {
             account: account.clone(),
             meta: meta(admin()),
-            body: CommandBody::AddFollowers {
+            body: AddFollowers {
                 record: Some(contact((i * 37) % RECORDS)),
-                users: vec![user((i * 13 + 100) % USERS)],
-            },
+                users: SomeUsers::new(vec![user((i * 13 + 100) % USERS)])
+                    .expect("one user is within bounds"),
+            }
+            .into(),
         })
         .collect();
     let mut i = 0;

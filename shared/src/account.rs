@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::command::{Command, CommandBody};
+use crate::command::{AccountCommand, CommandMeta, OpenAccount, RegisterMember};
 use crate::error::DomainError;
 use crate::event::{Event, EventBody};
 use crate::ids::{AccountId, UserId};
@@ -53,13 +53,13 @@ impl AccountState {
 }
 
 /// Account commands come from the system or from an active admin of the account.
-fn authorize(cmd: &Command, state: &AccountState) -> Result<(), DomainError> {
+fn authorize(actor: &Actor, state: &AccountState) -> Result<(), DomainError> {
     let denied = |why| DomainError::NotPermitted {
-        actor: cmd.meta.actor.clone(),
+        actor: actor.clone(),
         what: "manage this account's members and settings",
         why,
     };
-    match &cmd.meta.actor {
+    match actor {
         Actor::System => Ok(()),
         Actor::Workflow { .. } => Err(denied("workflows act on records, not on the account")),
         Actor::User { user } => match state.members.get(user) {
@@ -70,30 +70,21 @@ fn authorize(cmd: &Command, state: &AccountState) -> Result<(), DomainError> {
 }
 
 /// Decides an account command against the account's state.
-pub fn decide(cmd: &Command, state: &AccountState) -> Result<Vec<Event>, DomainError> {
-    let account = &cmd.account;
-    if let CommandBody::OpenAccount { name, settings } = &cmd.body {
-        if !matches!(cmd.meta.actor, Actor::System) {
-            return Err(DomainError::NotPermitted {
-                actor: cmd.meta.actor.clone(),
-                what: "open an account",
-                why: "only the system actor opens accounts",
-            });
+pub fn decide_account(
+    account: &AccountId,
+    meta: &CommandMeta,
+    cmd: &AccountCommand,
+    state: &AccountState,
+) -> Result<Vec<Event>, DomainError> {
+    // Every command but the opening changes an open account, by its manager.
+    let manage = || {
+        if !state.opened {
+            return Err(DomainError::UnknownAccount(account.clone()));
         }
-        if state.opened {
-            return Err(DomainError::AccountExists(account.clone()));
-        }
-        return Ok(cmd.meta.events(vec![EventBody::AccountOpened {
-            account: account.clone(),
-            name: name.clone(),
-            settings: settings.apply_to(AccountSettings::default()),
-        }]));
-    }
-    if !state.opened {
-        return Err(DomainError::UnknownAccount(account.clone()));
-    }
-    authorize(cmd, state)?;
-    let existing = |user: &UserId| {
+        authorize(&meta.actor, state)
+    };
+    let member = |user: &UserId| {
+        manage()?;
         state
             .members
             .get(user)
@@ -102,55 +93,78 @@ pub fn decide(cmd: &Command, state: &AccountState) -> Result<Vec<Event>, DomainE
                 user: user.clone(),
             })
     };
-    let body = match &cmd.body {
-        CommandBody::RegisterMember {
-            user,
-            name,
-            email,
-            role,
-            data_scope,
-        } => {
-            if state.members.contains_key(user) {
-                return Err(DomainError::MemberExists(user.clone()));
-            }
-            Some(EventBody::MemberRegistered {
-                user: user.clone(),
-                name: name.clone(),
-                email: email.clone(),
-                role: *role,
-                data_scope: *data_scope,
+    let body = match cmd {
+        AccountCommand::OpenAccount(c) => Some(open_account(account, &meta.actor, c, state)?),
+        AccountCommand::RegisterMember(c) => {
+            manage()?;
+            Some(register_member(c, state)?)
+        }
+        AccountCommand::ChangeMemberRole(c) => {
+            (member(&c.user)?.role != c.role).then(|| EventBody::MemberRoleChanged {
+                user: c.user.clone(),
+                role: c.role,
             })
         }
-        CommandBody::ChangeMemberRole { user, role } => {
-            (existing(user)?.role != *role).then(|| EventBody::MemberRoleChanged {
-                user: user.clone(),
-                role: *role,
+        AccountCommand::ChangeMemberDataScope(c) => (member(&c.user)?.data_scope != c.data_scope)
+            .then(|| EventBody::MemberDataScopeChanged {
+                user: c.user.clone(),
+                data_scope: c.data_scope,
+            }),
+        AccountCommand::DeactivateMember(c) => {
+            (member(&c.user)?.active).then(|| EventBody::MemberDeactivated {
+                user: c.user.clone(),
             })
         }
-        CommandBody::ChangeMemberDataScope { user, data_scope } => {
-            (existing(user)?.data_scope != *data_scope).then(|| EventBody::MemberDataScopeChanged {
-                user: user.clone(),
-                data_scope: *data_scope,
+        AccountCommand::ReactivateMember(c) => {
+            (!member(&c.user)?.active).then(|| EventBody::MemberReactivated {
+                user: c.user.clone(),
             })
         }
-        CommandBody::DeactivateMember { user } => existing(user)?
-            .active
-            .then(|| EventBody::MemberDeactivated { user: user.clone() }),
-        CommandBody::ReactivateMember { user } => {
-            (!existing(user)?.active).then(|| EventBody::MemberReactivated { user: user.clone() })
-        }
-        CommandBody::ChangeSettings(change) => {
-            let settings = change.apply_to(state.settings);
+        AccountCommand::ChangeSettings(c) => {
+            manage()?;
+            let settings = c.change.apply_to(state.settings);
             (settings != state.settings).then_some(EventBody::SettingsChanged { settings })
         }
-        other => {
-            return Err(DomainError::NotForThisAggregate {
-                command: other.name(),
-                aggregate: "account",
-            });
-        }
     };
-    Ok(cmd.meta.events(body.into_iter().collect()))
+    Ok(meta.events(body.into_iter().collect()))
+}
+
+/// Only the system opens an account, once.
+fn open_account(
+    account: &AccountId,
+    actor: &Actor,
+    c: &OpenAccount,
+    state: &AccountState,
+) -> Result<EventBody, DomainError> {
+    if !matches!(actor, Actor::System) {
+        return Err(DomainError::NotPermitted {
+            actor: actor.clone(),
+            what: "open an account",
+            why: "only the system actor opens accounts",
+        });
+    }
+    if state.opened {
+        return Err(DomainError::AccountExists(account.clone()));
+    }
+    Ok(EventBody::AccountOpened {
+        account: account.clone(),
+        name: c.name.to_string(),
+        settings: c.settings.apply_to(AccountSettings::default()),
+    })
+}
+
+/// R2: a new membership; a user is a member of an account once.
+fn register_member(c: &RegisterMember, state: &AccountState) -> Result<EventBody, DomainError> {
+    if state.members.contains_key(&c.user) {
+        return Err(DomainError::MemberExists(c.user.clone()));
+    }
+    Ok(EventBody::MemberRegistered {
+        user: c.user.clone(),
+        name: c.name.to_string(),
+        email: c.email.to_string(),
+        role: c.role,
+        data_scope: c.data_scope,
+    })
 }
 
 /// Applies one event to the account's state. Events of other aggregates are ignored.

@@ -1,12 +1,32 @@
 //! Commands: what a caller (or the follower sync) asks to change.
+//!
+//! Each aggregate has its own command enum, so a decider is only ever given its own commands
+//! and no routing can go wrong at run time:
+//! - [`AccountCommand`]: the account's settings and memberships (decided by [`crate::account`]);
+//! - [`RecordCommand`]: contacts, opportunities, owners and followers (decided by
+//!   [`crate::record`]);
+//! - [`SyncCommand`]: the follower sync's reactions (R7-R10), also decided by
+//!   [`crate::record`]. It has no `Deserialize`: the wire parser can never produce one.
+//!
+//! Each variant wraps a named payload struct. The payloads of the first two are read straight
+//! from the wire, through the strict policy ([`crate::wire::strict`]): unknown fields are
+//! refused (`deny_unknown_fields`) and every field is a validated newtype ([`crate::ids`],
+//! [`crate::bounded`]), so a payload that exists is well formed.
+//!
+//! Every command's name (the last token of its subject) is written once, in the
+//! [`commands!`] table below, which gives both `name()` and the parsing by name.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
 use uuid::Uuid;
 
+use crate::bounded::{SomeUsers, Text, Users};
 use crate::caller::Caller;
 use crate::event::{EVENT_SCHEMA, Event, EventBody, EventMeta, SyncAction};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
+use crate::wire::strict::{self, StrictError};
 
 /// Who sent a command, when, and as part of what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,133 +79,329 @@ pub struct Command {
     pub body: CommandBody,
 }
 
-/// What is asked.
+/// What is asked, and so which decider decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandBody {
-    // --- the account: settings and memberships ---
-    OpenAccount {
-        name: String,
-        settings: SettingsChange,
-    },
-    RegisterMember {
-        user: UserId,
-        name: String,
-        email: String,
-        role: Role,
-        data_scope: DataScope,
-    },
-    ChangeMemberRole {
-        user: UserId,
-        role: Role,
-    },
-    ChangeMemberDataScope {
-        user: UserId,
-        data_scope: DataScope,
-    },
-    DeactivateMember {
-        user: UserId,
-    },
-    ReactivateMember {
-        user: UserId,
-    },
-    ChangeSettings(SettingsChange),
-
-    // --- records ---
-    CreateContact {
-        contact: ContactId,
-        owner: Option<UserId>,
-        followers: Vec<UserId>,
-    },
-    /// `owner: None` takes the contact's owner (R6).
-    CreateOpportunity {
-        opportunity: OpportunityId,
-        contact: ContactId,
-        owner: Option<UserId>,
-        followers: Vec<UserId>,
-    },
-    /// `owner: None` unassigns the record (R4).
-    ChangeOwner {
-        record: RecordRef,
-        owner: Option<UserId>,
-    },
-    /// `record: None` only from a workflow without record context: nothing happens (R17).
-    AddFollowers {
-        record: Option<RecordRef>,
-        users: Vec<UserId>,
-    },
-    RemoveFollowers {
-        record: Option<RecordRef>,
-        users: Vec<UserId>,
-    },
-
-    // --- issued by the follower sync only, never accepted from the wire ---
-    /// Mirror the linked record's new owner because owners are coupled (R7).
-    AlignOwner {
-        record: RecordRef,
-        owner: Option<UserId>,
-        with: RecordRef,
-    },
-    /// Add or remove one follower because `trigger` changed its owner (R8, R9, R10).
-    SyncFollower {
-        record: RecordRef,
-        user: UserId,
-        action: SyncAction,
-        trigger: RecordRef,
-    },
+    Account(AccountCommand),
+    Record(RecordCommand),
+    /// Issued by the follower sync only, never accepted from the wire.
+    Sync(SyncCommand),
 }
 
-/// Which aggregate decides a command.
+/// Declares a command enum whose variants each wrap one payload struct, with each command's
+/// name written once: `name()` and `NAMES` come from it, and with `wire`, the parsing by name.
+macro_rules! commands {
+    (@enum $(#[$m:meta])* $enum:ident { $($(#[$vm:meta])* $name:literal => $variant:ident($payload:ty),)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $enum {
+            $($(#[$vm])* $variant($payload),)*
+        }
+
+        impl $enum {
+            /// Every name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The command's name on the wire (the last token of its subject).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)*
+                }
+            }
+        }
+    };
+    (wire $($rest:tt)*) => {
+        commands!(@enum $($rest)*);
+        commands!(@parse $($rest)*);
+    };
+    (internal $($rest:tt)*) => {
+        commands!(@enum $($rest)*);
+    };
+    (@parse $(#[$m:meta])* $enum:ident { $($(#[$vm:meta])* $name:literal => $variant:ident($payload:ty),)* }) => {
+        impl $enum {
+            /// Reads the command named `name` from a request's own fields, strictly; `None`
+            /// when `name` is not one of these commands.
+            pub fn from_wire(name: &str, fields: &Value) -> Option<Result<Self, StrictError>> {
+                match name {
+                    $($name => Some(strict::from_value::<$payload>("", fields).map(Self::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+commands!(wire
+    /// The account's commands (R2, R3, R7-R9, R20): from the system or an active admin.
+    AccountCommand {
+        "open_account" => OpenAccount(OpenAccount),
+        "register_member" => RegisterMember(RegisterMember),
+        "change_member_role" => ChangeMemberRole(ChangeMemberRole),
+        "change_member_data_scope" => ChangeMemberDataScope(ChangeMemberDataScope),
+        "deactivate_member" => DeactivateMember(DeactivateMember),
+        "reactivate_member" => ReactivateMember(ReactivateMember),
+        "change_settings" => ChangeSettings(ChangeSettings),
+    }
+);
+
+commands!(wire
+    /// The records' commands (R4-R18), from users and workflows (and the system).
+    RecordCommand {
+        "create_contact" => CreateContact(CreateContact),
+        "create_opportunity" => CreateOpportunity(CreateOpportunity),
+        "change_owner" => ChangeOwner(ChangeOwner),
+        "add_followers" => AddFollowers(AddFollowers),
+        "remove_followers" => RemoveFollowers(RemoveFollowers),
+    }
+);
+
+commands!(internal
+    /// The follower sync's commands (R7-R10). Not `Deserialize`: no request can name one.
+    SyncCommand {
+        "align_owner" => AlignOwner(AlignOwner),
+        "sync_follower" => SyncFollower(SyncFollower),
+    }
+);
+
+// ----- the account's payloads -----
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAccount {
+    pub name: Text,
+    #[serde(default)]
+    pub settings: SettingsChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterMember {
+    pub user: UserId,
+    pub name: Text,
+    pub email: Text,
+    pub role: Role,
+    pub data_scope: DataScope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeMemberRole {
+    pub user: UserId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeMemberDataScope {
+    pub user: UserId,
+    pub data_scope: DataScope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateMember {
+    pub user: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactivateMember {
+    pub user: UserId,
+}
+
+/// On the wire, the settings' own fields, each optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ChangeSettings {
+    pub change: SettingsChange,
+}
+
+// ----- the records' payloads -----
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContact {
+    pub contact: ContactId,
+    #[serde(default)]
+    pub owner: Option<UserId>,
+    #[serde(default)]
+    pub followers: Users,
+}
+
+/// `owner: None` takes the contact's owner (R6).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOpportunity {
+    pub opportunity: OpportunityId,
+    pub contact: ContactId,
+    #[serde(default)]
+    pub owner: Option<UserId>,
+    #[serde(default)]
+    pub followers: Users,
+}
+
+/// `owner: None` unassigns the record (R4). On the wire `owner` is required: a user, or `null`
+/// to unassign, so that a forgotten field never unassigns a record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeOwner {
+    pub record: RecordRef,
+    #[serde(deserialize_with = "required")]
+    pub owner: Option<UserId>,
+}
+
+/// An `Option` field that must be present, even if `null` (serde makes a missing `Option`
+/// field `None` unless the field has its own `deserialize_with`).
+fn required<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    T::deserialize(d)
+}
+
+/// `record: None` only from a workflow without record context: nothing happens (R17).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddFollowers {
+    #[serde(default)]
+    pub record: Option<RecordRef>,
+    pub users: SomeUsers,
+}
+
+/// `record: None` only from a workflow without record context: nothing happens (R17).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveFollowers {
+    #[serde(default)]
+    pub record: Option<RecordRef>,
+    pub users: SomeUsers,
+}
+
+// ----- the follower sync's payloads -----
+
+/// Mirror the linked record's new owner because owners are coupled (R7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlignOwner {
+    pub record: RecordRef,
+    pub owner: Option<UserId>,
+    pub with: RecordRef,
+}
+
+/// Add or remove one follower because `trigger` changed its owner (R8, R9, R10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFollower {
+    pub record: RecordRef,
+    pub user: UserId,
+    pub action: SyncAction,
+    pub trigger: RecordRef,
+}
+
+/// Every command name a request may carry: the account's, then the records'.
+pub const REQUEST_NAMES: [&str; AccountCommand::NAMES.len() + RecordCommand::NAMES.len()] =
+    concat(AccountCommand::NAMES, RecordCommand::NAMES);
+
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[i + j] = b[j];
+        j += 1;
+    }
+    out
+}
+
+impl RecordCommand {
+    /// The record the command is about; `None` for a follower command without record (R17).
+    pub fn record(&self) -> Option<RecordRef> {
+        match self {
+            RecordCommand::CreateContact(c) => Some(RecordRef::Contact(c.contact.clone())),
+            RecordCommand::CreateOpportunity(c) => {
+                Some(RecordRef::Opportunity(c.opportunity.clone()))
+            }
+            RecordCommand::ChangeOwner(c) => Some(c.record.clone()),
+            RecordCommand::AddFollowers(c) => c.record.clone(),
+            RecordCommand::RemoveFollowers(c) => c.record.clone(),
+        }
+    }
+}
+
+impl SyncCommand {
+    /// The record the reaction changes.
+    pub fn record(&self) -> &RecordRef {
+        match self {
+            SyncCommand::AlignOwner(c) => &c.record,
+            SyncCommand::SyncFollower(c) => &c.record,
+        }
+    }
+}
+
+/// Which stream a command is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Account,
     Record(RecordRef),
-    /// A workflow command without record context: nothing to do (R17).
+    /// A follower command without record context: nothing to do (R17).
     Nothing,
 }
 
 impl CommandBody {
     pub fn target(&self) -> Target {
-        use CommandBody::*;
         match self {
-            OpenAccount { .. }
-            | RegisterMember { .. }
-            | ChangeMemberRole { .. }
-            | ChangeMemberDataScope { .. }
-            | DeactivateMember { .. }
-            | ReactivateMember { .. }
-            | ChangeSettings(_) => Target::Account,
-            CreateContact { contact, .. } => Target::Record(RecordRef::Contact(contact.clone())),
-            CreateOpportunity { opportunity, .. } => {
-                Target::Record(RecordRef::Opportunity(opportunity.clone()))
-            }
-            ChangeOwner { record, .. }
-            | AlignOwner { record, .. }
-            | SyncFollower { record, .. } => Target::Record(record.clone()),
-            AddFollowers { record, .. } | RemoveFollowers { record, .. } => match record {
-                Some(r) => Target::Record(r.clone()),
-                None => Target::Nothing,
-            },
+            CommandBody::Account(_) => Target::Account,
+            CommandBody::Record(c) => c.record().map_or(Target::Nothing, Target::Record),
+            CommandBody::Sync(c) => Target::Record(c.record().clone()),
         }
     }
 
     /// The command's name on the wire (the last token of its subject).
     pub fn name(&self) -> &'static str {
-        use CommandBody::*;
         match self {
-            OpenAccount { .. } => "open_account",
-            RegisterMember { .. } => "register_member",
-            ChangeMemberRole { .. } => "change_member_role",
-            ChangeMemberDataScope { .. } => "change_member_data_scope",
-            DeactivateMember { .. } => "deactivate_member",
-            ReactivateMember { .. } => "reactivate_member",
-            ChangeSettings(_) => "change_settings",
-            CreateContact { .. } => "create_contact",
-            CreateOpportunity { .. } => "create_opportunity",
-            ChangeOwner { .. } => "change_owner",
-            AddFollowers { .. } => "add_followers",
-            RemoveFollowers { .. } => "remove_followers",
-            AlignOwner { .. } => "align_owner",
-            SyncFollower { .. } => "sync_follower",
+            CommandBody::Account(c) => c.name(),
+            CommandBody::Record(c) => c.name(),
+            CommandBody::Sync(c) => c.name(),
         }
     }
 }
+
+impl From<AccountCommand> for CommandBody {
+    fn from(c: AccountCommand) -> Self {
+        CommandBody::Account(c)
+    }
+}
+
+impl From<RecordCommand> for CommandBody {
+    fn from(c: RecordCommand) -> Self {
+        CommandBody::Record(c)
+    }
+}
+
+impl From<SyncCommand> for CommandBody {
+    fn from(c: SyncCommand) -> Self {
+        CommandBody::Sync(c)
+    }
+}
+
+/// `From` each payload into its command enum and into [`CommandBody`], so a test or the sync
+/// can write `AddFollowers { .. }.into()`.
+macro_rules! payload_into {
+    ($enum:ident: $($variant:ident),*) => {$(
+        impl From<$variant> for $enum {
+            fn from(p: $variant) -> Self {
+                $enum::$variant(p)
+            }
+        }
+        impl From<$variant> for CommandBody {
+            fn from(p: $variant) -> Self {
+                CommandBody::from($enum::$variant(p))
+            }
+        }
+    )*};
+}
+
+payload_into!(AccountCommand: OpenAccount, RegisterMember, ChangeMemberRole,
+    ChangeMemberDataScope, DeactivateMember, ReactivateMember, ChangeSettings);
+payload_into!(RecordCommand: CreateContact, CreateOpportunity, ChangeOwner, AddFollowers,
+    RemoveFollowers);
+payload_into!(SyncCommand: AlignOwner, SyncFollower);

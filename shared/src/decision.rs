@@ -1,12 +1,14 @@
-//! Routing a command to its aggregate's decider, with the context it needs read from the model.
+//! Deciding a command: [`decide`] routes it to its aggregate's decider (`account::decide_account`,
+//! `record::decide_record`, `record::decide_sync`) with the state and the context it needs, read
+//! from the model, and says which stream the events go to at which version.
 
-use crate::account::{self, AccountState};
-use crate::command::{Command, Target};
+use crate::account;
+use crate::command::{Command, CommandBody, RecordCommand};
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::model::RecordRef;
 use crate::read_model::{AccountEntry, ReadModel, RecordEntry};
-use crate::record::{self, Context};
+use crate::record::{self, Context, Input};
 use crate::store::{Expected, StreamId};
 
 /// What deciding a command against the current model produced.
@@ -20,44 +22,66 @@ pub struct Decision {
     pub events: Vec<Event>,
 }
 
+static EMPTY_ACCOUNT: std::sync::LazyLock<AccountEntry> =
+    std::sync::LazyLock::new(AccountEntry::default);
+static EMPTY_RECORD: std::sync::LazyLock<RecordEntry> =
+    std::sync::LazyLock::new(RecordEntry::default);
+
 /// Decides `cmd` against `model`. Pure: the same model and command give the same decision.
 pub fn decide(model: &ReadModel, cmd: &Command) -> Result<Decision, DomainError> {
-    static EMPTY_ACCOUNT: std::sync::LazyLock<AccountEntry> =
-        std::sync::LazyLock::new(AccountEntry::default);
-    static EMPTY_RECORD: std::sync::LazyLock<RecordEntry> =
-        std::sync::LazyLock::new(RecordEntry::default);
-
     let entry = model.account(&cmd.account).unwrap_or(&EMPTY_ACCOUNT);
-    match cmd.body.target() {
-        Target::Nothing => Ok(Decision {
-            stream: None,
-            expected: Expected::NoStream,
-            events: Vec::new(),
+    match &cmd.body {
+        CommandBody::Account(c) => Ok(Decision {
+            stream: Some(StreamId::account(cmd.account.clone())),
+            expected: Expected::from_version(entry.version),
+            events: account::decide_account(&cmd.account, &cmd.meta, c, &entry.state)?,
         }),
-        Target::Account => {
-            let state: &AccountState = &entry.state;
-            let events = account::decide(cmd, state)?;
-            Ok(Decision {
-                stream: Some(StreamId::account(cmd.account.clone())),
-                expected: Expected::from_version(entry.version),
-                events,
-            })
-        }
-        Target::Record(record) => {
-            let rec = entry.records.get(&record).unwrap_or(&EMPTY_RECORD);
-            let contact = record::contact_needed(&cmd.body, &rec.state)
-                .and_then(|c| entry.records.get(&RecordRef::Contact(c)))
-                .map(|c| &c.state);
-            let ctx = Context {
-                account: &entry.state,
-                contact,
-            };
-            let events = record::decide(cmd, &record, &rec.state, &ctx)?;
-            Ok(Decision {
-                stream: Some(StreamId::record(cmd.account.clone(), record)),
-                expected: Expected::from_version(rec.version),
-                events,
-            })
-        }
+        CommandBody::Record(c) => match c.record() {
+            Some(record) => on_record(entry, cmd, record, Some(c), |input| {
+                record::decide_record(input, c)
+            }),
+            None => {
+                // R17: a workflow without record context; anyone else is refused.
+                record::without_record(&cmd.meta.actor, c)?;
+                Ok(Decision {
+                    stream: None,
+                    expected: Expected::NoStream,
+                    events: Vec::new(),
+                })
+            }
+        },
+        CommandBody::Sync(c) => on_record(entry, cmd, c.record().clone(), None, |input| {
+            record::decide_sync(input, c)
+        }),
     }
+}
+
+/// Decides a command on `record` with its state and its context.
+fn on_record(
+    entry: &AccountEntry,
+    cmd: &Command,
+    record: RecordRef,
+    caller_command: Option<&RecordCommand>,
+    decider: impl FnOnce(&Input<'_>) -> Result<Vec<Event>, DomainError>,
+) -> Result<Decision, DomainError> {
+    let rec = entry.records.get(&record).unwrap_or(&EMPTY_RECORD);
+    let contact = record::contact_needed(caller_command, &rec.state)
+        .and_then(|c| entry.records.get(&RecordRef::Contact(c)))
+        .map(|c| &c.state);
+    let ctx = Context {
+        account: &entry.state,
+        contact,
+    };
+    let events = decider(&Input {
+        account: &cmd.account,
+        meta: &cmd.meta,
+        record: &record,
+        state: &rec.state,
+        ctx: &ctx,
+    })?;
+    Ok(Decision {
+        stream: Some(StreamId::record(cmd.account.clone(), record)),
+        expected: Expected::from_version(rec.version),
+        events,
+    })
 }

@@ -128,13 +128,10 @@ pub enum DomainError {
          allow_different_owners"
     )]
     OwnersCoupled { contact_owner: String },
-    /// A command routed to an aggregate that does not decide it: a bug in the routing, never
-    /// the caller's doing. Nothing is appended; report it.
-    #[error("`{command}` is not a command of the {aggregate} aggregate")]
-    NotForThisAggregate {
-        command: &'static str,
-        aggregate: &'static str,
-    },
+    /// R17: a follower command without a record; only a workflow may send one (and then
+    /// nothing happens). The wire parser refuses it too, as a malformed request.
+    #[error("`{command}` needs a `record`; only a workflow may send it without one (R17)")]
+    RecordRequired { command: &'static str },
 }
 
 impl DomainError {
@@ -152,7 +149,7 @@ impl DomainError {
                 ErrorCode::AccessDenied
             }
             DomainError::OwnersCoupled { .. } => ErrorCode::OwnersCoupled,
-            DomainError::NotForThisAggregate { .. } => ErrorCode::Internal,
+            DomainError::RecordRequired { .. } => ErrorCode::MalformedRequest,
         }
     }
 }

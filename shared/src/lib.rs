@@ -1,13 +1,16 @@
 //! The followers domain, without I/O.
 //!
 //! - [`ids`], [`model`]: the nouns of the rules (docs/rules.md) (accounts, users, records, followers, settings).
-//! - [`command`], [`event`]: what is asked and what happened (R22).
-//! - [`account`], [`record`]: the deciders, `decide(command, state) -> events` and
-//!   `evolve(state, event) -> state`, pure and synchronous.
+//! - [`command`], [`event`]: what is asked (one command enum per aggregate, and the follower
+//!   sync's own) and what happened (R22).
+//! - [`bounded`]: validated free text and user lists of commands (like [`ids`]).
+//! - [`account`], [`record`]: the deciders, `decide_account` / `decide_record` / `decide_sync`
+//!   (command, state -> events) and `evolve(state, event) -> state`, pure and synchronous.
 //! - [`caller`]: who sent a command, as NATS vouches for it, and the caller policy.
 //! - [`access`]: the access rule (R19-R21), shared by both sides.
 //! - [`read_model`]: all states plus query indexes, built only from stored commits.
-//! - [`decision`]: routes a command to its decider with context from the read model.
+//! - [`decision`]: routes a command to its aggregate's decider with context from the read model
+//!   (`decision::decide`, the one entry point of deciding).
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
@@ -17,6 +20,7 @@
 
 pub mod access;
 pub mod account;
+pub mod bounded;
 pub mod caller;
 pub mod command;
 pub mod decision;

@@ -3,14 +3,22 @@
 //!
 //! Decisions need context from other aggregates (the account's memberships and settings, and for
 //! an opportunity its contact); the caller passes it in as plain data ([`Context`]).
+//!
+//! Two deciders share this state: [`decide_record`] for the callers' [`RecordCommand`]s and
+//! [`decide_sync`] for the follower sync's [`SyncCommand`]s. Each dispatches to one function per
+//! command, which names the rules it keeps. [`without_record`] is R17's part: a follower command
+//! that names no record.
 
 use crate::access::{self, Action, Holders, RecordAccess};
 use crate::account::AccountState;
-use crate::command::{Command, CommandBody};
+use crate::command::{
+    AddFollowers, AlignOwner, ChangeOwner, CommandMeta, CreateContact, CreateOpportunity,
+    RecordCommand, RemoveFollowers, SyncCommand, SyncFollower,
+};
 use crate::error::DomainError;
 use crate::event::{AddedFollower, Event, EventBody, SyncAction};
-use crate::ids::{ContactId, UserId};
-use crate::model::{AddedHow, Follower, MAX_FOLLOWERS, RecordRef, SkipReason};
+use crate::ids::{AccountId, ContactId, UserId};
+use crate::model::{Actor, AddedHow, Follower, MAX_FOLLOWERS, RecordRef, SkipReason};
 
 /// One contact or opportunity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,11 +56,67 @@ pub struct Context<'a> {
     pub contact: Option<&'a RecordState>,
 }
 
-/// The contact whose state a command on a record needs as context, if any.
-pub fn contact_needed(cmd: &CommandBody, state: &RecordState) -> Option<ContactId> {
+/// Everything one record decision reads: who asks in which account, the record the command is
+/// about, its state, and the context.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub account: &'a AccountId,
+    pub meta: &'a CommandMeta,
+    pub record: &'a RecordRef,
+    pub state: &'a RecordState,
+    pub ctx: &'a Context<'a>,
+}
+
+/// The contact whose state a command on a record needs as context, if any: the one a new
+/// opportunity names, or the record's own contact.
+pub fn contact_needed(cmd: Option<&RecordCommand>, state: &RecordState) -> Option<ContactId> {
     match cmd {
-        CommandBody::CreateOpportunity { contact, .. } => Some(contact.clone()),
+        Some(RecordCommand::CreateOpportunity(c)) => Some(c.contact.clone()),
         _ => state.contact.clone(),
+    }
+}
+
+/// Decides a caller's record command on `input.record` (R3-R18).
+pub fn decide_record(input: &Input<'_>, cmd: &RecordCommand) -> Result<Vec<Event>, DomainError> {
+    require_open_account(input)?;
+    let bodies = match cmd {
+        RecordCommand::CreateContact(c) => create_contact(input, c)?,
+        RecordCommand::CreateOpportunity(c) => create_opportunity(input, c)?,
+        RecordCommand::ChangeOwner(c) => change_owner(input, c)?,
+        RecordCommand::AddFollowers(c) => add_followers(input, c)?,
+        RecordCommand::RemoveFollowers(c) => remove_followers(input, c)?,
+    };
+    Ok(input.meta.events(bodies))
+}
+
+/// Decides a follower sync reaction on `input.record` (R7-R10).
+pub fn decide_sync(input: &Input<'_>, cmd: &SyncCommand) -> Result<Vec<Event>, DomainError> {
+    require_open_account(input)?;
+    let bodies = match cmd {
+        SyncCommand::AlignOwner(c) => align_owner(input, c)?,
+        SyncCommand::SyncFollower(c) => sync_follower(input, c)?,
+    };
+    Ok(input.meta.events(bodies))
+}
+
+/// R17: workflows act on records only. A follower command without a record does nothing when a
+/// workflow sends it (it had no record context), and is refused from anyone else. `Ok` too for
+/// a command that names its record.
+pub fn without_record(actor: &Actor, cmd: &RecordCommand) -> Result<(), DomainError> {
+    if cmd.record().is_some() || matches!(actor, Actor::Workflow { .. }) {
+        Ok(())
+    } else {
+        Err(DomainError::RecordRequired {
+            command: cmd.name(),
+        })
+    }
+}
+
+fn require_open_account(input: &Input<'_>) -> Result<(), DomainError> {
+    if input.ctx.account.opened {
+        Ok(())
+    } else {
+        Err(DomainError::UnknownAccount(input.account.clone()))
     }
 }
 
@@ -63,34 +127,61 @@ fn record_access<'a>(state: &'a RecordState, ctx: &Context<'a>) -> RecordAccess<
     }
 }
 
-/// R5, R15, R20: a user actor needs `action` on the record; workflows and the system may always.
+/// R5, R15, R20: a user actor needs `action` on `record`; workflows and the system may always.
 fn authorize(
-    cmd: &Command,
+    input: &Input<'_>,
     record: &RecordRef,
-    access: Option<&RecordAccess<'_>>,
-    ctx: &Context<'_>,
+    access: &RecordAccess<'_>,
     action: Action,
 ) -> Result<(), DomainError> {
-    let Some(user) = cmd.meta.actor.user() else {
+    let actor = &input.meta.actor;
+    let Some(user) = actor.user() else {
         return Ok(());
     };
+    let account = input.ctx.account;
     let decision = access::decide(
         user,
-        ctx.account.member(user),
-        &ctx.account.settings,
-        access,
+        account.member(user),
+        &account.settings,
+        Some(access),
         action,
     );
     if decision.allowed {
         Ok(())
     } else {
         Err(DomainError::AccessDenied {
-            actor: cmd.meta.actor.clone(),
+            actor: actor.clone(),
             action,
             record: record.clone(),
             reason: decision.reason,
         })
     }
+}
+
+/// The record exists and the actor may do `action` to it (R5, R15, R20).
+fn require_on_existing(input: &Input<'_>, action: Action) -> Result<(), DomainError> {
+    require_created(input.record, input.state)?;
+    let access = record_access(input.state, input.ctx);
+    authorize(input, input.record, &access, action)
+}
+
+/// Creating a record takes an active membership (or a workflow or the system).
+fn authorize_creator(input: &Input<'_>) -> Result<(), DomainError> {
+    let actor = &input.meta.actor;
+    let Some(user) = actor.user() else {
+        return Ok(());
+    };
+    let reason = match input.ctx.account.member(user) {
+        None => access::Reason::NoMembership,
+        Some(m) if !m.active => access::Reason::Inactive,
+        Some(_) => return Ok(()),
+    };
+    Err(DomainError::AccessDenied {
+        actor: actor.clone(),
+        action: Action::Edit,
+        record: input.record.clone(),
+        reason,
+    })
 }
 
 /// Removes repeated users, keeping the first occurrence's order.
@@ -106,13 +197,8 @@ fn distinct(users: &[UserId]) -> Vec<UserId> {
 
 /// R3, R11-R13: the users of an add that do not follow yet, all of them active members, and room
 /// for all of them. Atomic: any problem rejects the whole add.
-fn followers_to_add(
-    cmd: &Command,
-    record: &RecordRef,
-    state: &RecordState,
-    ctx: &Context<'_>,
-    users: &[UserId],
-) -> Result<Vec<UserId>, DomainError> {
+fn followers_to_add(input: &Input<'_>, users: &[UserId]) -> Result<Vec<UserId>, DomainError> {
+    let state = input.state;
     // R12: who already follows is not added again, and that is no error, even when they have
     // been deactivated since (R3 keeps them listed); only the new ones must be active members.
     let new: Vec<UserId> = distinct(users)
@@ -120,12 +206,12 @@ fn followers_to_add(
         .filter(|u| !state.follows(u))
         .collect();
     for u in &new {
-        ctx.account.require_active_member(&cmd.account, u)?;
+        input.ctx.account.require_active_member(input.account, u)?;
     }
     let current = state.followers.len();
     if current + new.len() > MAX_FOLLOWERS {
         return Err(DomainError::FollowerLimit {
-            record: record.clone(),
+            record: input.record.clone(),
             current,
             adding: new.len(),
             free: MAX_FOLLOWERS.saturating_sub(current),
@@ -147,197 +233,73 @@ fn added(record: &RecordRef, users: Vec<UserId>, how: &AddedHow) -> Option<Event
     })
 }
 
-/// Decides a record command. `record` is the command's target.
-pub fn decide(
-    cmd: &Command,
-    record: &RecordRef,
-    state: &RecordState,
-    ctx: &Context<'_>,
-) -> Result<Vec<Event>, DomainError> {
-    if !ctx.account.opened {
-        return Err(DomainError::UnknownAccount(cmd.account.clone()));
-    }
-    let d = Decision {
-        cmd,
-        record,
-        state,
-        ctx,
-    };
-    let bodies = match &cmd.body {
-        CommandBody::CreateContact {
-            contact,
-            owner,
-            followers,
-        } => d.create_contact(contact, owner.as_ref(), followers)?,
-        CommandBody::CreateOpportunity {
-            opportunity,
-            contact,
-            owner,
-            followers,
-        } => d.create_opportunity(opportunity, contact, owner.as_ref(), followers)?,
-        CommandBody::ChangeOwner { owner, .. } => d.change_owner(owner.as_ref())?,
-        CommandBody::AddFollowers { users, .. } => d.add_followers(users)?,
-        CommandBody::RemoveFollowers { users, .. } => d.remove_followers(users)?,
-        CommandBody::AlignOwner { owner, with, .. } => d.align_owner(owner.as_ref(), with)?,
-        CommandBody::SyncFollower {
-            user,
-            action,
-            trigger,
-            ..
-        } => {
-            require_created(record, state)?;
-            sync_follower(ctx, record, state, user, *action, trigger)
-                .into_iter()
-                .collect()
-        }
-        other => {
-            return Err(DomainError::NotForThisAggregate {
-                command: other.name(),
-                aggregate: "record",
-            });
-        }
-    };
-    Ok(cmd.meta.events(bodies))
+/// How the actor's additions are recorded (R16).
+fn how(input: &Input<'_>) -> AddedHow {
+    AddedHow::for_actor(&input.meta.actor)
 }
 
-/// One record decision: the command, its target and what it reads.
-struct Decision<'a> {
-    cmd: &'a Command,
-    record: &'a RecordRef,
-    state: &'a RecordState,
-    ctx: &'a Context<'a>,
+/// R3, R11-R13, R16: a new contact with its owner and first followers.
+fn create_contact(input: &Input<'_>, c: &CreateContact) -> Result<Vec<EventBody>, DomainError> {
+    if input.state.created {
+        return Err(DomainError::RecordExists(input.record.clone()));
+    }
+    authorize_creator(input)?;
+    if let Some(owner) = &c.owner {
+        input
+            .ctx
+            .account
+            .require_active_member(input.account, owner)?;
+    }
+    let followers = followers_to_add(input, &c.followers)?;
+    let mut bodies = vec![EventBody::ContactCreated {
+        contact: c.contact.clone(),
+        owner: c.owner.clone(),
+    }];
+    bodies.extend(added(input.record, followers, &how(input)));
+    Ok(bodies)
 }
 
-impl Decision<'_> {
-    fn how(&self) -> AddedHow {
-        AddedHow::for_actor(&self.cmd.meta.actor)
+/// R4, R6, R7, R16: a new opportunity under an existing contact, which it edits.
+fn create_opportunity(
+    input: &Input<'_>,
+    c: &CreateOpportunity,
+) -> Result<Vec<EventBody>, DomainError> {
+    if input.state.created {
+        return Err(DomainError::RecordExists(input.record.clone()));
     }
-
-    /// The record exists and the actor may do `action` to it (R5, R15, R20).
-    fn require_on_existing(&self, action: Action) -> Result<(), DomainError> {
-        require_created(self.record, self.state)?;
-        let access = record_access(self.state, self.ctx);
-        authorize(self.cmd, self.record, Some(&access), self.ctx, action)
-    }
-
-    /// R3, R11-R13, R16: a new contact with its owner and first followers.
-    fn create_contact(
-        &self,
-        contact: &ContactId,
-        owner: Option<&UserId>,
-        followers: &[UserId],
-    ) -> Result<Vec<EventBody>, DomainError> {
-        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        if state.created {
-            return Err(DomainError::RecordExists(record.clone()));
-        }
-        authorize_creator(cmd, record, ctx)?;
-        if let Some(owner) = owner {
-            ctx.account.require_active_member(&cmd.account, owner)?;
-        }
-        let followers = followers_to_add(cmd, record, state, ctx, followers)?;
-        let mut bodies = vec![EventBody::ContactCreated {
-            contact: contact.clone(),
-            owner: owner.cloned(),
-        }];
-        bodies.extend(added(record, followers, &self.how()));
-        Ok(bodies)
-    }
-
-    /// R4, R6, R7, R16: a new opportunity under an existing contact, which it edits.
-    fn create_opportunity(
-        &self,
-        opportunity: &crate::ids::OpportunityId,
-        contact: &ContactId,
-        owner: Option<&UserId>,
-        followers: &[UserId],
-    ) -> Result<Vec<EventBody>, DomainError> {
-        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        if state.created {
-            return Err(DomainError::RecordExists(record.clone()));
-        }
-        let contact_ref = RecordRef::Contact(contact.clone());
-        let Some(contact_state) = ctx.contact.filter(|c| c.created) else {
-            return Err(DomainError::UnknownRecord(contact_ref));
-        };
-        // Creating an opportunity under a contact edits that contact.
-        let contact_access = RecordAccess {
-            record: contact_state.holders(),
-            contact: None,
-        };
-        authorize(cmd, &contact_ref, Some(&contact_access), ctx, Action::Edit)?;
-        let owner = opportunity_owner(cmd, ctx, contact_state, owner)?;
-        let followers = followers_to_add(cmd, record, state, ctx, followers)?;
-        let mut bodies = vec![EventBody::OpportunityCreated {
-            opportunity: opportunity.clone(),
-            contact: contact.clone(),
-            owner,
-        }];
-        bodies.extend(added(record, followers, &self.how()));
-        Ok(bodies)
-    }
-
-    /// R4, R5: an admin, the owner, or a workflow or the system changes the owner.
-    fn change_owner(&self, owner: Option<&UserId>) -> Result<Vec<EventBody>, DomainError> {
-        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        self.require_on_existing(Action::ChangeOwner)?;
-        if let Some(o) = owner {
-            ctx.account.require_active_member(&cmd.account, o)?;
-        }
-        Ok(owner_change(record, state, owner, None))
-    }
-
-    /// R11-R13, R15: add followers, atomically, without repeating who already follows.
-    fn add_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
-        let (cmd, record, state, ctx) = (self.cmd, self.record, self.state, self.ctx);
-        self.require_on_existing(Action::ManageFollowers)?;
-        let new = followers_to_add(cmd, record, state, ctx, users)?;
-        Ok(added(record, new, &self.how()).into_iter().collect())
-    }
-
-    /// R14, R15: remove followers; removing a non-follower is a no-op.
-    fn remove_followers(&self, users: &[UserId]) -> Result<Vec<EventBody>, DomainError> {
-        let (record, state) = (self.record, self.state);
-        self.require_on_existing(Action::ManageFollowers)?;
-        let gone: Vec<UserId> = distinct(users)
-            .into_iter()
-            .filter(|u| state.follows(u))
-            .collect();
-        Ok(if gone.is_empty() {
-            Vec::new()
-        } else {
-            vec![EventBody::FollowersRemoved {
-                record: record.clone(),
-                users: gone,
-                owner_sync_from: None,
-            }]
-        })
-    }
-
-    /// R7: the follower sync mirrors the linked record's new owner while owners are coupled,
-    /// even onto a user deactivated meanwhile (equal owners is the invariant).
-    fn align_owner(
-        &self,
-        owner: Option<&UserId>,
-        with: &RecordRef,
-    ) -> Result<Vec<EventBody>, DomainError> {
-        require_created(self.record, self.state)?;
-        Ok(owner_change(self.record, self.state, owner, Some(with)))
-    }
+    let contact_ref = RecordRef::Contact(c.contact.clone());
+    let Some(contact_state) = input.ctx.contact.filter(|c| c.created) else {
+        return Err(DomainError::UnknownRecord(contact_ref));
+    };
+    // Creating an opportunity under a contact edits that contact.
+    let contact_access = RecordAccess {
+        record: contact_state.holders(),
+        contact: None,
+    };
+    authorize(input, &contact_ref, &contact_access, Action::Edit)?;
+    let owner = opportunity_owner(input, contact_state, c.owner.as_ref())?;
+    let followers = followers_to_add(input, &c.followers)?;
+    let mut bodies = vec![EventBody::OpportunityCreated {
+        opportunity: c.opportunity.clone(),
+        contact: c.contact.clone(),
+        owner,
+    }];
+    bodies.extend(added(input.record, followers, &how(input)));
+    Ok(bodies)
 }
 
 /// R6, R7: a new opportunity's owner: its contact's by default; another only when decoupled.
 fn opportunity_owner(
-    cmd: &Command,
-    ctx: &Context<'_>,
+    input: &Input<'_>,
     contact: &RecordState,
     owner: Option<&UserId>,
 ) -> Result<Option<UserId>, DomainError> {
     let Some(o) = owner else {
         return Ok(contact.owner.clone());
     };
-    ctx.account.require_active_member(&cmd.account, o)?;
-    if ctx.account.settings.owners_coupled() && contact.owner.as_ref() != Some(o) {
+    let account = input.ctx.account;
+    account.require_active_member(input.account, o)?;
+    if account.settings.owners_coupled() && contact.owner.as_ref() != Some(o) {
         return Err(DomainError::OwnersCoupled {
             contact_owner: describe_owner(contact.owner.as_ref()),
         });
@@ -345,98 +307,120 @@ fn opportunity_owner(
     Ok(Some(o.clone()))
 }
 
+/// R3, R4, R5: an admin, the owner, or a workflow or the system changes the owner, to an active
+/// member or to nobody.
+fn change_owner(input: &Input<'_>, c: &ChangeOwner) -> Result<Vec<EventBody>, DomainError> {
+    require_on_existing(input, Action::ChangeOwner)?;
+    if let Some(o) = &c.owner {
+        input.ctx.account.require_active_member(input.account, o)?;
+    }
+    Ok(owner_change(input, c.owner.as_ref(), None))
+}
+
+/// R11-R13, R15, R16: add followers, atomically, without repeating who already follows.
+fn add_followers(input: &Input<'_>, c: &AddFollowers) -> Result<Vec<EventBody>, DomainError> {
+    require_on_existing(input, Action::ManageFollowers)?;
+    let new = followers_to_add(input, &c.users)?;
+    Ok(added(input.record, new, &how(input)).into_iter().collect())
+}
+
+/// R14, R15: remove followers; removing a non-follower is a no-op.
+fn remove_followers(input: &Input<'_>, c: &RemoveFollowers) -> Result<Vec<EventBody>, DomainError> {
+    require_on_existing(input, Action::ManageFollowers)?;
+    let gone: Vec<UserId> = distinct(&c.users)
+        .into_iter()
+        .filter(|u| input.state.follows(u))
+        .collect();
+    Ok(if gone.is_empty() {
+        Vec::new()
+    } else {
+        vec![EventBody::FollowersRemoved {
+            record: input.record.clone(),
+            users: gone,
+            owner_sync_from: None,
+        }]
+    })
+}
+
+/// R7: the follower sync mirrors the linked record's new owner while owners are coupled,
+/// even onto a user deactivated meanwhile (equal owners is the invariant).
+fn align_owner(input: &Input<'_>, c: &AlignOwner) -> Result<Vec<EventBody>, DomainError> {
+    require_created(input.record, input.state)?;
+    Ok(owner_change(input, c.owner.as_ref(), Some(&c.with)))
+}
+
 /// An `owner_changed` event, or nothing when the owner is already `owner`.
 fn owner_change(
-    record: &RecordRef,
-    state: &RecordState,
+    input: &Input<'_>,
     owner: Option<&UserId>,
     coupled_with: Option<&RecordRef>,
 ) -> Vec<EventBody> {
-    if state.owner.as_ref() == owner {
+    if input.state.owner.as_ref() == owner {
         return Vec::new();
     }
     vec![EventBody::OwnerChanged {
-        record: record.clone(),
-        from: state.owner.clone(),
+        record: input.record.clone(),
+        from: input.state.owner.clone(),
         to: owner.cloned(),
         coupled_with: coupled_with.cloned(),
     }]
 }
 
-/// R8-R10: the owner sync adds or removes one follower, or records why it did not.
-fn sync_follower(
-    ctx: &Context<'_>,
-    record: &RecordRef,
-    state: &RecordState,
-    user: &UserId,
-    action: SyncAction,
-    trigger: &RecordRef,
-) -> Option<EventBody> {
-    let skip = |reason| {
-        Some(EventBody::FollowerSyncSkipped {
-            record: record.clone(),
-            user: user.clone(),
-            action,
-            reason,
-            trigger: trigger.clone(),
-        })
+/// R8-R10: the owner sync adds or removes one follower, or records why it did not (R10).
+fn sync_follower(input: &Input<'_>, c: &SyncFollower) -> Result<Vec<EventBody>, DomainError> {
+    require_created(input.record, input.state)?;
+    let body = match c.action {
+        SyncAction::Add => sync_add(input, c),
+        SyncAction::Remove => sync_remove(input, c),
     };
-    match action {
-        SyncAction::Add => match ctx.account.member(user) {
-            None => skip(SkipReason::NotMember),
-            Some(m) if !m.active => skip(SkipReason::Inactive),
-            Some(_) if state.owner.as_ref() == Some(user) => skip(SkipReason::AlreadyOwner),
-            Some(_) if state.follows(user) => skip(SkipReason::AlreadyFollower),
-            Some(_) if state.followers.len() >= MAX_FOLLOWERS => {
-                skip(SkipReason::FollowerLimitReached)
-            }
-            Some(_) => added(
-                record,
-                vec![user.clone()],
-                &AddedHow::OwnerSync {
-                    from: trigger.clone(),
-                },
-            ),
-        },
-        SyncAction::Remove => match state.follower(user) {
-            // Nothing to remove: nothing happens.
-            None => None,
-            Some(f)
-                if f.how
-                    == (AddedHow::OwnerSync {
-                        from: trigger.clone(),
-                    }) =>
-            {
-                Some(EventBody::FollowersRemoved {
-                    record: record.clone(),
-                    users: vec![user.clone()],
-                    owner_sync_from: Some(trigger.clone()),
-                })
-            }
-            Some(_) => skip(SkipReason::NotAddedBySync),
-        },
+    Ok(body.into_iter().collect())
+}
+
+/// R8, R9, R10: add the new owner as a follower unless a rule forbids it; then record the skip.
+fn sync_add(input: &Input<'_>, c: &SyncFollower) -> Option<EventBody> {
+    let state = input.state;
+    let skip = |reason| skipped(input, c, reason);
+    match input.ctx.account.member(&c.user) {
+        None => skip(SkipReason::NotMember),
+        Some(m) if !m.active => skip(SkipReason::Inactive),
+        Some(_) if state.owner.as_ref() == Some(&c.user) => skip(SkipReason::AlreadyOwner),
+        Some(_) if state.follows(&c.user) => skip(SkipReason::AlreadyFollower),
+        Some(_) if state.followers.len() >= MAX_FOLLOWERS => skip(SkipReason::FollowerLimitReached),
+        Some(_) => added(
+            input.record,
+            vec![c.user.clone()],
+            &AddedHow::OwnerSync {
+                from: c.trigger.clone(),
+            },
+        ),
     }
 }
 
-/// Creating a record takes an active membership (or a workflow or the system).
-fn authorize_creator(
-    cmd: &Command,
-    record: &RecordRef,
-    ctx: &Context<'_>,
-) -> Result<(), DomainError> {
-    let Some(user) = cmd.meta.actor.user() else {
-        return Ok(());
+/// R8, R9: remove the previous owner only where this record's owner sync added them.
+fn sync_remove(input: &Input<'_>, c: &SyncFollower) -> Option<EventBody> {
+    let by_this_sync = AddedHow::OwnerSync {
+        from: c.trigger.clone(),
     };
-    let reason = match ctx.account.member(user) {
-        None => access::Reason::NoMembership,
-        Some(m) if !m.active => access::Reason::Inactive,
-        Some(_) => return Ok(()),
-    };
-    Err(DomainError::AccessDenied {
-        actor: cmd.meta.actor.clone(),
-        action: Action::Edit,
-        record: record.clone(),
+    match input.state.follower(&c.user) {
+        // Nothing to remove: nothing happens.
+        None => None,
+        Some(f) if f.how == by_this_sync => Some(EventBody::FollowersRemoved {
+            record: input.record.clone(),
+            users: vec![c.user.clone()],
+            owner_sync_from: Some(c.trigger.clone()),
+        }),
+        Some(_) => skipped(input, c, SkipReason::NotAddedBySync),
+    }
+}
+
+/// R10: what the sync did not do, and why.
+fn skipped(input: &Input<'_>, c: &SyncFollower, reason: SkipReason) -> Option<EventBody> {
+    Some(EventBody::FollowerSyncSkipped {
+        record: input.record.clone(),
+        user: c.user.clone(),
+        action: c.action,
         reason,
+        trigger: c.trigger.clone(),
     })
 }
 
@@ -444,12 +428,8 @@ fn require_created(record: &RecordRef, state: &RecordState) -> Result<(), Domain
     if state.created {
         Ok(())
     } else {
-        Err(unknown(record))
+        Err(DomainError::UnknownRecord(record.clone()))
     }
-}
-
-fn unknown(record: &RecordRef) -> DomainError {
-    DomainError::UnknownRecord(record.clone())
 }
 
 fn describe_owner(owner: Option<&UserId>) -> String {

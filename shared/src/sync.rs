@@ -24,7 +24,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::command::{Command, CommandBody, CommandMeta};
+use crate::command::{AlignOwner, Command, CommandMeta, SyncCommand, SyncFollower};
 use crate::event::{Event, EventBody, SyncAction};
 use crate::ids::{AccountId, CommandId, ContactId, UserId};
 use crate::model::{Actor, RecordRef};
@@ -55,7 +55,8 @@ struct Reactions<'a> {
 }
 
 impl Reactions<'_> {
-    fn push(&mut self, trigger: &Event, body: CommandBody) {
+    fn push(&mut self, trigger: &Event, body: impl Into<SyncCommand>) {
+        let body = body.into();
         let purpose = purpose(&body);
         self.commands.push(Command {
             account: self.account.clone(),
@@ -67,7 +68,7 @@ impl Reactions<'_> {
                 causation: Some(trigger.meta.event_id),
                 at: self.at,
             },
-            body,
+            body: body.into(),
         });
     }
 
@@ -85,7 +86,7 @@ impl Reactions<'_> {
         if let Some(from) = from.filter(|f| Some(*f) != to) {
             self.push(
                 trigger,
-                CommandBody::SyncFollower {
+                SyncFollower {
                     record: target.clone(),
                     user: from.clone(),
                     action: SyncAction::Remove,
@@ -96,7 +97,7 @@ impl Reactions<'_> {
         if let Some(to) = to {
             self.push(
                 trigger,
-                CommandBody::SyncFollower {
+                SyncFollower {
                     record: target,
                     user: to.clone(),
                     action: SyncAction::Add,
@@ -124,7 +125,7 @@ impl Reactions<'_> {
                         // The decider appends nothing where the owner already matches.
                         self.push(
                             event,
-                            CommandBody::AlignOwner {
+                            AlignOwner {
                                 record: opp,
                                 owner: to.clone(),
                                 with: contact.clone(),
@@ -153,7 +154,7 @@ impl Reactions<'_> {
                     if coupled_with.is_none() {
                         self.push(
                             event,
-                            CommandBody::AlignOwner {
+                            AlignOwner {
                                 record: contact,
                                 owner: to.clone(),
                                 with: opp.clone(),
@@ -209,7 +210,7 @@ impl Reactions<'_> {
                 if owner != contact.state.owner.as_ref() {
                     self.push(
                         event,
-                        CommandBody::AlignOwner {
+                        AlignOwner {
                             record: opp,
                             owner: contact.state.owner.clone(),
                             with: RecordRef::Contact(c.clone()),
@@ -225,23 +226,22 @@ impl Reactions<'_> {
 /// command id. It must never change for a reaction already in some history, or re-running that
 /// reaction (after a crash, on another instance) would look new: so it is spelled out here, never
 /// taken from `Debug` output. (These are the strings the first version produced.)
-pub fn purpose(body: &CommandBody) -> String {
+pub fn purpose(cmd: &SyncCommand) -> String {
     let record = |r: &RecordRef| format!("{}:{}", r.kind().as_str(), r.id());
-    match body {
-        CommandBody::AlignOwner { record: r, .. } => format!("align:{}", record(r)),
-        CommandBody::SyncFollower {
+    match cmd {
+        SyncCommand::AlignOwner(AlignOwner { record: r, .. }) => format!("align:{}", record(r)),
+        SyncCommand::SyncFollower(SyncFollower {
             record: r,
             user,
             action,
             ..
-        } => {
+        }) => {
             let action = match action {
                 SyncAction::Add => "Add",
                 SyncAction::Remove => "Remove",
             };
             format!("sync:{}:{user}:{action}", record(r))
         }
-        other => other.name().to_owned(),
     }
 }
 

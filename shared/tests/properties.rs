@@ -14,7 +14,6 @@ mod support;
 
 use std::collections::{BTreeSet, HashSet};
 
-use followers_shared::command::CommandBody;
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::UserId;
 use followers_shared::model::{Actor, MAX_FOLLOWERS, RecordRef, SettingsChange};
@@ -243,17 +242,17 @@ fn command(h: &Harness, op: &Op) -> followers_shared::command::Command {
         }
         Op::Deactivate(u) => h.cmd(
             system(),
-            CommandBody::DeactivateMember {
+            DeactivateMember {
                 user: user(&name(*u)),
             },
         ),
         Op::Reactivate(u) => h.cmd(
             system(),
-            CommandBody::ReactivateMember {
+            ReactivateMember {
                 user: user(&name(*u)),
             },
         ),
-        Op::Settings(change) => h.cmd(system(), CommandBody::ChangeSettings(*change)),
+        Op::Settings(change) => h.cmd(system(), ChangeSettings { change: *change }),
     }
 }
 

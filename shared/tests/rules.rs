@@ -182,11 +182,8 @@ fn r1_a_user_of_another_account_gets_no_membership() {
     h.when(h.cmd(by("gus"), change_owner(&c1, Some("olga"))))
         .then_error(ErrorCode::AccessDenied);
     // Nor may he manage acme's members.
-    h.when(h.cmd(
-        by("gus"),
-        CommandBody::DeactivateMember { user: user("olga") },
-    ))
-    .then_error(ErrorCode::AccessDenied);
+    h.when(h.cmd(by("gus"), DeactivateMember { user: user("olga") }))
+        .then_error(ErrorCode::AccessDenied);
     assert!(h.membership("olga").unwrap().active);
 }
 
@@ -226,12 +223,8 @@ fn r1_a_command_for_an_unknown_account_is_refused() {
     let nowhere = account("nowhere");
     h.when(h.cmd_in(&nowhere, system(), create_contact("c1", None, &[])))
         .then_error(ErrorCode::UnknownAccount);
-    h.when(h.cmd_in(
-        &nowhere,
-        system(),
-        CommandBody::DeactivateMember { user: user("x") },
-    ))
-    .then_error(ErrorCode::UnknownAccount);
+    h.when(h.cmd_in(&nowhere, system(), DeactivateMember { user: user("x") }))
+        .then_error(ErrorCode::UnknownAccount);
     assert_eq!(
         h.model
             .check(&nowhere, &user("x"), Action::View, &contact("c1")),
@@ -246,10 +239,10 @@ fn r2_a_membership_has_name_email_role_scope_and_active_flag() {
     let mut h = Harness::new();
     h.given(h.cmd(
         system(),
-        CommandBody::RegisterMember {
+        RegisterMember {
             user: user("sam"),
-            name: "Sam Smith".into(),
-            email: "sam@acme.test".into(),
+            name: text("Sam Smith"),
+            email: text("sam@acme.test"),
             role: Role::User,
             data_scope: DataScope::OnlyAssigned,
         },
@@ -266,10 +259,10 @@ fn r2_a_membership_has_name_email_role_scope_and_active_flag() {
     );
     h.when(h.cmd(
         system(),
-        CommandBody::RegisterMember {
+        RegisterMember {
             user: user("sam"),
-            name: "Other".into(),
-            email: "o@acme.test".into(),
+            name: text("Other"),
+            email: text("o@acme.test"),
             role: Role::Admin,
             data_scope: DataScope::All,
         },
@@ -306,7 +299,7 @@ fn r2_same_user_in_two_accounts_holds_a_different_role_in_each() {
     h.given(h.cmd_in(
         &globex,
         system(),
-        CommandBody::ChangeMemberDataScope {
+        ChangeMemberDataScope {
             user: user("sam"),
             data_scope: DataScope::All,
         },
@@ -317,7 +310,7 @@ fn r2_same_user_in_two_accounts_holds_a_different_role_in_each() {
     );
     h.given(h.cmd(
         system(),
-        CommandBody::ChangeMemberRole {
+        ChangeMemberRole {
             user: user("sam"),
             role: Role::User,
         },
@@ -341,30 +334,18 @@ fn r2_only_an_active_admin_or_the_system_manages_members() {
     let mut h = Harness::new();
     h.admin("ada");
     h.all_data_user("bob");
-    h.when(h.cmd(
-        by("bob"),
-        CommandBody::DeactivateMember { user: user("ada") },
-    ))
-    .then_error(ErrorCode::AccessDenied);
-    h.when(h.cmd(
-        workflow("wf"),
-        CommandBody::DeactivateMember { user: user("ada") },
-    ))
-    .then_error(ErrorCode::AccessDenied);
-    h.when(h.cmd(
-        by("ada"),
-        CommandBody::DeactivateMember { user: user("bob") },
-    ))
-    .then_events(&[EventBody::MemberDeactivated { user: user("bob") }]);
+    h.when(h.cmd(by("bob"), DeactivateMember { user: user("ada") }))
+        .then_error(ErrorCode::AccessDenied);
+    h.when(h.cmd(workflow("wf"), DeactivateMember { user: user("ada") }))
+        .then_error(ErrorCode::AccessDenied);
+    h.when(h.cmd(by("ada"), DeactivateMember { user: user("bob") }))
+        .then_events(&[EventBody::MemberDeactivated { user: user("bob") }]);
     // Changing nothing is not an error and appends nothing.
+    h.when(h.cmd(by("ada"), DeactivateMember { user: user("bob") }))
+        .then_no_events();
     h.when(h.cmd(
         by("ada"),
-        CommandBody::DeactivateMember { user: user("bob") },
-    ))
-    .then_no_events();
-    h.when(h.cmd(
-        by("ada"),
-        CommandBody::ChangeMemberRole {
+        ChangeMemberRole {
             user: user("ghost"),
             role: Role::Admin,
         },
@@ -402,7 +383,9 @@ fn r3_an_inactive_user_cannot_become_owner() {
         .then_error(ErrorCode::InactiveUser);
     h.given(h.cmd(
         system(),
-        CommandBody::ChangeSettings(decoupled(false, false)),
+        ChangeSettings {
+            change: decoupled(false, false),
+        },
     ));
     h.when(h.cmd(system(), create_opportunity("o1", "c1", Some("olga"), &[])))
         .then_error(ErrorCode::InactiveUser);
@@ -489,11 +472,8 @@ fn r3_a_deactivated_admin_loses_all_access_at_once() {
     assert_eq!(h.check("ada", Action::View, &c1), denied(Reason::Inactive));
     h.when(h.cmd(by("ada"), change_owner(&c1, None)))
         .then_error(ErrorCode::AccessDenied);
-    h.when(h.cmd(
-        by("ada"),
-        CommandBody::ReactivateMember { user: user("ada") },
-    ))
-    .then_error(ErrorCode::AccessDenied);
+    h.when(h.cmd(by("ada"), ReactivateMember { user: user("ada") }))
+        .then_error(ErrorCode::AccessDenied);
     h.when(h.cmd(by("ada"), create_contact("c9", None, &[])))
         .then_error(ErrorCode::AccessDenied);
 }
@@ -1521,7 +1501,10 @@ fn r14_removing_a_follower_keeps_access_through_role_scope_or_ownership() {
 }
 
 fn change_settings_decoupled() -> CommandBody {
-    CommandBody::ChangeSettings(decoupled(false, false))
+    ChangeSettings {
+        change: decoupled(false, false),
+    }
+    .into()
 }
 
 // ===== R15: who may add or remove followers =====
@@ -1555,8 +1538,8 @@ fn r15_an_actor_without_edit_access_may_not_manage_followers() {
     let c1 = contact("c1");
     h.follow(&c1, &["olga"]);
     for cmd in [
-        add_followers(&c1, &["otto"]),
-        remove_followers(&c1, &["olga"]),
+        CommandBody::from(add_followers(&c1, &["otto"])),
+        remove_followers(&c1, &["olga"]).into(),
     ] {
         let e = h
             .when(h.cmd(by("otto"), cmd))
@@ -1661,14 +1644,15 @@ fn r17_a_workflow_command_without_record_does_nothing_and_says_so() {
     h.create_contact("c1", None);
     let before = h.model.clone();
     for body in [
-        CommandBody::AddFollowers {
+        CommandBody::from(AddFollowers {
             record: None,
-            users: users(&["olga"]),
-        },
-        CommandBody::RemoveFollowers {
+            users: some_users(&["olga"]),
+        }),
+        RemoveFollowers {
             record: None,
-            users: users(&["olga"]),
-        },
+            users: some_users(&["olga"]),
+        }
+        .into(),
     ] {
         assert_eq!(body.target(), Target::Nothing);
         let cmd = h.cmd(workflow("wf-1"), body);
@@ -2013,7 +1997,7 @@ fn r20_the_command_side_and_the_query_side_decide_alike() {
             let result = h
                 .when(h.cmd(
                     by(actor),
-                    CommandBody::ChangeOwner {
+                    ChangeOwner {
                         record: r.clone(),
                         owner: current,
                     },
@@ -2441,7 +2425,7 @@ fn busy_history() -> Harness {
     h.reactivate("olga");
     h.given(h.cmd(
         system(),
-        CommandBody::ChangeMemberRole {
+        ChangeMemberRole {
             user: user("bob"),
             role: Role::Admin,
         },
@@ -2578,16 +2562,16 @@ fn r24_a_rejected_command_yields_no_events() {
         .then_error(ErrorCode::RecordExists);
     h.when(h.cmd(
         by("olga"),
-        CommandBody::OpenAccount {
-            name: "x".into(),
+        OpenAccount {
+            name: text("x"),
             settings: SettingsChange::default(),
         },
     ))
     .then_error(ErrorCode::AccessDenied);
     h.when(h.cmd(
         system(),
-        CommandBody::OpenAccount {
-            name: "x".into(),
+        OpenAccount {
+            name: text("x"),
             settings: SettingsChange::default(),
         },
     ))
@@ -2796,25 +2780,25 @@ fn r24_sync_command_ids_never_change_between_versions() {
     let trigger = EventId(uuid::Uuid::from_u128(
         0x0192_f0a0_0000_7000_8000_0000_0000_0001,
     ));
-    let body = CommandBody::SyncFollower {
+    let body = SyncFollower {
         record: contact("c1"),
         user: user("bob"),
         action: SyncAction::Add,
         trigger: opportunity("o1"),
     };
-    let purpose = followers_shared::sync::purpose(&body);
+    let purpose = followers_shared::sync::purpose(&body.into());
     assert_eq!(purpose, "sync:contact:c1:bob:Add");
     assert_eq!(
         CommandId::derive(trigger, &purpose).to_string(),
         "a5baaef7-eb83-5ff4-a858-b2d9fb10370a"
     );
-    let align = CommandBody::AlignOwner {
+    let align = AlignOwner {
         record: opportunity("o1"),
         owner: None,
         with: contact("c1"),
     };
     assert_eq!(
-        followers_shared::sync::purpose(&align),
+        followers_shared::sync::purpose(&align.into()),
         "align:opportunity:o1"
     );
 }

@@ -1,4 +1,8 @@
 //! Command requests and replies.
+//!
+//! A request's common fields (`command_id`, `actor`, `correlation_id`) are read here; the rest
+//! is read by the command's name straight into its payload ([`AccountCommand::from_wire`],
+//! [`RecordCommand::from_wire`]), under the strict policy ([`strict`]).
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -6,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{ErrorBody, MAX_TEXT_LEN, MAX_USERS_PER_COMMAND, strict};
-use crate::command::{Command, CommandBody, CommandMeta};
+use super::{ErrorBody, strict};
+use crate::command::{
+    AccountCommand, AddFollowers, Command, CommandBody, CommandMeta, REQUEST_NAMES, RecordCommand,
+    RemoveFollowers,
+};
 use crate::error::ErrorCode;
 use crate::event::{Event, EventBody};
-use crate::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId};
-use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
+use crate::ids::{AccountId, CommandId, UserId};
+use crate::model::Actor;
+use crate::record;
 use crate::store::Position;
 
 /// What a successful command did.
@@ -100,7 +108,7 @@ impl CommandReply {
         };
         match &cmd.body {
             _ if outcome == Outcome::NoRecord => {}
-            CommandBody::AddFollowers { users, .. } => {
+            CommandBody::Record(RecordCommand::AddFollowers(AddFollowers { users, .. })) => {
                 let added: Vec<UserId> = events
                     .iter()
                     .filter_map(|e| match &e.body {
@@ -113,7 +121,9 @@ impl CommandReply {
                 reply.already_following = Some(distinct_except(users, &added));
                 reply.added = Some(added);
             }
-            CommandBody::RemoveFollowers { users, .. } => {
+            CommandBody::Record(RecordCommand::RemoveFollowers(RemoveFollowers {
+                users, ..
+            })) => {
                 let removed: Vec<UserId> = events
                     .iter()
                     .filter_map(|e| match &e.body {
@@ -211,263 +221,34 @@ fn take<T: DeserializeOwned>(
     }
 }
 
-fn fields<T: DeserializeOwned>(name: &str, rest: Value) -> Result<T, ErrorBody> {
-    strict::from_value("", &rest).map_err(|e| {
+/// Reads the command's own fields by its name. Only account and record commands have names a
+/// request can use; the follower sync's ([`crate::command::SyncCommand`]) are not readable.
+fn command_body(name: &str, actor: &Actor, rest: Value) -> Result<CommandBody, ErrorBody> {
+    let read = AccountCommand::from_wire(name, &rest)
+        .map(|r| r.map(CommandBody::Account))
+        .or_else(|| RecordCommand::from_wire(name, &rest).map(|r| r.map(CommandBody::Record)));
+    let Some(read) = read else {
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownCommand,
+            format!(
+                "`{}` is not a command; see docs/protocol.md for the list",
+                name.chars().take(64).collect::<String>()
+            ),
+        ));
+    };
+    let body = read.map_err(|e| {
         ErrorBody::new(
             ErrorCode::MalformedRequest,
             format!("invalid `{name}` request: {e}"),
         )
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OpenAccount {
-    name: String,
-    #[serde(default)]
-    settings: SettingsChange,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterMember {
-    user: UserId,
-    name: String,
-    email: String,
-    role: Role,
-    data_scope: DataScope,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemberRole {
-    user: UserId,
-    role: Role,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemberScope {
-    user: UserId,
-    data_scope: DataScope,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Member {
-    user: UserId,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateContact {
-    contact: ContactId,
-    #[serde(default)]
-    owner: Option<UserId>,
-    #[serde(default)]
-    followers: Vec<UserId>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateOpportunity {
-    opportunity: OpportunityId,
-    contact: ContactId,
-    #[serde(default)]
-    owner: Option<UserId>,
-    #[serde(default)]
-    followers: Vec<UserId>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangeOwner {
-    record: RecordRef,
-    /// Required: a user, or `null` to unassign. Absent (`None`) is an error, so that a forgotten
-    /// field never unassigns a record.
-    #[serde(default, deserialize_with = "present")]
-    owner: Option<Option<UserId>>,
-}
-
-/// Marks a field as present, even when its value is `null`.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Followers {
-    #[serde(default)]
-    record: Option<RecordRef>,
-    users: Vec<UserId>,
-}
-
-/// Free text (a name, an e-mail): 1 to [`MAX_TEXT_LEN`] characters, none of them a control
-/// character (a NUL or a line break would corrupt logs, exports and the screens that show it).
-fn text(field: &str, value: String) -> Result<String, ErrorBody> {
-    let n = value.chars().count();
-    if n == 0 || n > MAX_TEXT_LEN {
-        return Err(ErrorBody::new(
-            ErrorCode::MalformedRequest,
-            format!("`{field}` must have 1 to {MAX_TEXT_LEN} characters, not {n}"),
-        ));
+    })?;
+    // R17 is the domain's (`record::without_record`); it is also checked here, so that such a
+    // request is refused as malformed before it is decided (and its reply remembered).
+    if let CommandBody::Record(cmd) = &body {
+        record::without_record(actor, cmd).map_err(|e| ErrorBody::from(&e))?;
     }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(ErrorBody::new(
-            ErrorCode::MalformedRequest,
-            format!(
-                "`{field}` must not contain control characters; found U+{:04X}",
-                u32::from(c)
-            ),
-        ));
-    }
-    Ok(value)
-}
-
-fn users(list: Vec<UserId>, field: &str) -> Result<Vec<UserId>, ErrorBody> {
-    if list.len() > MAX_USERS_PER_COMMAND {
-        return Err(ErrorBody::new(
-            ErrorCode::MalformedRequest,
-            format!(
-                "`{field}` names {} users; at most {MAX_USERS_PER_COMMAND} are accepted",
-                list.len()
-            ),
-        ));
-    }
-    Ok(list)
-}
-
-/// R17: only a workflow may omit the record (and then nothing happens).
-fn followers_command(name: &str, actor: &Actor, rest: Value) -> Result<Followers, ErrorBody> {
-    let f: Followers = fields(name, rest)?;
-    if f.users.is_empty() {
-        return Err(ErrorBody::new(
-            ErrorCode::MalformedRequest,
-            format!("`{name}` needs at least one user in `users`"),
-        ));
-    }
-    if f.record.is_none() && !matches!(actor, Actor::Workflow { .. }) {
-        return Err(ErrorBody::new(
-            ErrorCode::MalformedRequest,
-            format!("`{name}` needs a `record`; only a workflow may send it without one (R17)"),
-        ));
-    }
-    Ok(Followers {
-        record: f.record,
-        users: users(f.users, "users")?,
-    })
-}
-
-fn command_body(name: &str, actor: &Actor, rest: Value) -> Result<CommandBody, ErrorBody> {
-    Ok(match name {
-        "open_account" => {
-            let r: OpenAccount = fields(name, rest)?;
-            CommandBody::OpenAccount {
-                name: text("name", r.name)?,
-                settings: r.settings,
-            }
-        }
-        "register_member" => {
-            let r: RegisterMember = fields(name, rest)?;
-            CommandBody::RegisterMember {
-                user: r.user,
-                name: text("name", r.name)?,
-                email: text("email", r.email)?,
-                role: r.role,
-                data_scope: r.data_scope,
-            }
-        }
-        "change_member_role" => {
-            let r: MemberRole = fields(name, rest)?;
-            CommandBody::ChangeMemberRole {
-                user: r.user,
-                role: r.role,
-            }
-        }
-        "change_member_data_scope" => {
-            let r: MemberScope = fields(name, rest)?;
-            CommandBody::ChangeMemberDataScope {
-                user: r.user,
-                data_scope: r.data_scope,
-            }
-        }
-        "deactivate_member" => CommandBody::DeactivateMember {
-            user: fields::<Member>(name, rest)?.user,
-        },
-        "reactivate_member" => CommandBody::ReactivateMember {
-            user: fields::<Member>(name, rest)?.user,
-        },
-        "change_settings" => CommandBody::ChangeSettings(fields(name, rest)?),
-        "create_contact" => {
-            let r: CreateContact = fields(name, rest)?;
-            CommandBody::CreateContact {
-                contact: r.contact,
-                owner: r.owner,
-                followers: users(r.followers, "followers")?,
-            }
-        }
-        "create_opportunity" => {
-            let r: CreateOpportunity = fields(name, rest)?;
-            CommandBody::CreateOpportunity {
-                opportunity: r.opportunity,
-                contact: r.contact,
-                owner: r.owner,
-                followers: users(r.followers, "followers")?,
-            }
-        }
-        "change_owner" => {
-            let r: ChangeOwner = fields(name, rest)?;
-            let Some(owner) = r.owner else {
-                return Err(ErrorBody::new(
-                    ErrorCode::MalformedRequest,
-                    "`change_owner` needs `owner`: a user id, or null to unassign the record",
-                ));
-            };
-            CommandBody::ChangeOwner {
-                record: r.record,
-                owner,
-            }
-        }
-        "add_followers" => {
-            let r = followers_command(name, actor, rest)?;
-            CommandBody::AddFollowers {
-                record: r.record,
-                users: r.users,
-            }
-        }
-        "remove_followers" => {
-            let r = followers_command(name, actor, rest)?;
-            CommandBody::RemoveFollowers {
-                record: r.record,
-                users: r.users,
-            }
-        }
-        other => {
-            return Err(ErrorBody::new(
-                ErrorCode::UnknownCommand,
-                format!(
-                    "`{}` is not a command; see docs/protocol.md for the list",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ));
-        }
-    })
+    Ok(body)
 }
 
 /// Every command name accepted on the wire.
-pub const COMMAND_NAMES: [&str; 12] = [
-    "open_account",
-    "register_member",
-    "change_member_role",
-    "change_member_data_scope",
-    "deactivate_member",
-    "reactivate_member",
-    "change_settings",
-    "create_contact",
-    "create_opportunity",
-    "change_owner",
-    "add_followers",
-    "remove_followers",
-];
+pub const COMMAND_NAMES: [&str; 12] = REQUEST_NAMES;

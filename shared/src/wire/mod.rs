@@ -53,9 +53,6 @@ impl From<&DomainError> for ErrorBody {
     }
 }
 
-/// The longest free text (names, emails) a request may carry, in characters.
-pub const MAX_TEXT_LEN: usize = 256;
-/// The most users one add or remove may name.
-pub const MAX_USERS_PER_COMMAND: usize = 100;
+pub use crate::bounded::{MAX_TEXT_LEN, MAX_USERS_PER_COMMAND};
 /// The most checks one batch may carry.
 pub const MAX_BATCH_CHECKS: usize = 1000;

@@ -15,6 +15,13 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, TimeZone, Utc};
 use followers_shared::access::{AccessDecision, Action};
+use followers_shared::bounded::{SomeUsers, Text, Users};
+#[allow(unused_imports)]
+pub use followers_shared::command::{
+    AddFollowers, AlignOwner, ChangeMemberDataScope, ChangeMemberRole, ChangeOwner, ChangeSettings,
+    CreateContact, CreateOpportunity, DeactivateMember, OpenAccount, ReactivateMember,
+    RegisterMember, RemoveFollowers, SyncFollower,
+};
 use followers_shared::command::{Command, CommandBody, CommandMeta};
 use followers_shared::decision::{Decision, decide};
 use followers_shared::error::{DomainError, ErrorCode};
@@ -186,11 +193,16 @@ impl Harness {
     // ----- commands -----
 
     /// A command of `actor` in the default account.
-    pub fn cmd(&self, actor: Actor, body: CommandBody) -> Command {
+    pub fn cmd(&self, actor: Actor, body: impl Into<CommandBody>) -> Command {
         self.cmd_in(&self.account.clone(), actor, body)
     }
 
-    pub fn cmd_in(&self, account: &AccountId, actor: Actor, body: CommandBody) -> Command {
+    pub fn cmd_in(
+        &self,
+        account: &AccountId,
+        actor: Actor,
+        body: impl Into<CommandBody>,
+    ) -> Command {
         let command_id = CommandId::new();
         Command {
             account: account.clone(),
@@ -202,7 +214,7 @@ impl Harness {
                 causation: None,
                 at: at(),
             },
-            body,
+            body: body.into(),
         }
     }
 
@@ -301,12 +313,12 @@ impl Harness {
 
     pub fn open_account(&mut self, id: &str, settings: SettingsChange) {
         let a = account(id);
-        let name = format!("{id} inc");
-        self.given(self.cmd_in(&a, system(), CommandBody::OpenAccount { name, settings }));
+        let name = text(&format!("{id} inc"));
+        self.given(self.cmd_in(&a, system(), OpenAccount { name, settings }));
     }
 
     pub fn change_settings(&mut self, change: SettingsChange) {
-        self.given(self.cmd(system(), CommandBody::ChangeSettings(change)));
+        self.given(self.cmd(system(), ChangeSettings { change }));
     }
 
     pub fn member(&mut self, id: &str, role: Role, data_scope: DataScope) {
@@ -318,10 +330,10 @@ impl Harness {
         self.given(self.cmd_in(
             acc,
             system(),
-            CommandBody::RegisterMember {
+            RegisterMember {
                 user: user(id),
-                name: format!("User {id}"),
-                email: format!("{id}@example.com"),
+                name: text(&format!("User {id}")),
+                email: text(&format!("{id}@example.com")),
                 role,
                 data_scope,
             },
@@ -351,11 +363,11 @@ impl Harness {
     }
 
     pub fn deactivate(&mut self, id: &str) {
-        self.given(self.cmd(system(), CommandBody::DeactivateMember { user: user(id) }));
+        self.given(self.cmd(system(), DeactivateMember { user: user(id) }));
     }
 
     pub fn reactivate(&mut self, id: &str) {
-        self.given(self.cmd(system(), CommandBody::ReactivateMember { user: user(id) }));
+        self.given(self.cmd(system(), ReactivateMember { user: user(id) }));
     }
 
     pub fn create_contact(&mut self, id: &str, owner: Option<&str>) {
@@ -412,11 +424,21 @@ impl Harness {
 
 // ----- command bodies -----
 
-pub fn create_contact(id: &str, owner: Option<&str>, followers: &[&str]) -> CommandBody {
-    CommandBody::CreateContact {
+/// Free text for a command (a name, an email).
+pub fn text(value: &str) -> Text {
+    Text::new(value).unwrap()
+}
+
+/// One or more users of an add or a removal.
+pub fn some_users(ids: &[&str]) -> SomeUsers {
+    SomeUsers::new(users(ids)).unwrap()
+}
+
+pub fn create_contact(id: &str, owner: Option<&str>, followers: &[&str]) -> CreateContact {
+    CreateContact {
         contact: contact_id(id),
         owner: owner.map(user),
-        followers: users(followers),
+        followers: Users::new(users(followers)).unwrap(),
     }
 }
 
@@ -425,33 +447,33 @@ pub fn create_opportunity(
     of_contact: &str,
     owner: Option<&str>,
     followers: &[&str],
-) -> CommandBody {
-    CommandBody::CreateOpportunity {
+) -> CreateOpportunity {
+    CreateOpportunity {
         opportunity: opportunity_id(id),
         contact: contact_id(of_contact),
         owner: owner.map(user),
-        followers: users(followers),
+        followers: Users::new(users(followers)).unwrap(),
     }
 }
 
-pub fn change_owner(record: &RecordRef, owner: Option<&str>) -> CommandBody {
-    CommandBody::ChangeOwner {
+pub fn change_owner(record: &RecordRef, owner: Option<&str>) -> ChangeOwner {
+    ChangeOwner {
         record: record.clone(),
         owner: owner.map(user),
     }
 }
 
-pub fn add_followers(record: &RecordRef, followers: &[&str]) -> CommandBody {
-    CommandBody::AddFollowers {
+pub fn add_followers(record: &RecordRef, followers: &[&str]) -> AddFollowers {
+    AddFollowers {
         record: Some(record.clone()),
-        users: users(followers),
+        users: some_users(followers),
     }
 }
 
-pub fn remove_followers(record: &RecordRef, followers: &[&str]) -> CommandBody {
-    CommandBody::RemoveFollowers {
+pub fn remove_followers(record: &RecordRef, followers: &[&str]) -> RemoveFollowers {
+    RemoveFollowers {
         record: Some(record.clone()),
-        users: users(followers),
+        users: some_users(followers),
     }
 }
 
