@@ -14,7 +14,7 @@
 //! [`crate::bounded`]), so a payload that exists is well formed.
 //!
 //! Every command's name (the last token of its subject) is written once, in the
-//! [`commands!`] table below, which gives both `name()` and the parsing by name.
+//! `commands!` table below, which gives both `name()` and the parsing by name.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -294,7 +294,7 @@ pub struct SyncFollower {
 }
 
 /// Every command name a request may carry: the account's, then the records'.
-pub const REQUEST_NAMES: [&str; AccountCommand::NAMES.len() + RecordCommand::NAMES.len()] =
+pub const COMMAND_NAMES: [&str; AccountCommand::NAMES.len() + RecordCommand::NAMES.len()] =
     concat(AccountCommand::NAMES, RecordCommand::NAMES);
 
 const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {

@@ -1688,6 +1688,31 @@ fn r17_workflows_add_and_remove_followers_of_opportunities_and_contacts() {
 }
 
 #[test]
+fn r17_the_decider_refuses_a_follower_command_without_record_from_anyone_but_a_workflow() {
+    let mut h = Harness::new();
+    h.admin("ada");
+    h.create_contact("c1", None);
+    let before = h.model.clone();
+    for actor in [by("ada"), system()] {
+        let body = RemoveFollowers {
+            record: None,
+            users: some_users(&["ada"]),
+        };
+        let e = h
+            .when(h.cmd(actor, body))
+            .then_error(ErrorCode::MalformedRequest)
+            .clone();
+        assert_eq!(
+            e,
+            DomainError::RecordRequired {
+                command: "remove_followers"
+            }
+        );
+    }
+    assert_eq!(h.model, before);
+}
+
+#[test]
 fn r17_only_a_workflow_may_leave_out_the_record_on_the_wire() {
     let id = CommandId::new();
     let wf = format!(
@@ -2732,6 +2757,88 @@ fn r24_the_wire_parser_rejects_too_large_and_empty_requests() {
         &request(r#","record":{"kind":"contact","id":"c1"}"#),
     );
     assert_eq!(e.code, ErrorCode::MalformedRequest, "users is required");
+}
+
+/// The bounds of free text and user lists live in their types (`bounded`); an error names the
+/// command and the field.
+#[test]
+fn r24_the_wire_parser_names_the_field_that_breaks_a_bound() {
+    let name = "n".repeat(MAX_TEXT_LEN + 1);
+    let (_, e) = parse_err(
+        "register_member",
+        &request(&format!(
+            r#","user":"u1","name":"{name}","email":"e@x","role":"user","data_scope":"all""#
+        )),
+    );
+    assert_eq!(
+        e.message,
+        "invalid `register_member` request: `name`: must have 1 to 256 characters, not 257"
+    );
+    let (_, e) = parse_err(
+        "register_member",
+        &request(r#","user":"u1","name":"N","email":"e@x\n","role":"user","data_scope":"all""#),
+    );
+    assert_eq!(
+        e.message,
+        "invalid `register_member` request: `email`: must not contain control characters; found U+000A"
+    );
+    let (_, e) = parse_err(
+        "add_followers",
+        &request(r#","record":{"kind":"contact","id":"c1"},"users":[]"#),
+    );
+    assert_eq!(
+        e.message,
+        "invalid `add_followers` request: `users`: needs at least one user"
+    );
+    let many: Vec<String> = (0..=MAX_USERS_PER_COMMAND)
+        .map(|_| "\"u\"".to_owned())
+        .collect();
+    let (_, e) = parse_err(
+        "create_contact",
+        &request(&format!(
+            r#","contact":"c1","followers":[{}]"#,
+            many.join(",")
+        )),
+    );
+    assert_eq!(
+        e.message,
+        "invalid `create_contact` request: `followers`: names 101 users; at most 100 are accepted"
+    );
+    let (_, e) = parse_err("remove_followers", &request(r#","users":["olga"]"#));
+    assert_eq!(
+        e.message,
+        "`remove_followers` needs a `record`; only a workflow may send it without one (R17)"
+    );
+    let (_, e) = parse_err(
+        "change_owner",
+        &request(r#","record":{"kind":"contact","id":"c1"}"#),
+    );
+    assert_eq!(e.code, ErrorCode::MalformedRequest);
+    assert!(e.message.contains("`owner`"), "{}", e.message);
+}
+
+/// Each command's name is written once: every name a request may use is read by its command
+/// (here, which refuses an unknown field), and the follower sync's names are not among them.
+/// (`wire_never_panics` checks that a parsed command reports the name it was parsed by.)
+#[test]
+fn r24_every_command_name_parses_to_a_command_of_that_name() {
+    use followers_shared::command::{AccountCommand, RecordCommand, SyncCommand};
+    use followers_shared::wire::COMMAND_NAMES;
+    assert_eq!(
+        COMMAND_NAMES.len(),
+        AccountCommand::NAMES.len() + RecordCommand::NAMES.len()
+    );
+    for name in SyncCommand::NAMES {
+        assert!(!COMMAND_NAMES.contains(name), "{name}");
+    }
+    for name in COMMAND_NAMES {
+        let (_, e) = parse_err(name, &request(r#","surely_unknown":1"#));
+        assert_eq!(
+            e.code,
+            ErrorCode::MalformedRequest,
+            "{name} is a known command"
+        );
+    }
 }
 
 #[test]

@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use super::{ErrorBody, strict};
 use crate::command::{
-    AccountCommand, AddFollowers, Command, CommandBody, CommandMeta, REQUEST_NAMES, RecordCommand,
-    RemoveFollowers,
+    AccountCommand, AddFollowers, Command, CommandBody, CommandMeta, RecordCommand, RemoveFollowers,
 };
 use crate::error::ErrorCode;
 use crate::event::{Event, EventBody};
@@ -249,6 +248,3 @@ fn command_body(name: &str, actor: &Actor, rest: Value) -> Result<CommandBody, E
     }
     Ok(body)
 }
-
-/// Every command name accepted on the wire.
-pub const COMMAND_NAMES: [&str; 12] = REQUEST_NAMES;

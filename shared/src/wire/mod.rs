@@ -9,7 +9,9 @@ mod query;
 pub mod strict;
 pub mod subject;
 
-pub use command::{COMMAND_NAMES, CommandReply, Outcome, parse_command};
+/// Every command name accepted on the wire (from the table in [`crate::command`]).
+pub use crate::command::COMMAND_NAMES;
+pub use command::{CommandReply, Outcome, parse_command};
 pub use query::*;
 
 use serde::{Deserialize, Serialize};
