@@ -8,6 +8,7 @@
 pub mod client;
 pub mod contract;
 pub mod nats;
+pub mod shipped;
 pub mod stack;
 
 pub use client::Followers;

@@ -5,8 +5,7 @@
 //! nothing: the 3-replica history keeps its configuration whatever the tool's default flags say.
 //! Asking for another account fails at once with the server's refusal.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -17,87 +16,35 @@ use followers_audit::source::{self, Range, Scope};
 use followers_audit::{AuditError, Cli, Outcome};
 use followers_shared::store::StoredCommit;
 use followers_tests::client::user;
+use followers_tests::shipped::{Connection, Init, Keys, shipped};
 use followers_tests::stack::{TEAM, ok, open_account};
 use followers_tests::{Followers, NatsCluster};
 use serde_json::{Value, json};
-
-fn shipped(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/nats")
-        .join(file)
-}
 
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
 
-/// The store flags (`followers-admin init`'s).
-#[derive(clap::Parser)]
-struct Init {
-    #[command(flatten)]
-    store: followers_store::StoreArgs,
-}
-
 /// The cluster with the shipped accounts, and every user's seed in `keys`.
 struct Deployment {
     cluster: NatsCluster,
-    keys: tempfile::TempDir,
-}
-
-/// A connection of one user, and the permission violations the server reported to it.
-struct Connection {
-    client: async_nats::Client,
-    errors: Arc<Mutex<Vec<String>>>,
+    keys: Keys,
 }
 
 impl Deployment {
     fn start() -> Self {
-        let keys = tempfile::tempdir().unwrap();
-        let made = followers_admin::nkeys::provision(&shipped("accounts.conf"), keys.path())
-            .expect("followers-admin nkeys");
-        let env: Vec<_> = made
-            .into_iter()
-            .map(|k| (k.variable, k.public_key))
-            .collect();
-        let cluster = NatsCluster::start_including(&shipped("accounts.conf"), &env);
+        let keys = Keys::provision();
+        let cluster = NatsCluster::start_including(&shipped("accounts.conf"), &keys.env);
         Self { cluster, keys }
-    }
-
-    fn seed(&self, user: &str) -> PathBuf {
-        self.keys.path().join(format!("{user}.nk"))
     }
 
     /// The NATS flags of a process running as `user`, given every node.
     fn flags(&self, user: &str, inbox: &str) -> Vec<String> {
-        vec![
-            "--nats-url".to_owned(),
-            self.cluster.urls().join(","),
-            "--nats-nkey-file".to_owned(),
-            path(&self.seed(user)),
-            "--nats-inbox-prefix".to_owned(),
-            inbox.to_owned(),
-        ]
+        self.keys.flags(user, inbox, &self.cluster.urls().join(","))
     }
 
     async fn connect(&self, user: &str, inbox: &str) -> Connection {
-        let seed = std::fs::read_to_string(self.seed(user)).unwrap();
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
-        let client = async_nats::ConnectOptions::new()
-            .nkey(seed.trim().to_owned())
-            .custom_inbox_prefix(inbox)
-            .event_callback(move |event| {
-                let sink = sink.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        sink.lock().unwrap().push(e.to_string());
-                    }
-                }
-            })
-            .connect(self.cluster.urls())
-            .await
-            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
-        Connection { client, errors }
+        self.keys.connect(user, inbox, self.cluster.urls()).await
     }
 
     /// `followers-admin init --replicas 3` as the admin user, once the cluster has elected its
@@ -362,7 +309,7 @@ async fn the_auditor_of_acme_reads_acmes_history_only_and_changes_nothing() {
     assert_eq!(after.0.num_replicas, 3);
     assert_eq!(after, before);
     let admin = d.connect("admin", "_INBOX_followers_admin").await;
-    let stream = jetstream::new(admin.client)
+    let stream = jetstream::new(admin.client.clone())
         .get_stream("FOLLOWERS")
         .await
         .unwrap();
@@ -370,6 +317,6 @@ async fn the_auditor_of_acme_reads_acmes_history_only_and_changes_nothing() {
         stream.consumer_info("audit-acme").await.is_err(),
         "the auditor's consumer is deleted when done"
     );
-    assert!(admin.errors.lock().unwrap().is_empty());
+    assert!(admin.errors().is_empty());
     service.stop().await;
 }

@@ -5,81 +5,39 @@
 //! users, the command service with deploy/nats/caller-policy.json. Each test shows what a user
 //! can do and what the server refuses it.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use clap::Parser;
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::CommandReply;
+use followers_tests::NatsServer;
 use followers_tests::client::{Followers, contact, system, user, workflow};
-use followers_tests::{NatsServer, eventually};
+use followers_tests::shipped::{Connection, Init, Keys, shipped};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-fn shipped(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/nats")
-        .join(file)
-}
 
 /// The shipped configuration running, with every user's seed in `keys`.
 struct Deployment {
     server: NatsServer,
-    keys: tempfile::TempDir,
+    keys: Keys,
     command: Option<followers_command_service::Running>,
     projection: Option<followers_projection_service::Running>,
 }
 
-/// `followers-admin init`'s flags.
-#[derive(clap::Parser)]
-struct Init {
-    #[command(flatten)]
-    store: followers_store::StoreArgs,
-}
-
-/// A connection of one user, and the errors the server sent it (permission violations).
-struct Connection {
-    client: async_nats::Client,
-    errors: Arc<Mutex<Vec<String>>>,
-}
-
-impl Connection {
-    /// Waits until the server has refused something to this user, naming `subject`.
-    async fn refused(&self, subject: &str) {
-        let errors = self.errors.clone();
-        eventually(&format!("a permissions violation for {subject}"), || {
-            let errors = errors.clone();
-            async move {
-                errors
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|e| e.contains("Permissions Violation") && e.contains(subject))
-            }
-        })
-        .await;
-    }
-
-    fn jetstream(&self) -> jetstream::Context {
-        let mut js = jetstream::new(self.client.clone());
-        js.set_timeout(Duration::from_secs(2));
-        js
-    }
+/// A JetStream context of a connection that gives up on an unanswered request after 2 s.
+fn jetstream(c: &Connection) -> jetstream::Context {
+    let mut js = jetstream::new(c.client.clone());
+    js.set_timeout(Duration::from_secs(2));
+    js
 }
 
 impl Deployment {
     /// The server alone.
     fn server_only() -> Self {
-        let keys = tempfile::tempdir().unwrap();
-        let made = followers_admin::nkeys::provision(&shipped("accounts.conf"), keys.path())
-            .expect("followers-admin nkeys");
-        let env = made
-            .into_iter()
-            .map(|k| (k.variable, k.public_key))
-            .collect();
-        let server = NatsServer::start_from_file(&shipped("single.conf"), env);
+        let keys = Keys::provision();
+        let server = NatsServer::start_from_file(&shipped("single.conf"), keys.env.clone());
         Self {
             server,
             keys,
@@ -123,47 +81,21 @@ impl Deployment {
         d
     }
 
-    fn seed(&self, user: &str) -> PathBuf {
-        self.keys.path().join(format!("{user}.nk"))
-    }
-
     /// The NATS flags of a process running as `user`.
     fn flags(&self, user: &str, inbox: &str) -> Vec<String> {
-        vec![
-            "--nats-url".to_owned(),
-            self.server.url(),
-            "--nats-nkey-file".to_owned(),
-            path(&self.seed(user)),
-            "--nats-inbox-prefix".to_owned(),
-            inbox.to_owned(),
-        ]
+        self.keys.flags(user, inbox, &self.server.url())
     }
 
     async fn connect(&self, user: &str, inbox: &str) -> Connection {
-        let seed = std::fs::read_to_string(self.seed(user)).unwrap();
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
-        let client = async_nats::ConnectOptions::new()
-            .nkey(seed.trim().to_owned())
-            .custom_inbox_prefix(inbox)
-            .event_callback(move |event| {
-                let sink = sink.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        sink.lock().unwrap().push(e.to_string());
-                    }
-                }
-            })
-            .connect(self.server.url())
+        self.keys
+            .connect(user, inbox, vec![self.server.url()])
             .await
-            .unwrap_or_else(|e| panic!("{user} connects: {e}"));
-        Connection { client, errors }
     }
 
     /// How many commits the history holds, as the admin sees it.
     async fn commits(&self) -> u64 {
         let admin = self.connect("admin", "_INBOX_followers_admin").await;
-        let mut stream = admin.jetstream().get_stream("FOLLOWERS").await.unwrap();
+        let mut stream = jetstream(&admin).get_stream("FOLLOWERS").await.unwrap();
         stream.info().await.unwrap().state.messages
     }
 
@@ -239,7 +171,7 @@ async fn a_caller_can_neither_write_the_history_nor_use_jetstream() {
         .await
         .unwrap();
     acme.refused("followers.history.acme.account.acme").await;
-    assert!(acme.jetstream().get_stream("FOLLOWERS").await.is_err());
+    assert!(jetstream(&acme).get_stream("FOLLOWERS").await.is_err());
     acme.refused("$JS.API.STREAM.INFO.FOLLOWERS").await;
     assert_eq!(d.commits().await, before);
 }
@@ -248,7 +180,7 @@ async fn a_caller_can_neither_write_the_history_nor_use_jetstream() {
 async fn the_projection_can_neither_delete_nor_change_nor_write_the_history() {
     let d = Deployment::start().await;
     let projection = d.connect("projection", "_INBOX_followers_projection").await;
-    let js = projection.jetstream();
+    let js = jetstream(&projection);
     let mut stream = js.get_stream("FOLLOWERS").await.expect("it may read");
     let config = stream.info().await.unwrap().config.clone();
 
@@ -273,7 +205,7 @@ async fn the_projection_can_neither_delete_nor_change_nor_write_the_history() {
         .await;
 
     let admin = d.connect("admin", "_INBOX_followers_admin").await;
-    let mut after = admin.jetstream().get_stream("FOLLOWERS").await.unwrap();
+    let mut after = jetstream(&admin).get_stream("FOLLOWERS").await.unwrap();
     assert_eq!(
         after.info().await.unwrap().config.max_bytes,
         config.max_bytes
@@ -300,7 +232,7 @@ async fn an_auditor_reads_its_accounts_history_and_no_other() {
     );
 
     let auditor = d.connect("auditor-acme", "_INBOX_audit_acme").await;
-    let js = auditor.jetstream();
+    let js = jetstream(&auditor);
     let stream = js.get_stream_no_info("FOLLOWERS").await.unwrap();
     let own = jetstream::consumer::pull::Config {
         name: Some("audit-acme".to_owned()),
@@ -457,7 +389,7 @@ async fn the_caller_policy_limits_actor_kinds_and_each_event_names_its_caller() 
         serde_json::from_slice(&stream.get_raw_message(last).await.unwrap().payload).unwrap();
     let caller = &commit["events"][0]["meta"]["caller"];
     assert_eq!(caller["account"], "WORKFLOWS", "{commit}");
-    let engine_key = std::fs::read_to_string(d.seed("workflows")).unwrap();
+    let engine_key = std::fs::read_to_string(d.keys.seed("workflows")).unwrap();
     let engine_key = nkeys_public(&engine_key);
     assert_eq!(caller["user"], engine_key.as_str());
     let first: Value =
