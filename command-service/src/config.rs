@@ -3,20 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use followers_runtime::ServiceArgs;
 use followers_shared::caller::CallerPolicy;
 use followers_shared::signing::{KeyFileError, Signer, Verifier};
-use followers_store::StoreArgs;
 
 /// Serves followers commands over NATS request-reply and runs the follower sync.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "command-service", version)]
+// `--require-signatures` needs one of these (see `SignatureArgs`).
 #[command(group(clap::ArgGroup::new("keys").multiple(true).args(["signing_key_file", "public_keys"])))]
 pub struct Config {
     #[command(flatten)]
-    pub store: StoreArgs,
-    /// Commands are served on `{prefix}.cmd.{account}.{command}`.
-    #[arg(long, env = "FOLLOWERS_SUBJECT_PREFIX", default_value = "followers")]
-    pub subject_prefix: String,
+    pub service: ServiceArgs,
     /// Instances in the same queue group share the commands.
     #[arg(
         long,
@@ -50,26 +48,10 @@ pub struct Config {
     /// it the service only binds to what exists (and waits for it at start).
     #[arg(long, env = "FOLLOWERS_MANAGE_STREAM", default_value_t = false, action = clap::ArgAction::Set)]
     pub manage_stream: bool,
-    /// How long start-up may take to reach NATS and load the history.
-    #[arg(long, env = "FOLLOWERS_STARTUP_TIMEOUT_SECS", default_value_t = 300)]
-    pub startup_timeout_secs: u64,
     /// Sign every commit, and the history's head, with this private key file (written by
     /// `followers-audit keygen`). Without it, commits are written unsigned.
     #[arg(long, env = "FOLLOWERS_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
-    /// Apply only commits signed by a configured key (the signing key's own, and each
-    /// --public-key); refused ones are logged and stepped over.
-    #[arg(long, env = "FOLLOWERS_REQUIRE_SIGNATURES", requires = "keys")]
-    pub require_signatures: bool,
-    /// A public key file whose signatures --require-signatures accepts (repeatable; in the
-    /// environment, comma-separated): keys of other instances, or rotated-out keys.
-    #[arg(
-        long = "public-key",
-        env = "FOLLOWERS_PUBLIC_KEYS",
-        value_delimiter = ',',
-        requires = "require_signatures"
-    )]
-    pub public_keys: Vec<PathBuf>,
     /// Seconds between signed heads written to the checkpoint bucket (also at start and on
     /// shutdown); only with --signing-key-file, on JetStream.
     #[arg(long, env = "FOLLOWERS_SIGNED_HEAD_EVERY_SECS", default_value_t = 60)]
@@ -103,10 +85,6 @@ impl Config {
         Duration::from_millis(self.append_patience_ms)
     }
 
-    pub fn startup_timeout(&self) -> Duration {
-        Duration::from_secs(self.startup_timeout_secs)
-    }
-
     /// The caller policy of --caller-policy, if given.
     pub fn caller_policy(&self) -> Result<Option<CallerPolicy>, PolicyFileError> {
         let Some(path) = &self.caller_policy else {
@@ -134,26 +112,38 @@ impl Config {
 
     /// With --require-signatures: a verifier of `signer`'s key and each --public-key.
     pub fn verifier(&self, signer: Option<&Signer>) -> Result<Option<Verifier>, KeyFileError> {
-        if !self.require_signatures {
-            if signer.is_some() {
-                tracing::warn!(
-                    "signing without --require-signatures: commits in the history that are not ours are applied, and what we sign next builds on them"
-                );
-            }
-            return Ok(None);
+        if signer.is_some() && !self.service.signatures.require_signatures {
+            tracing::warn!(
+                "signing without --require-signatures: commits in the history that are not ours are applied, and what we sign next builds on them"
+            );
         }
-        let mut verifier = Verifier::from_public_key_files(
-            self.public_keys
-                .iter()
-                .map(|path| (path.as_path(), std::fs::read_to_string(path))),
-        )?;
-        if let Some(signer) = signer {
-            verifier.trust_signer(signer)?;
-        }
-        Ok(Some(verifier))
+        self.service.signatures.verifier(signer)
     }
 
     pub fn signed_head_every(&self) -> Duration {
         Duration::from_secs(self.signed_head_every_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Config;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn require_signatures_needs_a_key_of_our_own_or_a_public_one() {
+        let parse =
+            |extra: &[&str]| Config::try_parse_from(["command-service"].iter().chain(extra));
+        assert!(parse(&["--require-signatures"]).is_err());
+        assert!(parse(&["--require-signatures", "--signing-key-file", "k"]).is_ok());
+        assert!(parse(&["--require-signatures", "--public-key", "p"]).is_ok());
+        assert!(parse(&["--public-key", "p"]).is_err());
     }
 }

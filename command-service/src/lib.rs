@@ -18,10 +18,11 @@ pub mod signed_head;
 
 use std::sync::Arc;
 
-use followers_runtime::ServiceHandle;
+use followers_runtime::{Background, ServiceHandle};
+use followers_shared::caller::CallerPolicy;
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{EventStore, StoreError};
-use followers_store::live::CatchUpError;
+use followers_shared::signing::Signer;
+use followers_shared::store::EventStore;
 use followers_store::{LiveModel, StreamSetup};
 use tokio_util::sync::CancellationToken;
 
@@ -32,14 +33,9 @@ use server::ServeOptions;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A step every service takes (NATS, the store, the history, key files, the subscription).
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("loading the history failed: {0}")]
-    CatchUp(#[from] CatchUpError),
-    #[error("cannot subscribe to commands: {0}")]
-    Subscribe(String),
-    #[error(transparent)]
-    Keys(#[from] followers_shared::signing::KeyFileError),
+    Service(#[from] followers_runtime::StartError),
     #[error(transparent)]
     HeadBucket(#[from] signed_head::BucketError),
     #[error(transparent)]
@@ -51,25 +47,27 @@ pub enum StartError {
     UntrustedServer(String),
 }
 
+impl From<followers_shared::signing::KeyFileError> for StartError {
+    fn from(e: followers_shared::signing::KeyFileError) -> Self {
+        Self::Service(e.into())
+    }
+}
+
 /// A started command service.
 pub type Running = ServiceHandle;
 
 /// Connects to NATS and the configured store, then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let wait = config.startup_timeout();
-    let client = config
-        .store
-        .connect_nats("followers-command-service", wait)
-        .await?;
     let setup = if config.manage_stream {
         StreamSetup::Manage
     } else {
         StreamSetup::Bind
     };
-    let store = config
-        .store
-        .open_waiting(client.clone(), setup, wait)
-        .await?;
+    let (client, store) = config
+        .service
+        .connect("followers-command-service", setup)
+        .await
+        .map_err(followers_runtime::StartError::from)?;
     start_with(client, store, config).await
 }
 
@@ -80,98 +78,96 @@ pub async fn start_with<S: EventStore + Clone>(
     store: S,
     config: Config,
 ) -> Result<Running, StartError> {
-    let caller_policy = config.caller_policy()?;
-    let version = &client.server_info().version;
-    if caller_policy.is_some() && !followers_shared::caller::server_stamps_callers(version) {
-        return Err(StartError::UntrustedServer(version.clone()));
-    }
-    if caller_policy.is_none() {
-        tracing::warn!(
-            "no --caller-policy: every NATS caller may claim any actor for any account it can reach"
-        );
-    }
-    let shutdown = CancellationToken::new();
-    let internal = CancellationToken::new();
+    let caller_policy = trusted_caller_policy(&client, &config)?;
     let signer = config.signer()?;
     let verifier = config.verifier(signer.as_ref())?;
     let head_bucket = signed_head::bucket(&client, &config, signer.is_some()).await?;
     let model = LiveModel::new(ReadModel::tracking_commands()).with_verifier(verifier);
-    let follower = {
-        let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
-        tokio::spawn(async move { model.follow(store, stop).await })
-    };
-    let head = match model.catch_up(&store, config.startup_timeout()).await {
-        Ok(head) => head,
-        Err(e) => {
-            internal.cancel();
-            let _ = follower.await;
-            return Err(e.into());
-        }
-    };
+    let background = Background::default();
+    let head = background
+        .load_history(&model, &store, config.service.startup_timeout())
+        .await?;
     tracing::info!(position = head.0, "history loaded");
-    let handler = Arc::new(
-        Handler::new(
-            store.clone(),
-            model.clone(),
-            config.conflict_retries,
-            config.reply_cache,
-        )
-        .with_append_patience(config.append_patience())
-        .with_signer(signer.clone()),
-    );
-    let sync = config.follower_sync.then(|| {
-        let (store, model, handler, stop) = (
-            store.clone(),
-            model.clone(),
-            handler.clone(),
-            internal.clone(),
-        );
-        tokio::spawn(follower_sync::run(store, model, handler, stop))
-    });
-    let subject = format!("{}.cmd.*.*", config.subject_prefix);
-    let subscription = match client
-        .queue_subscribe(subject.clone(), config.queue_group.clone())
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            internal.cancel();
-            return Err(StartError::Subscribe(e.to_string()));
-        }
-    };
-    // The subscription is in place on the server before the service says it is ready.
-    if let Err(e) = followers_runtime::round_trip(&client, std::time::Duration::from_secs(10)).await
-    {
-        internal.cancel();
-        return Err(StartError::Subscribe(e.to_string()));
+    let handler = handler(&store, &model, &config, signer.clone());
+    if config.follower_sync {
+        let (store, model, handler) = (store.clone(), model.clone(), handler.clone());
+        background.spawn(follower_sync::run(
+            store,
+            model,
+            handler,
+            background.token(),
+        ));
     }
+    let subject = format!("{}.cmd.*.*", config.service.subject_prefix);
+    let queue = config.queue_group.clone();
+    let subscription = background
+        .subscribe(&client, subject.clone(), queue)
+        .await?;
     // After subscribing, so that its first write (a JetStream publish) cannot hold up the
     // subscription on the connection.
-    let heads = signer.zip(head_bucket).map(|(signer, bucket)| {
-        let (model, stop, every) = (model.clone(), internal.clone(), config.signed_head_every());
-        tokio::spawn(signed_head::run(bucket, model, signer, every, stop))
-    });
+    if let Some((signer, bucket)) = signer.zip(head_bucket) {
+        let every = config.signed_head_every();
+        background.spawn(signed_head::run(
+            bucket,
+            model.clone(),
+            signer,
+            every,
+            background.token(),
+        ));
+    }
     // The readiness signal: the history is loaded and commands are being taken.
     tracing::info!(position = head.0, %subject, queue = %config.queue_group, "command-service ready");
-    let options = ServeOptions {
-        prefix: config.subject_prefix.clone(),
-        queue_group: config.queue_group.clone(),
+    let commands = Arc::new(server::Commands::new(
+        handler,
+        serve_options(&config, caller_policy),
+    ));
+    let shutdown = CancellationToken::new();
+    let serve = followers_runtime::serve(client, subscription, commands, shutdown.clone());
+    Ok(ServiceHandle::spawn(
+        "command service",
+        shutdown,
+        serve,
+        background,
+    ))
+}
+
+/// The command handler, as configured.
+fn handler<S: EventStore + Clone>(
+    store: &S,
+    model: &LiveModel,
+    config: &Config,
+    signer: Option<Signer>,
+) -> Arc<Handler<S>> {
+    let (retries, cache) = (config.conflict_retries, config.reply_cache);
+    let handler = Handler::new(store.clone(), model.clone(), retries, cache)
+        .with_append_patience(config.append_patience())
+        .with_signer(signer);
+    Arc::new(handler)
+}
+
+/// The caller policy of --caller-policy, refused on a server that does not stamp callers.
+fn trusted_caller_policy(
+    client: &async_nats::Client,
+    config: &Config,
+) -> Result<Option<Arc<CallerPolicy>>, StartError> {
+    let Some(policy) = config.caller_policy()? else {
+        tracing::warn!(
+            "no --caller-policy: every NATS caller may claim any actor for any account it can reach"
+        );
+        return Ok(None);
+    };
+    let version = &client.server_info().version;
+    if !followers_shared::caller::server_stamps_callers(version) {
+        return Err(StartError::UntrustedServer(version.clone()));
+    }
+    Ok(Some(Arc::new(policy)))
+}
+
+fn serve_options(config: &Config, caller_policy: Option<Arc<CallerPolicy>>) -> ServeOptions {
+    ServeOptions {
+        prefix: config.service.subject_prefix.clone(),
         max_request_bytes: config.max_request_bytes,
         max_in_flight: config.max_in_flight,
-        caller_policy: caller_policy.map(Arc::new),
-    };
-    let stop = shutdown.clone();
-    let task = tokio::spawn(async move {
-        server::serve(client, handler, options, subscription, stop).await;
-        internal.cancel();
-        if let Some(sync) = sync {
-            let _ = sync.await;
-        }
-        if let Some(heads) = heads {
-            let _ = heads.await;
-        }
-        let _ = follower.await;
-        tracing::info!("command service stopped");
-    });
-    Ok(ServiceHandle::new(shutdown, task))
+        caller_policy,
+    }
 }

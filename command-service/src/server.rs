@@ -1,31 +1,31 @@
-//! The NATS side: a queue-group subscription on `{prefix}.cmd.*.*`, one task per request,
-//! a bound on requests in flight, and a drain on shutdown.
+//! The command service's side of the NATS request loop: which requests are admitted (a size
+//! limit and a bound on commands in flight) and how a request becomes a command and its reply
+//! (the subject, strict parsing, the caller policy, the handler). The loop itself, with its
+//! draining shutdown, is [`followers_runtime::serve`].
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::Utc;
+use followers_runtime::Responder;
 use followers_shared::caller::{Caller, CallerPolicy, REQUEST_INFO_HEADER};
 use followers_shared::error::ErrorCode;
 use followers_shared::store::EventStore;
 use followers_shared::wire::{self, CommandReply, ErrorBody, subject};
-use futures::StreamExt;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::Handler;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub prefix: String,
-    pub queue_group: String,
     pub max_request_bytes: usize,
     pub max_in_flight: usize,
     /// Which NATS callers may send what; `None`: every caller may claim any actor.
     pub caller_policy: Option<Arc<CallerPolicy>>,
 }
 
-/// Turns one request into a reply. Every input gets a reply; none panics.
+/// Turns one admitted request into a reply. Every input gets a reply; none panics.
 pub async fn process<S: EventStore>(
     handler: &Handler<S>,
     options: &ServeOptions,
@@ -33,19 +33,6 @@ pub async fn process<S: EventStore>(
     headers: Option<&async_nats::HeaderMap>,
     payload: &[u8],
 ) -> CommandReply {
-    if payload.len() > options.max_request_bytes {
-        return CommandReply::failure(
-            None,
-            ErrorBody::new(
-                ErrorCode::RequestTooLarge,
-                format!(
-                    "the request has {} bytes; at most {} are accepted",
-                    payload.len(),
-                    options.max_request_bytes
-                ),
-            ),
-        );
-    }
     let Some((account, name)) = subject::split(&options.prefix, "cmd", subject_str) else {
         return CommandReply::failure(
             None,
@@ -74,58 +61,61 @@ pub async fn process<S: EventStore>(
     handler.handle(cmd).await
 }
 
-/// Serves commands until `shutdown`, then stops taking new ones and finishes those in flight.
-pub async fn serve<S: EventStore>(
-    client: async_nats::Client,
+/// The command service's side of the request loop ([`followers_runtime::serve`]): a request
+/// is admitted when it is small enough and a place among the commands in flight is free.
+#[derive(Debug)]
+pub struct Commands<S> {
     handler: Arc<Handler<S>>,
     options: ServeOptions,
-    mut subscription: async_nats::Subscriber,
-    shutdown: CancellationToken,
-) {
-    let options = Arc::new(options);
-    let permits = Arc::new(Semaphore::new(options.max_in_flight));
-    let tasks = TaskTracker::new();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            m = subscription.next() => match m { Some(m) => m, None => break },
-        };
-        let Some(reply_to) = message.reply.clone() else {
-            tracing::debug!(subject = %message.subject, "ignoring a command sent without a reply subject");
-            continue;
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let reply = CommandReply::failure(
-                None,
-                ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    "too many commands in flight; retry with the same command id",
-                ),
-            );
-            publish(&client, reply_to, &reply).await;
-            continue;
-        };
-        let (client, handler, options) = (client.clone(), handler.clone(), options.clone());
-        tasks.spawn(async move {
-            let (subject, headers) = (&message.subject, message.headers.as_ref());
-            let reply = process(&handler, &options, subject, headers, &message.payload).await;
-            publish(&client, reply_to, &reply).await;
-            drop(permit);
-        });
-    }
-    if let Err(e) = subscription.unsubscribe().await {
-        tracing::debug!(error = %e, "unsubscribe failed");
-    }
-    tasks.close();
-    tasks.wait().await;
-    if let Err(e) = client.flush().await {
-        tracing::debug!(error = %e, "flush failed");
+    in_flight: Arc<Semaphore>,
+}
+
+impl<S> Commands<S> {
+    pub fn new(handler: Arc<Handler<S>>, options: ServeOptions) -> Self {
+        let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+        Self {
+            handler,
+            options,
+            in_flight,
+        }
     }
 }
 
-async fn publish(client: &async_nats::Client, to: async_nats::Subject, reply: &CommandReply) {
-    let body = followers_shared::json::to_vec(reply);
-    if let Err(e) = client.publish(to, body.into()).await {
-        tracing::warn!(error = %e, "cannot send a reply");
+impl<S: EventStore> Responder for Commands<S> {
+    type Ticket = OwnedSemaphorePermit;
+
+    fn admit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Bytes> {
+        let limit = self.options.max_request_bytes;
+        if bytes > limit {
+            return Err(refusal(
+                ErrorCode::RequestTooLarge,
+                format!("the request has {bytes} bytes; at most {limit} are accepted"),
+            ));
+        }
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            refusal(
+                ErrorCode::Unavailable,
+                "too many commands in flight; retry with the same command id".to_owned(),
+            )
+        })
     }
+
+    async fn respond(&self, _: OwnedSemaphorePermit, request: async_nats::Message) -> Bytes {
+        let (subject, headers) = (&request.subject, request.headers.as_ref());
+        let reply = process(
+            &self.handler,
+            &self.options,
+            subject,
+            headers,
+            &request.payload,
+        )
+        .await;
+        followers_shared::json::to_vec(&reply).into()
+    }
+}
+
+/// The reply to a request refused before it was read: it names no command id.
+fn refusal(code: ErrorCode, message: String) -> Bytes {
+    let reply = CommandReply::failure(None, ErrorBody::new(code, message));
+    followers_shared::json::to_vec(&reply).into()
 }

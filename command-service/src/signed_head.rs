@@ -38,11 +38,11 @@ pub async fn bucket(
     if !signing {
         return Ok(None);
     }
-    if config.store.backend != Backend::Jetstream {
+    if config.service.store.backend != Backend::Jetstream {
         tracing::warn!("signed heads are kept only on JetStream; none is written");
         return Ok(None);
     }
-    let bucket = format!("{}_checkpoints", config.store.stream);
+    let bucket = format!("{}_checkpoints", config.service.store.stream);
     async_nats::jetstream::new(client.clone())
         .get_key_value(&bucket)
         .await

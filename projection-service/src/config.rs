@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::builder::RangedU64ValueParser;
-use followers_store::StoreArgs;
+use followers_runtime::ServiceArgs;
 
 use crate::auth::AuthSettings;
 use crate::http::HttpLimits;
@@ -17,12 +17,11 @@ use crate::queries::QueryLimits;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "projection-service", version)]
 #[command(group(clap::ArgGroup::new("http_auth_key").multiple(true)))]
+// `--require-signatures` needs one of these (see `SignatureArgs`).
+#[command(group(clap::ArgGroup::new("keys").multiple(true).args(["public_keys"])))]
 pub struct Config {
     #[command(flatten)]
-    pub store: StoreArgs,
-    /// Queries are served on `{prefix}.query.{account}.{query}`.
-    #[arg(long, env = "FOLLOWERS_SUBJECT_PREFIX", default_value = "followers")]
-    pub subject_prefix: String,
+    pub service: ServiceArgs,
     /// Instances in the same queue group share the queries.
     #[arg(
         long,
@@ -45,9 +44,6 @@ pub struct Config {
     /// Requests larger than this many bytes are refused with `request_too_large`.
     #[arg(long, env = "FOLLOWERS_MAX_REQUEST_BYTES", default_value_t = 1_048_576)]
     pub max_request_bytes: usize,
-    /// How long start-up may take to load the history.
-    #[arg(long, env = "FOLLOWERS_STARTUP_TIMEOUT_SECS", default_value_t = 300)]
-    pub startup_timeout_secs: u64,
     /// Queries handled at once, over NATS and HTTP together; beyond it, `unavailable`.
     #[arg(
         long,
@@ -102,19 +98,6 @@ pub struct Config {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub http_max_connections: usize,
-    /// Apply only commits signed by one of the --public-key keys; others are logged, counted
-    /// (`followers_commits_refused`) and stepped over.
-    #[arg(long, env = "FOLLOWERS_REQUIRE_SIGNATURES", requires = "public_keys")]
-    pub require_signatures: bool,
-    /// A public key file of the command service (repeatable; in the environment,
-    /// comma-separated), for --require-signatures.
-    #[arg(
-        long = "public-key",
-        env = "FOLLOWERS_PUBLIC_KEYS",
-        value_delimiter = ',',
-        requires = "require_signatures"
-    )]
-    pub public_keys: Vec<PathBuf>,
     /// A file holding an HMAC secret (HS256/384/512, at least 32 bytes) that bearer tokens of
     /// the `/v1` API may be signed with (repeatable; in the environment, comma-separated). With
     /// no secret and no --http-auth-public-key-file, the API needs no token.
@@ -237,28 +220,27 @@ impl Config {
             self.http_tls_key_file.as_deref()?,
         ))
     }
-
-    /// With --require-signatures: a verifier of the --public-key files.
-    pub fn verifier(
-        &self,
-    ) -> Result<Option<followers_shared::signing::Verifier>, followers_shared::signing::KeyFileError>
-    {
-        if !self.require_signatures {
-            return Ok(None);
-        }
-        followers_shared::signing::Verifier::from_public_key_files(
-            self.public_keys
-                .iter()
-                .map(|path| (path.as_path(), std::fs::read_to_string(path))),
-        )
-        .map(Some)
-    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::parse_origin;
+    use clap::{CommandFactory, Parser};
+
+    use super::{Config, parse_origin};
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn require_signatures_needs_a_public_key() {
+        let parse =
+            |extra: &[&str]| Config::try_parse_from(["projection-service"].iter().chain(extra));
+        assert!(parse(&["--require-signatures"]).is_err());
+        assert!(parse(&["--require-signatures", "--public-key", "p"]).is_ok());
+    }
 
     #[test]
     fn an_origin_is_a_scheme_a_host_and_perhaps_a_port() {

@@ -21,10 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use followers_runtime::ServiceHandle;
+use followers_runtime::{Background, ServiceHandle};
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{EventStore, StoreError};
-use followers_store::live::CatchUpError;
+use followers_shared::store::{EventStore, Position};
 use followers_store::{LiveModel, StreamSetup};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -32,21 +31,17 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 use queries::Queries;
 
+/// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A step every service takes (NATS, the store, the history, key files, the subscription).
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("loading the history failed: {0}")]
-    CatchUp(#[from] CatchUpError),
-    #[error("cannot subscribe to queries: {0}")]
-    Subscribe(String),
+    Service(#[from] followers_runtime::StartError),
     #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
         error: std::io::Error,
     },
-    #[error(transparent)]
-    Keys(#[from] followers_shared::signing::KeyFileError),
     #[error(transparent)]
     HttpAuth(#[from] auth::KeySetupError),
     #[error(transparent)]
@@ -139,21 +134,19 @@ async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr),
     Ok((listener, bound))
 }
 
+/// Connects to NATS and binds to the history (a reader never creates or changes it, and
+/// waits for it at start), then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let setup = HttpSetup::from_config(&config)?;
-    let wait = Duration::from_secs(config.startup_timeout_secs);
-    let client = config
-        .store
-        .connect_nats("followers-projection-service", wait)
-        .await?;
-    // A reader never creates or changes the history: it binds to it, waiting for it at start.
-    let store = config
-        .store
-        .open_waiting(client.clone(), StreamSetup::Bind, wait)
-        .await?;
+    let (client, store) = config
+        .service
+        .connect("followers-projection-service", StreamSetup::Bind)
+        .await
+        .map_err(followers_runtime::StartError::from)?;
     start_prepared(client, store, config, setup).await
 }
 
+/// Starts with a given NATS client and store.
 pub async fn start_with<S: EventStore + Clone>(
     client: async_nats::Client,
     store: S,
@@ -163,29 +156,15 @@ pub async fn start_with<S: EventStore + Clone>(
     start_prepared(client, store, config, setup).await
 }
 
+/// Serves HTTP at once (`/ready` answers 503 until the history is loaded), loads the history,
+/// then serves queries over NATS and keeps the model, its snapshot and its metrics current.
 async fn start_prepared<S: EventStore + Clone>(
     client: async_nats::Client,
     store: S,
     config: Config,
     setup: HttpSetup,
 ) -> Result<Running, StartError> {
-    let metrics = metrics_handle();
-    let loaded = match config.snapshot_path.as_deref() {
-        Some(path) => snapshot::load_fitting(path, &store).await,
-        None => None,
-    };
-    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
-    let model = match loaded {
-        Some((model, history)) => LiveModel::of_history(model, history),
-        None => LiveModel::new(ReadModel::default()),
-    };
-    // --require-signatures: commits not signed by a configured key are refused, not applied.
-    let model = model.with_verifier(config.verifier()?);
-    let internal = CancellationToken::new();
-    let follower = {
-        let (model, store, stop) = (model.clone(), store.clone(), internal.clone());
-        tokio::spawn(async move { model.follow(store, stop).await })
-    };
+    let (model, snapshot_at) = restore(&config, &store).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let queries = Arc::new(Queries {
         model: model.clone(),
@@ -193,6 +172,72 @@ async fn start_prepared<S: EventStore + Clone>(
         ready: ready.clone(),
         budget: queries::Budget::new(config.query_limits()),
     });
+    let background = Background::default();
+    let (http_addr, metrics_addr) =
+        serve_http(&config, setup, &queries, &ready, &background).await?;
+    let timeout = config.service.startup_timeout();
+    let head = background.load_history(&model, &store, timeout).await?;
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        position = head.0,
+        %http_addr,
+        metrics_addr = metrics_addr.map(tracing::field::display),
+        "read models ready"
+    );
+    let subject = format!("{}.query.*.*", config.service.subject_prefix);
+    let queue = config.queue_group.clone();
+    let subscription = background
+        .subscribe(&client, subject.clone(), queue)
+        .await?;
+    tracing::info!(%subject, "serving queries");
+    keep_current(&background, &config, store, &model, &ready, snapshot_at);
+    let nats = Arc::new(nats::NatsQueries {
+        queries,
+        prefix: config.service.subject_prefix.clone(),
+        max_request_bytes: config.max_request_bytes,
+    });
+    let shutdown = CancellationToken::new();
+    let serve = followers_runtime::serve(client, subscription, nats, shutdown.clone());
+    Ok(Running {
+        handle: ServiceHandle::spawn("projection service", shutdown, serve, background),
+        http_addr,
+        metrics_addr,
+        model,
+    })
+}
+
+/// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with
+/// --require-signatures, commits not signed by a configured key are refused, not applied.
+async fn restore<S: EventStore>(
+    config: &Config,
+    store: &S,
+) -> Result<(LiveModel, Option<Position>), StartError> {
+    let loaded = match config.snapshot_path.as_deref() {
+        Some(path) => snapshot::load_fitting(path, store).await,
+        None => None,
+    };
+    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
+    let model = match loaded {
+        Some((model, history)) => LiveModel::of_history(model, history),
+        None => LiveModel::new(ReadModel::default()),
+    };
+    let verifier = config
+        .service
+        .signatures
+        .verifier(None)
+        .map_err(followers_runtime::StartError::from)?;
+    Ok((model.with_verifier(verifier), snapshot_at))
+}
+
+/// Binds the HTTP API (and `/metrics` when it has its own address) and serves them in the
+/// background; returns where they listen.
+async fn serve_http(
+    config: &Config,
+    setup: HttpSetup,
+    queries: &Arc<Queries>,
+    ready: &Arc<AtomicBool>,
+    background: &Background,
+) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
     let (listener, http_addr) = bind(config.http_addr).await?;
     let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(bind(addr).await?),
@@ -200,94 +245,42 @@ async fn start_prepared<S: EventStore + Clone>(
     };
     let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
     setup.log(http_addr);
-    let shutdown = CancellationToken::new();
     let state = http::HttpState {
         queries: queries.clone(),
         ready: ready.clone(),
-        metrics,
+        metrics: metrics_handle(),
     };
-    let app = http::router(state.clone(), config.http_limits(), &setup.security);
-    let http = tokio::spawn(http::serve(
-        listener,
-        app,
-        config.http_limits(),
-        setup.tls,
-        internal.clone(),
-    ));
-    let metrics_http = metrics_listener.map(|(listener, _)| {
-        tokio::spawn(http::serve(
-            listener,
-            http::metrics_router(state),
-            config.http_limits(),
-            None,
-            internal.clone(),
-        ))
-    });
-    let caught_up = Duration::from_secs(config.startup_timeout_secs);
-    if let Err(e) = model.catch_up(&store, caught_up).await {
-        internal.cancel();
-        let _ = tokio::join!(follower, http);
-        if let Some(m) = metrics_http {
-            let _ = m.await;
-        }
-        return Err(e.into());
+    let (limits, stop) = (config.http_limits(), background.token());
+    let app = http::router(state.clone(), limits, &setup.security);
+    background.spawn(http::serve(listener, app, limits, setup.tls, stop.clone()));
+    if let Some((listener, _)) = metrics_listener {
+        let app = http::metrics_router(state);
+        background.spawn(http::serve(listener, app, limits, None, stop));
     }
-    ready.store(true, Ordering::Release);
-    tracing::info!(
-        position = model.position().0,
-        %http_addr,
-        metrics_addr = metrics_addr.map(tracing::field::display),
-        "read models ready"
-    );
+    Ok((http_addr, metrics_addr))
+}
 
-    let subject = format!("{}.query.*.*", config.subject_prefix);
-    let subscription = client
-        .queue_subscribe(subject.clone(), config.queue_group.clone())
-        .await
-        .map_err(|e| StartError::Subscribe(e.to_string()))?;
-    followers_runtime::round_trip(&client, Duration::from_secs(10))
-        .await
-        .map_err(|e| StartError::Subscribe(e.to_string()))?;
-    tracing::info!(%subject, "serving queries");
-
-    let lag = tokio::spawn(watch_lag(store.clone(), model.clone(), internal.clone()));
-    let snapshots = config.snapshot_path.clone().map(|path| {
-        let (model, stop) = (model.clone(), internal.clone());
-        let every = Duration::from_secs(config.snapshot_every_secs.max(1));
-        tokio::spawn(snapshot_loop(path, model, snapshot_at, every, stop))
-    });
-    let replaced = tokio::spawn(watch_replacements(
+/// The background tasks of a serving projection: the lag metric, readiness while the model
+/// rebuilds from a replaced history, and snapshots.
+fn keep_current<S: EventStore + Clone>(
+    background: &Background,
+    config: &Config,
+    store: S,
+    model: &LiveModel,
+    ready: &Arc<AtomicBool>,
+    snapshot_at: Option<Position>,
+) {
+    let stop = background.token();
+    background.spawn(watch_lag(store, model.clone(), stop.clone()));
+    background.spawn(watch_replacements(
         model.clone(),
         ready.clone(),
-        internal.clone(),
+        stop.clone(),
     ));
-    let stop = shutdown.clone();
-    let serve = nats::serve(
-        client,
-        subscription,
-        queries,
-        config.subject_prefix.clone(),
-        config.max_request_bytes,
-        stop,
-    );
-    let task = tokio::spawn(async move {
-        serve.await;
-        internal.cancel();
-        let _ = tokio::join!(follower, http, lag, replaced);
-        if let Some(m) = metrics_http {
-            let _ = m.await;
-        }
-        if let Some(s) = snapshots {
-            let _ = s.await;
-        }
-        tracing::info!("projection service stopped");
-    });
-    Ok(Running {
-        handle: ServiceHandle::new(shutdown, task),
-        http_addr,
-        metrics_addr,
-        model,
-    })
+    if let Some(path) = config.snapshot_path.clone() {
+        let every = Duration::from_secs(config.snapshot_every_secs.max(1));
+        background.spawn(snapshot_loop(path, model.clone(), snapshot_at, every, stop));
+    }
 }
 
 /// Publishes how far the model is behind the history, every second.
@@ -336,7 +329,7 @@ async fn watch_replacements(model: LiveModel, ready: Arc<AtomicBool>, stop: Canc
 async fn snapshot_loop(
     path: std::path::PathBuf,
     model: LiveModel,
-    loaded: Option<followers_shared::store::Position>,
+    loaded: Option<Position>,
     every: Duration,
     stop: CancellationToken,
 ) {

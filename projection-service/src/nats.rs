@@ -1,4 +1,5 @@
-//! Queries over NATS request-reply: a queue-group subscription on `{prefix}.query.*.*`.
+//! Queries over NATS request-reply, on `{prefix}.query.*.*`: the projection's side of the
+//! request loop ([`followers_runtime::serve`]).
 //!
 //! Each query is admitted into the shared [`Budget`](crate::queries::Budget) before a task is
 //! spawned for it: one that does not fit is answered `unavailable` from the loop at once, so a
@@ -6,79 +7,53 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use followers_runtime::Responder;
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{ErrorBody, QueryReply, subject};
-use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::queries::Queries;
+use crate::queries::{Admission, Queries};
 
-/// Serves queries until `shutdown`, then finishes those in flight.
-pub async fn serve(
-    client: async_nats::Client,
-    mut subscription: async_nats::Subscriber,
-    queries: Arc<Queries>,
-    prefix: String,
-    max_request_bytes: usize,
-    shutdown: CancellationToken,
-) {
-    let tasks = TaskTracker::new();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            m = subscription.next() => match m { Some(m) => m, None => break },
-        };
-        let Some(reply_to) = message.reply.clone() else {
-            continue;
-        };
-        if message.payload.len() > max_request_bytes {
-            let refused = failure(ErrorBody::new(
+/// Queries as NATS requests.
+#[derive(Debug)]
+pub struct NatsQueries {
+    pub queries: Arc<Queries>,
+    pub prefix: String,
+    pub max_request_bytes: usize,
+}
+
+impl Responder for NatsQueries {
+    type Ticket = Admission;
+
+    fn admit(&self, bytes: usize) -> Result<Admission, Bytes> {
+        let limit = self.max_request_bytes;
+        if bytes > limit {
+            return Err(failure(ErrorBody::new(
                 ErrorCode::RequestTooLarge,
-                format!(
-                    "the query has {} bytes; at most {max_request_bytes} are accepted",
-                    message.payload.len()
-                ),
-            ));
-            publish(&client, reply_to, refused).await;
-            continue;
+                format!("the query has {bytes} bytes; at most {limit} are accepted"),
+            )));
         }
-        let admitted = match queries.admit(message.payload.len()) {
-            Ok(admitted) => admitted,
-            Err(refused) => {
-                publish(&client, reply_to, refused.body).await;
-                continue;
+        self.queries
+            .admit(bytes)
+            .map_err(|refused| refused.body.into())
+    }
+
+    async fn respond(&self, admitted: Admission, request: async_nats::Message) -> Bytes {
+        match subject::split(&self.prefix, "query", &request.subject) {
+            Some((account, name)) => {
+                let answer = self
+                    .queries
+                    .answer(admitted, account, name, &request.payload);
+                answer.await.body.into()
             }
-        };
-        let (client, queries, prefix) = (client.clone(), queries.clone(), prefix.clone());
-        tasks.spawn(async move {
-            let body = match subject::split(&prefix, "query", &message.subject) {
-                Some((account, name)) => {
-                    queries
-                        .answer(admitted, account, name, &message.payload)
-                        .await
-                        .body
-                }
-                None => failure(ErrorBody::new(
-                    ErrorCode::UnknownCommand,
-                    "queries are sent to {prefix}.query.{account}.{query}",
-                )),
-            };
-            publish(&client, reply_to, body).await;
-        });
+            None => failure(ErrorBody::new(
+                ErrorCode::UnknownCommand,
+                "queries are sent to {prefix}.query.{account}.{query}",
+            )),
+        }
     }
-    let _ = subscription.unsubscribe().await;
-    tasks.close();
-    tasks.wait().await;
-    let _ = client.flush().await;
 }
 
-fn failure(error: ErrorBody) -> Vec<u8> {
-    followers_shared::json::to_vec(&QueryReply::<()>::failure(error))
-}
-
-async fn publish(client: &async_nats::Client, to: async_nats::Subject, body: Vec<u8>) {
-    if let Err(e) = client.publish(to, body.into()).await {
-        tracing::warn!(error = %e, "cannot send a query reply");
-    }
+fn failure(error: ErrorBody) -> Bytes {
+    followers_shared::json::to_vec(&QueryReply::<()>::failure(error)).into()
 }

@@ -1,9 +1,16 @@
-//! What every followers process shares, written once: logging, the handle that stops a started
-//! service and waits for it, and the signals that ask for a clean shutdown. The services' own
-//! crates keep only what is theirs (the command path, the queries).
+//! What every followers process shares, written once: logging, the flags both services take,
+//! their start-up steps, their request loop, the handle that stops a started service and waits
+//! for it, and the signals that ask for a clean shutdown. The services' own crates keep only
+//! what is theirs (the command path, the queries).
 
+pub mod args;
 pub mod lifecycle;
 pub mod nats;
+pub mod serve;
+pub mod startup;
 
+pub use args::{ServiceArgs, SignatureArgs};
 pub use lifecycle::{ServiceHandle, init_logging, run_until_signal, shutdown_signal};
 pub use nats::round_trip;
+pub use serve::{Responder, serve};
+pub use startup::{Background, StartError};

@@ -1,8 +1,12 @@
 //! What both services share about running as a process: logging, a handle to stop a started
 //! service and wait for it, and the signals that ask for a clean shutdown.
 
+use std::future::Future;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::startup::Background;
 
 /// Logs to stderr, filtered by `FOLLOWERS_LOG` (default `info`), coloured only on a terminal: a
 /// log written to a file or a journal carries no ANSI escape codes.
@@ -29,6 +33,22 @@ impl ServiceHandle {
     /// `task` must end soon after `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken, task: JoinHandle<()>) -> Self {
         Self { shutdown, task }
+    }
+
+    /// Starts a service whose request loop is `serve` (it must end soon after `shutdown` is
+    /// cancelled); once it has ended, `background` is stopped too.
+    pub fn spawn(
+        name: &'static str,
+        shutdown: CancellationToken,
+        serve: impl Future<Output = ()> + Send + 'static,
+        background: Background,
+    ) -> Self {
+        let task = tokio::spawn(async move {
+            serve.await;
+            background.stop().await;
+            tracing::info!("{name} stopped");
+        });
+        Self::new(shutdown, task)
     }
 
     /// Asks the service to stop, and waits until it has.
