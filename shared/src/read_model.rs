@@ -256,7 +256,7 @@ impl ReadModel {
         let membership = entry.and_then(|a| a.state.member(user));
         let settings = entry.map(|a| a.state.settings).unwrap_or_default();
         let access = entry.and_then(|a| record_access(a, record));
-        access::decide(user, membership, &settings, access.as_ref(), action)
+        access::decide_access(user, membership, &settings, access.as_ref(), action)
     }
 
     /// R18: the owner and followers of a record, with each follower's membership.

@@ -2327,7 +2327,11 @@ fn r21_every_reason_is_given_by_the_access_rule() {
         ),
     ];
     for (i, (m, s, r, action, expected)) in cases.into_iter().enumerate() {
-        assert_eq!(access::decide(&me, m, s, r, action), expected, "case {i}");
+        assert_eq!(
+            access::decide_access(&me, m, s, r, action),
+            expected,
+            "case {i}"
+        );
     }
 }
 
@@ -2847,8 +2851,8 @@ fn r24_deciding_the_same_command_twice_gives_the_same_events() {
     h.assigned_only_users(&["olga"]);
     h.create_contact("c1", None);
     let cmd = h.cmd(system(), add_followers(&contact("c1"), &["olga"]));
-    let first = followers_shared::decision::decide(&h.model, &cmd).unwrap();
-    let second = followers_shared::decision::decide(&h.model, &cmd).unwrap();
+    let first = followers_shared::decision::decide_command(&h.model, &cmd).unwrap();
+    let second = followers_shared::decision::decide_command(&h.model, &cmd).unwrap();
     assert_eq!(first, second, "same ids, same bodies");
 }
 
