@@ -1,8 +1,8 @@
 //! A given/when/then harness over the pure domain: no store, no network.
 //!
 //! The harness holds a [`ReadModel`] and plays the part of the command service and of the follower
-//! sync process: a command is decided with [`decide_command`] against the model, its events are stored as a
-//! [`StoredCommit`] at the next position and applied to the model, and the sync's
+//! sync process: a command is decided with [`decide_command`] against the model, its events are
+//! stored as a [`StoredCommit`] at the next position and applied to the model, and the sync's
 //! [`reactions`] to that commit are queued. [`Harness::settle`] runs the queue to quiescence, so a
 //! test sees what the follower sync would have done (R7-R10).
 //!
