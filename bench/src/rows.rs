@@ -867,12 +867,12 @@ pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         ),
         (
             "access_rule_only",
-            "7. access rule only (access::decide)",
+            "7. access rule only (access::decide_access)",
             Some(200.0),
         ),
         (
             "decider_step_add_follower",
-            "7. decider step (decision::decide, add_followers)",
+            "7. decider step (decision::decide_command, add_followers)",
             None,
         ),
         (

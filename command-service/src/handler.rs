@@ -135,7 +135,7 @@ impl<S: EventStore> Handler<S> {
         for _ in 0..=self.conflict_retries {
             // The chain value is read with the decision, so it belongs to the expected version.
             let decided = self.model.read(|m| {
-                decision::decide(m, cmd).map(|d| {
+                decision::decide_command(m, cmd).map(|d| {
                     let chain = d.stream.as_ref().and_then(|s| chain_of(m, s));
                     (d, chain, m.position())
                 })

@@ -155,7 +155,7 @@ fn benches(c: &mut Criterion) {
     };
     c.bench_function("access_rule_only", |b| {
         b.iter(|| {
-            access::decide(
+            access::decide_access(
                 black_box(&u),
                 black_box(Some(&membership)),
                 black_box(&settings),
@@ -205,7 +205,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let cmd = &cmds[i % cmds.len()];
             i += 1;
-            decision::decide(black_box(&model), black_box(cmd))
+            decision::decide_command(black_box(&model), black_box(cmd))
         })
     });
 

@@ -168,7 +168,7 @@ fn relation(user: &UserId, r: &RecordAccess<'_>, settings: &AccountSettings) -> 
 
 /// Decides whether `user` (with `membership` in the record's account, if any) may do `action` to
 /// the record (`None`: it does not exist), following R20 in order.
-pub fn decide(
+pub fn decide_access(
     user: &UserId,
     membership: Option<&Membership>,
     settings: &AccountSettings,

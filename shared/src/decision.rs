@@ -1,4 +1,4 @@
-//! Deciding a command: [`decide`] routes it to its aggregate's decider (`account::decide_account`,
+//! Deciding a command: [`decide_command`] routes it to its aggregate's decider (`account::decide_account`,
 //! `record::decide_record`, `record::decide_sync`) with the state and the context it needs, read
 //! from the model, and says which stream the events go to at which version.
 
@@ -28,7 +28,7 @@ static EMPTY_RECORD: std::sync::LazyLock<RecordEntry> =
     std::sync::LazyLock::new(RecordEntry::default);
 
 /// Decides `cmd` against `model`. Pure: the same model and command give the same decision.
-pub fn decide(model: &ReadModel, cmd: &Command) -> Result<Decision, DomainError> {
+pub fn decide_command(model: &ReadModel, cmd: &Command) -> Result<Decision, DomainError> {
     let entry = model.account(&cmd.account).unwrap_or(&EMPTY_ACCOUNT);
     match &cmd.body {
         CommandBody::Account(c) => Ok(Decision {

@@ -10,7 +10,7 @@
 //! - [`access`]: the access rule (R19-R21), shared by both sides.
 //! - [`read_model`]: all states plus query indexes, built only from stored commits.
 //! - [`decision`]: routes a command to its aggregate's decider with context from the read model
-//!   (`decision::decide`, the one entry point of deciding).
+//!   (`decision::decide_command`, the one entry point of deciding).
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.

@@ -266,10 +266,6 @@ impl AddedHow {
             Actor::System => AddedHow::System,
         }
     }
-
-    pub fn is_owner_sync(&self) -> bool {
-        matches!(self, AddedHow::OwnerSync { .. })
-    }
 }
 
 /// One follower of a record, with what R18 asks to show about it.

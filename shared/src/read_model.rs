@@ -40,6 +40,70 @@ pub struct AccountEntry {
     pub by_user: HashMap<UserId, BTreeSet<RecordRef>>,
 }
 
+impl AccountEntry {
+    /// The state fold of an account commit: the account's own `evolve` (R23).
+    fn fold_account(&mut self, stored: &StoredCommit) {
+        let state = std::mem::take(&mut self.state);
+        self.state = stored.commit.events.iter().fold(state, account::evolve);
+        self.version = Some(stored.version);
+        self.chain.clone_from(&stored.commit.chain);
+    }
+
+    /// The state fold of a record commit: the record's own `evolve` (R23). Returns who owned or
+    /// followed the record before and after it.
+    fn fold_record(
+        &mut self,
+        record: &RecordRef,
+        stored: &StoredCommit,
+    ) -> (Vec<UserId>, Vec<UserId>) {
+        let rec = self.records.entry(record.clone()).or_default();
+        let before = holders(&rec.state);
+        let state = std::mem::take(&mut rec.state);
+        rec.state = stored.commit.events.iter().fold(state, record::evolve);
+        rec.version = Some(stored.version);
+        rec.chain.clone_from(&stored.commit.chain);
+        (before, holders(&rec.state))
+    }
+
+    /// The index update: `record` leaves the records of those who no longer own or follow it,
+    /// and joins those of who now does.
+    fn index_holders(&mut self, record: &RecordRef, before: &[UserId], after: Vec<UserId>) {
+        for user in before.iter().filter(|u| !after.contains(u)) {
+            if let Some(set) = self.by_user.get_mut(user) {
+                set.remove(record);
+                if set.is_empty() {
+                    self.by_user.remove(user);
+                }
+            }
+        }
+        for user in after.into_iter().filter(|u| !before.contains(u)) {
+            self.by_user.entry(user).or_default().insert(record.clone());
+        }
+    }
+
+    /// The contact links (R4): each opportunity created joins its contact's opportunities, in
+    /// creation order, once.
+    fn link_opportunities(&mut self, stored: &StoredCommit) {
+        for event in &stored.commit.events {
+            let EventBody::OpportunityCreated {
+                opportunity,
+                contact,
+                ..
+            } = &event.body
+            else {
+                continue;
+            };
+            let c = self
+                .records
+                .entry(RecordRef::Contact(contact.clone()))
+                .or_default();
+            if !c.opportunities.contains(opportunity) {
+                c.opportunities.push(opportunity.clone());
+            }
+        }
+    }
+}
+
 /// How a user holds a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +206,23 @@ impl ReadModel {
             command_id: stored.commit.command_id,
             chain: stored.commit.chain.clone(),
         });
+        self.remember_command(stored);
+        let entry = self
+            .accounts
+            .entry(stored.stream.account.clone())
+            .or_default();
+        match stored.stream.aggregate.record() {
+            None => entry.fold_account(stored),
+            Some(record) => {
+                let (before, after) = entry.fold_record(&record, stored);
+                entry.index_holders(&record, &before, after);
+                entry.link_opportunities(stored);
+            }
+        }
+    }
+
+    /// R24: where the commit of each stored command is, so a late retry is still recognised.
+    fn remember_command(&mut self, stored: &StoredCommit) {
         if let Some(commands) = &mut self.commands {
             commands
                 .entry(stored.stream.account.clone())
@@ -152,61 +233,6 @@ impl ReadModel {
                         position: stored.position,
                     },
                 );
-        }
-        let entry = self
-            .accounts
-            .entry(stored.stream.account.clone())
-            .or_default();
-        let Some(record) = stored.stream.aggregate.record() else {
-            let state = std::mem::take(&mut entry.state);
-            entry.state = stored.commit.events.iter().fold(state, account::evolve);
-            entry.version = Some(stored.version);
-            entry.chain.clone_from(&stored.commit.chain);
-            return;
-        };
-        let rec = entry.records.entry(record.clone()).or_default();
-        let before = holders(&rec.state);
-        let state = std::mem::take(&mut rec.state);
-        rec.state = stored.commit.events.iter().fold(state, record::evolve);
-        rec.version = Some(stored.version);
-        rec.chain.clone_from(&stored.commit.chain);
-        let after = holders(&rec.state);
-        for user in before.iter().filter(|u| !after.contains(u)) {
-            if let Some(set) = entry.by_user.get_mut(user) {
-                set.remove(&record);
-                if set.is_empty() {
-                    entry.by_user.remove(user);
-                }
-            }
-        }
-        for user in after.into_iter().filter(|u| !before.contains(u)) {
-            entry
-                .by_user
-                .entry(user)
-                .or_default()
-                .insert(record.clone());
-        }
-        let linked: Vec<_> = stored
-            .commit
-            .events
-            .iter()
-            .filter_map(|e| match &e.body {
-                EventBody::OpportunityCreated {
-                    opportunity,
-                    contact,
-                    ..
-                } => Some((opportunity.clone(), contact.clone())),
-                _ => None,
-            })
-            .collect();
-        for (opportunity, contact) in linked {
-            let c = entry
-                .records
-                .entry(RecordRef::Contact(contact))
-                .or_default();
-            if !c.opportunities.contains(&opportunity) {
-                c.opportunities.push(opportunity);
-            }
         }
     }
 
@@ -230,7 +256,7 @@ impl ReadModel {
         let membership = entry.and_then(|a| a.state.member(user));
         let settings = entry.map(|a| a.state.settings).unwrap_or_default();
         let access = entry.and_then(|a| record_access(a, record));
-        access::decide(user, membership, &settings, access.as_ref(), action)
+        access::decide_access(user, membership, &settings, access.as_ref(), action)
     }
 
     /// R18: the owner and followers of a record, with each follower's membership.

@@ -139,7 +139,7 @@ fn authorize(
         return Ok(());
     };
     let account = input.ctx.account;
-    let decision = access::decide(
+    let decision = access::decide_access(
         user,
         account.member(user),
         &account.settings,

@@ -454,13 +454,6 @@ impl Verifier {
         self.keys.is_empty()
     }
 
-    /// The configured key ids, sorted.
-    pub fn key_ids(&self) -> Vec<&KeyId> {
-        let mut ids: Vec<_> = self.keys.keys().collect();
-        ids.sort();
-        ids
-    }
-
     fn check(
         &self,
         key_id: &str,

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 
 use crate::command::{AlignOwner, Command, CommandMeta, SyncCommand, SyncFollower};
 use crate::event::{Event, EventBody, SyncAction};
-use crate::ids::{AccountId, CommandId, ContactId, UserId};
+use crate::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId};
 use crate::model::{Actor, RecordRef};
 use crate::read_model::{AccountEntry, ReadModel};
 use crate::store::StoredCommit;
@@ -107,88 +107,135 @@ impl Reactions<'_> {
         }
     }
 
+    /// What follows from one event: owner changes and new opportunities (R7-R9), and coupling
+    /// turned on (R7).
     fn react(&mut self, entry: &AccountEntry, event: &Event) {
-        let settings = entry.state.settings;
         match &event.body {
             EventBody::OwnerChanged {
-                record: contact @ RecordRef::Contact(c),
+                record: contact @ RecordRef::Contact(_),
                 from,
                 to,
                 ..
-            } => {
-                for o in opportunities(entry, c) {
-                    let opp = RecordRef::Opportunity(o.clone());
-                    if settings.owners_coupled() {
-                        // Every opportunity, even one that has this owner now: an alignment
-                        // still in flight (an earlier change not yet mirrored) may change it
-                        // before this one is decided, and this one, the latest, must win (R7).
-                        // The decider appends nothing where the owner already matches.
-                        self.push(
-                            event,
-                            AlignOwner {
-                                record: opp,
-                                owner: to.clone(),
-                                with: contact.clone(),
-                            },
-                        );
-                    } else if settings.syncs_opportunity_follower_with_contact_owner() {
-                        self.sync_pair(event, opp, contact, from.as_ref(), to.as_ref());
-                    }
-                }
-            }
+            } => self.contact_owner_changed(entry, event, contact, from.as_ref(), to.as_ref()),
             EventBody::OwnerChanged {
                 record: opp @ RecordRef::Opportunity(_),
                 from,
                 to,
                 coupled_with,
             } => {
-                let Some(contact) = entry
-                    .records
-                    .get(opp)
-                    .and_then(|r| r.state.contact.clone())
-                    .map(RecordRef::Contact)
-                else {
-                    return;
-                };
-                if settings.owners_coupled() {
-                    if coupled_with.is_none() {
-                        self.push(
-                            event,
-                            AlignOwner {
-                                record: contact,
-                                owner: to.clone(),
-                                with: opp.clone(),
-                            },
-                        );
-                    }
-                } else if settings.syncs_contact_follower_with_opportunity_owner() {
-                    self.sync_pair(event, contact, opp, from.as_ref(), to.as_ref());
-                }
+                let mirrored = coupled_with.is_some();
+                self.opportunity_owner_changed(
+                    entry,
+                    event,
+                    opp,
+                    from.as_ref(),
+                    to.as_ref(),
+                    mirrored,
+                );
             }
             EventBody::OpportunityCreated {
                 opportunity,
                 contact,
                 owner,
-            } => {
-                let opp = RecordRef::Opportunity(opportunity.clone());
-                let contact = RecordRef::Contact(contact.clone());
-                // R8: a new opportunity's owner counts as an owner change from unassigned.
-                if settings.syncs_contact_follower_with_opportunity_owner() && owner.is_some() {
-                    self.sync_pair(event, contact.clone(), &opp, None, owner.as_ref());
-                }
-                // R9: a new opportunity gets its contact's owner as a follower.
-                if settings.syncs_opportunity_follower_with_contact_owner() {
-                    let contact_owner = entry
-                        .records
-                        .get(&contact)
-                        .and_then(|c| c.state.owner.as_ref());
-                    self.sync_pair(event, opp, &contact, None, contact_owner);
-                }
-            }
+            } => self.opportunity_created(entry, event, opportunity, contact, owner.as_ref()),
             EventBody::SettingsChanged { settings } if settings.owners_coupled() => {
                 self.align_all(entry, event);
             }
             _ => {}
+        }
+    }
+
+    /// A contact's new owner: coupled (R7), every opportunity takes it; decoupled with R9 on, it
+    /// follows every opportunity in place of the previous owner.
+    fn contact_owner_changed(
+        &mut self,
+        entry: &AccountEntry,
+        event: &Event,
+        contact: &RecordRef,
+        from: Option<&UserId>,
+        to: Option<&UserId>,
+    ) {
+        let settings = entry.state.settings;
+        for o in opportunities(entry, contact) {
+            let opp = RecordRef::Opportunity(o.clone());
+            if settings.owners_coupled() {
+                // Every opportunity, even one that has this owner now: an alignment still in
+                // flight (an earlier change not yet mirrored) may change it before this one is
+                // decided, and this one, the latest, must win (R7). The decider appends nothing
+                // where the owner already matches.
+                self.push(
+                    event,
+                    AlignOwner {
+                        record: opp,
+                        owner: to.cloned(),
+                        with: contact.clone(),
+                    },
+                );
+            } else if settings.syncs_opportunity_follower_with_contact_owner() {
+                self.sync_pair(event, opp, contact, from, to);
+            }
+        }
+    }
+
+    /// An opportunity's new owner: coupled (R7), its contact takes it unless the change was
+    /// itself a mirror (so the cascade ends); decoupled with R8 on, it follows the contact in
+    /// place of the previous owner.
+    fn opportunity_owner_changed(
+        &mut self,
+        entry: &AccountEntry,
+        event: &Event,
+        opp: &RecordRef,
+        from: Option<&UserId>,
+        to: Option<&UserId>,
+        mirrored: bool,
+    ) {
+        let Some(contact) = entry
+            .records
+            .get(opp)
+            .and_then(|r| r.state.contact.clone())
+            .map(RecordRef::Contact)
+        else {
+            return;
+        };
+        let settings = entry.state.settings;
+        if settings.owners_coupled() {
+            if !mirrored {
+                self.push(
+                    event,
+                    AlignOwner {
+                        record: contact,
+                        owner: to.cloned(),
+                        with: opp.clone(),
+                    },
+                );
+            }
+        } else if settings.syncs_contact_follower_with_opportunity_owner() {
+            self.sync_pair(event, contact, opp, from, to);
+        }
+    }
+
+    /// A new opportunity: with R8 on, its owner follows the contact (an owner change from
+    /// unassigned); with R9 on, its contact's owner follows it.
+    fn opportunity_created(
+        &mut self,
+        entry: &AccountEntry,
+        event: &Event,
+        opportunity: &OpportunityId,
+        contact: &ContactId,
+        owner: Option<&UserId>,
+    ) {
+        let settings = entry.state.settings;
+        let opp = RecordRef::Opportunity(opportunity.clone());
+        let contact = RecordRef::Contact(contact.clone());
+        if settings.syncs_contact_follower_with_opportunity_owner() && owner.is_some() {
+            self.sync_pair(event, contact.clone(), &opp, None, owner);
+        }
+        if settings.syncs_opportunity_follower_with_contact_owner() {
+            let contact_owner = entry
+                .records
+                .get(&contact)
+                .and_then(|c| c.state.owner.as_ref());
+            self.sync_pair(event, opp, &contact, None, contact_owner);
         }
     }
 
@@ -247,11 +294,11 @@ pub fn purpose(cmd: &SyncCommand) -> String {
 
 fn opportunities<'a>(
     entry: &'a AccountEntry,
-    contact: &ContactId,
-) -> impl Iterator<Item = &'a crate::ids::OpportunityId> {
+    contact: &RecordRef,
+) -> impl Iterator<Item = &'a OpportunityId> {
     entry
         .records
-        .get(&RecordRef::Contact(contact.clone()))
+        .get(contact)
         .into_iter()
         .flat_map(|c| c.opportunities.iter())
 }

@@ -1,8 +1,8 @@
 //! A given/when/then harness over the pure domain: no store, no network.
 //!
 //! The harness holds a [`ReadModel`] and plays the part of the command service and of the follower
-//! sync process: a command is decided with [`decide`] against the model, its events are stored as a
-//! [`StoredCommit`] at the next position and applied to the model, and the sync's
+//! sync process: a command is decided with [`decide_command`] against the model, its events are
+//! stored as a [`StoredCommit`] at the next position and applied to the model, and the sync's
 //! [`reactions`] to that commit are queued. [`Harness::settle`] runs the queue to quiescence, so a
 //! test sees what the follower sync would have done (R7-R10).
 //!
@@ -23,7 +23,7 @@ pub use followers_shared::command::{
     RegisterMember, RemoveFollowers, SyncFollower,
 };
 use followers_shared::command::{Command, CommandBody, CommandMeta};
-use followers_shared::decision::{Decision, decide};
+use followers_shared::decision::{Decision, decide_command};
 use followers_shared::error::{DomainError, ErrorCode};
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId, WorkflowId};
@@ -220,7 +220,7 @@ impl Harness {
 
     /// Decides `cmd`; on success stores and applies its events and queues the sync's reactions.
     pub fn when(&mut self, cmd: Command) -> Then {
-        let result = decide(&self.model, &cmd);
+        let result = decide_command(&self.model, &cmd);
         if let Ok(d) = &result {
             self.store(d);
         }
@@ -263,7 +263,7 @@ impl Harness {
         while let Some(cmd) = self.pending.pop_front() {
             steps += 1;
             assert!(steps < 10_000, "the follower sync does not come to rest");
-            match decide(&self.model, &cmd) {
+            match decide_command(&self.model, &cmd) {
                 Ok(d) => {
                     out.extend(d.events.iter().cloned());
                     self.store(&d);
