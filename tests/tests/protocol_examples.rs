@@ -73,6 +73,19 @@ struct Curl {
 enum Item {
     Json(Value),
     Http(Curl),
+    Access(AccessRow),
+}
+
+/// One row of an access table (section 5.3): a `check_access` and its answer.
+#[derive(Debug, Clone)]
+struct AccessRow {
+    account: String,
+    user: String,
+    action: String,
+    record: Value,
+    /// "after `deactivate_member`": asked once the user is deactivated.
+    after_deactivation: bool,
+    answer: Value,
 }
 
 /// One item the doc shows.
@@ -89,23 +102,26 @@ impl Shown {
     fn json(&self) -> &Value {
         match &self.item {
             Item::Json(v) => v,
-            Item::Http(_) => panic!("{} (line {}) is not JSON", self.label, self.line),
+            _ => panic!("{} (line {}) is not JSON", self.label, self.line),
         }
     }
 
     fn value(&self) -> Option<&Value> {
         match &self.item {
             Item::Json(v) => Some(v),
-            Item::Http(_) => None,
+            _ => None,
         }
     }
 
     /// Whether the test must replay or skip it.
     fn is_example(&self) -> bool {
         match &self.item {
-            Item::Http(_) => true,
+            Item::Http(_) | Item::Access(_) => true,
             Item::Json(v) => {
-                v.get("ok").is_some() || (v.get("command_id").is_some() && v.get("actor").is_some())
+                v.get("ok").is_some()
+                    || (v.get("command_id").is_some() && v.get("actor").is_some())
+                    || is_commit(v)
+                    || is_event(v)
             }
         }
     }
@@ -117,6 +133,16 @@ impl Shown {
     }
 }
 
+/// A commit as stored in the history (section 4.1).
+fn is_commit(v: &Value) -> bool {
+    v.get("command_id").is_some() && v.get("events").is_some() && v.get("ok").is_none()
+}
+
+/// One event (section 4.2).
+fn is_event(v: &Value) -> bool {
+    v.get("v").is_some() && v.get("meta").is_some() && v.get("type").is_some()
+}
+
 fn extract(doc: &str) -> Vec<Shown> {
     let lines: Vec<&str> = doc.lines().collect();
     let mut out = Vec::new();
@@ -126,10 +152,16 @@ fn extract(doc: &str) -> Vec<Shown> {
     let mut para_line = 0;
     let mut last_para = String::new();
     let mut push = |out: &mut Vec<Shown>, section: &str, line: usize, item: Item, context: &str| {
-        let n = counter.entry(section.to_owned()).or_default();
+        // Table rows are counted apart (`5.3#row2`), so that they do not shift the others.
+        let row = if matches!(item, Item::Access(_)) {
+            "row"
+        } else {
+            ""
+        };
+        let n = counter.entry(format!("{section}#{row}")).or_default();
         *n += 1;
         out.push(Shown {
-            label: format!("{section}#{n}"),
+            label: format!("{section}#{row}{n}"),
             line,
             item,
             context: context.to_owned(),
@@ -184,6 +216,11 @@ fn extract(doc: &str) -> Vec<Shown> {
             i = end + 1;
             continue;
         }
+        if t.starts_with('|')
+            && let Some(row) = access_row(t, i + 1)
+        {
+            push(&mut out, &section, i + 1, Item::Access(row), "");
+        }
         if t.starts_with('#') {
             let word = t.trim_start_matches('#').split_whitespace().next();
             section = word.unwrap_or("").trim_end_matches('.').to_owned();
@@ -197,6 +234,53 @@ fn extract(doc: &str) -> Vec<Shown> {
         i += 1;
     }
     out
+}
+
+/// A table row `| <who, action, record> | `{"allowed": …}` |`, e.g.
+/// `` | `bob` (`only_assigned`, follows `c1`), `view`, opportunity `o1` of `c1` | `{…}` | ``.
+fn access_row(row: &str, line: usize) -> Option<AccessRow> {
+    let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+    let [question, answer] = cells.as_slice() else {
+        return None;
+    };
+    let answer: Value = serde_json::from_str(answer.strip_prefix('`')?.strip_suffix('`')?).ok()?;
+    answer.get("allowed")?;
+    // The question without its parenthesized remarks, in comma-separated parts.
+    let mut plain = String::new();
+    let mut depth = 0;
+    for c in question.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let code = |part: &str| part.split('`').nth(1).map(str::to_owned);
+    let parts: Vec<&str> = plain.split(',').map(str::trim).collect();
+    fn unreadable<T>(line: usize) -> T {
+        panic!("docs/protocol.md line {line}: an access row this test cannot read")
+    }
+    let (who, action, record) = match parts.as_slice() {
+        [who, action, record, ..] => (*who, *action, *record),
+        _ => unreadable(line),
+    };
+    let kind = record.split_whitespace().next().unwrap_or_default();
+    if kind != "contact" && kind != "opportunity" {
+        unreadable::<()>(line);
+    }
+    let account = parts
+        .iter()
+        .find_map(|p| p.strip_prefix("in account ").and_then(code))
+        .unwrap_or_else(|| "acme".to_owned());
+    Some(AccessRow {
+        account,
+        user: code(who).unwrap_or_else(|| unreadable(line)),
+        action: code(action).unwrap_or_else(|| unreadable(line)),
+        record: json!({"kind": kind, "id": code(record).unwrap_or_else(|| unreadable(line))}),
+        after_deactivation: who.contains("after `deactivate_member`"),
+        answer,
+    })
 }
 
 /// The `$ curl` commands of a console block (`first`: the 0-based line of its first line).
@@ -316,6 +400,15 @@ fn compare(path: &str, doc: &Value, got: &Value, out: &mut Vec<String>) {
                 match k.as_str() {
                     "position" => shape(&p, dv, gv, |v| v.as_u64().is_some(), out),
                     "at" | "added_at" => shape(&p, dv, gv, is_timestamp, out),
+                    "chain" => shape(&p, dv, gv, |v| is_hex(v, 64), out),
+                    // The doc shows a placeholder for the signature.
+                    "ed25519" => shape(
+                        &p,
+                        dv,
+                        gv,
+                        |v| is_hex(v, 128) || v == "<128 hex digits>",
+                        out,
+                    ),
                     "message" => match (dv.as_str(), gv.as_str()) {
                         (Some(dm), Some(gm)) if normalize(dm) == normalize(gm) => {}
                         _ => out.push(format!("{p}: documented {dv}, got {gv}")),
@@ -350,6 +443,14 @@ fn shape(path: &str, doc: &Value, got: &Value, ok: fn(&Value) -> bool, out: &mut
             "{path}: got {got}, not of the documented shape ({doc})"
         ));
     }
+}
+
+fn is_hex(v: &Value, len: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn is_timestamp(v: &Value) -> bool {
@@ -435,6 +536,11 @@ enum Step {
     /// A command of the recorded run that the doc does not show (`account.command`, body with
     /// the actor): it must succeed.
     Setup(&'static str, Value),
+    /// The same, with the run's command id `n` (its events' ids are shown in the doc).
+    SetupAs(u32, &'static str, Value),
+    /// The stored commits and the event the doc shows, found in the history by command id and
+    /// event id.
+    Commits,
     /// The documented command `id` on `account.command`; the body (with its actor) when the doc
     /// does not show the request. Its documented replies are checked, or, when the doc shows
     /// none, it must be accepted.
@@ -445,6 +551,8 @@ enum Step {
     Query(&'static str, Request, &'static str),
     /// A curl command, by label.
     Http(String),
+    /// The rows of the access tables, those asked after a deactivation or the others.
+    Access { after_deactivation: bool },
     /// Waits until the `followers` query of `record` shows this owner and these followers.
     Wait(Value, Option<&'static str>, &'static [&'static str]),
 }
@@ -459,7 +567,7 @@ fn member(user: &str, role: &str, scope: &str) -> Value {
 /// The recorded run, in command id order.
 fn script() -> Vec<Step> {
     use Request::{Body, Raw, Shown};
-    use Step::{Cmd, Http, Query, Retry, Setup, Wait};
+    use Step::{Access, Cmd, Commits, Http, Query, Retry, Setup, SetupAs, Wait};
     let mut s = vec![
         Setup(
             "acme.open_account",
@@ -686,7 +794,8 @@ fn script() -> Vec<Step> {
             json!({"actor": ann(), "opportunity": "o2", "contact": "c1", "owner": "bob"}),
         ),
         Wait(contact("c1"), Some("cid"), &["dee", "eve", "bob"]),
-        Setup(
+        SetupAs(
+            71,
             "acme.change_owner",
             json!({"actor": ann(), "record": opportunity("o1"), "owner": "dee"}),
         ),
@@ -751,6 +860,9 @@ fn script() -> Vec<Step> {
             json!({"actor": ann(), "opportunity": "o3", "contact": "c3", "owner": "cid"}),
         ),
         Wait(contact("c3"), Some("dee"), &["cid"]),
+        Access {
+            after_deactivation: false,
+        },
     ]);
     // Every curl of sections 6.3 (the run's position 42) and 6.4.
     s.extend((1..=12).map(|n| Http(format!("6.3#{n}"))));
@@ -760,6 +872,10 @@ fn script() -> Vec<Step> {
             "acme.deactivate_member",
             json!({"actor": ann(), "user": "dee"}),
         ),
+        Access {
+            after_deactivation: true,
+        },
+        Commits,
         Cmd(
             202,
             "acme.change_owner",
@@ -831,16 +947,9 @@ impl Replay {
 
     async fn step(&mut self, step: Step) {
         match step {
-            Step::Setup(to, mut body) => {
-                body["command_id"] = json!(uuid::Uuid::now_v7());
-                let reply = self
-                    .request(
-                        &format!("followers.cmd.{to}"),
-                        serde_json::to_vec(&body).unwrap(),
-                    )
-                    .await;
-                assert_eq!(reply["ok"], json!(true), "setup {to} {body}: {reply}");
-            }
+            Step::Setup(to, body) => self.setup(uuid::Uuid::now_v7().to_string(), to, body).await,
+            Step::SetupAs(n, to, body) => self.setup(command_id(n), to, body).await,
+            Step::Commits => self.commits().await,
             Step::Cmd(n, to, body) => {
                 let id = command_id(n);
                 let subject = format!("followers.cmd.{to}");
@@ -855,7 +964,7 @@ impl Replay {
                     .collect();
                 let requests: Vec<&Shown> = shown
                     .iter()
-                    .filter(|s| s.json().get("ok").is_none())
+                    .filter(|s| s.json().get("ok").is_none() && !is_commit(s.json()))
                     .collect();
                 let body = match (requests.as_slice(), body) {
                     ([], Some(mut body)) => {
@@ -933,6 +1042,29 @@ impl Replay {
                 self.check(reply_label, &doc_reply, &reply);
             }
             Step::Http(label) => self.http(&label).await,
+            Step::Access { after_deactivation } => {
+                let rows: Vec<(String, AccessRow)> = self
+                    .doc
+                    .iter()
+                    .filter_map(|s| match &s.item {
+                        Item::Access(row) if row.after_deactivation == after_deactivation => {
+                            Some((s.label.clone(), row.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                assert!(!rows.is_empty(), "no access rows in the doc");
+                for (label, row) in rows {
+                    let subject = format!("followers.query.{}.check_access", row.account);
+                    let body =
+                        json!({"user": row.user, "action": row.action, "record": row.record});
+                    let reply = self
+                        .request(&subject, serde_json::to_vec(&body).unwrap())
+                        .await;
+                    let doc = json!({"ok": true, "position": 0, "answer": row.answer});
+                    self.check(&label, &doc, &reply);
+                }
+            }
             Step::Wait(record, owner, followers) => {
                 let subject = "followers.query.acme.followers";
                 let body = serde_json::to_vec(&json!({"record": record})).unwrap();
@@ -952,6 +1084,85 @@ impl Replay {
                         "waited 20 s for {record} to have owner {owner:?} and followers {followers:?}: {reply}"
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    async fn setup(&mut self, id: String, to: &str, mut body: Value) {
+        body["command_id"] = json!(id);
+        let subject = format!("followers.cmd.{to}");
+        let reply = self
+            .request(&subject, serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(reply["ok"], json!(true), "setup {to} {body}: {reply}");
+    }
+
+    async fn commits(&mut self) {
+        let mut stream = async_nats::jetstream::new(self.nats.clone())
+            .get_stream("FOLLOWERS")
+            .await
+            .expect("the history stream");
+        let shown: Vec<Shown> = self
+            .doc
+            .iter()
+            .filter(|s| s.value().is_some_and(|v| is_commit(v) || is_event(v)))
+            .cloned()
+            .collect();
+        let find = |history: &[Value], v: &Value| -> Option<Value> {
+            if is_commit(v) {
+                history
+                    .iter()
+                    .find(|c| c["command_id"] == v["command_id"])
+                    .cloned()
+            } else {
+                history
+                    .iter()
+                    .flat_map(|c| c["events"].as_array().into_iter().flatten())
+                    .find(|e| e["meta"]["event_id"] == v["meta"]["event_id"])
+                    .cloned()
+            }
+        };
+        // The follower sync may still be writing: read the history until it holds every shown
+        // commit, for at most 20 s.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut history: Vec<Value> = Vec::new();
+        loop {
+            let last = stream
+                .info()
+                .await
+                .expect("stream info")
+                .state
+                .last_sequence;
+            for seq in history.len() as u64 + 1..=last {
+                let msg = stream.get_raw_message(seq).await.expect("a commit");
+                history.push(serde_json::from_slice(&msg.payload).expect("a JSON commit"));
+            }
+            let all = shown.iter().all(|s| find(&history, s.json()).is_some());
+            if all || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for doc in shown {
+            let v = doc.json();
+            match find(&history, v) {
+                Some(mut got) => {
+                    // This run signs every commit; a commit the doc shows without a signature
+                    // was recorded by a service without a key (both are valid, section 4.1).
+                    if v.get("signature").is_none()
+                        && let Some(commit) = got.as_object_mut()
+                    {
+                        commit.remove("signature");
+                    }
+                    self.check(&doc.label, v, &got);
+                }
+                None => {
+                    self.failures.push(format!(
+                        "example {} (docs/protocol.md line {}): not in the history: {v}",
+                        doc.label, doc.line
+                    ));
+                    self.used.insert(doc.label.clone());
                 }
             }
         }
@@ -1044,6 +1255,30 @@ impl Replay {
     }
 }
 
+/// `followers-audit keygen`: the private key file of `id`.
+async fn keygen(server: &NatsServer, dir: &std::path::Path, id: &str) -> String {
+    use clap::Parser;
+    let url = server.url();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    let argv = [
+        "followers-audit",
+        "--quiet",
+        "--nats-url",
+        &url,
+        "keygen",
+        "--key-id",
+        id,
+        "--out",
+        dir,
+    ];
+    let mut out = Vec::new();
+    let outcome = followers_audit::run(followers_audit::Cli::parse_from(argv), &mut out)
+        .await
+        .expect("followers-audit keygen runs");
+    assert_eq!(outcome, followers_audit::Outcome::Done);
+    format!("{dir}/{id}.key")
+}
+
 fn protocol_md() -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -1076,7 +1311,10 @@ fn extraction_finds_the_examples() {
 async fn recorded_examples_still_hold() {
     let doc = extract(&protocol_md());
     let server = NatsServer::start();
-    let commands = start_command_service(&server, &[]).await;
+    // The command service signs what it writes, with the key id of the doc's commit (4.1).
+    let keys = tempfile::tempdir().expect("a key folder");
+    let key = keygen(&server, keys.path(), "2026-01").await;
+    let commands = start_command_service(&server, &["--signing-key-file", &key]).await;
     // A short wait for `min_position`, so that the `timeout` examples answer quickly.
     let projection = start_projection_service(&server, &["--max-wait-ms", "1000"]).await;
     let mut replay = Replay {
@@ -1118,6 +1356,26 @@ async fn recorded_examples_still_hold() {
         );
     }
     let replayed = replay.used.len();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in replay.doc.iter().filter(|s| replay.used.contains(&s.label)) {
+        let kind = match &s.item {
+            Item::Http(_) => "curl commands",
+            Item::Access(_) => "access table rows",
+            Item::Json(v) if is_commit(v) => "stored commits",
+            Item::Json(v) if is_event(v) => "events",
+            Item::Json(v) if v.get("ok").is_none() && v.get("command_id").is_some() => {
+                "command requests"
+            }
+            Item::Json(v) if v.get("ok").is_none() => "query requests",
+            Item::Json(v) if v.get("command_id").is_some() => "command replies",
+            Item::Json(_) => "query replies",
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    println!(
+        "replayed {replayed} examples of docs/protocol.md: {kinds:?}; skipped {}",
+        SKIPPED.len()
+    );
     projection.stop().await;
     commands.stop().await;
     assert!(
