@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use followers_shared::error::ErrorCode;
-use followers_shared::wire::{ErrorBody, QueryReply, subject};
+use followers_shared::wire::{ErrorBody, Query, QueryReply, subject};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::queries::Queries;
+use crate::queries::{Admission, Queries};
 
 /// Serves queries until `shutdown`, then finishes those in flight.
 pub async fn serve(
@@ -54,10 +54,7 @@ pub async fn serve(
         tasks.spawn(async move {
             let body = match subject::split(&prefix, "query", &message.subject) {
                 Some((account, name)) => {
-                    queries
-                        .answer(admitted, account, name, &message.payload)
-                        .await
-                        .body
+                    answer(&queries, admitted, account, name, &message.payload).await
                 }
                 None => failure(ErrorBody::new(
                     ErrorCode::UnknownCommand,
@@ -71,6 +68,20 @@ pub async fn serve(
     tasks.close();
     tasks.wait().await;
     let _ = client.flush().await;
+}
+
+/// Reads query `name` and the `account` token of a subject, then answers it; the query's place
+/// in the budget is released when the answer is ready.
+async fn answer(
+    queries: &Queries,
+    admitted: Admission,
+    account: &str,
+    name: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let answer = queries.answer_read(account, Query::parse(name, body)).await;
+    drop(admitted);
+    answer.body
 }
 
 fn failure(error: ErrorBody) -> Vec<u8> {
