@@ -433,3 +433,44 @@ fn account_answer(m: &ReadModel, account: &AccountId) -> Result<AccountAnswer, E
         members,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queries(ready: bool) -> Queries {
+        Queries {
+            model: LiveModel::new(ReadModel::default()),
+            max_wait: Duration::from_millis(10),
+            ready: Arc::new(AtomicBool::new(ready)),
+            budget: Budget::new(QueryLimits {
+                in_flight: 4,
+                waiting: 1,
+                bytes: 1024,
+            }),
+        }
+    }
+
+    async fn code(q: &Queries, account: &str, body: &[u8]) -> Option<ErrorCode> {
+        q.answer_read(account, Query::parse("account", body))
+            .await
+            .error
+    }
+
+    /// docs/protocol.md 2.2 and 6.1: the name and body are read first (a bad one is refused
+    /// even while loading), then readiness is checked, then the account token.
+    #[tokio::test]
+    async fn a_query_is_read_before_readiness_and_its_account_token_after() {
+        let loading = queries(false);
+        let bad_body = Some(ErrorCode::MalformedRequest);
+        assert_eq!(code(&loading, "ac$me", br#"{"x": 1}"#).await, bad_body);
+        let unavailable = Some(ErrorCode::Unavailable);
+        assert_eq!(code(&loading, "ac$me", b"").await, unavailable);
+        assert_eq!(code(&loading, "acme", b"").await, unavailable);
+        let ready = queries(true);
+        let bad_token = Some(ErrorCode::MalformedRequest);
+        assert_eq!(code(&ready, "ac$me", b"").await, bad_token);
+        let unknown = Some(ErrorCode::UnknownAccount);
+        assert_eq!(code(&ready, "acme", b"").await, unknown);
+    }
+}
