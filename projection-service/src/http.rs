@@ -1,6 +1,7 @@
-//! Queries over HTTP with JSON, for dashboards. Each route builds the same query body a NATS
-//! client would send and answers it through [`Queries::answer`], so both give the same answers
-//! and share one budget. Also health, readiness, Prometheus metrics and the OpenAPI
+//! Queries over HTTP with JSON, for dashboards. Each route reads its path and query string
+//! straight into the query's request type (the `fields` module; the batch route reads its JSON
+//! body as NATS does) and answers it through [`Queries::answer_read`], so both transports read
+//! the same fields in the same words, give the same answers and share one budget. Also health, readiness, Prometheus metrics and the OpenAPI
 //! description.
 //!
 //! [`serve`] is a small accept loop around hyper's HTTP/1 connection, because `axum::serve`
@@ -16,7 +17,7 @@
 //! nothing about any account. `/metrics` is served here too unless it has an address of its
 //! own ([`metrics_router`]).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,12 +34,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use followers_shared::error::ErrorCode;
-use followers_shared::wire::{ErrorBody, QueryReply};
+use followers_shared::wire::{
+    AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities, ErrorBody, FollowersQuery,
+    QueryReply, QueryRequest, RecordsOfUser,
+};
 use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -49,6 +53,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Authenticator, TokenError};
 use crate::queries::{Answer, Queries};
+use fields::Fields;
+
+mod fields;
 
 /// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
 pub const ACCESS_LOG: &str = "followers_projection_service::access";
@@ -539,11 +546,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A route's query parameters, each at most once: like a repeated JSON key, a repeated
-/// parameter (`?user=ann&user=bob`) is refused with `malformed_request`, never read as one of
-/// them.
+/// A route's query parameters, each at most once, as the fields of its query: like a repeated
+/// JSON key, a repeated parameter (`?user=ann&user=bob`) is refused with `malformed_request`,
+/// never read as one of them.
 #[derive(Debug)]
-pub struct Params(HashMap<String, String>);
+pub struct Params(Fields);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
     type Rejection = Response;
@@ -565,26 +572,29 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|e| malformed(format!("the query string cannot be read: {e}")))?;
-        let mut params = HashMap::with_capacity(pairs.len());
-        for (key, value) in pairs {
-            if params.contains_key(&key) {
+        let mut seen = HashSet::with_capacity(pairs.len());
+        for (key, _) in &pairs {
+            if !seen.insert(key.as_str()) {
                 let shown: String = key.chars().take(64).collect();
                 return Err(malformed(format!(
                     "the query parameter `{shown}` appears more than once"
                 )));
             }
-            params.insert(key, value);
         }
-        Ok(Params(params))
+        Ok(Params(Fields::params(pairs)))
     }
 }
 
-/// Admits a query built from the path and parameters into the budget and answers it.
-async fn ask(s: &HttpState, account: &str, name: &str, body: Vec<u8>) -> Response {
-    match s.queries.admit(body.len()) {
-        Ok(admitted) => respond(s.queries.answer(admitted, account, name, &body).await),
-        Err(refused) => respond(refused),
-    }
+/// Admits a query whose fields come from the path and parameters into the budget, reads it as a
+/// `T` and answers it.
+async fn ask<T: QueryRequest>(s: &HttpState, account: &str, fields: Fields) -> Response {
+    let admitted = match s.queries.admit(fields.bytes()) {
+        Ok(admitted) => admitted,
+        Err(refused) => return respond(refused),
+    };
+    let answer = s.queries.answer_read(account, fields.read::<T>()).await;
+    drop(admitted);
+    respond(answer)
 }
 
 fn respond(answer: Answer) -> Response {
@@ -613,50 +623,21 @@ fn respond(answer: Answer) -> Response {
     response
 }
 
-/// Moves `min_position` and `limit` (numbers) into a JSON body with the fields taken from the
-/// path (`fixed`); any other parameter is passed through, so the query's strict parsing rejects
-/// it by name. A parameter never overrides a field taken from the path.
-fn body(mut params: HashMap<String, String>, fixed: Map<String, Value>) -> Vec<u8> {
-    params.retain(|k, _| !fixed.contains_key(k));
-    let mut out = fixed;
-    if let Some(p) = params.remove("min_position") {
-        out.insert(
-            "min_position".into(),
-            p.parse::<u64>().map_or(Value::String(p), |n| json!(n)),
-        );
-    }
-    if let Some(l) = params.remove("limit") {
-        out.insert(
-            "limit".into(),
-            l.parse::<u64>().map_or(Value::String(l), |n| json!(n)),
-        );
-    }
-    for (k, v) in params {
-        out.insert(k, Value::String(v));
-    }
-    followers_shared::json::to_vec(&out)
-}
-
 async fn account(
     State(s): State<HttpState>,
     Path(account): Path<String>,
     Params(params): Params,
 ) -> Response {
-    ask(&s, &account, "account", body(params, Map::new())).await
+    ask::<AccountQuery>(&s, &account, params).await
 }
 
 async fn check_access(
     State(s): State<HttpState>,
     Path(account): Path<String>,
-    Params(mut params): Params,
+    Params(params): Params,
 ) -> Response {
-    let mut fixed = Map::new();
-    let kind = params.remove("kind");
-    let id = params.remove("id");
-    if kind.is_some() || id.is_some() {
-        fixed.insert("record".into(), json!({"kind": kind, "id": id}));
-    }
-    ask(&s, &account, "check_access", body(params, fixed)).await
+    let fields = params.param_record("record", "kind", "id");
+    ask::<CheckAccess>(&s, &account, fields).await
 }
 
 /// The one route with a body: refused at once when its declared length is too large, admitted
@@ -679,14 +660,14 @@ async fn check_access_batch(
         Ok(admitted) => admitted,
         Err(refused) => return respond(refused),
     };
-    match read_body(payload, &limits).await {
-        Ok(payload) => respond(
-            s.queries
-                .answer(admitted, &account, "check_access_batch", &payload)
-                .await,
-        ),
-        Err(e) => e.respond(),
-    }
+    let payload = match read_body(payload, &limits).await {
+        Ok(payload) => payload,
+        Err(e) => return e.respond(),
+    };
+    let query = CheckAccessBatch::from_body(&payload);
+    let answer = s.queries.answer_read(&account, query).await;
+    drop(admitted);
+    respond(answer)
 }
 
 async fn followers(
@@ -694,24 +675,19 @@ async fn followers(
     Path((account, kind, id)): Path<(String, String, String)>,
     Params(params): Params,
 ) -> Response {
-    let mut fixed = Map::new();
-    fixed.insert("record".into(), json!({"kind": kind, "id": id}));
-    ask(&s, &account, "followers", body(params, fixed)).await
+    let fields = params.path_record("record", kind, id);
+    ask::<FollowersQuery>(&s, &account, fields).await
 }
 
 async fn records_of_user(
     State(s): State<HttpState>,
     Path((account, user)): Path<(String, String)>,
-    Params(mut params): Params,
+    Params(params): Params,
 ) -> Response {
-    let mut fixed = Map::new();
-    fixed.insert("user".into(), json!(user));
-    let kind = params.remove("after_kind");
-    let id = params.remove("after_id");
-    if kind.is_some() || id.is_some() {
-        fixed.insert("after".into(), json!({"kind": kind, "id": id}));
-    }
-    ask(&s, &account, "records_of_user", body(params, fixed)).await
+    let fields = params
+        .path("user", user)
+        .param_record("after", "after_kind", "after_id");
+    ask::<RecordsOfUser>(&s, &account, fields).await
 }
 
 async fn contact_opportunities(
@@ -719,9 +695,8 @@ async fn contact_opportunities(
     Path((account, contact)): Path<(String, String)>,
     Params(params): Params,
 ) -> Response {
-    let mut fixed = Map::new();
-    fixed.insert("contact".into(), json!(contact));
-    ask(&s, &account, "contact_opportunities", body(params, fixed)).await
+    let fields = params.path("contact", contact);
+    ask::<ContactOpportunities>(&s, &account, fields).await
 }
 
 async fn ready(State(s): State<HttpState>) -> Response {

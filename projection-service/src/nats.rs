@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use followers_runtime::Responder;
 use followers_shared::error::ErrorCode;
-use followers_shared::wire::{ErrorBody, QueryReply, subject};
+use followers_shared::wire::{ErrorBody, Query, QueryReply, subject};
 
 use crate::queries::{Admission, Queries};
 
@@ -41,10 +41,10 @@ impl Responder for NatsQueries {
     async fn respond(&self, admitted: Admission, request: async_nats::Message) -> Bytes {
         match subject::split(&self.prefix, "query", &request.subject) {
             Some((account, name)) => {
-                let answer = self
-                    .queries
-                    .answer(admitted, account, name, &request.payload);
-                answer.await.body.into()
+                let query = Query::parse(name, &request.payload);
+                let answer = self.queries.answer_read(account, query).await;
+                drop(admitted);
+                answer.body.into()
             }
             None => failure(ErrorBody::new(
                 ErrorCode::UnknownCommand,

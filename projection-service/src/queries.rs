@@ -1,4 +1,5 @@
-//! Answering queries from the live model. NATS and HTTP both go through [`Queries::admit`] and
+//! Answering queries from the live model. NATS and HTTP each read their input into one typed
+//! [`Query`] and an [`AccountId`], and both go through [`Queries::admit`] and
 //! [`Queries::answer`], so they give the same answers and share one [`Budget`].
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use followers_shared::model::RecordRef;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
+    AccessAnswer, AccountAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ContactOpportunitiesAnswer, ErrorBody, FollowerView, FollowersAnswer, FollowersQuery,
     HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply, RecordsOfUser,
     RecordsOfUserAnswer, UserView,
@@ -167,6 +168,14 @@ fn json<T: Serialize>(reply: &QueryReply<T>) -> Answer {
     }
 }
 
+/// The reply to every query until the model has caught up at start.
+fn not_ready() -> Answer {
+    json(&QueryReply::<()>::failure(ErrorBody::new(
+        ErrorCode::Unavailable,
+        "the read models are still loading the history; retry shortly (see /ready)",
+    )))
+}
+
 impl Queries {
     /// Admits a query whose request holds `bytes` into the shared budget, or answers it
     /// `unavailable` at once. Call it before holding the request any longer than needed.
@@ -176,39 +185,42 @@ impl Queries {
             .map_err(|refusal| json(&QueryReply::<()>::failure(refusal.error())))
     }
 
-    /// Answers query `name` for `account` with a JSON body; always returns a JSON reply. The
-    /// query's place in the budget is released when the answer is ready.
-    pub async fn answer(
-        &self,
-        admitted: Admission,
-        account: &str,
-        name: &str,
-        body: &[u8],
-    ) -> Answer {
-        let started = Instant::now();
-        let (label, reply) = match Query::parse(name, body) {
-            Ok(q) => (q.name(), self.dispatch(account, q).await),
-            Err(e) => ("unknown", json(&QueryReply::<()>::failure(e))),
+    /// Answers a query as a transport read it, with the account token it came with: a request
+    /// that could not be read is answered its error; the token is read after the query's name
+    /// and body, and after the readiness check (`malformed_request` naming it).
+    pub async fn answer_read(&self, account: &str, query: Result<Query, ErrorBody>) -> Answer {
+        let query = match query {
+            Ok(query) => query,
+            Err(e) => {
+                metrics::histogram!("followers_query_seconds", "query" => "unknown").record(0.0);
+                return json(&QueryReply::<()>::failure(e));
+            }
         };
-        metrics::histogram!("followers_query_seconds", "query" => label)
-            .record(started.elapsed().as_secs_f64());
-        drop(admitted);
+        let reply = match account.parse::<AccountId>() {
+            Ok(account) => return self.answer(&account, query).await,
+            Err(_) if !self.ready.load(Ordering::Acquire) => not_ready(),
+            Err(e) => json(&QueryReply::<()>::failure(malformed(e.to_string()))),
+        };
+        metrics::histogram!("followers_query_seconds", "query" => query.name()).record(0.0);
         reply
     }
 
-    async fn dispatch(&self, account: &str, query: Query) -> Answer {
+    /// Answers `query` for `account`; always returns a JSON reply. Hold the query's
+    /// [`Admission`] until this returns.
+    pub async fn answer(&self, account: &AccountId, query: Query) -> Answer {
+        let started = Instant::now();
+        let label = query.name();
+        let reply = self.dispatch(account, query).await;
+        metrics::histogram!("followers_query_seconds", "query" => label)
+            .record(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    async fn dispatch(&self, a: &AccountId, query: Query) -> Answer {
         if !self.ready.load(Ordering::Acquire) {
-            return json(&QueryReply::<()>::failure(ErrorBody::new(
-                ErrorCode::Unavailable,
-                "the read models are still loading the history; retry shortly (see /ready)",
-            )));
+            return not_ready();
         }
-        let account = match account.parse::<AccountId>() {
-            Ok(a) => a,
-            Err(e) => return json(&QueryReply::<()>::failure(malformed(e.to_string()))),
-        };
         let min = query.min_position();
-        let a = &account;
         match query {
             Query::CheckAccess(q) => json(&self.run(min, |m| check_access(m, a, q)).await),
             Query::CheckAccessBatch(q) => {
@@ -219,7 +231,7 @@ impl Queries {
             Query::ContactOpportunities(q) => {
                 json(&self.run(min, |m| contact_opportunities(m, a, q)).await)
             }
-            Query::Account(q) => json(&self.run(min, |m| account_answer(m, a, q)).await),
+            Query::Account(_) => json(&self.run(min, |m| account_answer(m, a)).await),
         }
     }
 
@@ -397,11 +409,7 @@ fn contact_opportunities(
     })
 }
 
-fn account_answer(
-    m: &ReadModel,
-    account: &AccountId,
-    _q: AccountQuery,
-) -> Result<AccountAnswer, ErrorBody> {
+fn account_answer(m: &ReadModel, account: &AccountId) -> Result<AccountAnswer, ErrorBody> {
     require_account(m, account)?;
     let a = m.account(account).ok_or_else(|| unknown_account(account))?;
     let mut members: Vec<MemberView> = a
@@ -424,4 +432,45 @@ fn account_answer(
         settings: a.state.settings,
         members,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queries(ready: bool) -> Queries {
+        Queries {
+            model: LiveModel::new(ReadModel::default()),
+            max_wait: Duration::from_millis(10),
+            ready: Arc::new(AtomicBool::new(ready)),
+            budget: Budget::new(QueryLimits {
+                in_flight: 4,
+                waiting: 1,
+                bytes: 1024,
+            }),
+        }
+    }
+
+    async fn code(q: &Queries, account: &str, body: &[u8]) -> Option<ErrorCode> {
+        q.answer_read(account, Query::parse("account", body))
+            .await
+            .error
+    }
+
+    /// docs/protocol.md 2.2 and 6.1: the name and body are read first (a bad one is refused
+    /// even while loading), then readiness is checked, then the account token.
+    #[tokio::test]
+    async fn a_query_is_read_before_readiness_and_its_account_token_after() {
+        let loading = queries(false);
+        let bad_body = Some(ErrorCode::MalformedRequest);
+        assert_eq!(code(&loading, "ac$me", br#"{"x": 1}"#).await, bad_body);
+        let unavailable = Some(ErrorCode::Unavailable);
+        assert_eq!(code(&loading, "ac$me", b"").await, unavailable);
+        assert_eq!(code(&loading, "acme", b"").await, unavailable);
+        let ready = queries(true);
+        let bad_token = Some(ErrorCode::MalformedRequest);
+        assert_eq!(code(&ready, "ac$me", b"").await, bad_token);
+        let unknown = Some(ErrorCode::UnknownAccount);
+        assert_eq!(code(&ready, "acme", b"").await, unknown);
+    }
 }

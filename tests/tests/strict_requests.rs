@@ -230,6 +230,27 @@ async fn r24_lenient_queries_are_refused_over_nats_and_http() {
     let e = reply.error.unwrap();
     assert_eq!(e.code, ErrorCode::MalformedRequest);
     assert!(e.message.contains("`user`"), "{}", e.message);
+    // The examples of docs/protocol.md §6.3: a bad parameter is refused in the words of a NATS
+    // body with the same fields.
+    for (path, message) in [
+        (
+            "access?user=dee&action=view",
+            "invalid `check_access` query: missing field `record`",
+        ),
+        (
+            "access?user=dee&action=view&kind=contact&id=c1&extra=1",
+            "invalid `check_access` query: `extra`: unknown field `extra`, expected one of `user`, `action`, `record`, `min_position`",
+        ),
+        (
+            "records/task/t1/followers",
+            "invalid `followers` query: `record.kind`: unknown variant `task`, expected `contact` or `opportunity`",
+        ),
+    ] {
+        let r = http.get(format!("{base}/{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let reply: QueryReply<Value> = r.json().await.unwrap();
+        assert_eq!(reply.error.unwrap().message, message, "{path}");
+    }
     projection.stop().await;
     commands.stop().await;
 }

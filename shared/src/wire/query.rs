@@ -4,6 +4,7 @@
 //! reflects at least that commit (read-your-writes), or the query fails with `timeout`.
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorBody, strict};
@@ -196,32 +197,62 @@ impl<T> QueryReply<T> {
     }
 }
 
+/// A query's request type, read straight from the wire: its name and its variant of [`Query`].
+pub trait QueryRequest: DeserializeOwned + Into<Query> {
+    /// The query's wire name: the subject's last token over NATS.
+    const NAME: &'static str;
+
+    /// Reads the request from a JSON body strictly; an empty body is an empty object.
+    fn from_body(body: &[u8]) -> Result<Query, ErrorBody> {
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}".as_slice()
+        } else {
+            body
+        };
+        strict::from_slice::<Self>(body)
+            .map(Into::into)
+            .map_err(invalid::<Self>)
+    }
+}
+
+/// The `malformed_request` error of a `T` query that could not be read.
+pub fn invalid<T: QueryRequest>(e: strict::StrictError) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::MalformedRequest,
+        format!("invalid `{}` query: {e}", T::NAME),
+    )
+}
+
 /// Declares [`Query`] and its names once: each query's wire name beside its request type.
 macro_rules! queries {
     ($($(#[$doc:meta])* $name:literal => $variant:ident($ty:ty),)*) => {
         /// A query, read strictly from its name (the subject's last token or the HTTP route)
-        /// and its JSON body.
+        /// and its request.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum Query {
             $($(#[$doc])* $variant($ty),)*
         }
 
-        /// Every query name accepted on the wire.
-        pub const QUERY_NAMES: &[&str] = &[$($name),*];
+        $(
+            impl QueryRequest for $ty {
+                const NAME: &'static str = $name;
+            }
+
+            impl From<$ty> for Query {
+                fn from(q: $ty) -> Query {
+                    Query::$variant(q)
+                }
+            }
+        )*
 
         impl Query {
-            /// Reads query `name`; an empty body is an empty object. Errors are
-            /// `unknown_command` for a name that is no query, else `malformed_request` naming
-            /// the field.
+            /// Reads query `name` from its JSON body; an empty body is an empty object. Errors
+            /// are `unknown_command` for a name that is no query, else `malformed_request`
+            /// naming the field.
             pub fn parse(name: &str, body: &[u8]) -> Result<Query, ErrorBody> {
-                let body = if body.iter().all(u8::is_ascii_whitespace) {
-                    b"{}".as_slice()
-                } else {
-                    body
-                };
                 match name {
-                    $($name => strict::from_slice(body).map(Query::$variant),)*
-                    other => return Err(ErrorBody::new(
+                    $($name => <$ty>::from_body(body),)*
+                    other => Err(ErrorBody::new(
                         ErrorCode::UnknownCommand,
                         format!(
                             "`{}` is not a query; see docs/protocol.md for the list",
@@ -229,10 +260,6 @@ macro_rules! queries {
                         ),
                     )),
                 }
-                .map_err(|e| ErrorBody::new(
-                    ErrorCode::MalformedRequest,
-                    format!("invalid `{name}` query: {e}"),
-                ))
             }
 
             /// The query's wire name.

@@ -25,8 +25,8 @@ use std::fmt;
 
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
+    self, Deserialize, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess,
+    SeqAccess, VariantAccess, Visitor,
 };
 use serde_json::Value;
 
@@ -85,6 +85,24 @@ pub fn from_value<T: DeserializeOwned>(field: &str, value: &Value) -> Result<T, 
             };
             Err(error(&path, err.inner()))
         }
+    }
+}
+
+/// Reads a request strictly from a deserializer other than a JSON body's (the fields of an
+/// HTTP request); `source` makes it afresh for the second reading that names the field. It
+/// reports serde_json's errors, so a field is refused in the same words as in a JSON body, less
+/// the line and column.
+pub fn from_deserializer<'de, T, D>(source: impl Fn() -> D) -> Result<T, StrictError>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de, Error = serde_json::Error>,
+{
+    match T::deserialize(Strict(source())) {
+        Ok(t) => Ok(t),
+        Err(_) => match serde_path_to_error::deserialize::<_, T>(Strict(source())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(error(&e.path().to_string(), e.inner())),
+        },
     }
 }
 
