@@ -9,7 +9,9 @@ use followers_shared::command::{Command, Target};
 use followers_shared::decision;
 use followers_shared::error::ErrorCode;
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{Appended, Commit, EventStore, Expected, StoreError, StreamId};
+use followers_shared::store::{
+    Appended, Commit, EventStore, Expected, Failed, StoreError, StreamId,
+};
 use followers_shared::wire::{CommandReply, ErrorBody};
 use followers_store::LiveModel;
 use tracing::Instrument;
@@ -245,10 +247,11 @@ impl<S: EventStore> Handler<S> {
             let tried =
                 tokio::time::timeout_at(deadline, self.store.append(stream, expected, commit))
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(
-                            "no acknowledgement before the command's deadline".to_owned(),
-                        ))
+                    .unwrap_or_else(|elapsed| {
+                        Err(StoreError::Unavailable(Failed::doing(
+                            "no acknowledgement before the command's deadline",
+                            elapsed,
+                        )))
                     });
             match tried {
                 Err(StoreError::Unavailable(why))
@@ -259,8 +262,9 @@ impl<S: EventStore> Handler<S> {
                     pause = (pause * 2).min(RETRY_PAUSE_MAX);
                 }
                 Err(StoreError::Unavailable(why)) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{why} (tried {tries} times until the command's deadline)"
+                    return Err(StoreError::Unavailable(Failed::doing(
+                        format!("tried {tries} times until the command's deadline"),
+                        why,
                     )));
                 }
                 other => return other,
@@ -302,7 +306,7 @@ impl<S: EventStore> Handler<S> {
         position: followers_shared::store::Position,
     ) -> Result<CommandReply, StoreError> {
         let stored = self.store.read_at(position).await?.ok_or_else(|| {
-            StoreError::Other(format!("commit at position {} is missing", position.0))
+            StoreError::Other(format!("commit at position {} is missing", position.0).into())
         })?;
         let mut reply = CommandReply::success(cmd, stored.commit.events, position);
         reply.replayed = true;
@@ -382,7 +386,7 @@ mod tests {
             self.tries.fetch_add(1, Ordering::SeqCst);
             match self.appends {
                 Appends::DownUntil(until) if Instant::now() < until => Err(
-                    StoreError::Unavailable("no stream found for given subject".to_owned()),
+                    StoreError::Unavailable("no stream found for given subject".into()),
                 ),
                 Appends::DownUntil(_) => self.inner.append(stream, expected, commit).await,
                 Appends::Hang => std::future::pending().await,
