@@ -538,73 +538,90 @@ impl Follow {
             .filter(SubscriptionFilter::on_stream_name().add_prefix(self.store.prefix()))
     }
 
+    /// The next commit of the feed, resubscribing while the store is unavailable; after an
+    /// error, nothing more.
     async fn next(mut self) -> Option<(Result<StoredCommit, StoreError>, Self)> {
         if self.done {
             return None;
         }
         loop {
-            let received = match self.pending.take() {
-                Some(event) => Ok(event),
-                None => {
-                    if self.subscription.is_none() {
-                        let options = self.options();
-                        self.subscription =
-                            Some(self.store.client.subscribe_to_all(&options).await);
-                    }
-                    let Some(subscription) = self.subscription.as_mut() else {
-                        continue;
-                    };
-                    subscription.next_subscription_event().await
-                }
-            };
-            match received {
+            match self.receive().await {
                 Ok(SubscriptionEvent::EventAppeared(resolved)) => {
                     self.failures = 0;
-                    let Some(event) = resolved.event else {
-                        continue;
-                    };
-                    if !self.store.is_ours(&event.stream_id) {
-                        continue;
+                    if let Some(item) = resolved.event.and_then(|e| self.commit_of(&e)) {
+                        return Some((item, self));
                     }
-                    if known_position(&event.position).is_some_and(|p| p <= self.last) {
-                        continue;
-                    }
-                    let decoded = self.store.decode(&event);
-                    match &decoded {
-                        Ok(commit) => {
-                            self.resume = StreamPosition::Position(event.position);
-                            self.last = commit.position;
-                        }
-                        Err(_) => self.done = true,
-                    }
-                    return Some((decoded, self));
                 }
                 Ok(SubscriptionEvent::Confirmed(_) | SubscriptionEvent::CaughtUp) => {
                     self.failures = 0;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.subscription = None;
-                    let error = store_error(e);
-                    if matches!(error, StoreError::Unavailable(_))
-                        && self.failures < MAX_RESUBSCRIBE_ATTEMPTS
-                    {
-                        self.failures += 1;
-                        let delay = resubscribe_delay(self.failures);
-                        tracing::warn!(
-                            error = %error,
-                            after = self.last.0,
-                            attempt = self.failures,
-                            "EventStoreDB subscription dropped; resubscribing in {delay:?}"
-                        );
-                        tokio::time::sleep(delay).await;
-                        continue;
+                    if let Err(error) = self.recover(e).await {
+                        return Some((Err(error), self));
                     }
-                    self.done = true;
-                    return Some((Err(error), self));
                 }
             }
         }
+    }
+
+    /// The next subscription event: the one `follow` received, or one from the subscription,
+    /// which is made anew after it failed.
+    async fn receive(&mut self) -> Result<SubscriptionEvent, es::Error> {
+        if let Some(event) = self.pending.take() {
+            return Ok(event);
+        }
+        let subscription = match self.subscription.take() {
+            Some(subscription) => subscription,
+            None => self.store.client.subscribe_to_all(&self.options()).await,
+        };
+        self.subscription
+            .insert(subscription)
+            .next_subscription_event()
+            .await
+    }
+
+    /// The commit an appeared event holds; `None` for another namespace's event and for one
+    /// already yielded (a resubscription starts at the last commit). A commit that cannot be
+    /// read ends the feed.
+    fn commit_of(&mut self, event: &RecordedEvent) -> Option<Result<StoredCommit, StoreError>> {
+        if !self.store.is_ours(&event.stream_id)
+            || known_position(&event.position).is_some_and(|p| p <= self.last)
+        {
+            return None;
+        }
+        let decoded = self.store.decode(event);
+        match &decoded {
+            Ok(commit) => {
+                self.resume = StreamPosition::Position(event.position);
+                self.last = commit.position;
+            }
+            Err(_) => self.done = true,
+        }
+        Some(decoded)
+    }
+
+    /// After the subscription failed: while the store is unavailable, waits before the next
+    /// subscription, up to [`MAX_RESUBSCRIBE_ATTEMPTS`] times in a row; any other failure, or
+    /// one more, is the feed's error, and its end.
+    async fn recover(&mut self, e: es::Error) -> Result<(), StoreError> {
+        self.subscription = None;
+        let error = store_error(e);
+        if !matches!(error, StoreError::Unavailable(_)) || self.failures >= MAX_RESUBSCRIBE_ATTEMPTS
+        {
+            self.done = true;
+            return Err(error);
+        }
+        self.failures += 1;
+        let delay = resubscribe_delay(self.failures);
+        tracing::warn!(
+            error = %error,
+            after = self.last.0,
+            attempt = self.failures,
+            "EventStoreDB subscription dropped; resubscribing in {delay:?}"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 }
 
