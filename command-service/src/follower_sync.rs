@@ -243,3 +243,43 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
         () = tokio::time::sleep(d) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::handler::tests::{Appends, handler, open_account, store};
+
+    #[tokio::test]
+    async fn a_refused_reaction_is_final() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        handler.handle(&open_account()).await.unwrap();
+        // A second opening is refused (the account exists): given up at once, not retried.
+        let shutdown = CancellationToken::new();
+        assert!(apply(&handler, &open_account(), &shutdown).await);
+        assert_eq!(store.tries.load(Ordering::SeqCst), 1, "never appended");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_reaction_the_store_cannot_take_is_tried_until_shutdown() {
+        let store = store(Appends::Hang);
+        let (handler, stop) = handler(store.clone(), Duration::from_millis(100));
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                shutdown.cancel();
+            }
+        });
+        assert!(!apply(&handler, &open_account(), &shutdown).await);
+        assert!(store.tries.load(Ordering::SeqCst) >= 2, "tried again");
+        stop.cancel();
+    }
+}

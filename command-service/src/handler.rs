@@ -426,7 +426,7 @@ fn chain_of(model: &ReadModel, stream: &StreamId) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::sync::Arc;
@@ -442,7 +442,7 @@ mod tests {
     /// How the store behaves for appends: unavailable until a moment (a leader election),
     /// never answering (an ack lost with the leader), or always beaten by another commit.
     #[derive(Debug, Clone, Copy)]
-    enum Appends {
+    pub(crate) enum Appends {
         DownUntil(Instant),
         Hang,
         AlwaysBeaten,
@@ -450,10 +450,10 @@ mod tests {
 
     /// A memory store whose appends are unavailable for a while, counting the tries.
     #[derive(Debug, Clone)]
-    struct Electing {
+    pub(crate) struct Electing {
         inner: MemoryStore,
         appends: Appends,
-        tries: Arc<AtomicU32>,
+        pub(crate) tries: Arc<AtomicU32>,
     }
 
     impl EventStore for Electing {
@@ -501,7 +501,10 @@ mod tests {
     }
 
     /// A handler on `store` whose model follows it, and a way to stop the following.
-    fn handler(store: Electing, patience: Duration) -> (Handler<Electing>, CancellationToken) {
+    pub(crate) fn handler(
+        store: Electing,
+        patience: Duration,
+    ) -> (Handler<Electing>, CancellationToken) {
         let model = LiveModel::new(ReadModel::tracking_commands());
         let stop = CancellationToken::new();
         tokio::spawn({
@@ -512,7 +515,7 @@ mod tests {
         (handler, stop)
     }
 
-    fn open_account() -> Command {
+    pub(crate) fn open_account() -> Command {
         let body = serde_json::json!({
             "command_id": uuid::Uuid::now_v7(),
             "actor": {"kind": "system"},
@@ -527,7 +530,7 @@ mod tests {
         .unwrap()
     }
 
-    fn store(appends: Appends) -> Electing {
+    pub(crate) fn store(appends: Appends) -> Electing {
         Electing {
             inner: MemoryStore::new(),
             appends,
