@@ -61,7 +61,7 @@ pub async fn request(
         .request_timeout(Some(timeout))
         .connect(servers)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("NATS at {}: {e}", nats.display_url())))?;
+        .map_err(|e| nats.unreachable(e))?;
     let reply = client
         .request(subject.to_owned(), body.into())
         .await

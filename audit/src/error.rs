@@ -76,11 +76,12 @@ pub enum AuditError {
 impl From<StoreError> for AuditError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(why) => AuditError::Unreachable(why),
             StoreError::Corrupt { position, source } => AuditError::Unreadable {
                 position: position.0,
                 reason: source.to_string(),
             },
+            // Says "the event store cannot be reached" for an unavailable store, as
+            // `Unreachable` does, and keeps the store's error.
             other => AuditError::Store(other),
         }
     }

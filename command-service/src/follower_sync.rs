@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use followers_shared::error::ErrorCode;
+use followers_shared::command::Command;
 use followers_shared::event::EventBody;
 use followers_shared::store::{EventStore, Position, StoredCommit};
 use followers_shared::sync;
 use followers_store::LiveModel;
 use futures::StreamExt;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::Handler;
+use crate::handler::{CommandError, Handler};
 
 /// The checkpoint's name in the store.
 pub const CHECKPOINT: &str = "follower-sync";
@@ -46,75 +47,127 @@ pub async fn run<S: EventStore + Clone>(
     handler: Arc<Handler<S>>,
     shutdown: CancellationToken,
 ) {
-    let mut done = loop {
-        match store.load_checkpoint(CHECKPOINT).await {
-            Ok(p) => break p.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the follower-sync checkpoint; retrying");
-                if pause(&shutdown, Duration::from_secs(1)).await {
-                    return;
-                }
-            }
-        }
+    let Some(done) = load_checkpoint(&store, &shutdown).await else {
+        return;
     };
     tracing::info!(from = done.0, "follower sync started");
-    let mut since_save = 0u64;
     let mut replacements = model.replacements();
+    let mut sync = Sync {
+        store,
+        model,
+        handler,
+        shutdown,
+        done,
+        since_save: 0,
+    };
     let mut replaced = false;
-    while !shutdown.is_cancelled() {
+    while !sync.shutdown.is_cancelled() {
         if std::mem::take(&mut replaced) {
-            // The history was replaced: its positions mean nothing here any more; react to the
-            // new one from its start (derived command ids make a repeat harmless).
+            // Its positions mean nothing here any more: react to the new history from its
+            // start (derived command ids make a repeat harmless).
             tracing::warn!(
                 "the history was replaced; the follower sync starts again from its start"
             );
-            done = Position(0);
+            sync.done = Position(0);
         }
-        let mut feed = match store.follow(done).await {
-            Ok(f) => f,
+        replaced = sync.follow(&mut replacements).await == Left::Replaced;
+    }
+    save(&sync.store, sync.done).await;
+    tracing::info!(at = sync.done.0, "follower sync stopped");
+}
+
+/// Where the sync stopped last time, waiting while the store cannot say; `None` if shut down
+/// meanwhile.
+async fn load_checkpoint<S: EventStore>(
+    store: &S,
+    shutdown: &CancellationToken,
+) -> Option<Position> {
+    loop {
+        match store.load_checkpoint(CHECKPOINT).await {
+            Ok(p) => return Some(p.unwrap_or_default()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the follower-sync checkpoint; retrying");
+                if pause(shutdown, Duration::from_secs(1)).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The sync between two feeds of the history.
+struct Sync<S> {
+    store: S,
+    model: LiveModel,
+    handler: Arc<Handler<S>>,
+    shutdown: CancellationToken,
+    /// The last commit reacted to or passed: the next feed starts after it.
+    done: Position,
+    /// Commits passed since the checkpoint was last saved.
+    since_save: u64,
+}
+
+/// Why a feed of the history was left.
+#[derive(Debug, PartialEq, Eq)]
+enum Left {
+    /// The history was replaced.
+    Replaced,
+    /// The feed failed or ended, or the sync is shutting down.
+    Ended,
+}
+
+impl<S: EventStore> Sync<S> {
+    /// Reacts to every commit after `done`, as the history brings them, until the feed fails or
+    /// ends, the history is replaced, or shutdown.
+    async fn follow(&mut self, replacements: &mut watch::Receiver<u64>) -> Left {
+        let mut feed = match self.store.follow(self.done).await {
+            Ok(feed) => feed,
             Err(e) => {
                 tracing::warn!(error = %e, "follower sync cannot read the history; retrying");
-                if pause(&shutdown, Duration::from_secs(1)).await {
-                    break;
-                }
-                continue;
+                pause(&self.shutdown, Duration::from_secs(1)).await;
+                return Left::Ended;
             }
         };
         loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = replacements.changed() => {
-                    replaced = true;
-                    break;
-                }
-                n = feed.next() => n,
+                () = self.shutdown.cancelled() => return Left::Ended,
+                _ = replacements.changed() => return Left::Replaced,
+                next = feed.next() => next,
             };
             let commit = match next {
-                Some(Ok(c)) => c,
+                Some(Ok(commit)) => commit,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "follower sync feed failed; resuming");
-                    break;
+                    return Left::Ended;
                 }
-                None => break,
+                None => return Left::Ended,
             };
-            if may_trigger(&commit) {
-                if !react(&model, &handler, &commit, &shutdown).await {
-                    break;
-                }
-                save(&store, commit.position).await;
-                since_save = 0;
-            } else {
-                since_save += 1;
-                if since_save >= CHECKPOINT_EVERY {
-                    save(&store, commit.position).await;
-                    since_save = 0;
-                }
+            if !self.pass(&commit).await {
+                return Left::Ended;
             }
-            done = commit.position;
         }
     }
-    save(&store, done).await;
-    tracing::info!(at = done.0, "follower sync stopped");
+
+    /// Reacts to one commit if it may cause reactions, and moves the checkpoint past it: at
+    /// once after reactions, otherwise every [`CHECKPOINT_EVERY`] commits. False if stopped by
+    /// shutdown before reacting.
+    async fn pass(&mut self, commit: &StoredCommit) -> bool {
+        if may_trigger(commit) {
+            if !react(&self.model, &self.handler, commit, &self.shutdown).await {
+                return false;
+            }
+            save(&self.store, commit.position).await;
+            self.since_save = 0;
+        } else {
+            self.since_save += 1;
+            if self.since_save >= CHECKPOINT_EVERY {
+                save(&self.store, commit.position).await;
+                self.since_save = 0;
+            }
+        }
+        self.done = commit.position;
+        true
+    }
 }
 
 /// Applies every reaction to `commit`; false if stopped by shutdown before finishing.
@@ -139,31 +192,42 @@ async fn react<S: EventStore>(
         return true;
     }
     let commands = model.read(|m| sync::reactions(m, commit, Utc::now()));
-    for cmd in commands {
-        loop {
-            let reply = handler.handle(cmd.clone()).await;
-            match reply.error.map(|e| e.code) {
-                None => break,
-                Some(
-                    ErrorCode::StoreUnavailable | ErrorCode::Conflict | ErrorCode::Unavailable,
-                ) => {
-                    if pause(shutdown, Duration::from_millis(200)).await {
-                        return false;
-                    }
-                }
-                Some(code) => {
-                    // A rule refused it (e.g. the record is gone): nothing to retry.
-                    tracing::warn!(
-                        code = code.as_str(),
-                        command = cmd.body.name(),
-                        "a follower-sync reaction was refused"
-                    );
-                    break;
+    for cmd in &commands {
+        if !apply(handler, cmd, shutdown).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Applies one reaction, trying again while the store or the model is not ready or other
+/// commands keep winning the race (the same command id never applies twice); a rule's refusal
+/// (e.g. the record is gone) is final. False if stopped by shutdown before it was applied.
+async fn apply<S: EventStore>(
+    handler: &Handler<S>,
+    cmd: &Command,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        match handler.handle(cmd).await {
+            Ok(_) => return true,
+            Err(CommandError::Refused { rule, .. }) => {
+                tracing::warn!(
+                    code = rule.code().as_str(),
+                    command = cmd.body.name(),
+                    "a follower-sync reaction was refused: {rule}"
+                );
+                return true;
+            }
+            Err(
+                CommandError::Conflict { .. } | CommandError::Rebuilding | CommandError::Store(_),
+            ) => {
+                if pause(shutdown, Duration::from_millis(200)).await {
+                    return false;
                 }
             }
         }
     }
-    true
 }
 
 async fn save<S: EventStore>(store: &S, position: Position) {
@@ -177,5 +241,45 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         () = shutdown.cancelled() => true,
         () = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::handler::tests::{Appends, handler, open_account, store};
+
+    #[tokio::test]
+    async fn a_refused_reaction_is_final() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        handler.handle(&open_account()).await.unwrap();
+        // A second opening is refused (the account exists): given up at once, not retried.
+        let shutdown = CancellationToken::new();
+        assert!(apply(&handler, &open_account(), &shutdown).await);
+        assert_eq!(store.tries.load(Ordering::SeqCst), 1, "never appended");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_reaction_the_store_cannot_take_is_tried_until_shutdown() {
+        let store = store(Appends::Hang);
+        let (handler, stop) = handler(store.clone(), Duration::from_millis(100));
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                shutdown.cancel();
+            }
+        });
+        assert!(!apply(&handler, &open_account(), &shutdown).await);
+        assert!(store.tries.load(Ordering::SeqCst) >= 2, "tried again");
+        stop.cancel();
     }
 }

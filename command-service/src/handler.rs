@@ -1,16 +1,21 @@
 //! Handling one command: decide against the live model, append with optimistic concurrency,
 //! retry lost races, and recognise retries of earlier commands.
+//!
+//! The result is typed: [`Applied`] or a [`CommandError`] saying why not and what the caller
+//! should do. The wire reply is built from it in one place, [`crate::server::reply`].
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use followers_shared::command::{Command, Target};
-use followers_shared::decision;
-use followers_shared::error::ErrorCode;
+use followers_shared::decision::{self, Decision};
+use followers_shared::error::DomainError;
+use followers_shared::event::Event;
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{Appended, Commit, EventStore, Expected, StoreError, StreamId};
-use followers_shared::wire::{CommandReply, ErrorBody};
+use followers_shared::store::{
+    Appended, Commit, EventStore, Expected, Failed, Position, StoreError, StreamId,
+};
 use followers_store::LiveModel;
 use tracing::Instrument;
 
@@ -35,6 +40,56 @@ const FEED_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a command waits for the model to show its own commit before replying.
 const OWN_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// What a command did, or for a retry of it, what its first try did (R24).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The events appended; none when the command changed nothing (R12, R14) or had no record
+    /// to act on (R17).
+    pub events: Vec<Event>,
+    /// The position of the commit in the history; when nothing was appended, the position the
+    /// decision was made at. Queries may wait for it.
+    pub position: Position,
+    /// This repeats the result of an earlier try of the same command.
+    pub replayed: bool,
+}
+
+/// Why a command was not applied. Each variant says what its sender should do.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A rule refused the command; nothing was appended. Do not retry it as it is: a retry with
+    /// the same command id gets this refusal again (R24), even after the state has changed.
+    /// `replayed`: this repeats the refusal of an earlier try.
+    #[error("{rule}")]
+    Refused {
+        #[source]
+        rule: DomainError,
+        replayed: bool,
+    },
+    /// Other commands changed the stream each of the `tries` times this one was decided;
+    /// nothing was appended. Retry with the same command id.
+    #[error(
+        "the record changed {tries} times while this command was being decided; retry with the same command id"
+    )]
+    Conflict { tries: u32 },
+    /// The history was replaced and the model is being rebuilt from it; nothing was decided.
+    /// Retry shortly with the same command id.
+    #[error(
+        "the history was replaced and the model is being rebuilt from it; retry shortly with the same command id"
+    )]
+    Rebuilding,
+    /// The event store failed, or did not acknowledge the commit before the command's deadline:
+    /// the command may or may not be stored. Retry with the same command id, which never
+    /// applies it twice (R24).
+    #[error(
+        "the event store failed ({0}); retry with the same command id, which never applies a command twice"
+    )]
+    Store(#[source] StoreError),
+}
+
+/// What a command's first try ended with, as remembered for its retries when it appended
+/// nothing (a retry of a command that appended is recognised from the history).
+pub type Remembered = Result<Applied, DomainError>;
 
 #[derive(Debug)]
 pub struct Handler<S> {
@@ -80,132 +135,141 @@ impl<S: EventStore> Handler<S> {
         self
     }
 
-    /// Handles one command and returns its reply. Never panics on any command.
-    pub async fn handle(&self, cmd: Command) -> CommandReply {
-        let record = match cmd.body.target() {
-            Target::Record(r) => format!("{r}"),
-            Target::Account => "account".to_owned(),
-            Target::Nothing => "none".to_owned(),
-        };
-        let span = tracing::info_span!("command",
-            command_id = %cmd.meta.command_id,
-            account = %cmd.account,
-            command = cmd.body.name(),
-            record = %record,
-            actor = %cmd.meta.actor,
-        );
+    /// Handles one command. Never panics on any command.
+    pub async fn handle(&self, cmd: &Command) -> Result<Applied, CommandError> {
         // The caller's deadline as far as the service knows it: appends are tried until then.
         let deadline = tokio::time::Instant::now() + self.append_patience;
         async move {
-            let reply = self.handle_inner(&cmd, deadline).await;
-            match &reply.error {
-                None => {
-                    tracing::debug!(outcome = ?reply.outcome, position = ?reply.position, "done")
-                }
-                Some(e) => tracing::info!(code = e.code.as_str(), "rejected: {}", e.message),
+            let handled = self.handle_inner(cmd, deadline).await;
+            match &handled {
+                Ok(applied) => tracing::debug!(
+                    events = applied.events.len(),
+                    position = applied.position.0,
+                    replayed = applied.replayed,
+                    "done"
+                ),
+                Err(CommandError::Store(e)) => tracing::warn!(error = %e, "event store error"),
+                Err(e) => tracing::info!("rejected: {e}"),
             }
-            reply
+            handled
         }
-        .instrument(span)
+        .instrument(command_span(cmd))
         .await
     }
 
-    async fn handle_inner(&self, cmd: &Command, deadline: tokio::time::Instant) -> CommandReply {
+    /// R24 first (a retry gets its first result), then decide and append, deciding again after
+    /// each lost race, at most `conflict_retries` times.
+    async fn handle_inner(
+        &self,
+        cmd: &Command,
+        deadline: tokio::time::Instant,
+    ) -> Result<Applied, CommandError> {
         if !self.model.is_current() {
-            return CommandReply::failure(
-                Some(cmd.meta.command_id),
-                ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    "the history was replaced and the model is being rebuilt from it; retry shortly with the same command id",
-                ),
-            );
+            return Err(CommandError::Rebuilding);
         }
-        if let Some(reply) = self.previous_reply(cmd).await {
-            return reply;
+        if let Some(first) = self.first_result(cmd).await {
+            return first;
         }
-        let _guard = match cmd.body.target() {
-            Target::Record(r) => Some(self.lock(&StreamId::record(cmd.account.clone(), r)).await),
-            Target::Account => Some(self.lock(&StreamId::account(cmd.account.clone())).await),
-            Target::Nothing => None,
-        };
+        let _guard = self.lock_target(cmd).await;
         // A retry may have finished while we waited for the lock.
-        if let Some(reply) = self.previous_reply(cmd).await {
-            return reply;
+        if let Some(first) = self.first_result(cmd).await {
+            return first;
         }
         for _ in 0..=self.conflict_retries {
-            // The chain value is read with the decision, so it belongs to the expected version.
-            let decided = self.model.read(|m| {
-                decision::decide_command(m, cmd).map(|d| {
-                    let chain = d.stream.as_ref().and_then(|s| chain_of(m, s));
-                    (d, chain, m.position())
-                })
-            });
-            let (decision, chain, position) = match decided {
-                Ok(d) => d,
-                Err(e) => {
-                    return self.remember(
-                        cmd,
-                        CommandReply::failure(Some(cmd.meta.command_id), (&e).into()),
-                    );
-                }
-            };
-            let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
-                return self.remember(cmd, CommandReply::success(cmd, Vec::new(), position));
-            };
-            let commit = match &self.signer {
-                Some(signer) => signer.seal(
-                    &stream,
-                    cmd.meta.command_id,
-                    decision.events,
-                    chain.as_deref(),
-                ),
-                None => Commit::sealed(cmd.meta.command_id, decision.events, chain.as_deref()),
-            };
-            match self
-                .append_patiently(&stream, decision.expected, &commit, deadline)
-                .await
-            {
-                Ok(appended) => {
-                    // Reply only once our own model shows the commit, so that the next command
-                    // (on any instance that has caught up to this position) sees it.
-                    self.see_own_commit(appended.position).await;
-                    if appended.already_stored {
-                        return self
-                            .replay(cmd, appended.position)
-                            .await
-                            .unwrap_or_else(|e| store_error(cmd, &e));
-                    }
-                    return CommandReply::success(cmd, commit.events, appended.position);
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    tracing::debug!("lost a race for the stream; deciding again");
-                    if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
-                        tracing::warn!(error = %e, "cannot catch up after a conflict");
-                    }
-                    // The commit that won may be an earlier try of this very command.
-                    if let Some(reply) = self.previous_reply(cmd).await {
-                        return reply;
-                    }
-                }
-                Err(e) => return store_error(cmd, &e),
+            if let Some(handled) = self.decide_and_append(cmd, deadline).await {
+                return handled;
+            }
+            tracing::debug!("lost a race for the stream; deciding again");
+            if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
+                tracing::warn!(error = %e, "cannot catch up after a conflict");
+            }
+            // The commit that won may be an earlier try of this very command.
+            if let Some(first) = self.first_result(cmd).await {
+                return first;
             }
         }
-        CommandReply::failure(
-            Some(cmd.meta.command_id),
-            ErrorBody::new(
-                ErrorCode::Conflict,
-                format!(
-                    "the record changed {} times while this command was being decided; retry with the same command id",
-                    self.conflict_retries + 1
-                ),
-            ),
-        )
+        Err(CommandError::Conflict {
+            tries: self.conflict_retries + 1,
+        })
+    }
+
+    /// Decides `cmd` against the model and appends its events; `None` when another commit came
+    /// first (the decision is stale).
+    async fn decide_and_append(
+        &self,
+        cmd: &Command,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Applied, CommandError>> {
+        let (decision, chain, position) = match self.decide(cmd) {
+            Ok(decided) => decided,
+            Err(rule) => return Some(self.remember(cmd, Err(rule))),
+        };
+        let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
+            let unchanged = Applied {
+                events: Vec::new(),
+                position,
+                replayed: false,
+            };
+            return Some(self.remember(cmd, Ok(unchanged)));
+        };
+        let commit = self.seal(&stream, cmd, decision.events, chain.as_deref());
+        match self
+            .append_patiently(&stream, decision.expected, &commit, deadline)
+            .await
+        {
+            Ok(appended) => Some(self.appended(commit, appended).await),
+            Err(StoreError::Conflict { .. }) => None,
+            Err(e) => Some(Err(CommandError::Store(e))),
+        }
+    }
+
+    /// The decision on `cmd`, with its stream's chain value and the model's position, read
+    /// together so that both belong to the version the decision expects.
+    fn decide(&self, cmd: &Command) -> Result<(Decision, Option<String>, Position), DomainError> {
+        self.model.read(|m| {
+            decision::decide_command(m, cmd).map(|d| {
+                let chain = d.stream.as_ref().and_then(|s| chain_of(m, s));
+                (d, chain, m.position())
+            })
+        })
+    }
+
+    /// The commit of `events`, linked to the stream's chain and signed if there is a key.
+    fn seal(
+        &self,
+        stream: &StreamId,
+        cmd: &Command,
+        events: Vec<Event>,
+        chain: Option<&str>,
+    ) -> Commit {
+        match &self.signer {
+            Some(signer) => signer.seal(stream, cmd.meta.command_id, events, chain),
+            None => Commit::sealed(cmd.meta.command_id, events, chain),
+        }
+    }
+
+    /// The result of a stored commit, once our own model shows it, so that the next command
+    /// (on any instance that has caught up to this position) sees it. A commit an earlier try
+    /// stored is replayed from the history.
+    async fn appended(&self, commit: Commit, appended: Appended) -> Result<Applied, CommandError> {
+        self.see_own_commit(appended.position).await;
+        if appended.already_stored {
+            return self
+                .replay(appended.position)
+                .await
+                .map_err(CommandError::Store);
+        }
+        Ok(Applied {
+            events: commit.events,
+            position: appended.position,
+            replayed: false,
+        })
     }
 
     /// Waits until the model shows the commit at `position`. The live feed normally brings it
     /// within a millisecond; when it does not (its consumer is being recreated after a leader
     /// change), the commits up to it are read from the store directly.
-    async fn see_own_commit(&self, position: followers_shared::store::Position) {
+    async fn see_own_commit(&self, position: Position) {
         if self.model.wait_for(position, FEED_GRACE).await.is_ok() {
             return;
         }
@@ -245,10 +309,11 @@ impl<S: EventStore> Handler<S> {
             let tried =
                 tokio::time::timeout_at(deadline, self.store.append(stream, expected, commit))
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(
-                            "no acknowledgement before the command's deadline".to_owned(),
-                        ))
+                    .unwrap_or_else(|elapsed| {
+                        Err(StoreError::Unavailable(Failed::doing(
+                            "no acknowledgement before the command's deadline",
+                            elapsed,
+                        )))
                     });
             match tried {
                 Err(StoreError::Unavailable(why))
@@ -259,8 +324,9 @@ impl<S: EventStore> Handler<S> {
                     pause = (pause * 2).min(RETRY_PAUSE_MAX);
                 }
                 Err(StoreError::Unavailable(why)) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{why} (tried {tries} times until the command's deadline)"
+                    return Err(StoreError::Unavailable(Failed::doing(
+                        format!("tried {tries} times until the command's deadline"),
+                        why,
                     )));
                 }
                 other => return other,
@@ -268,54 +334,86 @@ impl<S: EventStore> Handler<S> {
         }
     }
 
-    async fn lock(&self, stream: &StreamId) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = (self.hasher.hash_one(stream) as usize) % LOCK_STRIPES;
-        self.locks[stripe].lock().await
+    /// The lock of the stream `cmd` decides on: commands for one stream take turns in this
+    /// instance. None for a command without a stream.
+    async fn lock_target(&self, cmd: &Command) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let stream = match cmd.body.target() {
+            Target::Record(r) => StreamId::record(cmd.account.clone(), r),
+            Target::Account => StreamId::account(cmd.account.clone()),
+            Target::Nothing => return None,
+        };
+        let stripe = (self.hasher.hash_one(&stream) as usize) % LOCK_STRIPES;
+        Some(self.locks[stripe].lock().await)
     }
 
-    /// The first reply to an earlier try of this command, if there was one.
-    async fn previous_reply(&self, cmd: &Command) -> Option<CommandReply> {
+    /// The result of an earlier try of this command (R24), if there was one: a stored commit
+    /// is replayed from the history, anything else from the remembered results.
+    async fn first_result(&self, cmd: &Command) -> Option<Result<Applied, CommandError>> {
         let id = cmd.meta.command_id;
         if let Some(location) = self.model.read(|m| m.command(&cmd.account, &id)) {
             return Some(
-                self.replay(cmd, location.position)
+                self.replay(location.position)
                     .await
-                    .unwrap_or_else(|e| store_error(cmd, &e)),
+                    .map_err(CommandError::Store),
             );
         }
-        let cached = self
+        let remembered = self
             .replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(cmd.account.clone(), id))
-            .cloned();
-        cached.map(|mut reply| {
-            reply.replayed = true;
-            reply
+            .cloned()?;
+        Some(match remembered {
+            Ok(applied) => Ok(Applied {
+                replayed: true,
+                ..applied
+            }),
+            Err(rule) => Err(CommandError::Refused {
+                rule,
+                replayed: true,
+            }),
         })
     }
 
-    /// Rebuilds the reply of a stored commit.
-    async fn replay(
-        &self,
-        cmd: &Command,
-        position: followers_shared::store::Position,
-    ) -> Result<CommandReply, StoreError> {
+    /// The result of the stored commit at `position`, replayed.
+    async fn replay(&self, position: Position) -> Result<Applied, StoreError> {
         let stored = self.store.read_at(position).await?.ok_or_else(|| {
-            StoreError::Other(format!("commit at position {} is missing", position.0))
+            StoreError::Other(format!("commit at position {} is missing", position.0).into())
         })?;
-        let mut reply = CommandReply::success(cmd, stored.commit.events, position);
-        reply.replayed = true;
-        Ok(reply)
+        Ok(Applied {
+            events: stored.commit.events,
+            position,
+            replayed: true,
+        })
     }
 
-    fn remember(&self, cmd: &Command, reply: CommandReply) -> CommandReply {
+    /// Remembers the result of a command that appended nothing, for its retries.
+    fn remember(&self, cmd: &Command, first: Remembered) -> Result<Applied, CommandError> {
         self.replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((cmd.account.clone(), cmd.meta.command_id), reply.clone());
-        reply
+            .insert((cmd.account.clone(), cmd.meta.command_id), first.clone());
+        first.map_err(|rule| CommandError::Refused {
+            rule,
+            replayed: false,
+        })
     }
+}
+
+/// The span every log line about `cmd` is in.
+fn command_span(cmd: &Command) -> tracing::Span {
+    let record = match cmd.body.target() {
+        Target::Record(r) => format!("{r}"),
+        Target::Account => "account".to_owned(),
+        Target::Nothing => "none".to_owned(),
+    };
+    tracing::info_span!("command",
+        command_id = %cmd.meta.command_id,
+        account = %cmd.account,
+        command = cmd.body.name(),
+        record = %record,
+        actor = %cmd.meta.actor,
+    )
 }
 
 /// The stream's hash chain value after its last commit, as the model has it.
@@ -327,49 +425,35 @@ fn chain_of(model: &ReadModel, stream: &StreamId) -> Option<String> {
     }
 }
 
-fn store_error(cmd: &Command, e: &StoreError) -> CommandReply {
-    tracing::warn!(error = %e, "event store error");
-    CommandReply::failure(
-        Some(cmd.meta.command_id),
-        ErrorBody::new(
-            ErrorCode::StoreUnavailable,
-            format!(
-                "the event store failed ({e}); retry with the same command id, which never applies a command twice"
-            ),
-        ),
-    )
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;
 
-    use followers_shared::error::ErrorCode;
-    use followers_shared::store::{CommitStream, HistoryId, Position, StoredCommit};
-    use followers_shared::wire::Outcome;
+    use followers_shared::store::{CommitStream, HistoryId, StoredCommit, Version};
     use followers_store::MemoryStore;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
 
-    /// How the store behaves for appends: unavailable until a moment (a leader election), or
-    /// never answering (an ack lost with the leader).
+    /// How the store behaves for appends: unavailable until a moment (a leader election),
+    /// never answering (an ack lost with the leader), or always beaten by another commit.
     #[derive(Debug, Clone, Copy)]
-    enum Appends {
+    pub(crate) enum Appends {
         DownUntil(Instant),
         Hang,
+        AlwaysBeaten,
     }
 
     /// A memory store whose appends are unavailable for a while, counting the tries.
     #[derive(Debug, Clone)]
-    struct Electing {
+    pub(crate) struct Electing {
         inner: MemoryStore,
         appends: Appends,
-        tries: Arc<AtomicU32>,
+        pub(crate) tries: Arc<AtomicU32>,
     }
 
     impl EventStore for Electing {
@@ -382,10 +466,15 @@ mod tests {
             self.tries.fetch_add(1, Ordering::SeqCst);
             match self.appends {
                 Appends::DownUntil(until) if Instant::now() < until => Err(
-                    StoreError::Unavailable("no stream found for given subject".to_owned()),
+                    StoreError::Unavailable("no stream found for given subject".into()),
                 ),
                 Appends::DownUntil(_) => self.inner.append(stream, expected, commit).await,
                 Appends::Hang => std::future::pending().await,
+                Appends::AlwaysBeaten => Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: Some(Version(99)),
+                }),
             }
         }
         async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {
@@ -412,7 +501,10 @@ mod tests {
     }
 
     /// A handler on `store` whose model follows it, and a way to stop the following.
-    fn handler(store: Electing, patience: Duration) -> (Handler<Electing>, CancellationToken) {
+    pub(crate) fn handler(
+        store: Electing,
+        patience: Duration,
+    ) -> (Handler<Electing>, CancellationToken) {
         let model = LiveModel::new(ReadModel::tracking_commands());
         let stop = CancellationToken::new();
         tokio::spawn({
@@ -423,7 +515,7 @@ mod tests {
         (handler, stop)
     }
 
-    fn open_account() -> Command {
+    pub(crate) fn open_account() -> Command {
         let body = serde_json::json!({
             "command_id": uuid::Uuid::now_v7(),
             "actor": {"kind": "system"},
@@ -438,41 +530,104 @@ mod tests {
         .unwrap()
     }
 
+    pub(crate) fn store(appends: Appends) -> Electing {
+        Electing {
+            inner: MemoryStore::new(),
+            appends,
+            tries: Arc::default(),
+        }
+    }
+
     #[tokio::test]
     async fn an_append_is_tried_again_through_a_leader_election_and_stored_once() {
-        let store = Electing {
-            inner: MemoryStore::new(),
-            appends: Appends::DownUntil(Instant::now() + Duration::from_millis(600)),
-            tries: Arc::default(),
-        };
+        let store = store(Appends::DownUntil(
+            Instant::now() + Duration::from_millis(600),
+        ));
         let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
-        let reply = handler.handle(open_account()).await;
-        assert!(reply.ok, "{reply:?}");
-        assert_eq!(reply.outcome, Some(Outcome::Applied));
+        let applied = handler.handle(&open_account()).await.unwrap();
+        assert!(
+            !applied.events.is_empty() && !applied.replayed,
+            "{applied:?}"
+        );
         assert!(store.tries.load(Ordering::SeqCst) > 2, "tried again");
         assert_eq!(store.head().await.unwrap(), Position(1), "stored once");
+        assert_eq!(applied.position, Position(1));
         stop.cancel();
     }
 
     #[tokio::test]
     async fn no_try_outlasts_the_commands_deadline() {
-        let store = Electing {
-            inner: MemoryStore::new(),
-            appends: Appends::Hang,
-            tries: Arc::default(),
-        };
+        let store = store(Appends::Hang);
         let (handler, stop) = handler(store.clone(), Duration::from_millis(300));
         let started = Instant::now();
-        let reply = handler.handle(open_account()).await;
+        let handled = handler.handle(&open_account()).await;
         let took = started.elapsed();
-        assert_eq!(
-            reply.error.map(|e| e.code),
-            Some(ErrorCode::StoreUnavailable)
+        assert!(
+            matches!(
+                handled,
+                Err(CommandError::Store(StoreError::Unavailable(_)))
+            ),
+            "{handled:?}"
         );
         assert!(
             took >= Duration::from_millis(300) && took < Duration::from_secs(2),
             "replied after {took:?}"
         );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_race_lost_on_every_try_is_a_conflict_after_the_retries() {
+        let store = store(Appends::AlwaysBeaten);
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        let handled = handler.handle(&open_account()).await;
+        assert!(
+            matches!(handled, Err(CommandError::Conflict { tries: 5 })),
+            "{handled:?}"
+        );
+        assert_eq!(store.tries.load(Ordering::SeqCst), 5, "decided 1 + 4 times");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_retry_gets_the_first_result_replayed() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        let open = open_account();
+        let first = handler.handle(&open).await.unwrap();
+        let again = handler.handle(&open).await.unwrap();
+        assert_eq!(
+            again,
+            Applied {
+                replayed: true,
+                ..first
+            }
+        );
+        // Opening it again under another id is refused, and so is every retry of that.
+        let reopen = open_account();
+        let refused = handler.handle(&reopen).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(CommandError::Refused {
+                    rule: DomainError::AccountExists(_),
+                    replayed: false
+                })
+            ),
+            "{refused:?}"
+        );
+        let refused_again = handler.handle(&reopen).await;
+        assert!(
+            matches!(
+                &refused_again,
+                Err(CommandError::Refused {
+                    rule: DomainError::AccountExists(_),
+                    replayed: true
+                })
+            ),
+            "{refused_again:?}"
+        );
+        assert_eq!(store.head().await.unwrap(), Position(1), "stored once");
         stop.cancel();
     }
 }

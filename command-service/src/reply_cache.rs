@@ -1,5 +1,5 @@
-//! Replies to commands that appended nothing (rejections, no-ops), kept so that a retry with the
-//! same command id gets the first reply again (R24) even if the state has changed since.
+//! Results of commands that appended nothing (refusals, no-ops), kept so that a retry with the
+//! same command id gets the first result again (R24) even if the state has changed since.
 //! Commands that appended are recognised from the history itself, forever; these are kept in
 //! memory, per instance, for the most recent `capacity` commands. The key is the account and the
 //! command id: an id is the caller's idempotency key only within its account (R1).
@@ -8,14 +8,15 @@ use std::collections::{HashMap, VecDeque};
 
 use followers_shared::ids::{AccountId, CommandId};
 
+use crate::handler::Remembered;
+
 /// A command's identity: its account and its id.
 pub type CommandKey = (AccountId, CommandId);
-use followers_shared::wire::CommandReply;
 
 #[derive(Debug)]
 pub struct ReplyCache {
     capacity: usize,
-    replies: HashMap<CommandKey, CommandReply>,
+    replies: HashMap<CommandKey, Remembered>,
     order: VecDeque<CommandKey>,
 }
 
@@ -28,11 +29,11 @@ impl ReplyCache {
         }
     }
 
-    pub fn get(&self, key: &CommandKey) -> Option<&CommandReply> {
+    pub fn get(&self, key: &CommandKey) -> Option<&Remembered> {
         self.replies.get(key)
     }
 
-    pub fn insert(&mut self, key: CommandKey, reply: CommandReply) {
+    pub fn insert(&mut self, key: CommandKey, first: Remembered) {
         if self.capacity == 0 || self.replies.contains_key(&key) {
             return;
         }
@@ -42,6 +43,6 @@ impl ReplyCache {
             }
         }
         self.order.push_back(key.clone());
-        self.replies.insert(key, reply);
+        self.replies.insert(key, first);
     }
 }

@@ -9,12 +9,14 @@ use bytes::Bytes;
 use chrono::Utc;
 use followers_runtime::Responder;
 use followers_shared::caller::{Caller, CallerPolicy, REQUEST_INFO_HEADER};
+use followers_shared::command::Command;
 use followers_shared::error::ErrorCode;
+use followers_shared::ids::CommandId;
 use followers_shared::store::EventStore;
 use followers_shared::wire::{self, CommandReply, ErrorBody, subject};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::handler::Handler;
+use crate::handler::{Applied, CommandError, Handler};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -58,7 +60,33 @@ pub async fn process<S: EventStore>(
         }
         cmd.meta.caller = caller;
     }
-    handler.handle(cmd).await
+    let handled = handler.handle(&cmd).await;
+    reply(&cmd, handled)
+}
+
+/// The wire reply to a handled command: every reply to a command the handler saw is built
+/// here. The codes and sentences are the protocol's (docs/protocol.md).
+pub fn reply(cmd: &Command, handled: Result<Applied, CommandError>) -> CommandReply {
+    let id = Some(cmd.meta.command_id);
+    let (mut reply, replayed) = match handled {
+        Ok(applied) => (
+            CommandReply::success(cmd, applied.events, applied.position),
+            applied.replayed,
+        ),
+        Err(CommandError::Refused { rule, replayed }) => {
+            (CommandReply::failure(id, (&rule).into()), replayed)
+        }
+        Err(e @ CommandError::Conflict { .. }) => (failure(id, ErrorCode::Conflict, &e), false),
+        Err(e @ CommandError::Rebuilding) => (failure(id, ErrorCode::Unavailable, &e), false),
+        Err(e @ CommandError::Store(_)) => (failure(id, ErrorCode::StoreUnavailable, &e), false),
+    };
+    reply.replayed = replayed;
+    reply
+}
+
+/// A failure whose message is the error's sentence.
+fn failure(id: Option<CommandId>, code: ErrorCode, e: &CommandError) -> CommandReply {
+    CommandReply::failure(id, ErrorBody::new(code, e.to_string()))
 }
 
 /// The command service's side of the request loop ([`followers_runtime::serve`]): a request
@@ -118,4 +146,107 @@ impl<S: EventStore> Responder for Commands<S> {
 fn refusal(code: ErrorCode, message: String) -> Bytes {
     let reply = CommandReply::failure(None, ErrorBody::new(code, message));
     followers_shared::json::to_vec(&reply).into()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use followers_shared::error::DomainError;
+    use followers_shared::ids::AccountId;
+    use followers_shared::store::{Failed, Position, StoreError};
+
+    use super::*;
+
+    fn open_account(id: uuid::Uuid) -> Command {
+        let body =
+            serde_json::json!({"command_id": id, "actor": {"kind": "system"}, "name": "Acme"});
+        let body = serde_json::to_vec(&body).unwrap();
+        wire::parse_command("acme", "open_account", &body, Utc::now()).unwrap()
+    }
+
+    /// The reply as it goes on the wire.
+    fn json(reply: &CommandReply) -> String {
+        String::from_utf8(followers_shared::json::to_vec(reply)).unwrap()
+    }
+
+    #[test]
+    fn a_store_failure_is_store_unavailable_with_the_command_id() {
+        let id = uuid::Uuid::now_v7();
+        let cmd = open_account(id);
+        let down = StoreError::Unavailable(Failed::doing("NATS at nats://h:4222", "refused"));
+        let reply = reply(&cmd, Err(CommandError::Store(down)));
+        assert_eq!(
+            json(&reply),
+            format!(
+                r#"{{"ok":false,"command_id":"{id}","error":{{"code":"store_unavailable","message":"the event store failed (the event store cannot be reached: NATS at nats://h:4222: refused); retry with the same command id, which never applies a command twice"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn losing_every_race_is_a_conflict_and_a_rebuilding_model_unavailable() {
+        let id = uuid::Uuid::now_v7();
+        let cmd = open_account(id);
+        let conflict = reply(&cmd, Err(CommandError::Conflict { tries: 5 }));
+        assert_eq!(
+            json(&conflict),
+            format!(
+                r#"{{"ok":false,"command_id":"{id}","error":{{"code":"conflict","message":"the record changed 5 times while this command was being decided; retry with the same command id"}}}}"#
+            )
+        );
+        let rebuilding = reply(&cmd, Err(CommandError::Rebuilding));
+        assert_eq!(
+            json(&rebuilding),
+            format!(
+                r#"{{"ok":false,"command_id":"{id}","error":{{"code":"unavailable","message":"the history was replaced and the model is being rebuilt from it; retry shortly with the same command id"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_retried_refusal_is_the_same_refusal_marked_replayed() {
+        let cmd = open_account(uuid::Uuid::now_v7());
+        let rule = DomainError::AccountExists(AccountId::new("acme").unwrap());
+        let first = reply(
+            &cmd,
+            Err(CommandError::Refused {
+                rule: rule.clone(),
+                replayed: false,
+            }),
+        );
+        let again = reply(
+            &cmd,
+            Err(CommandError::Refused {
+                rule: rule.clone(),
+                replayed: true,
+            }),
+        );
+        assert_eq!(
+            first,
+            CommandReply::failure(Some(cmd.meta.command_id), (&rule).into())
+        );
+        assert!(again.replayed && !first.replayed);
+        assert_eq!(
+            CommandReply {
+                replayed: false,
+                ..again
+            },
+            first
+        );
+    }
+
+    #[test]
+    fn an_applied_command_replies_with_its_events_and_position() {
+        let cmd = open_account(uuid::Uuid::now_v7());
+        let applied = Applied {
+            events: Vec::new(),
+            position: Position(7),
+            replayed: true,
+        };
+        let reply = reply(&cmd, Ok(applied));
+        let mut expected = CommandReply::success(&cmd, Vec::new(), Position(7));
+        expected.replayed = true;
+        assert_eq!(reply, expected);
+    }
 }

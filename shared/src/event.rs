@@ -167,6 +167,11 @@ pub enum DecodeError {
         "event schema version {found} is newer than this program understands ({EVENT_SCHEMA}); upgrade it"
     )]
     NewerSchema { found: u16 },
+    /// The data is stored where no commit belongs: under a name (a NATS subject, an
+    /// EventStoreDB stream) that names no followers stream, or with a type or a stream of its
+    /// own that does not match where it is stored.
+    #[error("stored data is not where a commit belongs: {0}")]
+    Misplaced(String),
 }
 
 impl Event {

@@ -241,18 +241,46 @@ pub struct Appended {
     pub already_stored: bool,
 }
 
-/// Why the store could not do what was asked.
+/// A backend's own error, kept as the source of a [`StoreError`]: this crate does no I/O, so it
+/// cannot name the NATS or EventStoreDB error types. A plain message (`"...".into()`) stands in
+/// where the backend gave no error, only a fact.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A backend's error and what was being done when it happened, e.g. "NATS at nats://h:4222:
+/// connection refused".
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+pub struct Failed {
+    pub doing: String,
+    #[source]
+    pub source: BackendError,
+}
+
+impl Failed {
+    /// Wraps `source` in what was being done.
+    pub fn doing(doing: impl Into<String>, source: impl Into<BackendError>) -> BackendError {
+        Box::new(Self {
+            doing: doing.into(),
+            source: source.into(),
+        })
+    }
+}
+
+/// Why the store could not do what was asked. Each variant keeps the error it comes from.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Optimistic concurrency: another commit came first.
+    /// Optimistic concurrency: another commit came first. Decide again on the newer state.
     #[error("stream {stream} is at {actual:?}, not at {expected:?}")]
     Conflict {
         stream: StreamId,
         expected: Expected,
         actual: Option<Version>,
     },
+    /// The store did not answer, or not in time (no responders while a leader is elected, a
+    /// lost connection, a timeout). Worth trying again, the same request.
     #[error("the event store cannot be reached: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BackendError),
+    /// A stored commit cannot be read: skip it or stop, never guess.
     #[error("stored data at position {position:?} cannot be read: {source}")]
     Corrupt {
         position: Position,
@@ -263,11 +291,13 @@ pub enum StoreError {
     /// administrative step created it. Worth waiting for at start.
     #[error("the event store is not there yet: {0}")]
     Missing(String),
-    /// The store exists but is set up in a way this program cannot use safely.
+    /// The store exists but is set up in a way this program cannot use safely (or the settings
+    /// to reach it are wrong). Trying again does not help; an operator must act.
     #[error("the event store is not set up as expected: {0}")]
-    Incompatible(String),
+    Incompatible(#[source] BackendError),
+    /// Anything else the backend reported.
     #[error("event store error: {0}")]
-    Other(String),
+    Other(#[source] BackendError),
 }
 
 /// The live feed of commits after a position.

@@ -28,7 +28,7 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::{self, ErrorCode};
 use followers_shared::event::DecodeError;
 use followers_shared::ids::AccountId;
-use followers_shared::store::{Position, StoreError, StoredCommit};
+use followers_shared::store::{Failed, Position, StoreError, StoredCommit};
 use futures::StreamExt;
 
 use crate::jetstream::{JetStreamConfig, check_server_version, decode};
@@ -111,9 +111,9 @@ impl AccountView {
             .get_stream_no_info(&config.stream)
             .await
             .map_err(|e| {
-                AccountReadError::Server(StoreError::Incompatible(format!(
-                    "--stream `{}`: {e}",
-                    config.stream
+                AccountReadError::Server(StoreError::Incompatible(Failed::doing(
+                    format!("--stream `{}`", config.stream),
+                    e,
                 )))
             })?;
         Ok(Self {

@@ -129,15 +129,15 @@ impl StoreArgs {
                 let url = self.eventstoredb_url.as_deref().ok_or_else(|| {
                     StoreError::Incompatible(
                         "--store eventstoredb needs --eventstoredb-url (or EVENTSTOREDB_URL)"
-                            .to_owned(),
+                            .into(),
                     )
                 })?;
                 Ok(AnyStore::EventStoreDb(EventStoreDb::connect(url)?))
             }
             #[allow(unreachable_patterns)]
-            other => Err(StoreError::Incompatible(format!(
-                "backend {other:?} is not compiled into this build"
-            ))),
+            other => Err(StoreError::Incompatible(
+                format!("backend {other:?} is not compiled into this build").into(),
+            )),
         }
     }
 

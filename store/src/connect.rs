@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, ServerAddr};
-use followers_shared::store::StoreError;
+use followers_shared::store::{Failed, StoreError};
 
 /// A user name and password found in a URL.
 pub type UserPassword = (String, String);
@@ -73,7 +73,7 @@ impl NatsArgs {
             .filter(|u| !u.is_empty())
         {
             let addr: ServerAddr = url.parse().map_err(|e| {
-                StoreError::Incompatible(format!("--nats-url `{}`: {e}", redact(url)))
+                StoreError::Incompatible(Failed::doing(format!("--nats-url `{}`", redact(url)), e))
             })?;
             if addr.has_user_pass() {
                 let user = addr.username().unwrap_or_default().to_owned();
@@ -85,12 +85,12 @@ impl NatsArgs {
             let _ = bare.set_username("");
             let _ = bare.set_password(None);
             servers.push(ServerAddr::from_url(bare).map_err(|e| {
-                StoreError::Incompatible(format!("--nats-url `{}`: {e}", redact(url)))
+                StoreError::Incompatible(Failed::doing(format!("--nats-url `{}`", redact(url)), e))
             })?);
         }
         if servers.is_empty() {
             return Err(StoreError::Incompatible(
-                "--nats-url names no server".to_owned(),
+                "--nats-url names no server".into(),
             ));
         }
         Ok((servers, user_pass))
@@ -113,7 +113,7 @@ impl NatsArgs {
             options = options
                 .credentials_file(creds)
                 .await
-                .map_err(|e| secret_error("--nats-creds", creds, &e))?;
+                .map_err(|e| secret_error("--nats-creds", creds, e))?;
         }
         if let Some(path) = &self.nats_nkey_file {
             options = options.nkey(read_secret("--nats-nkey-file", path)?);
@@ -125,7 +125,7 @@ impl NatsArgs {
             }
             (Some(_), None, _) | (None, Some(_), _) => {
                 return Err(StoreError::Incompatible(
-                    "--nats-user and --nats-password-file go together".to_owned(),
+                    "--nats-user and --nats-password-file go together".into(),
                 ));
             }
             (None, None, Some((user, password))) => {
@@ -155,7 +155,7 @@ impl NatsArgs {
             .await?
             .connect(servers)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("NATS at {}: {e}", self.display_url())))
+            .map_err(|e| self.unreachable(e))
     }
 
     /// Connects for a service: keeps trying the seed list until a server answers, for at most
@@ -170,16 +170,19 @@ impl NatsArgs {
         let client = options
             .connect(servers)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("NATS at {}: {e}", self.display_url())))?;
+            .map_err(|e| self.unreachable(e))?;
         // `retry_on_initial_connect` returns before the handshake; wait for the server's info.
         let deadline = tokio::time::Instant::now() + wait;
         let mut warned = false;
         while client.server_info().version.is_empty() {
             if tokio::time::Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "no NATS server answered at {} within {wait:?}",
-                    self.display_url()
-                )));
+                return Err(StoreError::Unavailable(
+                    format!(
+                        "no NATS server answered at {} within {wait:?}",
+                        self.display_url()
+                    )
+                    .into(),
+                ));
             }
             if !warned {
                 tracing::warn!(url = %self.display_url(), "waiting for a NATS server to answer");
@@ -188,6 +191,11 @@ impl NatsArgs {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(client)
+    }
+
+    /// The seed list could not be reached: `NATS at {url}: {why}`.
+    pub fn unreachable(&self, e: async_nats::ConnectError) -> StoreError {
+        StoreError::Unavailable(Failed::doing(format!("NATS at {}", self.display_url()), e))
     }
 }
 
@@ -215,11 +223,11 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
 fn read_secret(flag: &str, path: &Path) -> Result<String, StoreError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-        .map_err(|e| secret_error(flag, path, &e))
+        .map_err(|e| secret_error(flag, path, e))
 }
 
-fn secret_error(flag: &str, path: &Path, e: &std::io::Error) -> StoreError {
-    StoreError::Incompatible(format!("{flag} {}: {e}", path.display()))
+fn secret_error(flag: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Incompatible(Failed::doing(format!("{flag} {}", path.display()), e))
 }
 
 /// `url` with any password replaced by `***`.

@@ -55,7 +55,7 @@ use eventstore::{
 };
 use followers_shared::event::DecodeError;
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
+    Appended, Commit, CommitStream, EventStore, Expected, Failed, HistoryId, Position, StoreError,
     StoredCommit, StreamId, Version,
 };
 use serde::{Deserialize, Serialize};
@@ -123,13 +123,19 @@ impl EventStoreDb {
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let settings: ClientSettings = url.parse().map_err(|e: es::ClientSettingsParseError| {
             // The message may quote the connection string, and with it a password.
-            StoreError::Other(format!(
-                "invalid EventStoreDB connection string: {}",
-                e.message().replace(url, "<connection string>")
-            ))
+            StoreError::Incompatible(
+                format!(
+                    "invalid EventStoreDB connection string: {}",
+                    e.message().replace(url, "<connection string>")
+                )
+                .into(),
+            )
         })?;
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            StoreError::Other("EventStoreDb::connect must be called inside a tokio runtime".into())
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            StoreError::Other(Failed::doing(
+                "EventStoreDb::connect needs a tokio runtime",
+                e,
+            ))
         })?;
         let client = Client::with_runtime_handle(handle, settings).map_err(store_error)?;
         Ok(Self {
@@ -148,9 +154,13 @@ impl EventStoreDb {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(StoreError::Other(format!(
-                "EventStoreDB namespace `{namespace}` must be 1 to 64 ASCII letters, digits or `_`"
-            )));
+            return Err(StoreError::Incompatible(
+                format!(
+                    "EventStoreDB namespace `{namespace}` must be 1 to 64 ASCII letters, digits \
+                     or `_`"
+                )
+                .into(),
+            ));
         }
         Ok(Self {
             namespace: Arc::from(namespace),
@@ -198,7 +208,7 @@ impl EventStoreDb {
         let position = event_position(event)?;
         let corrupt = |message: String| StoreError::Corrupt {
             position,
-            source: DecodeError::Json(serde::de::Error::custom(message)),
+            source: DecodeError::Misplaced(message),
         };
         if event.event_type != COMMIT_EVENT_TYPE {
             return Err(corrupt(format!(
@@ -277,11 +287,14 @@ impl EventStoreDb {
                 position: event_position(&event)?,
                 already_stored: true,
             }),
-            _ => Err(StoreError::Other(format!(
-                "EventStoreDB acknowledged commit {} on {name} at revision {}, but that event is \
-                 not the commit",
-                commit.command_id, write.next_expected_version
-            ))),
+            _ => Err(StoreError::Other(
+                format!(
+                    "EventStoreDB acknowledged commit {} on {name} at revision {}, but that event \
+                     is not the commit",
+                    commit.command_id, write.next_expected_version
+                )
+                .into(),
+            )),
         }
     }
 
@@ -322,7 +335,7 @@ impl EventStore for EventStoreDb {
         // `EventData::json` serializes the commit with serde_json, exactly as `Commit::encode`.
         let event = EventData::json(COMMIT_EVENT_TYPE, commit)
             .and_then(|event| event.metadata_as_json(&CommitMetaRef { stream }))
-            .map_err(|e| StoreError::Other(format!("cannot encode commit: {e}")))?
+            .map_err(|e| StoreError::Other(Failed::doing("cannot encode commit", e)))?
             .id(commit.command_id.0);
         let revision = match expected {
             Expected::NoStream => ExpectedRevision::NoStream,
@@ -472,7 +485,7 @@ impl EventStore for EventStoreDb {
                 position: position.0,
             },
         )
-        .map_err(|e| StoreError::Other(format!("cannot encode checkpoint: {e}")))?;
+        .map_err(|e| StoreError::Other(Failed::doing("cannot encode checkpoint", e)))?;
         let write = self
             .client
             .append_to_stream(stream.as_str(), &AppendToStreamOptions::default(), event)
@@ -525,73 +538,90 @@ impl Follow {
             .filter(SubscriptionFilter::on_stream_name().add_prefix(self.store.prefix()))
     }
 
+    /// The next commit of the feed, resubscribing while the store is unavailable; after an
+    /// error, nothing more.
     async fn next(mut self) -> Option<(Result<StoredCommit, StoreError>, Self)> {
         if self.done {
             return None;
         }
         loop {
-            let received = match self.pending.take() {
-                Some(event) => Ok(event),
-                None => {
-                    if self.subscription.is_none() {
-                        let options = self.options();
-                        self.subscription =
-                            Some(self.store.client.subscribe_to_all(&options).await);
-                    }
-                    let Some(subscription) = self.subscription.as_mut() else {
-                        continue;
-                    };
-                    subscription.next_subscription_event().await
-                }
-            };
-            match received {
+            match self.receive().await {
                 Ok(SubscriptionEvent::EventAppeared(resolved)) => {
                     self.failures = 0;
-                    let Some(event) = resolved.event else {
-                        continue;
-                    };
-                    if !self.store.is_ours(&event.stream_id) {
-                        continue;
+                    if let Some(item) = resolved.event.and_then(|e| self.commit_of(&e)) {
+                        return Some((item, self));
                     }
-                    if known_position(&event.position).is_some_and(|p| p <= self.last) {
-                        continue;
-                    }
-                    let decoded = self.store.decode(&event);
-                    match &decoded {
-                        Ok(commit) => {
-                            self.resume = StreamPosition::Position(event.position);
-                            self.last = commit.position;
-                        }
-                        Err(_) => self.done = true,
-                    }
-                    return Some((decoded, self));
                 }
                 Ok(SubscriptionEvent::Confirmed(_) | SubscriptionEvent::CaughtUp) => {
                     self.failures = 0;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.subscription = None;
-                    let error = store_error(e);
-                    if matches!(error, StoreError::Unavailable(_))
-                        && self.failures < MAX_RESUBSCRIBE_ATTEMPTS
-                    {
-                        self.failures += 1;
-                        let delay = resubscribe_delay(self.failures);
-                        tracing::warn!(
-                            error = %error,
-                            after = self.last.0,
-                            attempt = self.failures,
-                            "EventStoreDB subscription dropped; resubscribing in {delay:?}"
-                        );
-                        tokio::time::sleep(delay).await;
-                        continue;
+                    if let Err(error) = self.recover(e).await {
+                        return Some((Err(error), self));
                     }
-                    self.done = true;
-                    return Some((Err(error), self));
                 }
             }
         }
+    }
+
+    /// The next subscription event: the one `follow` received, or one from the subscription,
+    /// which is made anew after it failed.
+    async fn receive(&mut self) -> Result<SubscriptionEvent, es::Error> {
+        if let Some(event) = self.pending.take() {
+            return Ok(event);
+        }
+        let subscription = match self.subscription.take() {
+            Some(subscription) => subscription,
+            None => self.store.client.subscribe_to_all(&self.options()).await,
+        };
+        self.subscription
+            .insert(subscription)
+            .next_subscription_event()
+            .await
+    }
+
+    /// The commit an appeared event holds; `None` for another namespace's event and for one
+    /// already yielded (a resubscription starts at the last commit). A commit that cannot be
+    /// read ends the feed.
+    fn commit_of(&mut self, event: &RecordedEvent) -> Option<Result<StoredCommit, StoreError>> {
+        if !self.store.is_ours(&event.stream_id)
+            || known_position(&event.position).is_some_and(|p| p <= self.last)
+        {
+            return None;
+        }
+        let decoded = self.store.decode(event);
+        match &decoded {
+            Ok(commit) => {
+                self.resume = StreamPosition::Position(event.position);
+                self.last = commit.position;
+            }
+            Err(_) => self.done = true,
+        }
+        Some(decoded)
+    }
+
+    /// After the subscription failed: while the store is unavailable, waits before the next
+    /// subscription, up to [`MAX_RESUBSCRIBE_ATTEMPTS`] times in a row; any other failure, or
+    /// one more, is the feed's error, and its end.
+    async fn recover(&mut self, e: es::Error) -> Result<(), StoreError> {
+        self.subscription = None;
+        let error = store_error(e);
+        if !matches!(error, StoreError::Unavailable(_)) || self.failures >= MAX_RESUBSCRIBE_ATTEMPTS
+        {
+            self.done = true;
+            return Err(error);
+        }
+        self.failures += 1;
+        let delay = resubscribe_delay(self.failures);
+        tracing::warn!(
+            error = %error,
+            after = self.last.0,
+            attempt = self.failures,
+            "EventStoreDB subscription dropped; resubscribing in {delay:?}"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 }
 
@@ -623,11 +653,14 @@ fn all_position(position: Position) -> Option<es::Position> {
 
 fn event_position(event: &RecordedEvent) -> Result<Position, StoreError> {
     known_position(&event.position).ok_or_else(|| {
-        StoreError::Incompatible(format!(
-            "EventStoreDB did not report the $all position of event {} of {}; stream reads \
-             carry it since EventStoreDB 22.10, so use that or a later version (or KurrentDB)",
-            event.id, event.stream_id
-        ))
+        StoreError::Incompatible(
+            format!(
+                "EventStoreDB did not report the $all position of event {} of {}; stream reads \
+                 carry it since EventStoreDB 22.10, so use that or a later version (or KurrentDB)",
+                event.id, event.stream_id
+            )
+            .into(),
+        )
     })
 }
 
@@ -648,23 +681,24 @@ fn store_error(error: es::Error) -> StoreError {
         | es::Error::ConnectionClosed
         | es::Error::GrpcConnectionError(_)
         | es::Error::DeadlineExceeded
-        | es::Error::NotLeaderException(_) => StoreError::Unavailable(error.to_string()),
+        | es::Error::NotLeaderException(_) => StoreError::Unavailable(error.into()),
         es::Error::Grpc { .. }
             if matches!(
                 grpc_code(&error),
                 Some(grpc_code::CANCELLED | grpc_code::RESOURCE_EXHAUSTED | grpc_code::ABORTED)
             ) =>
         {
-            StoreError::Unavailable(error.to_string())
+            StoreError::Unavailable(error.into())
         }
-        es::Error::AccessDenied => StoreError::Incompatible(format!(
-            "{error}: the EventStoreDB user must be allowed to write our streams and read $all"
+        es::Error::AccessDenied => StoreError::Incompatible(Failed::doing(
+            "the EventStoreDB user must be allowed to write our streams and read $all",
+            error,
         )),
-        es::Error::UnsupportedFeature => StoreError::Incompatible(error.to_string()),
+        es::Error::UnsupportedFeature => StoreError::Incompatible(error.into()),
         es::Error::ResourceDeleted => {
-            StoreError::Other(format!("{error}: a history stream was deleted"))
+            StoreError::Other(Failed::doing("a history stream was deleted", error))
         }
-        _ => StoreError::Other(error.to_string()),
+        _ => StoreError::Other(error.into()),
     }
 }
 

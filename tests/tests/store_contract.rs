@@ -49,7 +49,7 @@ async fn jetstream_setup_is_idempotent_and_refuses_an_incompatible_stream() {
         ..JetStreamConfig::default()
     };
     match JetStreamStore::connect(server.client().await, memory).await {
-        Err(StoreError::Incompatible(msg)) => assert!(msg.contains("storage"), "{msg}"),
+        Err(StoreError::Incompatible(msg)) => assert!(msg.to_string().contains("storage"), "{msg}"),
         other => panic!("expected incompatible, got {other:?}"),
     }
 }
