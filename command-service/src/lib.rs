@@ -18,11 +18,12 @@ pub mod signed_head;
 
 use std::sync::Arc;
 
-use followers_runtime::{Background, ServiceHandle};
+use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::caller::CallerPolicy;
 use followers_shared::read_model::ReadModel;
 use followers_shared::signing::Signer;
 use followers_shared::store::EventStore;
+use followers_shared::wire::COMMAND_NAMES;
 use followers_store::{LiveModel, StreamSetup};
 use tokio_util::sync::CancellationToken;
 
@@ -98,13 +99,10 @@ pub async fn start_with<S: EventStore + Clone>(
             background.token(),
         ));
     }
-    let subject = format!("{}.cmd.*.*", config.service.subject_prefix);
-    let queue = config.queue_group.clone();
-    let subscription = background
-        .subscribe(&client, subject.clone(), queue)
-        .await?;
-    // After subscribing, so that its first write (a JetStream publish) cannot hold up the
-    // subscription on the connection.
+    let spec = service_spec(&config);
+    let registered = background.register(&client, &spec).await?;
+    // After registering, so that its first write (a JetStream publish) cannot hold up the
+    // subscriptions on the connection.
     if let Some((signer, bucket)) = signer.zip(head_bucket) {
         let every = config.signed_head_every();
         background.spawn(signed_head::run(
@@ -116,13 +114,13 @@ pub async fn start_with<S: EventStore + Clone>(
         ));
     }
     // The readiness signal: the history is loaded and commands are being taken.
-    tracing::info!(position = head.0, %subject, queue = %config.queue_group, "command-service ready");
+    tracing::info!(position = head.0, service = spec.name, queue = %spec.queue_group, "command-service ready");
     let commands = Arc::new(server::Commands::new(
         handler,
         serve_options(&config, caller_policy),
     ));
     let shutdown = CancellationToken::new();
-    let serve = followers_runtime::serve(client, subscription, commands, shutdown.clone());
+    let serve = followers_runtime::serve(client, registered, commands, shutdown.clone());
     Ok(ServiceHandle::spawn(
         "command service",
         shutdown,
@@ -161,6 +159,21 @@ fn trusted_caller_policy(
         return Err(StartError::UntrustedServer(version.clone()));
     }
     Ok(Some(Arc::new(policy)))
+}
+
+/// The command service in the NATS services API: one endpoint per command, on
+/// `{prefix}.cmd.*.{command}`.
+fn service_spec(config: &Config) -> ServiceSpec {
+    let prefix = &config.service.subject_prefix;
+    let endpoints = COMMAND_NAMES
+        .iter()
+        .map(|name| (name.to_string(), format!("{prefix}.cmd.*.{name}")));
+    ServiceSpec {
+        name: "followers-command",
+        description: "Decides followers commands and appends their events to the history",
+        queue_group: config.queue_group.clone(),
+        endpoints: endpoints.collect(),
+    }
 }
 
 fn serve_options(config: &Config, caller_policy: Option<Arc<CallerPolicy>>) -> ServeOptions {

@@ -128,7 +128,7 @@ impl<S: EventStore> Responder for Commands<S> {
         })
     }
 
-    async fn respond(&self, _: OwnedSemaphorePermit, request: async_nats::Message) -> Bytes {
+    async fn respond(&self, _: OwnedSemaphorePermit, request: &async_nats::Message) -> Bytes {
         let (subject, headers) = (&request.subject, request.headers.as_ref());
         let reply = process(
             &self.handler,

@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use followers_runtime::{Background, ServiceHandle};
+use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, Position};
+use followers_shared::wire::QUERY_NAMES;
 use followers_store::{LiveModel, StreamSetup};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -184,12 +185,9 @@ async fn start_prepared<S: EventStore + Clone>(
         metrics_addr = metrics_addr.map(tracing::field::display),
         "read models ready"
     );
-    let subject = format!("{}.query.*.*", config.service.subject_prefix);
-    let queue = config.queue_group.clone();
-    let subscription = background
-        .subscribe(&client, subject.clone(), queue)
-        .await?;
-    tracing::info!(%subject, "serving queries");
+    let spec = service_spec(&config);
+    let registered = background.register(&client, &spec).await?;
+    tracing::info!(service = spec.name, "serving queries");
     keep_current(&background, &config, store, &model, &ready, snapshot_at);
     let nats = Arc::new(nats::NatsQueries {
         queries,
@@ -197,13 +195,28 @@ async fn start_prepared<S: EventStore + Clone>(
         max_request_bytes: config.max_request_bytes,
     });
     let shutdown = CancellationToken::new();
-    let serve = followers_runtime::serve(client, subscription, nats, shutdown.clone());
+    let serve = followers_runtime::serve(client, registered, nats, shutdown.clone());
     Ok(Running {
         handle: ServiceHandle::spawn("projection service", shutdown, serve, background),
         http_addr,
         metrics_addr,
         model,
     })
+}
+
+/// The projection in the NATS services API: one endpoint per query, on
+/// `{prefix}.query.*.{query}`.
+fn service_spec(config: &Config) -> ServiceSpec {
+    let prefix = &config.service.subject_prefix;
+    let endpoints = QUERY_NAMES
+        .iter()
+        .map(|name| (name.to_string(), format!("{prefix}.query.*.{name}")));
+    ServiceSpec {
+        name: "followers-projection",
+        description: "Answers access checks and follower queries from the read models",
+        queue_group: config.queue_group.clone(),
+        endpoints: endpoints.collect(),
+    }
 }
 
 /// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with

@@ -38,7 +38,7 @@ impl Responder for NatsQueries {
             .map_err(|refused| refused.body.into())
     }
 
-    async fn respond(&self, admitted: Admission, request: async_nats::Message) -> Bytes {
+    async fn respond(&self, admitted: Admission, request: &async_nats::Message) -> Bytes {
         match subject::split(&self.prefix, "query", &request.subject) {
             Some((account, name)) => {
                 let query = Query::parse(name, &request.payload);

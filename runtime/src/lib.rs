@@ -12,5 +12,5 @@ pub mod startup;
 pub use args::{ServiceArgs, SignatureArgs};
 pub use lifecycle::{ServiceHandle, init_logging, run_until_signal, shutdown_signal};
 pub use nats::round_trip;
-pub use serve::{Responder, serve};
+pub use serve::{Registered, Responder, ServiceSpec, serve};
 pub use startup::{Background, StartError};

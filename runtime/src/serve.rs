@@ -1,15 +1,22 @@
-//! The request loop both services run on their NATS subscription, written once: admission
-//! before a task is spawned (so a flood costs neither tasks nor memory), one task per admitted
-//! request, every request with a reply subject answered, and on shutdown no new requests and
-//! the ones in flight finished.
+//! The request loop both services run, written once, on the NATS services API (the "micro"
+//! protocol): each service registers under its name with one endpoint per command or query,
+//! so `nats micro ls`, `nats micro info` and `nats micro stats` show it, its endpoints, their
+//! queue group, request counts and processing times.
+//!
+//! The loop admits a request before a task is spawned for it (so a flood costs neither tasks
+//! nor memory), answers every request that has a reply subject, and on shutdown takes no new
+//! requests and finishes the ones in flight. Replies are the services' JSON bodies, refusals
+//! included: the micro error headers carry no body, so they are not used.
 //!
 //! What a service answers, and what its limits are, is its [`Responder`]'s business.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use async_nats::service::{Request, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::SelectAll;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,44 +33,95 @@ pub trait Responder: Send + Sync + 'static {
     fn respond(
         &self,
         ticket: Self::Ticket,
-        request: async_nats::Message,
+        request: &async_nats::Message,
     ) -> impl Future<Output = Bytes> + Send;
 }
 
-/// Serves the requests of `subscription` until `shutdown`, then unsubscribes, finishes the
-/// requests in flight and flushes their replies.
+/// How a service shows itself in the NATS services API.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// The service's name (`followers-command`, `followers-projection`).
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Instances in the same queue group share the requests.
+    pub queue_group: String,
+    /// Each endpoint's name (a command or query name) and subject.
+    pub endpoints: Vec<(String, String)>,
+}
+
+/// A service registered with the NATS services API, with the requests of all its endpoints.
+pub struct Registered {
+    service: async_nats::service::Service,
+    requests: SelectAll<async_nats::service::endpoint::Endpoint>,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("service", &self.service)
+            .field("endpoints", &self.requests.len())
+            .finish()
+    }
+}
+
+/// Registers `spec` on `client`: the service and each of its endpoints.
+pub async fn register(
+    client: &async_nats::Client,
+    spec: &ServiceSpec,
+) -> Result<Registered, async_nats::Error> {
+    let service = client
+        .service_builder()
+        .description(spec.description)
+        .queue_group(&spec.queue_group)
+        .start(spec.name, env!("CARGO_PKG_VERSION"))
+        .await?;
+    let mut requests = SelectAll::new();
+    for (name, subject) in &spec.endpoints {
+        let endpoint = service.endpoint_builder().name(name).add(subject).await?;
+        requests.push(endpoint);
+    }
+    Ok(Registered { service, requests })
+}
+
+/// Serves the requests of `registered` until `shutdown`, then stops the service (its endpoints
+/// unsubscribe), finishes the requests in flight and flushes their replies.
 pub async fn serve<R: Responder>(
     client: async_nats::Client,
-    mut subscription: async_nats::Subscriber,
+    registered: Registered,
     responder: Arc<R>,
     shutdown: CancellationToken,
 ) {
+    let Registered {
+        service,
+        mut requests,
+    } = registered;
     let tasks = TaskTracker::new();
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
-            m = subscription.next() => match m { Some(m) => m, None => break },
+            r = requests.next() => match r { Some(r) => r, None => break },
         };
-        let Some(reply_to) = request.reply.clone() else {
-            tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
+        if request.message.reply.is_none() {
+            tracing::debug!(subject = %request.message.subject, "ignoring a request without a reply subject");
             continue;
-        };
-        let ticket = match responder.admit(request.payload.len()) {
+        }
+        let ticket = match responder.admit(request.message.payload.len()) {
             Ok(ticket) => ticket,
             Err(refusal) => {
-                reply(&client, reply_to, refusal).await;
+                reply(&request, refusal).await;
                 continue;
             }
         };
-        let (client, responder) = (client.clone(), responder.clone());
+        let responder = responder.clone();
         tasks.spawn(async move {
-            let answer = responder.respond(ticket, request).await;
-            reply(&client, reply_to, answer).await;
+            let answer = responder.respond(ticket, &request.message).await;
+            reply(&request, answer).await;
         });
     }
-    if let Err(e) = subscription.unsubscribe().await {
-        tracing::debug!(error = %e, "unsubscribe failed");
+    if let Err(e) = service.stop().await {
+        tracing::debug!(error = %e, "stopping the service failed");
     }
+    drop(requests);
     tasks.close();
     tasks.wait().await;
     if let Err(e) = client.flush().await {
@@ -71,8 +129,8 @@ pub async fn serve<R: Responder>(
     }
 }
 
-async fn reply(client: &async_nats::Client, to: async_nats::Subject, body: Bytes) {
-    if let Err(e) = client.publish(to, body).await {
+async fn reply(request: &Request, body: Bytes) {
+    if let Err(e) = request.respond(Ok(body)).await {
         tracing::warn!(error = %e, "cannot send a reply");
     }
 }

@@ -1,6 +1,7 @@
 //! The start-up steps both services take, written once: load the history into a live model
-//! and keep following it, subscribe to requests only once the server has the subscription, and
-//! run background tasks that stop together with the service.
+//! and keep following it, register with the NATS services API only as far as the server has
+//! confirmed the endpoints' subscriptions, and run background tasks that stop together with
+//! the service.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::nats::{RoundTripError, round_trip};
+use crate::serve::{Registered, ServiceSpec, register};
 
 /// Why a service could not start, for the steps every service takes.
 #[derive(Debug, thiserror::Error)]
@@ -26,20 +28,21 @@ pub enum StartError {
     /// A key file named in the configuration cannot be used.
     #[error(transparent)]
     Keys(#[from] KeyFileError),
-    /// The server refused the subscription, or did not confirm it in time.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        subject: String,
+    /// The service could not be registered with the NATS services API (its endpoints'
+    /// subscriptions refused), or the server did not confirm them in time.
+    #[error("cannot register the service {service}: {source}")]
+    Register {
+        service: &'static str,
         #[source]
-        source: SubscribeError,
+        source: RegisterError,
     },
 }
 
-/// How subscribing failed.
+/// How registering failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
+pub enum RegisterError {
     #[error(transparent)]
-    Refused(#[from] async_nats::SubscribeError),
+    Refused(#[from] async_nats::Error),
     #[error(transparent)]
     NotConfirmed(#[from] RoundTripError),
 }
@@ -92,25 +95,25 @@ impl Background {
         }
     }
 
-    /// Subscribes to `subject` in `queue` and returns once the server has the subscription, so
-    /// a request sent the moment the service says it is ready finds it. On failure every
-    /// background task is stopped.
-    pub async fn subscribe(
+    /// Registers the service `spec` with the NATS services API and returns once the server has
+    /// its endpoints' subscriptions, so a request sent the moment the service says it is ready
+    /// finds them. On failure every background task is stopped.
+    pub async fn register(
         &self,
         client: &async_nats::Client,
-        subject: String,
-        queue: String,
-    ) -> Result<async_nats::Subscriber, StartError> {
+        spec: &ServiceSpec,
+    ) -> Result<Registered, StartError> {
         let confirmed = async {
-            let subscription = client.queue_subscribe(subject.clone(), queue).await?;
+            let registered = register(client, spec).await?;
             round_trip(client, SUBSCRIBE_CONFIRM).await?;
-            Ok::<_, SubscribeError>(subscription)
+            Ok::<_, RegisterError>(registered)
         };
         match confirmed.await {
-            Ok(subscription) => Ok(subscription),
+            Ok(registered) => Ok(registered),
             Err(source) => {
                 self.stop().await;
-                Err(StartError::Subscribe { subject, source })
+                let service = spec.name;
+                Err(StartError::Register { service, source })
             }
         }
     }

@@ -32,6 +32,20 @@ impl Followers {
         }
     }
 
+    /// Whether a request to `{prefix}.{kind}.{account}.{name}` finds no responder: NATS says
+    /// so at once when no service has an endpoint on that subject.
+    pub async fn finds_no_responder(&self, kind: &str, name: &str) -> bool {
+        let subject = format!("{}.{kind}.{}.{name}", self.prefix, self.account);
+        let sent = self.client.request(subject, "{}".into());
+        let answered = tokio::time::timeout(Duration::from_secs(30), sent)
+            .await
+            .expect("request timed out");
+        matches!(
+            answered.map_err(|e| e.kind()),
+            Err(async_nats::client::RequestErrorKind::NoResponders)
+        )
+    }
+
     /// Sends raw bytes to a command subject and reads the reply.
     pub async fn raw(&self, command: &str, body: Vec<u8>) -> CommandReply {
         let subject = format!("{}.cmd.{}.{command}", self.prefix, self.account);

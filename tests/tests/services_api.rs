@@ -1,0 +1,138 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end: both services show themselves in the NATS services API (`$SRV.PING`,
+//! `$SRV.INFO`, `$SRV.STATS`, what `nats micro ls|info|stats` ask), with one endpoint per
+//! command and per query on the documented subjects, and request counts that move.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use followers_shared::wire::{COMMAND_NAMES, QUERY_NAMES};
+use followers_tests::client::{contact, user};
+use followers_tests::stack::{
+    TEAM, ok, open_account, start_command_service, start_projection_service,
+};
+use followers_tests::{Followers, NatsServer};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Asks every service on `subject` and collects the answers until `expected` have come (or
+/// 10 s have passed).
+async fn ask_all(client: &async_nats::Client, subject: &str, expected: usize) -> Vec<Value> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(subject.to_owned(), inbox, "".into())
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while answers.len() < expected {
+        match tokio::time::timeout_at(deadline, replies.next()).await {
+            Ok(Some(m)) => answers.push(serde_json::from_slice(&m.payload).unwrap()),
+            _ => break,
+        }
+    }
+    answers
+}
+
+async fn ask(client: &async_nats::Client, subject: &str) -> Value {
+    let reply = client.request(subject.to_owned(), "".into()).await.unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+fn names(values: &[Value], field: &str) -> BTreeSet<String> {
+    values
+        .iter()
+        .map(|v| v[field].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The endpoints of a `$SRV.INFO` answer, as (name, subject, queue group).
+fn endpoints(info: &Value) -> BTreeSet<(String, String, String)> {
+    let field = |e: &Value, f: &str| e[f].as_str().unwrap().to_owned();
+    info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                field(e, "name"),
+                field(e, "subject"),
+                field(e, "queue_group"),
+            )
+        })
+        .collect()
+}
+
+fn expected(names: &[&str], kind: &str, queue: &str) -> BTreeSet<(String, String, String)> {
+    names
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                format!("followers.{kind}.*.{n}"),
+                queue.to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The number of requests an endpoint of a `$SRV.STATS` answer has served.
+fn served(stats: &Value, endpoint: &str) -> u64 {
+    let all = stats["endpoints"].as_array().unwrap();
+    let found = all.iter().find(|e| e["name"] == endpoint).unwrap();
+    found["num_requests"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_services_show_every_endpoint_and_count_requests() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let client = server.client().await;
+
+    let pings = ask_all(&client, "$SRV.PING", 2).await;
+    let found = names(&pings, "name");
+    assert_eq!(
+        found,
+        ["followers-command", "followers-projection"]
+            .map(String::from)
+            .into()
+    );
+
+    let info = ask(&client, "$SRV.INFO.followers-command").await;
+    assert_eq!(
+        endpoints(&info),
+        expected(&COMMAND_NAMES, "cmd", "followers-command")
+    );
+    let info = ask(&client, "$SRV.INFO.followers-projection").await;
+    assert_eq!(
+        endpoints(&info),
+        expected(QUERY_NAMES, "query", "followers-projection")
+    );
+
+    let before = ask(&client, "$SRV.STATS.followers-projection").await;
+    let f = Followers::new(client.clone(), "acme");
+    open_account(&f, TEAM).await;
+    let at = ok(
+        &f,
+        "create_contact",
+        user("ann"),
+        json!({"contact": "c1", "owner": "bob"}),
+    )
+    .await;
+    let check = json!({"user": "bob", "action": "view", "record": contact("c1"), "min_position": at.position});
+    assert!(f.query::<Value>("check_access", check).await.ok);
+
+    let after = ask(&client, "$SRV.STATS.followers-projection").await;
+    assert_eq!(
+        served(&after, "check_access"),
+        served(&before, "check_access") + 1
+    );
+    let stats = ask(&client, "$SRV.STATS.followers-command").await;
+    assert!(served(&stats, "create_contact") >= 1, "{stats}");
+    assert!(served(&stats, "open_account") >= 1, "{stats}");
+
+    projection.stop().await;
+    commands.stop().await;
+}
