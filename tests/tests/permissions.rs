@@ -15,6 +15,7 @@ use followers_shared::wire::CommandReply;
 use followers_tests::NatsServer;
 use followers_tests::client::{Followers, contact, system, user, workflow};
 use followers_tests::shipped::{Connection, Init, Keys, shipped};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -155,6 +156,34 @@ async fn the_services_run_as_their_own_users_and_callers_reach_them_through_impo
     // The shipped grants are all the services need: the server refused them nothing.
     let log = d.server.log();
     assert!(!log.contains("Violation"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_sees_both_services_in_the_services_api_and_a_caller_does_not() {
+    let d = Deployment::start().await;
+    let admin = d.connect("admin", "_INBOX_followers_admin").await;
+    let inbox = admin.client.new_inbox();
+    let mut pongs = admin.client.subscribe(inbox.clone()).await.unwrap();
+    let ping = admin
+        .client
+        .publish_with_reply("$SRV.PING", inbox, "".into());
+    ping.await.unwrap();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        let pong = tokio::time::timeout(Duration::from_secs(10), pongs.next()).await;
+        let pong: Value = serde_json::from_slice(&pong.unwrap().unwrap().payload).unwrap();
+        names.push(pong["name"].as_str().unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["followers-command", "followers-projection"]);
+    let acme = d.connect("caller-acme", "_INBOX_acme_crm").await;
+    acme.client.publish("$SRV.PING", "".into()).await.unwrap();
+    acme.refused("$SRV.PING").await;
+    let log = d.server.log();
+    assert!(
+        !log.contains("Violation") || !log.contains("followers_"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
