@@ -24,7 +24,7 @@ use std::time::Duration;
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, Position};
-use followers_shared::wire::QUERY_NAMES;
+use followers_shared::wire::Query;
 use followers_store::{LiveModel, StreamSetup};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
@@ -208,7 +208,7 @@ async fn start_prepared<S: EventStore + Clone>(
 /// `{prefix}.query.*.{query}`.
 fn service_spec(config: &Config) -> ServiceSpec {
     let prefix = &config.service.subject_prefix;
-    let endpoints = QUERY_NAMES
+    let endpoints = Query::NAMES
         .iter()
         .map(|name| (name.to_string(), format!("{prefix}.query.*.{name}")));
     ServiceSpec {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use followers_shared::wire::{COMMAND_NAMES, QUERY_NAMES};
+use followers_shared::wire::{COMMAND_NAMES, Query};
 use followers_tests::client::{contact, user};
 use followers_tests::stack::{
     TEAM, ok, open_account, start_command_service, start_projection_service,
@@ -108,7 +108,7 @@ async fn both_services_show_every_endpoint_and_count_requests() {
     let info = ask(&client, "$SRV.INFO.followers-projection").await;
     assert_eq!(
         endpoints(&info),
-        expected(QUERY_NAMES, "query", "followers-projection")
+        expected(Query::NAMES, "query", "followers-projection")
     );
 
     let before = ask(&client, "$SRV.STATS.followers-projection").await;

@@ -246,6 +246,9 @@ macro_rules! queries {
         )*
 
         impl Query {
+            /// Every query name, as the wire spells it.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
             /// Reads query `name` from its JSON body; an empty body is an empty object. Errors
             /// are `unknown_command` for a name that is no query, else `malformed_request`
             /// naming the field.
