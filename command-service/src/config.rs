@@ -128,15 +128,11 @@ impl Config {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use clap::{CommandFactory, Parser};
+    use clap::Parser;
 
     use super::Config;
 
-    #[test]
-    fn the_flags_are_consistent() {
-        Config::command().debug_assert();
-    }
-
+    /// (Parsing also runs clap's own consistency checks of the flags, in debug builds.)
     #[test]
     fn require_signatures_needs_a_key_of_our_own_or_a_public_one() {
         let parse =
