@@ -6,7 +6,7 @@ use std::io::{BufReader, BufWriter, Write};
 use followers_shared::store::{Position, StreamId};
 
 use crate::cli::{
-    AtArgs, AuditCommand, Cli, ExportArgs, HistoryArgs, ImportArgs, KeygenArgs, VerifyArgs,
+    self, AtArgs, AuditCommand, Cli, ExportArgs, HistoryArgs, ImportArgs, KeygenArgs, VerifyArgs,
 };
 use crate::error::AuditError;
 use crate::progress::Progress;
@@ -31,9 +31,6 @@ pub enum Outcome {
 /// Runs `cli`, writing its answer to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
     let progress = Progress::new(cli.quiet);
-    if let AuditCommand::Keygen(args) = &cli.command {
-        return keygen_cmd(args, out).map(|()| Outcome::Done);
-    }
     match cli.command {
         AuditCommand::History(args) => {
             let scope = Scope::of(args.account.as_ref());
@@ -72,7 +69,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
                 out,
             );
         }
-        AuditCommand::Keygen(_) => {}
+        AuditCommand::Keygen(args) => keygen_cmd(&args, out)?,
+        AuditCommand::Completions(args) => out
+            .write_all(&cli::completions(args.shell))
+            .map_err(AuditError::io("cannot write the output"))?,
     }
     Ok(Outcome::Done)
 }

@@ -1,9 +1,18 @@
 //! The command line.
+//!
+//! The store and NATS flags are global: they may come before or after the subcommand
+//! (`followers-audit --stream X verify` and `followers-audit verify --stream X`). The help shows
+//! an auditor only what they use: the flags that matter only when a stream is created
+//! (`--replicas`, `--storage`, `--max-bytes`, `--duplicate-window-secs`) appear only in
+//! `import`'s help, the one subcommand that may create the stream, and `keygen` and
+//! `completions`, which need no store, show none of the global flags. Hidden flags still work.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{Arg, ArgGroup, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap_complete::Shell;
 use followers_shared::ids::{AccountId, ContactId, OpportunityId, UserId};
 use followers_shared::model::RecordRef;
 use followers_shared::signing::KeyId;
@@ -12,13 +21,13 @@ use followers_store::StoreArgs;
 /// Answers from the history alone: what happened to a record, who did it, why, and who could do
 /// what to it at a given moment.
 #[derive(Debug, Parser)]
-#[command(name = "followers-audit", version)]
+#[command(name = "followers-audit", version, mut_args(global_flag))]
 pub struct Cli {
-    #[command(flatten)]
-    pub store: StoreArgs,
     /// No progress bar, even on a terminal.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub quiet: bool,
+    #[command(flatten, next_help_heading = STORE_HEADING)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub command: AuditCommand,
 }
@@ -38,6 +47,9 @@ pub enum AuditCommand {
     /// Writes a new signing key pair: `<id>.key` (private, for the command service) and
     /// `<id>.pub` (public, for verify and the services' --public-key). Needs no store.
     Keygen(KeygenArgs),
+    /// Prints a shell completion script for this tool on stdout, e.g.
+    /// `followers-audit completions bash > ~/.local/share/bash-completion/completions/followers-audit`.
+    Completions(CompletionsArgs),
 }
 
 /// Which record.
@@ -164,4 +176,182 @@ pub struct KeygenArgs {
     /// files are never overwritten.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The heading of the store and NATS flags in the help.
+const STORE_HEADING: &str = "Store and NATS options";
+
+/// The store flags only creating the history stream uses: `import` may create it (an empty
+/// store); every other subcommand only binds to an existing stream and never reads them.
+const CREATION_FLAGS: [&str; 4] = ["replicas", "storage", "max_bytes", "duplicate_window_secs"];
+
+/// Every top-level flag is global, so it may come after the subcommand too. The stream-creation
+/// flags are hidden here and in every subcommand's help but `import`'s (see [`command`]).
+fn global_flag(arg: Arg) -> Arg {
+    let creation = CREATION_FLAGS.contains(&arg.get_id().as_str());
+    arg.global(true).hide(creation)
+}
+
+/// The command line as parsed and shown: [`Cli`]'s, with each subcommand's help narrowed to the
+/// store flags it uses.
+pub fn command() -> Command {
+    let mut command = Cli::command();
+    // Global flags are copied into each subcommand when the command is built; only then can a
+    // subcommand's copy be shown or hidden. Parsing is the same either way.
+    command.build();
+    command.mut_subcommands(|sub| match sub.get_name() {
+        "import" => sub.mut_args(|arg| {
+            let creation = CREATION_FLAGS.contains(&arg.get_id().as_str());
+            if creation { arg.hide(false) } else { arg }
+        }),
+        "keygen" | "completions" => sub.mut_args(|arg| {
+            let global = arg.is_global_set();
+            if global { arg.hide(true) } else { arg }
+        }),
+        _ => sub,
+    })
+}
+
+/// Parses this process's arguments; prints the help, the version or a usage error and exits
+/// (status 2) when that is the answer.
+pub fn parse() -> Cli {
+    let mut command = command();
+    let matches = command.get_matches_mut();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
+}
+
+/// Parses `args` (the first is the program's name) as [`parse`] does, returning the error.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut command = command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// Writes the completion script of `followers-audit` for `shell` to a buffer.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "followers-audit", &mut script);
+    script
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let argv = std::iter::once("followers-audit").chain(args.iter().copied());
+        try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn help(subcommand: Option<&str>) -> String {
+        let mut command = command();
+        match subcommand {
+            Some(name) => command
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help(),
+            None => command.render_long_help(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn store_flags_come_before_or_after_the_subcommand() {
+        let flags = ["--stream", "X", "--nats-url", "nats://h:1", "--quiet"];
+        let before = parse(&[&flags[..], &["verify"]].concat());
+        let after = parse(&[&["verify"], &flags[..]].concat());
+        for cli in [before, after] {
+            assert_eq!(cli.store.stream, "X");
+            assert_eq!(cli.store.nats.nats_url, "nats://h:1");
+            assert!(cli.quiet);
+            assert!(matches!(cli.command, AuditCommand::Verify(_)));
+        }
+        let split = parse(&[
+            "--stream",
+            "X",
+            "history",
+            "--user",
+            "ann",
+            "--nats-url",
+            "n://h",
+        ]);
+        assert_eq!(
+            (
+                split.store.stream.as_str(),
+                split.store.nats.nats_url.as_str()
+            ),
+            ("X", "n://h")
+        );
+        let defaults = parse(&["verify"]);
+        assert_eq!(defaults.store.stream, "FOLLOWERS");
+        assert_eq!(defaults.store.replicas, 1);
+    }
+
+    #[test]
+    fn hidden_flags_still_work_in_either_place() {
+        for args in [
+            &["import", "--replicas", "3"],
+            &["--replicas", "3", "import"],
+        ] {
+            assert_eq!(parse(args).store.replicas, 3);
+        }
+        let verify = parse(&["verify", "--max-bytes", "-1", "--storage", "memory"]);
+        assert_eq!(verify.store.storage, followers_store::any::Storage::Memory);
+    }
+
+    #[test]
+    fn the_help_shows_the_stream_creation_flags_only_for_import() {
+        for name in [
+            "--replicas",
+            "--storage",
+            "--max-bytes",
+            "--duplicate-window-secs",
+        ] {
+            assert!(help(Some("import")).contains(name), "{name}");
+            for other in [None, Some("verify"), Some("history"), Some("export")] {
+                assert!(!help(other).contains(name), "{other:?} shows {name}");
+            }
+        }
+        for shown in [None, Some("verify"), Some("import"), Some("at")] {
+            assert!(help(shown).contains("--stream"), "{shown:?}");
+            assert!(help(shown).contains("--nats-creds"), "{shown:?}");
+        }
+        for bare in ["keygen", "completions"] {
+            assert!(!help(Some(bare)).contains("--stream"), "{bare}");
+            assert!(!help(Some(bare)).contains("--nats-url"), "{bare}");
+        }
+    }
+
+    #[test]
+    fn completions_name_the_subcommands() {
+        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        assert!(bash.contains("-o default followers-audit"), "{bash}");
+        for subcommand in ["verify", "import", "completions"] {
+            assert!(bash.contains(subcommand), "{subcommand}");
+        }
+        let cli = parse(&["completions", "zsh"]);
+        assert!(matches!(
+            cli.command,
+            AuditCommand::Completions(CompletionsArgs { shell: Shell::Zsh })
+        ));
+    }
 }

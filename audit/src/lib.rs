@@ -1,6 +1,7 @@
 //! The audit tool's library: answers from the history alone (R22, R23).
 //!
-//! - [`cli`]: the command line (`history`, `at`, `export`, `import`, `verify`, `keygen`).
+//! - [`cli`]: the command line (`history`, `at`, `export`, `import`, `verify`, `keygen`,
+//!   `completions`); the store flags go before or after the subcommand.
 //! - [`source`]: opening the event store and reading (a range of) the history.
 //! - [`timeline`]: what happened to a record, or what a user did or was given.
 //! - [`state`]: a record at a past time or position: owner, followers and access.

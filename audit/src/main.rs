@@ -6,12 +6,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use followers_audit::{Cli, Outcome};
+use followers_audit::{Outcome, cli};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = followers_audit::run(cli, &mut out).await;

@@ -341,3 +341,36 @@ fn verify_with_a_public_key_refuses_unsigned_commits() {
     let o = audit(&url, &["verify", "--public-key", private.to_str().unwrap()]);
     assert!(error_line(&o).contains("holds a private key"), "{o:?}");
 }
+
+#[test]
+fn store_flags_come_before_or_after_the_subcommand_or_from_the_environment() {
+    let port = free_port();
+    let (from_env, from_flag) = (
+        format!("nats://127.0.0.1:{port}"),
+        format!("nats://localhost:{port}"),
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_followers-audit"))
+            .env("FOLLOWERS_NATS_URL", &from_env)
+            .args(args)
+            .output()
+            .expect("run followers-audit")
+    };
+    assert!(error_line(&run(&["verify"])).contains(&from_env));
+    for args in [
+        ["--nats-url", &from_flag, "verify"],
+        ["verify", "--nats-url", &from_flag],
+    ] {
+        let err = error_line(&run(&args));
+        assert!(err.contains(&from_flag), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn completions_print_a_script_naming_the_subcommands() {
+    let o = audit("nats://127.0.0.1:1", &["completions", "bash"]);
+    assert!(o.status.success(), "{o:?}");
+    let script = stdout(&o);
+    assert!(script.contains("followers-audit"), "{script}");
+    assert!(script.contains("verify"), "{script}");
+}
