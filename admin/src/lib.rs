@@ -7,7 +7,10 @@
 //!   server's configuration holds only public keys and each process reads its own seed file.
 //! - [`request`]: send one command or query as a caller, and print the reply.
 //! - [`probe`]: a plain HTTP health probe, for container health checks.
+//! - [`cli`]: the command line (those steps and `completions`); the store and NATS flags go
+//!   before or after the subcommand.
 
+pub mod cli;
 pub mod nkeys;
 pub mod probe;
 pub mod request;
