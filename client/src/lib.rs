@@ -18,8 +18,11 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! # // Runs against a live stack in tests/tests/client.rs (`the_crate_example_runs`).
+//! (Each example runs against a nats-server and both services that `followers-doc-stack`
+//! starts; it hands the example the server's URL.)
+//!
+//! ```
+//! # followers_doc_stack::example(|url| async move {
 //! use followers_client::{Client, system, user};
 //! use followers_shared::access::Action;
 //! use followers_shared::bounded::{SomeUsers, Text, Users};
@@ -27,8 +30,7 @@
 //! use followers_shared::ids::{AccountId, ContactId, UserId};
 //! use followers_shared::model::{DataScope, RecordRef, Role};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let nats = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let nats = async_nats::connect(url).await?;
 //! let client = Client::new(nats);
 //! let acme = client.account(AccountId::new("acme")?);
 //!
@@ -46,50 +48,80 @@
 //! }
 //! let contact = ContactId::new("c-1")?;
 //! let ada = UserId::new("ada")?;
-//! let created = acme
-//!     .command(user(&ada), CreateContact {
-//!         contact: contact.clone(),
-//!         owner: Some(ada.clone()),
-//!         followers: Users::default(),
-//!     })
-//!     .await?;
+//! let new_contact = CreateContact {
+//!     contact: contact.clone(),
+//!     owner: Some(ada.clone()),
+//!     followers: Users::default(),
+//! };
+//! acme.command(user(&ada), new_contact).await?;
 //! let record = RecordRef::Contact(contact);
+//! let bob = UserId::new("bob")?;
 //! let added = acme
 //!     .command(user(&ada), AddFollowers {
 //!         record: Some(record.clone()),
-//!         users: SomeUsers::new(vec![UserId::new("bob")?])?,
+//!         users: SomeUsers::new(vec![bob.clone()])?,
 //!     })
 //!     .await?;
-//! assert_eq!(added.added.as_deref(), Some(&[UserId::new("bob")?][..]));
+//! assert_eq!(added.added.as_deref(), Some(&[bob.clone()][..]));
 //!
 //! // Read-your-writes: the answer reflects at least the command's commit.
-//! let bob = UserId::new("bob")?;
 //! let access = client.after(&added).check_access(&bob, Action::View, &record).await?;
 //! assert!(access.allowed);
-//! # let _ = created;
-//! # Ok(())
-//! # }
+//! assert!(access.position >= added.position());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
 //! ```
 //!
 //! # Refusals
 //!
-//! ```no_run
-//! # // Runs against a live stack in tests/tests/client.rs (`a_refusal_has_its_code`).
-//! # use followers_client::{Account, Error, user};
-//! # use followers_shared::bounded::Users;
-//! # use followers_shared::command::CreateContact;
-//! # use followers_shared::ids::{ContactId, UserId};
+//! A refusal is [`Error::Refused`] with its stable code; other errors mean no considered reply.
+//!
+//! ```
+//! # followers_doc_stack::example(|url| async move {
+//! use followers_client::{Client, Error, system};
+//! use followers_shared::bounded::Text;
+//! use followers_shared::command::OpenAccount;
 //! use followers_shared::error::ErrorCode;
-//! # async fn run(acme: Account, ada: UserId) -> Result<(), Box<dyn std::error::Error>> {
-//! let again = CreateContact { contact: ContactId::new("c-1")?, owner: None, followers: Users::default() };
-//! match acme.command(user(&ada), again).await {
-//!     Err(Error::Refused { code: ErrorCode::RecordExists, .. }) => println!("already there"),
-//!     Err(e) if e.code().is_some() => println!("refused: {e}"),
+//! use followers_shared::ids::AccountId;
+//!
+//! let client = Client::new(async_nats::connect(url).await?);
+//! let acme = client.account(AccountId::new("acme")?);
+//! let open = || OpenAccount { name: Text::new("Acme").unwrap(), settings: Default::default() };
+//! acme.command(system(), open()).await?;
+//! match acme.command(system(), open()).await {
+//!     Err(Error::Refused { code: ErrorCode::AccountExists, message, .. }) => {
+//!         println!("already open: {message}");
+//!     }
+//!     Err(e) if e.code().is_some() => panic!("refused otherwise: {e}"),
 //!     Err(e) => return Err(e.into()), // no considered reply: see `Error`
-//!     Ok(reply) => println!("created at {:?}", reply.position()),
+//!     Ok(reply) => panic!("opened twice: {reply:?}"),
 //! }
-//! # Ok(())
-//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
+//! ```
+//!
+//! # Sending a command again
+//!
+//! A command keeps its id across the client's own retries; to send it again later (after
+//! [`Error::GaveUp`], or a restart), set the same id: the service answers as the first time.
+//!
+//! ```
+//! # followers_doc_stack::example(|url| async move {
+//! use followers_client::{Client, system};
+//! use followers_shared::bounded::Text;
+//! use followers_shared::command::OpenAccount;
+//! use followers_shared::ids::AccountId;
+//!
+//! let acme = Client::new(async_nats::connect(url).await?).account(AccountId::new("acme")?);
+//! let open = || OpenAccount { name: Text::new("Acme").unwrap(), settings: Default::default() };
+//! let first = acme.command(system(), open());
+//! let id = first.id();
+//! let first = first.await?;
+//! let again = acme.command(system(), open()).command_id(id).await?;
+//! assert!(again.replayed());
+//! assert_eq!(again.position(), first.position());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
 //! ```
 //!
 //! # What is sent

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end: the typed client (`followers-client`) against a real nats-server and both
 //! services: typed replies, refusals with their codes, retries that keep the command id, and
-//! read-your-writes. `the_crate_example_runs` is the crate docs' example, run for real.
+//! read-your-writes. `the_crate_example_runs` follows the crate docs' example (a doctest too).
 
 use std::time::Duration;
 
