@@ -296,7 +296,7 @@ mod tests {
         UserId::new(id).unwrap()
     }
 
-    fn contact() -> RecordRef {
+    fn c1() -> RecordRef {
         RecordRef::Contact(ContactId::new("c-1").unwrap())
     }
 
@@ -314,113 +314,119 @@ mod tests {
         assert_eq!(cmd.meta.actor, actor);
     }
 
-    #[test]
-    fn every_payload_is_read_back_as_sent() {
-        let some = SomeUsers::new(vec![u("a"), u("b")]).unwrap();
-        let followers = Users::new(vec![u("a")]).unwrap();
-        let s = Actor::System;
-        read_back(
-            s.clone(),
-            OpenAccount {
-                name: Text::new("Acme").unwrap(),
-                settings: SettingsChange::default(),
-            },
-        );
-        let coupled = SettingsChange {
+    fn text(s: &str) -> Text {
+        Text::new(s).unwrap()
+    }
+
+    fn coupled() -> SettingsChange {
+        SettingsChange {
             allow_different_owners: Some(false),
             ..SettingsChange::default()
-        };
+        }
+    }
+
+    #[test]
+    fn the_accounts_payloads_are_read_back_as_sent() {
+        let (name, s) = (text("Acme"), Actor::System);
+        let settings = SettingsChange::default();
         read_back(
             s.clone(),
             OpenAccount {
-                name: Text::new("Acme").unwrap(),
-                settings: coupled,
+                name: name.clone(),
+                settings,
             },
         );
+        let settings = coupled();
+        read_back(s.clone(), OpenAccount { name, settings });
+        let (role, data_scope) = (Role::Admin, DataScope::All);
+        let (name, email) = (text("A"), text("a@x"));
+        let user = u("a");
         read_back(
             s.clone(),
             RegisterMember {
-                user: u("a"),
-                name: Text::new("A").unwrap(),
-                email: Text::new("a@x").unwrap(),
-                role: Role::Admin,
-                data_scope: DataScope::All,
+                user,
+                name,
+                email,
+                role,
+                data_scope,
             },
         );
-        read_back(
-            s.clone(),
-            ChangeMemberRole {
-                user: u("a"),
-                role: Role::User,
-            },
-        );
+        let role = Role::User;
+        read_back(s.clone(), ChangeMemberRole { user: u("a"), role });
+        let data_scope = DataScope::OnlyAssigned;
         read_back(
             s.clone(),
             ChangeMemberDataScope {
                 user: u("a"),
-                data_scope: DataScope::OnlyAssigned,
+                data_scope,
             },
         );
         read_back(s.clone(), DeactivateMember { user: u("a") });
         read_back(s.clone(), ReactivateMember { user: u("a") });
-        read_back(s.clone(), ChangeSettings { change: coupled });
+        read_back(s.clone(), ChangeSettings { change: coupled() });
+        let change = SettingsChange::default();
+        read_back(s, ChangeSettings { change });
+    }
+
+    #[test]
+    fn the_records_payloads_are_read_back_as_sent() {
+        let s = Actor::System;
+        let (contact_id, followers) = (ContactId::new("c-1").unwrap(), Users::default());
+        let new = |owner, followers| CreateContact {
+            contact: contact_id.clone(),
+            owner,
+            followers,
+        };
+        read_back(s.clone(), new(None, followers));
         read_back(
             s.clone(),
-            ChangeSettings {
-                change: SettingsChange::default(),
-            },
+            new(Some(u("a")), Users::new(vec![u("a")]).unwrap()),
         );
-        read_back(
-            s.clone(),
-            CreateContact {
-                contact: ContactId::new("c-1").unwrap(),
-                owner: None,
-                followers: Users::default(),
-            },
-        );
-        read_back(
-            s.clone(),
-            CreateContact {
-                contact: ContactId::new("c-1").unwrap(),
-                owner: Some(u("a")),
-                followers: followers.clone(),
-            },
-        );
+        let opportunity = OpportunityId::new("o-1").unwrap();
+        let followers = Users::new(vec![u("b")]).unwrap();
+        let (contact, owner) = (contact_id.clone(), Some(u("a")));
         read_back(
             s.clone(),
             CreateOpportunity {
-                opportunity: OpportunityId::new("o-1").unwrap(),
-                contact: ContactId::new("c-1").unwrap(),
-                owner: Some(u("a")),
+                opportunity,
+                contact,
+                owner,
                 followers,
             },
         );
+        let owner = Some(u("b"));
         read_back(
             s.clone(),
             ChangeOwner {
-                record: contact(),
-                owner: Some(u("b")),
+                record: c1(),
+                owner,
             },
         );
         read_back(
             s.clone(),
             ChangeOwner {
-                record: contact(),
+                record: c1(),
                 owner: None,
             },
         );
+    }
+
+    #[test]
+    fn the_follower_payloads_are_read_back_as_sent() {
+        let (s, users) = (Actor::System, SomeUsers::new(vec![u("a"), u("b")]).unwrap());
+        let record = Some(c1());
         read_back(
             s.clone(),
             AddFollowers {
-                record: Some(contact()),
-                users: some.clone(),
+                record: record.clone(),
+                users: users.clone(),
             },
         );
         read_back(
-            s.clone(),
+            s,
             RemoveFollowers {
-                record: Some(contact()),
-                users: some.clone(),
+                record,
+                users: users.clone(),
             },
         );
         let w = Actor::Workflow {
@@ -430,14 +436,14 @@ mod tests {
             w.clone(),
             AddFollowers {
                 record: None,
-                users: some.clone(),
+                users: users.clone(),
             },
         );
         read_back(
             w,
             RemoveFollowers {
                 record: None,
-                users: some,
+                users,
             },
         );
     }

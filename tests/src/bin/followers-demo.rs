@@ -2,7 +2,7 @@
 //! followers, and access answers with their reasons. Used by `scripts/run-local --demo`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use followers_client::{Client, Error, system, user, workflow};
+use followers_client::{Account, Client, Error, Reply, system, user, workflow};
 use followers_shared::access::Action;
 use followers_shared::bounded::{SomeUsers, Text, Users};
 use followers_shared::command::{
@@ -24,6 +24,14 @@ async fn main() {
     let nats = async_nats::connect(&url).await.expect("connect to NATS");
     let client = Client::new(nats);
     let demo = client.account(AccountId::new("demo").unwrap());
+    if let Some(last) = load(&demo).await {
+        show(&client, &last).await;
+    }
+}
+
+/// Opens the demo account and fills it; returns the last command's reply, or `None` when the
+/// account exists already.
+async fn load(demo: &Account) -> Option<Reply> {
     let open = OpenAccount {
         name: Text::new("Demo Realty").unwrap(),
         settings: Default::default(),
@@ -37,27 +45,11 @@ async fn main() {
             },
         ) => {
             println!("the demo account exists already: {e}");
-            return;
+            return None;
         }
         Err(e) => panic!("open_account: {e:?}"),
     }
-    for (u, name, role, scope) in [
-        ("alice", "Alice Admin", Role::Admin, DataScope::All),
-        ("bruno", "Bruno Broker", Role::User, DataScope::OnlyAssigned),
-        ("chen", "Chen Closer", Role::User, DataScope::OnlyAssigned),
-        ("dana", "Dana Dispatcher", Role::User, DataScope::All),
-    ] {
-        let member = RegisterMember {
-            user: id(u),
-            name: Text::new(name).unwrap(),
-            email: Text::new(format!("{u}@demo.invalid")).unwrap(),
-            role,
-            data_scope: scope,
-        };
-        demo.command(system(), member)
-            .await
-            .expect("register_member");
-    }
+    register_team(demo).await;
     let acme = ContactId::new("acme-corp").unwrap();
     let renewal = RecordRef::Opportunity(OpportunityId::new("acme-renewal").unwrap());
     let contact = CreateContact {
@@ -82,17 +74,23 @@ async fn main() {
         users: SomeUsers::new(vec![id("dana")]).unwrap(),
     };
     let high_value = workflow(&WorkflowId::new("high-value-deals").unwrap());
-    let last = demo
-        .command(high_value, by_workflow)
-        .await
-        .expect("add_followers");
-    let shown = client.after(&last);
+    Some(
+        demo.command(high_value, by_workflow)
+            .await
+            .expect("add_followers"),
+    )
+}
+
+/// Prints the opportunity's followers and some access answers, as of `last` at least.
+async fn show(client: &Client, last: &Reply) {
+    let renewal = RecordRef::Opportunity(OpportunityId::new("acme-renewal").unwrap());
+    let contact = RecordRef::Contact(ContactId::new("acme-corp").unwrap());
+    let shown = client.after(last);
     let followers = shown.followers(&renewal).await.expect("followers");
     println!(
         "followers of opportunity acme-renewal:\n{}",
         serde_json::to_string_pretty(&followers.answer).unwrap()
     );
-    let contact = RecordRef::Contact(acme);
     for (who, action, record) in [
         ("bruno", Action::ChangeOwner, &renewal),
         ("chen", Action::Edit, &renewal),
@@ -110,5 +108,26 @@ async fn main() {
             if a.allowed { "yes" } else { "no" },
             a.reason
         );
+    }
+}
+
+/// The demo's members: an admin and three users.
+async fn register_team(demo: &Account) {
+    for (u, name, role, scope) in [
+        ("alice", "Alice Admin", Role::Admin, DataScope::All),
+        ("bruno", "Bruno Broker", Role::User, DataScope::OnlyAssigned),
+        ("chen", "Chen Closer", Role::User, DataScope::OnlyAssigned),
+        ("dana", "Dana Dispatcher", Role::User, DataScope::All),
+    ] {
+        let member = RegisterMember {
+            user: id(u),
+            name: Text::new(name).unwrap(),
+            email: Text::new(format!("{u}@demo.invalid")).unwrap(),
+            role,
+            data_scope: scope,
+        };
+        demo.command(system(), member)
+            .await
+            .expect("register_member");
     }
 }
