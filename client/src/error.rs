@@ -104,7 +104,7 @@ pub enum Transient {
     NoResponders,
     /// The service asked to be asked again: `unavailable` (overloaded, starting, shutting down),
     /// `store_unavailable` or `conflict`.
-    #[error("the service said {} : {message}", code.as_str())]
+    #[error("the service said `{}`: {message}", code.as_str())]
     Retry { code: ErrorCode, message: String },
 }
 

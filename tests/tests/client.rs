@@ -244,3 +244,29 @@ async fn read_your_writes_through_after() {
         assert_eq!(shown, Some(id(owner)), "round {round}");
     }
 }
+
+/// The flags every followers binary takes, for `Client::connect`.
+#[derive(Debug, clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    nats: followers_store::NatsArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_takes_the_services_nats_flags() {
+    use clap::Parser;
+
+    let server = NatsServer::start();
+    let _commands = start_command_service(&server, &[]).await;
+    let url = server.url();
+    let flags = Flags::parse_from(["caller", "--nats-url", url.as_str()]);
+    let client = Client::connect(&flags.nats, "client-test").await.unwrap();
+    let acme = client.account(AccountId::new("acme").unwrap());
+    let opened = acme.command(system(), open("Acme")).await.unwrap();
+    assert_eq!(opened.outcome(), Outcome::Applied);
+
+    drop(server);
+    let nowhere = Flags::parse_from(["caller", "--nats-url", url.as_str()]);
+    let refused = Client::connect(&nowhere.nats, "client-test").await;
+    assert!(matches!(refused, Err(Error::Connect(_))), "{refused:?}");
+}
