@@ -9,12 +9,18 @@ use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+use followers_client::{Account, Client, Error, Reply, Retry, user};
+use followers_shared::access::Action;
+use followers_shared::bounded::SomeUsers;
+use followers_shared::command::{AddFollowers, ChangeOwner, RemoveFollowers};
+use followers_shared::error::ErrorCode;
+use followers_shared::ids::{AccountId, UserId};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, Position};
-use followers_shared::wire::{AccessAnswer, CommandReply, QueryReply};
+use followers_shared::wire::{AccessCheck, CheckAccess, CheckAccessBatch, Outcome};
 use followers_store::{JetStreamConfig, JetStreamStore, LiveModel};
 use followers_tests::NatsServer;
-use followers_tests::stack::{start_command_service, start_projection_service};
+use followers_tests::stack::{contact_ref, start_command_service, start_projection_service};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -172,68 +178,64 @@ async fn commands(
 /// remove that follower again, the same on a second record, then change a third record's owner
 /// (40 % add, 40 % remove, 20 % owner changes), all by the admin. Pairing each remove with an
 /// add keeps records below the follower limit, so nearly every command appends a commit.
-fn command_request(c: u64, n: u64, data: &Dataset) -> (&'static str, Vec<u8>) {
+async fn send_command(account: &Account, c: u64, n: u64, data: &Dataset) -> Result<Reply, Error> {
     let mut rng = Rng::new((c << 32) | (n / 5));
     let mut pick = || {
-        let record =
-            json!({"kind": "contact", "id": data::contact(rng.below(data.records as u64))});
-        (record, data::user(rng.below(data.users as u64)))
+        let record = contact_ref(&data::contact(rng.below(data.records as u64)));
+        let user = UserId::new(data::user(rng.below(data.users as u64))).expect("user id");
+        (Some(record), SomeUsers::new(vec![user]).expect("one user"))
     };
     let (first, second, third) = (pick(), pick(), pick());
-    let (name, mut body) = match n % 5 {
-        0 => (
-            "add_followers",
-            json!({"record": first.0, "users": [first.1]}),
-        ),
-        1 => (
-            "remove_followers",
-            json!({"record": first.0, "users": [first.1]}),
-        ),
-        2 => (
-            "add_followers",
-            json!({"record": second.0, "users": [second.1]}),
-        ),
-        3 => (
-            "remove_followers",
-            json!({"record": second.0, "users": [second.1]}),
-        ),
-        _ => ("change_owner", json!({"record": third.0, "owner": third.1})),
-    };
-    body["command_id"] = json!(data::fresh_uuid());
-    body["actor"] = json!({"kind": "user", "user": ADMIN});
-    (name, serde_json::to_vec(&body).expect("json"))
+    let admin = user(&UserId::new(ADMIN).expect("user id"));
+    let once = Retry::once(Duration::from_secs(10));
+    let add = |(record, users)| AddFollowers { record, users };
+    let remove = |(record, users)| RemoveFollowers { record, users };
+    match n % 5 {
+        0 => account.command(admin, add(first)).retry(once).await,
+        1 => account.command(admin, remove(first)).retry(once).await,
+        2 => account.command(admin, add(second)).retry(once).await,
+        3 => account.command(admin, remove(second)).retry(once).await,
+        _ => {
+            let (record, users) = third;
+            let owner = ChangeOwner {
+                record: record.expect("a record"),
+                owner: Some(users[0].clone()),
+            };
+            account.command(admin, owner).retry(once).await
+        }
+    }
+}
+
+/// The bench's account, through the typed client.
+fn bench_account(client: async_nats::Client, data: &Dataset) -> Account {
+    Client::new(client).account(AccountId::new(&data.account).expect("account id"))
 }
 
 /// Runs the command mix; returns its figures and the share of answered commands (warm-up
 /// included) that appended a commit.
 async fn command_load(args: &Args, server: &NatsServer, data: &Dataset) -> (Stats, f64) {
-    let client = server.client().await;
+    let account = bench_account(server.client().await, data);
     let data = Arc::new(data.clone());
     let applied = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let counter = (applied.clone(), answered.clone());
     let stats = closed_loop(args.clients, args.warmup(), args.duration(), move |c, n| {
-        let (client, data, counter) = (client.clone(), data.clone(), counter.clone());
+        let (account, data, counter) = (account.clone(), data.clone(), counter.clone());
         async move {
-            let (name, body) = command_request(c as u64, n, &data);
-            let subject = format!("followers.cmd.{}.{name}", data.account);
-            let Ok(msg) = client.request(subject, body.into()).await else {
-                return Err(());
-            };
-            let Ok(reply) = serde_json::from_slice::<CommandReply>(&msg.payload) else {
-                return Err(());
-            };
-            counter.1.fetch_add(1, Ordering::Relaxed);
+            let reply = send_command(&account, c as u64, n, &data).await;
+            if matches!(reply, Ok(_) | Err(Error::Refused { .. })) {
+                counter.1.fetch_add(1, Ordering::Relaxed);
+            }
             // A rule refusal (follower limit) is a decided command, not a failure.
-            match &reply.error {
-                None => {
-                    if reply.outcome == Some(followers_shared::wire::Outcome::Applied) {
+            match reply {
+                Ok(reply) => {
+                    if reply.outcome() == Outcome::Applied {
                         counter.0.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(1)
                 }
-                Some(e) if e.code.as_str() == "follower_limit" => Ok(1),
-                Some(_) => Err(()),
+                Err(e) if e.code() == Some(ErrorCode::FollowerLimit) => Ok(1),
+                Err(_) => Err(()),
             }
         }
     })
@@ -323,7 +325,7 @@ async fn lag(
         None => command_load(args, server, &data).await.0.rate(),
     };
     let rate = (max_rate / 2.0).max(1.0);
-    let client = server.client().await;
+    let account = bench_account(server.client().await, &data);
     let model = projection.model.clone();
     let period = Duration::from_secs_f64(1.0 / rate);
     let end = Instant::now() + args.warmup() + args.duration();
@@ -335,16 +337,13 @@ async fn lag(
     while Instant::now() < end {
         ticker.tick().await;
         n += 1;
-        let (client, data, model) = (client.clone(), data.clone(), model.clone());
+        let (account, data, model) = (account.clone(), data.clone(), model.clone());
         let counted = Instant::now() >= measure_from;
         tasks.push(tokio::spawn(async move {
-            let (name, body) = command_request(1_000_000, n, &data);
-            let subject = format!("followers.cmd.{}.{name}", data.account);
-            let msg = client.request(subject, body.into()).await.ok()?;
+            let reply = send_command(&account, 1_000_000, n, &data).await.ok()?;
             let replied = Instant::now();
-            let reply: CommandReply = serde_json::from_slice(&msg.payload).ok()?;
-            let position = reply.position?;
-            if reply.outcome != Some(followers_shared::wire::Outcome::Applied) || !counted {
+            let position = reply.position();
+            if reply.outcome() != Outcome::Applied || !counted {
                 return None;
             }
             model
@@ -388,9 +387,12 @@ async fn lag(
 // ---------------------------------------------------------------------------------------------
 // 2. access checks over NATS
 
-fn check(rng: &mut Rng, data: &Dataset) -> Value {
-    json!({"user": data::user(rng.below(data.users as u64)), "action": "view",
-           "record": {"kind": "contact", "id": data::contact(rng.below(data.records as u64))}})
+fn check(rng: &mut Rng, data: &Dataset) -> AccessCheck {
+    AccessCheck {
+        user: UserId::new(data::user(rng.below(data.users as u64))).expect("user id"),
+        action: Action::View,
+        record: contact_ref(&data::contact(rng.below(data.records as u64))),
+    }
 }
 
 async fn nats_load(
@@ -407,11 +409,25 @@ async fn nats_load(
         (0..1024)
             .map(|_| {
                 let body = if batch == 0 {
-                    check(&mut rng, &data)
+                    let AccessCheck {
+                        user,
+                        action,
+                        record,
+                    } = check(&mut rng, &data);
+                    serde_json::to_vec(&CheckAccess {
+                        user,
+                        action,
+                        record,
+                        min_position: None,
+                    })
                 } else {
-                    json!({"checks": (0..batch).map(|_| check(&mut rng, &data)).collect::<Vec<_>>()})
+                    let checks = (0..batch).map(|_| check(&mut rng, &data)).collect();
+                    serde_json::to_vec(&CheckAccessBatch {
+                        checks,
+                        min_position: None,
+                    })
                 };
-                Bytes::from(serde_json::to_vec(&body).expect("json"))
+                Bytes::from(body.expect("json"))
             })
             .collect(),
     );
@@ -437,14 +453,11 @@ async fn nats_checks(args: &Args, report: &mut Report, server: &NatsServer) -> a
     // Sanity: one real answer decodes.
     let client = server.client().await;
     let mut rng = Rng::new(1);
-    let probe = client
-        .request(
-            "followers.query.acme.check_access",
-            serde_json::to_vec(&check(&mut rng, &small(args)))?.into(),
-        )
+    let data = small(args);
+    let probe = check(&mut rng, &data);
+    bench_account(client.clone(), &data)
+        .check_access(&probe.user, probe.action, &probe.record)
         .await?;
-    let answer: QueryReply<AccessAnswer> = serde_json::from_slice(&probe.payload)?;
-    anyhow::ensure!(answer.ok, "check_access failed: {answer:?}");
 
     // The floor: a trivial echo service on its own connection, like the projection's.
     let echo_client = server.client().await;

@@ -59,6 +59,47 @@ pub async fn open_account(f: &Followers, members: &[(&str, &str, &str)]) {
     }
 }
 
+/// Opens `acme`'s account through the typed client and registers members: `(id, role,
+/// data_scope)` as in [`TEAM`]; returns the last reply.
+pub async fn open_team(
+    acme: &followers_client::Account,
+    members: &[(&str, &str, &str)],
+) -> followers_client::Reply {
+    use followers_client::system;
+    use followers_shared::bounded::Text;
+    use followers_shared::command::{OpenAccount, RegisterMember};
+    use followers_shared::model::{DataScope, Role};
+
+    let name = Text::new(acme.id().as_str()).expect("account name");
+    let open = OpenAccount {
+        name,
+        settings: Default::default(),
+    };
+    let mut last = acme.command(system(), open).await.expect("open_account");
+    for (user, role, scope) in members {
+        let member = RegisterMember {
+            user: user.parse().expect("user id"),
+            name: Text::new(format!("User {user}")).expect("name"),
+            email: Text::new(format!("{user}@example.com")).expect("email"),
+            role: if *role == "admin" {
+                Role::Admin
+            } else {
+                Role::User
+            },
+            data_scope: if *scope == "all" {
+                DataScope::All
+            } else {
+                DataScope::OnlyAssigned
+            },
+        };
+        last = acme
+            .command(system(), member)
+            .await
+            .expect("register_member");
+    }
+    last
+}
+
 /// Sends a command that must succeed; returns its reply.
 pub async fn ok(
     f: &Followers,

@@ -14,12 +14,22 @@ use clap::Parser;
 use followers_audit::progress::Progress;
 use followers_audit::source::{self, Range, Scope};
 use followers_audit::{AuditError, Cli, Outcome};
+use followers_client::{Account, Client, user};
+use followers_shared::bounded::Users;
+use followers_shared::command::CreateContact;
 use followers_shared::store::StoredCommit;
-use followers_tests::client::user;
+use followers_tests::NatsCluster;
 use followers_tests::shipped::{Connection, Init, Keys, shipped};
-use followers_tests::stack::{TEAM, ok, open_account};
-use followers_tests::{Followers, NatsCluster};
+use followers_tests::stack::{TEAM, open_team};
 use serde_json::{Value, json};
+
+fn new_contact(id: &str, owner: Option<&str>) -> CreateContact {
+    CreateContact {
+        contact: id.parse().unwrap(),
+        owner: owner.map(|o| o.parse().unwrap()),
+        followers: Users::default(),
+    }
+}
 
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
@@ -80,8 +90,11 @@ impl Deployment {
             .expect("the command service starts as its own user")
     }
 
-    async fn caller(&self, user: &str, inbox: &str, account: &str) -> Followers {
-        Followers::new(self.connect(user, inbox).await.client, account)
+    /// `account`'s commands through the typed client, over `user`'s own authenticated
+    /// connection.
+    async fn caller(&self, user: &str, inbox: &str, account: &str) -> Account {
+        let nats = self.connect(user, inbox).await.client;
+        Client::new(nats).account(account.parse().unwrap())
     }
 
     /// `followers-audit <args>` as `user`, with default flags otherwise.
@@ -145,25 +158,20 @@ impl Deployment {
 /// Commits for acme and for globex, each through its own caller account.
 async fn write_both(d: &Deployment) {
     let acme = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
-    open_account(&acme, TEAM).await;
-    ok(
-        &acme,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c1", "owner": "bob"}),
-    )
-    .await;
+    open_team(&acme, TEAM).await;
+    let c1 = new_contact("c1", Some("bob"));
+    acme.command(user(&"ann".parse().unwrap()), c1)
+        .await
+        .expect("create_contact c1");
     let globex = d
         .caller("caller-globex", "_INBOX_globex_crm", "globex")
         .await;
-    open_account(&globex, &[("gus", "admin", "all")]).await;
-    ok(
-        &globex,
-        "create_contact",
-        user("gus"),
-        json!({"contact": "gx1"}),
-    )
-    .await;
+    open_team(&globex, &[("gus", "admin", "all")]).await;
+    let gx1 = new_contact("gx1", None);
+    globex
+        .command(user(&"gus".parse().unwrap()), gx1)
+        .await
+        .expect("create_contact gx1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,14 +6,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use followers_client::{Client, user};
+use followers_shared::access::Action;
+use followers_shared::bounded::Users;
+use followers_shared::command::CreateContact;
 use followers_shared::wire::{COMMAND_NAMES, Query};
-use followers_tests::client::{contact, user};
+use followers_tests::NatsServer;
 use followers_tests::stack::{
-    TEAM, ok, open_account, start_command_service, start_projection_service,
+    TEAM, contact_ref, open_team, start_command_service, start_projection_service,
 };
-use followers_tests::{Followers, NatsServer};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Asks every service on `subject` and collects the answers until `expected` have come (or
 /// 10 s have passed).
@@ -112,17 +115,22 @@ async fn both_services_show_every_endpoint_and_count_requests() {
     );
 
     let before = ask(&client, "$SRV.STATS.followers-projection").await;
-    let f = Followers::new(client.clone(), "acme");
-    open_account(&f, TEAM).await;
-    let at = ok(
-        &f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c1", "owner": "bob"}),
-    )
-    .await;
-    let check = json!({"user": "bob", "action": "view", "record": contact("c1"), "min_position": at.position});
-    assert!(f.query::<Value>("check_access", check).await.ok);
+    let acme = Client::new(client.clone()).account("acme".parse().unwrap());
+    open_team(&acme, TEAM).await;
+    let c1 = CreateContact {
+        contact: "c1".parse().unwrap(),
+        owner: Some("bob".parse().unwrap()),
+        followers: Users::default(),
+    };
+    let at = acme
+        .command(user(&"ann".parse().unwrap()), c1)
+        .await
+        .unwrap();
+    let bob = "bob".parse().unwrap();
+    let reader = acme.after(&at);
+    let record = contact_ref("c1");
+    let answered = reader.check_access(&bob, Action::View, &record);
+    answered.await.unwrap();
 
     let after = ask(&client, "$SRV.STATS.followers-projection").await;
     assert_eq!(

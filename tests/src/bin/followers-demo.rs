@@ -2,91 +2,132 @@
 //! followers, and access answers with their reasons. Used by `scripts/run-local --demo`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use followers_shared::wire::{AccessAnswer, FollowersAnswer, QueryReply};
-use followers_tests::Followers;
-use followers_tests::client::{contact, opportunity, system, user, workflow};
-use serde_json::json;
+use followers_client::{Account, Client, Error, Reply, system, user, workflow};
+use followers_shared::access::Action;
+use followers_shared::bounded::{SomeUsers, Text, Users};
+use followers_shared::command::{
+    AddFollowers, CreateContact, CreateOpportunity, OpenAccount, RegisterMember,
+};
+use followers_shared::error::ErrorCode;
+use followers_shared::ids::{AccountId, ContactId, OpportunityId, UserId, WorkflowId};
+use followers_shared::model::{DataScope, RecordRef, Role};
+
+fn id(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
 
 #[tokio::main]
 async fn main() {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
-    let client = async_nats::connect(&url).await.expect("connect to NATS");
-    let f = Followers::new(client, "demo");
-    let first = f
-        .send("open_account", system(), json!({"name": "Demo Realty"}))
-        .await;
-    if !first.ok {
-        println!(
-            "the demo account exists already: {}",
-            first.error.map(|e| e.message).unwrap_or_default()
-        );
-        return;
+    let nats = async_nats::connect(&url).await.expect("connect to NATS");
+    let client = Client::new(nats);
+    let demo = client.account(AccountId::new("demo").unwrap());
+    if let Some(last) = load(&demo).await {
+        show(&client, &last).await;
     }
-    for (u, name, role, scope) in [
-        ("alice", "Alice Admin", "admin", "all"),
-        ("bruno", "Bruno Broker", "user", "only_assigned"),
-        ("chen", "Chen Closer", "user", "only_assigned"),
-        ("dana", "Dana Dispatcher", "user", "all"),
-    ] {
-        let r = f
-            .send("register_member", system(), json!({"user": u, "name": name, "email": format!("{u}@demo.invalid"), "role": role, "data_scope": scope}))
-            .await;
-        assert!(r.ok, "{r:?}");
+}
+
+/// Opens the demo account and fills it; returns the last command's reply, or `None` when the
+/// account exists already.
+async fn load(demo: &Account) -> Option<Reply> {
+    let open = OpenAccount {
+        name: Text::new("Demo Realty").unwrap(),
+        settings: Default::default(),
+    };
+    match demo.command(system(), open).await {
+        Ok(_) => {}
+        Err(
+            e @ Error::Refused {
+                code: ErrorCode::AccountExists,
+                ..
+            },
+        ) => {
+            println!("the demo account exists already: {e}");
+            return None;
+        }
+        Err(e) => panic!("open_account: {e:?}"),
     }
-    let steps = [
-        (
-            "create_contact",
-            user("alice"),
-            json!({"contact": "acme-corp", "owner": "bruno"}),
-        ),
-        (
-            "create_opportunity",
-            user("alice"),
-            json!({"opportunity": "acme-renewal", "contact": "acme-corp", "followers": ["chen"]}),
-        ),
-        (
-            "add_followers",
-            workflow("high-value-deals"),
-            json!({"record": opportunity("acme-renewal"), "users": ["dana"]}),
-        ),
-    ];
-    let mut position = 0;
-    for (command, actor, body) in steps {
-        let r = f.send(command, actor, body).await;
-        assert!(r.ok, "{command}: {r:?}");
-        position = r.position.map_or(position, |p| p.0);
-    }
-    let followers: QueryReply<FollowersAnswer> = f
-        .query(
-            "followers",
-            json!({"record": opportunity("acme-renewal"), "min_position": position}),
-        )
-        .await;
+    register_team(demo).await;
+    let acme = ContactId::new("acme-corp").unwrap();
+    let renewal = RecordRef::Opportunity(OpportunityId::new("acme-renewal").unwrap());
+    let contact = CreateContact {
+        contact: acme.clone(),
+        owner: Some(id("bruno")),
+        followers: Users::default(),
+    };
+    demo.command(user(&id("alice")), contact)
+        .await
+        .expect("create_contact");
+    let opportunity = CreateOpportunity {
+        opportunity: OpportunityId::new("acme-renewal").unwrap(),
+        contact: acme.clone(),
+        owner: None,
+        followers: Users::new(vec![id("chen")]).unwrap(),
+    };
+    demo.command(user(&id("alice")), opportunity)
+        .await
+        .expect("create_opportunity");
+    let by_workflow = AddFollowers {
+        record: Some(renewal.clone()),
+        users: SomeUsers::new(vec![id("dana")]).unwrap(),
+    };
+    let high_value = workflow(&WorkflowId::new("high-value-deals").unwrap());
+    Some(
+        demo.command(high_value, by_workflow)
+            .await
+            .expect("add_followers"),
+    )
+}
+
+/// Prints the opportunity's followers and some access answers, as of `last` at least.
+async fn show(client: &Client, last: &Reply) {
+    let renewal = RecordRef::Opportunity(OpportunityId::new("acme-renewal").unwrap());
+    let contact = RecordRef::Contact(ContactId::new("acme-corp").unwrap());
+    let shown = client.after(last);
+    let followers = shown.followers(&renewal).await.expect("followers");
     println!(
         "followers of opportunity acme-renewal:\n{}",
         serde_json::to_string_pretty(&followers.answer).unwrap()
     );
     for (who, action, record) in [
-        ("bruno", "change_owner", opportunity("acme-renewal")),
-        ("chen", "edit", opportunity("acme-renewal")),
-        ("chen", "change_owner", opportunity("acme-renewal")),
-        ("chen", "view", contact("acme-corp")),
-        ("dana", "view", contact("acme-corp")),
+        ("bruno", Action::ChangeOwner, &renewal),
+        ("chen", Action::Edit, &renewal),
+        ("chen", Action::ChangeOwner, &renewal),
+        ("chen", Action::View, &contact),
+        ("dana", Action::View, &contact),
     ] {
-        let a: QueryReply<AccessAnswer> = f
-            .query(
-                "check_access",
-                json!({"user": who, "action": action, "record": record, "min_position": position}),
-            )
-            .await;
-        let a = a.answer.unwrap();
+        let a = shown
+            .check_access(&id(who), action, record)
+            .await
+            .expect("check_access");
         println!(
             "may {who} {action} {}? {} ({})",
-            record["id"],
+            record.id(),
             if a.allowed { "yes" } else { "no" },
             a.reason
         );
+    }
+}
+
+/// The demo's members: an admin and three users.
+async fn register_team(demo: &Account) {
+    for (u, name, role, scope) in [
+        ("alice", "Alice Admin", Role::Admin, DataScope::All),
+        ("bruno", "Bruno Broker", Role::User, DataScope::OnlyAssigned),
+        ("chen", "Chen Closer", Role::User, DataScope::OnlyAssigned),
+        ("dana", "Dana Dispatcher", Role::User, DataScope::All),
+    ] {
+        let member = RegisterMember {
+            user: id(u),
+            name: Text::new(name).unwrap(),
+            email: Text::new(format!("{u}@demo.invalid")).unwrap(),
+            role,
+            data_scope: scope,
+        };
+        demo.command(system(), member)
+            .await
+            .expect("register_member");
     }
 }
