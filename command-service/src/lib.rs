@@ -146,7 +146,13 @@ pub async fn start_with<S: EventStore + Clone>(
     let serve = followers_runtime::serve(client, registered, commands, shutdown.clone());
     serving.store(true, Ordering::Release);
     // The readiness signal: the history is loaded and commands are being taken.
-    tracing::info!(position = head.0, service = spec.name, queue = %spec.queue_group, "command-service ready");
+    tracing::info!(
+        position = head.0,
+        service = spec.name,
+        queue = %spec.queue_group,
+        http_addr = http_addr.map(tracing::field::display),
+        "command-service ready"
+    );
     let handle = ServiceHandle::spawn("command service", shutdown, serve, background);
     Ok(Running { handle, http_addr })
 }
