@@ -353,3 +353,65 @@ impl AsyncWrite for WriteTimeout {
         this.guard(cx, polled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use followers_shared::read_model::ReadModel;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const LIMITS: HttpLimits = HttpLimits {
+        header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        max_connections: 4,
+        max_request_bytes: 0,
+    };
+
+    /// The status line and body of `GET path` on `addr`.
+    async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer.lines().next().unwrap_or_default().to_owned();
+        let body = answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn ready_only_once_serving_and_metrics_only_when_asked_for() {
+        let serving = Arc::new(AtomicBool::new(false));
+        let health = Health {
+            model: LiveModel::new(ReadModel::default()),
+            serving: serving.clone(),
+            metrics: None,
+            on_scrape: None,
+        };
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let stop = CancellationToken::new();
+        let app = health_routes(health, false);
+        let server = tokio::spawn(serve(listener, app, LIMITS, None, stop.clone()));
+
+        assert!(get(addr, "/health").await.0.contains(" 200 "));
+        let (status, body) = get(addr, "/ready").await;
+        assert!(status.contains(" 503 "), "{status}");
+        assert!(body.contains(r#""ready":false"#), "{body}");
+        serving.store(true, Ordering::Release);
+        let (status, body) = get(addr, "/ready").await;
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(body.contains(r#""ready":true"#), "{body}");
+        assert!(get(addr, "/metrics").await.0.contains(" 404 "));
+
+        stop.cancel();
+        server.await.unwrap();
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use followers_shared::error::ErrorCode;
 use followers_store::LiveModel;
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The buckets of every `_seconds` histogram, in seconds: from half a millisecond (an answer
 /// from memory) to 15 s (a command that waited out a JetStream leader election).
@@ -24,6 +24,12 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 /// How often recorded histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// The exporter's settings: every `_seconds` metric is a histogram with [`LATENCY_BUCKETS`].
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+}
+
 /// The process-wide Prometheus recorder, installed at the first call (one per process, shared
 /// by every service instance in it); none if another recorder was installed first. A thread
 /// folds histogram samples into their buckets every few seconds, so memory stays bounded
@@ -32,11 +38,7 @@ pub fn recorder() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
-                .ok()?
-                .install_recorder()
-                .ok()?;
+            let handle = builder().ok()?.install_recorder().ok()?;
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -139,5 +141,40 @@ impl RequestMeters {
         );
         counter.increment(1);
         failed.push((code, counter));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_name_and_outcome_with_their_latency_in_buckets() {
+        let recorder = builder().unwrap().build_recorder();
+        let handle = recorder.handle();
+        // (The counter of an error code is made at its first use: within the recorder too.)
+        metrics::with_local_recorder(&recorder, || {
+            let meters = RequestMeters::new("t_requests_total", "t_seconds", "name", &["a", "b"]);
+            let ms = Duration::from_millis(3);
+            meters.record("a", None, ms);
+            meters.record("a", Some(ErrorCode::RecordExists), ms);
+            meters.record("a", Some(ErrorCode::RecordExists), ms);
+            meters.record("not-a-name", Some(ErrorCode::UnknownCommand), ms);
+        });
+        let text = handle.render();
+        for line in [
+            r#"t_requests_total{name="a",outcome="ok"} 1"#,
+            r#"t_requests_total{name="a",outcome="record_exists"} 2"#,
+            r#"t_requests_total{name="b",outcome="ok"} 0"#,
+            r#"t_requests_total{name="unknown",outcome="unknown_command"} 1"#,
+            "# TYPE t_seconds histogram",
+            r#"t_seconds_bucket{name="a",le="0.0025"} 0"#,
+            r#"t_seconds_bucket{name="a",le="0.005"} 3"#,
+            r#"t_seconds_count{name="a"} 3"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 }
