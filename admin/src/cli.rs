@@ -58,7 +58,8 @@ pub enum AdminCommand {
     /// Check that an HTTP endpoint answers 2xx (a container health check): exits 0 if it does,
     /// 1 otherwise. Plain HTTP only.
     Probe {
-        /// What to GET.
+        /// What to GET: by default the projection's `/health`; a command service answers on its
+        /// --http-addr, e.g. `http://127.0.0.1:9091/ready`.
         #[arg(
             long,
             env = "FOLLOWERS_PROBE_URL",

@@ -1,5 +1,6 @@
 //! The command service's configuration: one typed struct, from flags with environment fallbacks.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,6 +64,10 @@ pub struct Config {
     /// claim any actor: only for a development setup.
     #[arg(long, env = "FOLLOWERS_CALLER_POLICY")]
     pub caller_policy: Option<PathBuf>,
+    /// Serve `/health`, `/ready` and `/metrics` (plain HTTP, no token) on this address, e.g.
+    /// `127.0.0.1:9091` (port 0: any free port). Without it the service listens on no port.
+    #[arg(long, env = "FOLLOWERS_COMMAND_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Why the caller policy file cannot be used.

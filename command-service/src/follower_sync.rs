@@ -8,6 +8,7 @@
 //! recognised as already applied and never applied twice.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,6 +18,7 @@ use followers_shared::store::{EventStore, Position, StoredCommit};
 use followers_shared::sync;
 use followers_store::LiveModel;
 use futures::StreamExt;
+use metrics::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -40,17 +42,48 @@ fn may_trigger(commit: &StoredCommit) -> bool {
     })
 }
 
-/// Runs the sync until `shutdown`.
+/// The last commit the sync passed, shared with the metrics (its lag).
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Commits the model has applied (it follows the head of the history) that the sync has
+    /// not passed yet.
+    pub fn lag(&self, model: &LiveModel) -> u64 {
+        model
+            .position()
+            .0
+            .saturating_sub(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, done: Position) {
+        self.0.store(done.0, Ordering::Relaxed);
+    }
+}
+
+/// Sets `followers_sync_lag_commits`: how far the sync of `progress` is behind `model`.
+pub fn record_lag(progress: &Progress, model: &LiveModel) {
+    metrics::gauge!("followers_sync_lag_commits").set(progress.lag(model) as f64);
+}
+
+/// Counts a commit or reaction the sync stepped over, by why (`followers_sync_skipped_total`).
+fn skipped(reason: &'static str) -> Counter {
+    metrics::counter!("followers_sync_skipped_total", "reason" => reason)
+}
+
+/// Runs the sync until `shutdown`, telling `progress` where it is.
 pub async fn run<S: EventStore + Clone>(
     store: S,
     model: LiveModel,
     handler: Arc<Handler<S>>,
+    progress: Progress,
     shutdown: CancellationToken,
 ) {
     let Some(done) = load_checkpoint(&store, &shutdown).await else {
         return;
     };
     tracing::info!(from = done.0, "follower sync started");
+    progress.set(done);
     let mut replacements = model.replacements();
     let mut sync = Sync {
         store,
@@ -59,6 +92,8 @@ pub async fn run<S: EventStore + Clone>(
         shutdown,
         done,
         since_save: 0,
+        progress,
+        no_trigger: skipped("no_trigger"),
     };
     let mut replaced = false;
     while !sync.shutdown.is_cancelled() {
@@ -68,7 +103,7 @@ pub async fn run<S: EventStore + Clone>(
             tracing::warn!(
                 "the history was replaced; the follower sync starts again from its start"
             );
-            sync.done = Position(0);
+            sync.passed(Position(0));
         }
         replaced = sync.follow(&mut replacements).await == Left::Replaced;
     }
@@ -105,6 +140,10 @@ struct Sync<S> {
     done: Position,
     /// Commits passed since the checkpoint was last saved.
     since_save: u64,
+    /// `done`, for the metrics.
+    progress: Progress,
+    /// Commits that cannot cause reactions.
+    no_trigger: Counter,
 }
 
 /// Why a feed of the history was left.
@@ -117,6 +156,11 @@ enum Left {
 }
 
 impl<S: EventStore> Sync<S> {
+    fn passed(&mut self, position: Position) {
+        self.done = position;
+        self.progress.set(position);
+    }
+
     /// Reacts to every commit after `done`, as the history brings them, until the feed fails or
     /// ends, the history is replaced, or shutdown.
     async fn follow(&mut self, replacements: &mut watch::Receiver<u64>) -> Left {
@@ -159,13 +203,14 @@ impl<S: EventStore> Sync<S> {
             save(&self.store, commit.position).await;
             self.since_save = 0;
         } else {
+            self.no_trigger.increment(1);
             self.since_save += 1;
             if self.since_save >= CHECKPOINT_EVERY {
                 save(&self.store, commit.position).await;
                 self.since_save = 0;
             }
         }
-        self.done = commit.position;
+        self.passed(commit.position);
         true
     }
 }
@@ -189,6 +234,7 @@ async fn react<S: EventStore>(
     }
     // A commit the model refused for its signature (`--require-signatures`) causes nothing.
     if model.refused_at(commit.position) {
+        skipped("refused_commit").increment(1);
         return true;
     }
     let commands = model.read(|m| sync::reactions(m, commit, Utc::now()));
@@ -210,8 +256,13 @@ async fn apply<S: EventStore>(
 ) -> bool {
     loop {
         match handler.handle(cmd).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                metrics::counter!("followers_sync_reactions_total", "command" => cmd.body.name())
+                    .increment(1);
+                return true;
+            }
             Err(CommandError::Refused { rule, .. }) => {
+                skipped("reaction_refused").increment(1);
                 tracing::warn!(
                     code = rule.code().as_str(),
                     command = cmd.body.name(),

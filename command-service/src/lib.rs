@@ -7,7 +7,9 @@
 //! - [`signed_head`]: the signed head of the history, for `followers-audit verify`.
 //!
 //! Start-up loads the whole history into a live model before taking commands, so every decision
-//! is made against the current state; the model then follows the history as it grows.
+//! is made against the current state; the model then follows the history as it grows. With
+//! `--http-addr`, `/health`, `/ready` and `/metrics` are served from the start (`/ready` turns
+//! 200 once commands are taken, and is 503 while the model rebuilds from a replaced history).
 
 pub mod config;
 pub mod follower_sync;
@@ -16,8 +18,12 @@ mod reply_cache;
 pub mod server;
 pub mod signed_head;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use followers_runtime::http::{Health, HttpLimits, ListenError};
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::caller::CallerPolicy;
 use followers_shared::read_model::ReadModel;
@@ -41,6 +47,8 @@ pub enum StartError {
     HeadBucket(#[from] signed_head::BucketError),
     #[error(transparent)]
     CallerPolicy(#[from] config::PolicyFileError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error(
         "--caller-policy needs a nats-server that stamps callers reliably (2.11.15, 2.12.6 or \
          newer); this one is {0}"
@@ -55,7 +63,30 @@ impl From<followers_shared::signing::KeyFileError> for StartError {
 }
 
 /// A started command service.
-pub type Running = ServiceHandle;
+#[derive(Debug)]
+pub struct Running {
+    pub handle: ServiceHandle,
+    /// Where `/health`, `/ready` and `/metrics` are served (`--http-addr`; the real port when
+    /// configured with port 0).
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Running {
+    /// Stops taking commands, finishes those in flight, stops the sync, and returns.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+}
+
+/// The bounds of the health listener: probes and scrapers send small requests without a body
+/// and read at once, so the bounds are fixed and tight.
+const HEALTH_LIMITS: HttpLimits = HttpLimits {
+    header_timeout: Duration::from_secs(10),
+    body_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(10),
+    max_connections: 64,
+    max_request_bytes: 0,
+};
 
 /// Connects to NATS and the configured store, then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
@@ -72,8 +103,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     start_with(client, store, config).await
 }
 
-/// Starts with a given NATS client and store: loads the history, subscribes, and returns once
-/// commands are being served.
+/// Starts with a given NATS client and store: serves `/health` (with `--http-addr`), loads the
+/// history, subscribes, and returns once commands are being served.
 pub async fn start_with<S: EventStore + Clone>(
     client: async_nats::Client,
     store: S,
@@ -85,19 +116,18 @@ pub async fn start_with<S: EventStore + Clone>(
     let head_bucket = signed_head::bucket(&client, &config, signer.is_some()).await?;
     let model = LiveModel::new(ReadModel::tracking_commands()).with_verifier(verifier);
     let background = Background::default();
+    let serving = Arc::new(AtomicBool::new(false));
+    let progress = config.follower_sync.then(follower_sync::Progress::default);
+    let http_addr = serve_http(&config, &model, &serving, progress.clone(), &background).await?;
     let head = background
         .load_history(&model, &store, config.service.startup_timeout())
         .await?;
     tracing::info!(position = head.0, "history loaded");
     let handler = handler(&store, &model, &config, signer.clone());
-    if config.follower_sync {
+    if let Some(progress) = progress {
         let (store, model, handler) = (store.clone(), model.clone(), handler.clone());
-        background.spawn(follower_sync::run(
-            store,
-            model,
-            handler,
-            background.token(),
-        ));
+        let stop = background.token();
+        background.spawn(follower_sync::run(store, model, handler, progress, stop));
     }
     let spec = service_spec(&config);
     let registered = background.register(&client, &spec).await?;
@@ -105,28 +135,63 @@ pub async fn start_with<S: EventStore + Clone>(
     // subscriptions on the connection.
     if let Some((signer, bucket)) = signer.zip(head_bucket) {
         let every = config.signed_head_every();
-        background.spawn(signed_head::run(
-            bucket,
-            model.clone(),
-            signer,
-            every,
-            background.token(),
-        ));
+        let stop = background.token();
+        background.spawn(signed_head::run(bucket, model.clone(), signer, every, stop));
     }
-    // The readiness signal: the history is loaded and commands are being taken.
-    tracing::info!(position = head.0, service = spec.name, queue = %spec.queue_group, "command-service ready");
     let commands = Arc::new(server::Commands::new(
         handler,
         serve_options(&config, caller_policy),
     ));
     let shutdown = CancellationToken::new();
     let serve = followers_runtime::serve(client, registered, commands, shutdown.clone());
-    Ok(ServiceHandle::spawn(
-        "command service",
-        shutdown,
-        serve,
-        background,
-    ))
+    serving.store(true, Ordering::Release);
+    // The readiness signal: the history is loaded and commands are being taken.
+    tracing::info!(
+        position = head.0,
+        service = spec.name,
+        queue = %spec.queue_group,
+        http_addr = http_addr.map(tracing::field::display),
+        "command-service ready"
+    );
+    let handle = ServiceHandle::spawn("command service", shutdown, serve, background);
+    Ok(Running { handle, http_addr })
+}
+
+/// With `--http-addr`: installs the metrics recorder, binds the address and serves `/health`,
+/// `/ready` and `/metrics` there in the background; returns where it listens.
+async fn serve_http(
+    config: &Config,
+    model: &LiveModel,
+    serving: &Arc<AtomicBool>,
+    progress: Option<follower_sync::Progress>,
+    background: &Background,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(addr) = config.http_addr else {
+        return Ok(None);
+    };
+    let (listener, http_addr) = followers_runtime::http::bind(addr).await?;
+    let on_scrape = progress.map(|progress| {
+        let model = model.clone();
+        Arc::new(move || follower_sync::record_lag(&progress, &model))
+            as Arc<dyn Fn() + Send + Sync>
+    });
+    let health = Health {
+        model: model.clone(),
+        serving: serving.clone(),
+        metrics: followers_runtime::metrics::recorder(),
+        on_scrape,
+    };
+    let app = followers_runtime::http::health_routes(health, true);
+    let stop = background.token();
+    background.spawn(followers_runtime::http::serve(
+        listener,
+        app,
+        HEALTH_LIMITS,
+        None,
+        stop,
+    ));
+    tracing::info!(%http_addr, "serving /health, /ready and /metrics");
+    Ok(Some(http_addr))
 }
 
 /// The command handler, as configured.

@@ -1,19 +1,24 @@
 //! The command service's side of the NATS request loop: which requests are admitted (a size
 //! limit and a bound on commands in flight) and how a request becomes a command and its reply
 //! (the subject, strict parsing, the caller policy, the handler). The loop itself, with its
-//! draining shutdown, is [`followers_runtime::serve`].
+//! draining shutdown, is [`followers_runtime::serve`]. Every reply is counted where it is
+//! built: `followers_commands_total{command,outcome}` and `followers_command_seconds{command}`;
+//! requests refused before they are read, `followers_commands_refused_total{reason}`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
 use followers_runtime::Responder;
+use followers_runtime::metrics::{RequestMeters, UNKNOWN};
 use followers_shared::caller::{Caller, CallerPolicy, REQUEST_INFO_HEADER};
 use followers_shared::command::Command;
 use followers_shared::error::ErrorCode;
 use followers_shared::ids::CommandId;
 use followers_shared::store::EventStore;
-use followers_shared::wire::{self, CommandReply, ErrorBody, subject};
+use followers_shared::wire::{self, COMMAND_NAMES, CommandReply, ErrorBody, subject};
+use metrics::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::{Applied, CommandError, Handler};
@@ -96,15 +101,43 @@ pub struct Commands<S> {
     handler: Arc<Handler<S>>,
     options: ServeOptions,
     in_flight: Arc<Semaphore>,
+    meters: Meters,
+}
+
+/// The handles of the command metrics, made once.
+#[derive(Debug)]
+struct Meters {
+    replies: RequestMeters,
+    too_large: Counter,
+    in_flight: Counter,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let refused =
+            |reason| metrics::counter!("followers_commands_refused_total", "reason" => reason);
+        Self {
+            replies: RequestMeters::new(
+                "followers_commands_total",
+                "followers_command_seconds",
+                "command",
+                &COMMAND_NAMES,
+            ),
+            too_large: refused("too_large"),
+            in_flight: refused("in_flight"),
+        }
+    }
 }
 
 impl<S> Commands<S> {
+    /// Make it after the metrics recorder is installed (if any), so that its meters count.
     pub fn new(handler: Arc<Handler<S>>, options: ServeOptions) -> Self {
         let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
         Self {
             handler,
             options,
             in_flight,
+            meters: Meters::new(),
         }
     }
 }
@@ -115,12 +148,14 @@ impl<S: EventStore> Responder for Commands<S> {
     fn admit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Bytes> {
         let limit = self.options.max_request_bytes;
         if bytes > limit {
+            self.meters.too_large.increment(1);
             return Err(refusal(
                 ErrorCode::RequestTooLarge,
                 format!("the request has {bytes} bytes; at most {limit} are accepted"),
             ));
         }
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            self.meters.in_flight.increment(1);
             refusal(
                 ErrorCode::Unavailable,
                 "too many commands in flight; retry with the same command id".to_owned(),
@@ -129,6 +164,7 @@ impl<S: EventStore> Responder for Commands<S> {
     }
 
     async fn respond(&self, _: OwnedSemaphorePermit, request: &async_nats::Message) -> Bytes {
+        let started = Instant::now();
         let (subject, headers) = (&request.subject, request.headers.as_ref());
         let reply = process(
             &self.handler,
@@ -138,6 +174,9 @@ impl<S: EventStore> Responder for Commands<S> {
             &request.payload,
         )
         .await;
+        let command = subject::split(&self.options.prefix, "cmd", subject).map_or(UNKNOWN, |s| s.1);
+        let code = reply.error.as_ref().map(|e| e.code);
+        self.meters.replies.record(command, code, started.elapsed());
         followers_shared::json::to_vec(&reply).into()
     }
 }

@@ -1,14 +1,12 @@
 //! Queries over HTTP with JSON, for dashboards. Each route reads its path and query string
 //! straight into the query's request type (the `fields` module; the batch route reads its JSON
 //! body as NATS does) and answers it through [`Queries::answer_read`], so both transports read
-//! the same fields in the same words, give the same answers and share one budget. Also health, readiness, Prometheus metrics and the OpenAPI
-//! description.
+//! the same fields in the same words, give the same answers and share one budget. Also health,
+//! readiness and Prometheus metrics (the routes both services share,
+//! [`followers_runtime::http::health_routes`]) and the OpenAPI description.
 //!
-//! [`serve`] is a small accept loop around hyper's HTTP/1 connection, because `axum::serve`
-//! has no read timeouts: it bounds open connections, the time to send headers (and to stay
-//! idle between requests), and the time a response may wait for the client to read it. The
-//! body timeout and size limit are applied where a body is read ([`read_body`]). With TLS the
-//! handshake runs in the connection's task, within the header timeout.
+//! The server is the bounded one both services share ([`followers_runtime::http::serve`]); the
+//! body timeout and size limit are applied where a body is read ([`read_body`]).
 //!
 //! Around the routes ([`router`]): an access log of every request (method, path, status,
 //! latency; never a header or a body), the CORS allow-list for browser dashboards, and the
@@ -18,12 +16,7 @@
 //! own ([`metrics_router`]).
 
 use std::collections::HashSet;
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -33,22 +26,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use followers_runtime::http::{Health, health_routes, metrics_routes};
+pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
     AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities, ErrorBody, FollowersQuery,
     QueryReply, QueryRequest, RecordsOfUser,
 };
 use futures::StreamExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Authenticator, TokenError};
@@ -63,28 +48,12 @@ pub const ACCESS_LOG: &str = "followers_projection_service::access";
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub queries: Arc<Queries>,
-    pub ready: Arc<AtomicBool>,
-    pub metrics: Option<PrometheusHandle>,
+    /// Readiness and metrics, shared with the command service.
+    pub health: Health,
 }
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
-
-/// The HTTP server's bounds (see docs/operations.md, "Limits and back-pressure").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// The request line and headers must arrive within this; an idle keep-alive connection is
-    /// closed after it.
-    pub header_timeout: Duration,
-    /// A request body must arrive within this, or the request is answered 408.
-    pub body_timeout: Duration,
-    /// A response write that makes no progress for this long closes the connection.
-    pub write_timeout: Duration,
-    /// Open connections; beyond it, new ones wait in the listen backlog.
-    pub max_connections: usize,
-    /// Larger request bodies are answered 413.
-    pub max_request_bytes: usize,
-}
 
 /// What guards the HTTP API besides its limits (docs/operations.md, "HTTP API security").
 #[derive(Debug, Clone, Default)]
@@ -101,17 +70,15 @@ pub struct HttpSecurity {
 /// readiness, the OpenAPI description and, unless it is served elsewhere, the metrics; within
 /// CORS and the access log.
 pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> Router {
+    let health = health_routes(state.health.clone(), security.serve_metrics);
     let mut app = query_routes(security.auth.clone())
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        );
-    if security.serve_metrics {
-        app = app.route("/metrics", get(metrics));
-    }
-    let mut app = app.layer(Extension(limits)).with_state(state);
+        )
+        .layer(Extension(limits))
+        .with_state(state)
+        .merge(health);
     if !security.cors_origins.is_empty() {
         app = app
             .layer(cors(&security.cors_origins))
@@ -122,10 +89,7 @@ pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> 
 
 /// `/metrics` alone, for its own address (`--metrics-addr`).
 pub fn metrics_router(state: HttpState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state)
-        .layer(middleware::from_fn(access_log))
+    metrics_routes(state.health).layer(middleware::from_fn(access_log))
 }
 
 /// The `/v1` routes: every one names its account, which the token must grant.
@@ -278,207 +242,6 @@ async fn access_log(request: Request, next: Next) -> Response {
         "HTTP request"
     );
     response
-}
-
-/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets the requests in
-/// flight finish (each bounded by the limits) and closes every connection.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: HttpLimits,
-    tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
-) {
-    let places = Arc::new(Semaphore::new(
-        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let connections = TaskTracker::new();
-    loop {
-        // At the limit, stop accepting: new connections wait in the kernel's listen backlog
-        // until an open one closes.
-        let place = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = places.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "cannot accept an HTTP connection");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                    }
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let stream = WriteTimeout::new(stream, limits.write_timeout);
-        let (http1, app, tls, stop) = (http1.clone(), app.clone(), tls.clone(), shutdown.clone());
-        connections.spawn(async move {
-            match tls {
-                None => serve_connection(&http1, stream, app, peer, stop).await,
-                Some(tls) => {
-                    if let Some(stream) = handshake(&tls, stream, limits, peer, &stop).await {
-                        serve_connection(&http1, stream, app, peer, stop).await;
-                    }
-                }
-            }
-            drop(place);
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-}
-
-/// The TLS handshake, within the header timeout: a client that never completes it is dropped
-/// like one that never sends its headers. `None` when it failed, timed out or shutdown came.
-async fn handshake(
-    tls: &TlsAcceptor,
-    stream: WriteTimeout,
-    limits: HttpLimits,
-    peer: SocketAddr,
-    stop: &CancellationToken,
-) -> Option<tokio_rustls::server::TlsStream<WriteTimeout>> {
-    let accepted = tokio::select! {
-        () = stop.cancelled() => return None,
-        accepted = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => accepted,
-    };
-    match accepted {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake not completed within the header timeout");
-            None
-        }
-    }
-}
-
-/// Serves HTTP/1 on one connection until the client closes it, a limit closes it, or shutdown
-/// comes (then the request in flight finishes first).
-async fn serve_connection<I>(
-    http1: &hyper::server::conn::http1::Builder,
-    io: I,
-    app: Router,
-    peer: SocketAddr,
-    stop: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = http1.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
-    let mut connection = std::pin::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
-        () = stop.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "HTTP connection closed");
-    }
-}
-
-/// A TCP stream whose writes fail with `TimedOut` once the peer has taken nothing for `limit`,
-/// so a client that never reads its response cannot hold a connection forever.
-#[derive(Debug)]
-struct WriteTimeout {
-    stream: TcpStream,
-    limit: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl WriteTimeout {
-    fn new(stream: TcpStream, limit: Duration) -> Self {
-        Self {
-            stream,
-            limit,
-            stalled: None,
-        }
-    }
-
-    fn guard<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if polled.is_ready() {
-            self.stalled = None;
-            return polled;
-        }
-        let limit = self.limit;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.stalled = None;
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client read nothing for {} ms", limit.as_millis()),
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncRead for WriteTimeout {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for WriteTimeout {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.guard(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.guard(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_flush(cx);
-        this.guard(cx, polled)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.guard(cx, polled)
-    }
 }
 
 /// Why a request body was not read.
@@ -697,41 +460,4 @@ async fn contact_opportunities(
 ) -> Response {
     let fields = params.path("contact", contact);
     ask::<ContactOpportunities>(&s, &account, fields).await
-}
-
-async fn ready(State(s): State<HttpState>) -> Response {
-    let position = s.queries.model.position().0;
-    if s.ready.load(Ordering::Acquire) {
-        (
-            StatusCode::OK,
-            axum::Json(json!({"ready": true, "position": position})),
-        )
-            .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "position": position})),
-        )
-            .into_response()
-    }
-}
-
-async fn metrics(State(s): State<HttpState>) -> Response {
-    let (commits, events, corrupt) = s.queries.model.counts();
-    metrics::gauge!("followers_commits_applied").set(commits as f64);
-    metrics::gauge!("followers_events_applied").set(events as f64);
-    metrics::gauge!("followers_commits_unreadable").set(corrupt as f64);
-    metrics::gauge!("followers_position").set(s.queries.model.position().0 as f64);
-    match &s.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            "metrics are not enabled in this process",
-        )
-            .into_response(),
-    }
 }

@@ -17,16 +17,16 @@ pub mod snapshot;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use followers_runtime::http::{Health, bind};
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{EventStore, Position};
 use followers_shared::wire::Query;
 use followers_store::{LiveModel, StreamSetup};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -38,11 +38,8 @@ pub enum StartError {
     /// A step every service takes (NATS, the store, the history, key files, the subscription).
     #[error(transparent)]
     Service(#[from] followers_runtime::StartError),
-    #[error("cannot listen on {addr}: {error}")]
-    Listen {
-        addr: SocketAddr,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] followers_runtime::http::ListenError),
     #[error(transparent)]
     HttpAuth(#[from] auth::KeySetupError),
     #[error(transparent)]
@@ -65,14 +62,6 @@ impl Running {
     pub async fn stop(self) {
         self.handle.stop().await;
     }
-}
-
-/// The process-wide Prometheus recorder (installed once, shared by every instance in a process).
-fn metrics_handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .clone()
 }
 
 /// The HTTP API's guards, read from their files before anything else starts, so that a wrong
@@ -127,14 +116,6 @@ impl HttpSetup {
     }
 }
 
-/// Binds `addr` (port 0: any free port) and returns the listener with its real address.
-async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
-    let listen = |error| StartError::Listen { addr, error };
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
-    let bound = listener.local_addr().map_err(listen)?;
-    Ok((listener, bound))
-}
-
 /// Connects to NATS and binds to the history (a reader never creates or changes it, and
 /// waits for it at start), then starts.
 pub async fn start(config: Config) -> Result<Running, StartError> {
@@ -166,16 +147,25 @@ async fn start_prepared<S: EventStore + Clone>(
     setup: HttpSetup,
 ) -> Result<Running, StartError> {
     let (model, snapshot_at) = restore(&config, &store).await?;
+    // Before any meter is made, so that they record into it.
+    let recorder = followers_runtime::metrics::recorder();
     let ready = Arc::new(AtomicBool::new(false));
     let queries = Arc::new(Queries {
         model: model.clone(),
         max_wait: config.max_wait(),
         ready: ready.clone(),
         budget: queries::Budget::new(config.query_limits()),
+        meters: Arc::new(queries::query_meters()),
     });
     let background = Background::default();
+    let health = Health {
+        model: model.clone(),
+        serving: ready.clone(),
+        metrics: recorder,
+        on_scrape: None,
+    };
     let (http_addr, metrics_addr) =
-        serve_http(&config, setup, &queries, &ready, &background).await?;
+        serve_http(&config, setup, &queries, health, &background).await?;
     let timeout = config.service.startup_timeout();
     let head = background.load_history(&model, &store, timeout).await?;
     ready.store(true, Ordering::Release);
@@ -248,7 +238,7 @@ async fn serve_http(
     config: &Config,
     setup: HttpSetup,
     queries: &Arc<Queries>,
-    ready: &Arc<AtomicBool>,
+    health: Health,
     background: &Background,
 ) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
     let (listener, http_addr) = bind(config.http_addr).await?;
@@ -260,8 +250,7 @@ async fn serve_http(
     setup.log(http_addr);
     let state = http::HttpState {
         queries: queries.clone(),
-        ready: ready.clone(),
-        metrics: metrics_handle(),
+        health,
     };
     let (limits, stop) = (config.http_limits(), background.token());
     let app = http::router(state.clone(), limits, &setup.security);
@@ -303,7 +292,6 @@ async fn watch_lag<S: EventStore>(store: S, model: LiveModel, stop: Cancellation
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        metrics::gauge!("followers_commits_refused").set(model.refused() as f64);
         if let Ok(head) = store.head().await {
             let lag = head.0.saturating_sub(model.position().0);
             metrics::gauge!("followers_lag_commits").set(lag as f64);

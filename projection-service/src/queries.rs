@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use followers_runtime::metrics::{RequestMeters, UNKNOWN};
 use followers_shared::error::ErrorCode;
 use followers_shared::ids::AccountId;
 use followers_shared::model::RecordRef;
@@ -31,6 +32,19 @@ pub struct Queries {
     pub ready: Arc<AtomicBool>,
     /// What the queries in flight may hold; beyond it, `unavailable`.
     pub budget: Budget,
+    /// Every answered query is counted here, by query and outcome, with its latency.
+    pub meters: Arc<RequestMeters>,
+}
+
+/// The meters of the queries: `followers_queries_total{query,outcome}` and
+/// `followers_query_seconds{query}`. Make them after the recorder is installed.
+pub fn query_meters() -> RequestMeters {
+    RequestMeters::new(
+        "followers_queries_total",
+        "followers_query_seconds",
+        "query",
+        Query::NAMES,
+    )
 }
 
 /// The bounds of one instance's query side, over NATS and HTTP together.
@@ -70,7 +84,7 @@ impl Refusal {
     }
 
     fn error(self) -> ErrorBody {
-        metrics::counter!("followers_queries_refused", "reason" => self.label()).increment(1);
+        metrics::counter!("followers_queries_refused_total", "reason" => self.label()).increment(1);
         ErrorBody::new(ErrorCode::Unavailable, self.to_string())
     }
 }
@@ -189,11 +203,13 @@ impl Queries {
     /// that could not be read is answered its error; the token is read after the query's name
     /// and body, and after the readiness check (`malformed_request` naming it).
     pub async fn answer_read(&self, account: &str, query: Result<Query, ErrorBody>) -> Answer {
+        let started = Instant::now();
         let query = match query {
             Ok(query) => query,
             Err(e) => {
-                metrics::histogram!("followers_query_seconds", "query" => "unknown").record(0.0);
-                return json(&QueryReply::<()>::failure(e));
+                let reply = json(&QueryReply::<()>::failure(e));
+                self.meters.record(UNKNOWN, reply.error, started.elapsed());
+                return reply;
             }
         };
         let reply = match account.parse::<AccountId>() {
@@ -201,7 +217,8 @@ impl Queries {
             Err(_) if !self.ready.load(Ordering::Acquire) => not_ready(),
             Err(e) => json(&QueryReply::<()>::failure(malformed(e.to_string()))),
         };
-        metrics::histogram!("followers_query_seconds", "query" => query.name()).record(0.0);
+        self.meters
+            .record(query.name(), reply.error, started.elapsed());
         reply
     }
 
@@ -211,8 +228,7 @@ impl Queries {
         let started = Instant::now();
         let label = query.name();
         let reply = self.dispatch(account, query).await;
-        metrics::histogram!("followers_query_seconds", "query" => label)
-            .record(started.elapsed().as_secs_f64());
+        self.meters.record(label, reply.error, started.elapsed());
         reply
     }
 
@@ -448,6 +464,7 @@ mod tests {
                 waiting: 1,
                 bytes: 1024,
             }),
+            meters: Arc::new(query_meters()),
         }
     }
 

@@ -31,7 +31,7 @@ pub struct ServiceArgs {
 pub struct SignatureArgs {
     /// Apply only commits signed by a configured key (each --public-key, and the command
     /// service's own --signing-key-file); others are logged, counted
-    /// (`followers_commits_refused`) and stepped over.
+    /// (`followers_commits_refused_total`) and stepped over.
     #[arg(long, env = "FOLLOWERS_REQUIRE_SIGNATURES", requires = "keys")]
     pub require_signatures: bool,
     /// A public key file whose signatures --require-signatures accepts (repeatable; in the

@@ -1,10 +1,12 @@
 //! What every followers process shares, written once: logging, the flags both services take,
-//! their start-up steps, their request loop, the handle that stops a started service and waits
+//! their start-up steps, their request loop, their health and metrics routes, the handle that stops a started service and waits
 //! for it, and the signals that ask for a clean shutdown. The services' own crates keep only
 //! what is theirs (the command path, the queries).
 
 pub mod args;
+pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod nats;
 pub mod serve;
 pub mod startup;

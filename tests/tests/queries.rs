@@ -306,7 +306,10 @@ async fn a_query_with_the_command_token_sees_the_change_and_http_answers_the_sam
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("followers_events_applied"), "{metrics}");
+    assert!(
+        metrics.contains("followers_events_applied_total"),
+        "{metrics}"
+    );
     projection.stop().await;
     commands.stop().await;
 }

@@ -1,22 +1,26 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end: both services show themselves in the NATS services API (`$SRV.PING`,
 //! `$SRV.INFO`, `$SRV.STATS`, what `nats micro ls|info|stats` ask), with one endpoint per
-//! command and per query on the documented subjects, and request counts that move.
+//! command and per query on the documented subjects, and request counts that move; and the
+//! command service's health, readiness and metrics over HTTP.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use followers_admin::probe::probe;
 use followers_client::{Client, user};
 use followers_shared::access::Action;
 use followers_shared::bounded::Users;
 use followers_shared::command::CreateContact;
+use followers_shared::error::ErrorCode;
 use followers_shared::wire::{COMMAND_NAMES, Query};
-use followers_tests::NatsServer;
+use followers_tests::client::user as user_json;
 use followers_tests::stack::{
-    TEAM, contact_ref, open_team, start_command_service, start_projection_service,
+    TEAM, contact_ref, ok, open_account, open_team, start_command_service, start_projection_service,
 };
+use followers_tests::{Followers, NatsServer, eventually};
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Asks every service on `subject` and collects the answers until `expected` have come (or
 /// 10 s have passed).
@@ -142,5 +146,89 @@ async fn both_services_show_every_endpoint_and_count_requests() {
     assert!(served(&stats, "open_account") >= 1, "{stats}");
 
     projection.stop().await;
+    commands.stop().await;
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition (the labels in any
+/// order, others allowed).
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?;
+        let all = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        let labelled = rest.is_empty() || rest.starts_with('{');
+        (labelled && all).then(|| value.parse().ok())?
+    })
+}
+
+async fn scrape(base: &str) -> String {
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// With `--http-addr`, the command service answers `/health` and `/ready` (what `followers-admin
+/// probe` asks) and counts each command by outcome, with its latency, on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_service_serves_health_readiness_and_metrics() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &["--http-addr", "127.0.0.1:0"]).await;
+    let base = format!("http://{}", commands.http_addr.expect("an HTTP address"));
+    let wait = Duration::from_secs(5);
+    assert_eq!(probe(&format!("{base}/health"), wait).unwrap(), 200);
+    assert_eq!(probe(&format!("{base}/ready"), wait).unwrap(), 200);
+    let ready: Value = reqwest::get(format!("{base}/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+
+    // This test alone sends create_opportunity in this process (the recorder is process-wide).
+    let f = Followers::new(server.client().await, "metered");
+    open_account(&f, TEAM).await;
+    let owned = json!({"contact": "c1", "owner": "bob"});
+    ok(&f, "create_contact", user_json("ann"), owned).await;
+    let opportunity = json!({"opportunity": "o1", "contact": "c1"});
+    ok(
+        &f,
+        "create_opportunity",
+        user_json("ann"),
+        opportunity.clone(),
+    )
+    .await;
+    let again = f
+        .send("create_opportunity", user_json("ann"), opportunity)
+        .await;
+    let code = again.error.map(|e| e.code);
+    assert_eq!(code, Some(ErrorCode::RecordExists));
+
+    let metrics = scrape(&base).await;
+    let counted = |outcome| {
+        let labels = [("command", "create_opportunity"), ("outcome", outcome)];
+        sample(&metrics, "followers_commands_total", &labels)
+    };
+    assert_eq!(counted("ok"), Some(1.0), "{metrics}");
+    assert_eq!(counted("record_exists"), Some(1.0), "{metrics}");
+    let timed = [("command", "create_opportunity")];
+    assert_eq!(
+        sample(&metrics, "followers_command_seconds_count", &timed),
+        Some(2.0),
+        "{metrics}"
+    );
+    let bucket = [("command", "create_opportunity"), ("le", "+Inf")];
+    assert_eq!(
+        sample(&metrics, "followers_command_seconds_bucket", &bucket),
+        Some(2.0),
+        "{metrics}"
+    );
+    // The follower sync passes every commit: its lag comes down to none.
+    eventually("the follower sync catches up", || async {
+        sample(&scrape(&base).await, "followers_sync_lag_commits", &[]) == Some(0.0)
+    })
+    .await;
     commands.stop().await;
 }

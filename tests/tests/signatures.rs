@@ -560,13 +560,13 @@ async fn services_requiring_signatures_do_not_apply_a_forged_commit() {
             .unwrap();
         if metrics
             .lines()
-            .any(|l| l.trim() == "followers_commits_refused 1")
+            .any(|l| l.trim() == "followers_commits_refused_total 1")
         {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no followers_commits_refused 1 in:\n{metrics}"
+            "no followers_commits_refused_total 1 in:\n{metrics}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
