@@ -19,10 +19,6 @@ use uuid::Uuid;
 /// Longest accepted name id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 
-/// The id alphabet as a JSON Schema pattern (ECMA 262), the length included: what
-/// [`validate`] accepts.
-pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
-
 /// Why a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -125,7 +121,7 @@ fn id_schema(what: &str) -> Schema {
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_ID_LEN,
-        "pattern": ID_PATTERN,
+        "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_ID_LEN}}}$"),
     })
 }
 
