@@ -24,7 +24,7 @@
 //! `shared/tests/schemas.rs` fails when a file differs.
 
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
+use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -246,9 +246,4 @@ fn index(files: &[(String, Value)]) -> Value {
     }
     index.extend(groups);
     Value::Object(index)
-}
-
-/// A `JsonSchema` type's schema, for tests that check one value.
-pub fn schema_of<T: JsonSchema>() -> Value {
-    requests().root_schema_for::<T>().to_value()
 }
