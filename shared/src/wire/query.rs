@@ -40,7 +40,7 @@ pub struct AccessCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckAccessBatch {
-    /// At most [`MAX_BATCH_CHECKS`](super::MAX_BATCH_CHECKS); more are refused as
+    /// At most 1000 ([`MAX_BATCH_CHECKS`](super::MAX_BATCH_CHECKS)); more are refused as
     /// `malformed_request` when the query is answered.
     #[schemars(length(max = super::MAX_BATCH_CHECKS))]
     pub checks: Vec<AccessCheck>,

@@ -24,6 +24,7 @@
 //! `shared/tests/schemas.rs` fails when a file differs.
 
 use schemars::generate::SchemaSettings;
+use schemars::transform::RecursiveTransform;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -100,6 +101,7 @@ pub fn files() -> Vec<(String, String)> {
 fn requests() -> SchemaGenerator {
     SchemaSettings::draft2020_12()
         .for_deserialize()
+        .with_transform(RecursiveTransform(tidy))
         .into_generator()
 }
 
@@ -107,7 +109,36 @@ fn requests() -> SchemaGenerator {
 fn replies() -> SchemaGenerator {
     SchemaSettings::draft2020_12()
         .for_serialize()
+        .with_transform(RecursiveTransform(tidy))
         .into_generator()
+}
+
+/// Descriptions come from the doc comments: one line each, and rustdoc's links
+/// (``[`Name`]``, ``[`Name`](path)``) as plain code.
+fn tidy(schema: &mut Schema) {
+    if let Some(Value::String(text)) = schema.get_mut("description") {
+        *text = plain(text);
+    }
+}
+
+fn plain(doc: &str) -> String {
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(start) = rest.find("[`") {
+        let Some(end) = rest[start..].find("`]").map(|e| start + e) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(&rest[start + 1..end + 1]);
+        rest = &rest[end + 2..];
+        if rest.starts_with('(')
+            && let Some(close) = rest.find(')')
+        {
+            rest = &rest[close + 1..];
+        }
+    }
+    out.push_str(rest);
+    out.replace('\n', " ")
 }
 
 fn titled(schema: Schema, title: &str, description: &str) -> Value {
@@ -246,4 +277,29 @@ fn index(files: &[(String, Value)]) -> Value {
     }
     index.extend(groups);
     Value::Object(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_lose_rustdoc_links_and_line_breaks() {
+        assert_eq!(
+            plain("See [`Text`] and [`MAX`](super::MAX),\nor [`a`](b) [x]."),
+            "See `Text` and `MAX`, or `a` [x]."
+        );
+        assert_eq!(plain("no [`end"), "no [`end");
+    }
+
+    #[test]
+    fn a_transparent_payload_is_inlined_so_the_common_fields_join_it() {
+        let request = command_request("change_settings");
+        assert!(request.get("$ref").is_none(), "{request}");
+        let properties = request["properties"].as_object().expect("properties");
+        for field in ["command_id", "actor", "allow_different_owners"] {
+            assert!(properties.contains_key(field), "{field}");
+        }
+        assert_eq!(request["additionalProperties"], false);
+    }
 }
