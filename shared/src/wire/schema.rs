@@ -57,7 +57,10 @@ pub fn files() -> Vec<(String, String)> {
         let request = titled(
             request,
             name,
-            &format!("The request of the `{name}` query."),
+            &format!(
+                "The request of the `{name}` query, sent on `followers.query.{{account}}.{name}` \
+                 (with the default prefix) or as the fields of its HTTP route."
+            ),
         );
         out.push((format!("queries/{name}.json"), request));
         out.push((format!("replies/{name}.json"), query_reply(name)));
@@ -165,8 +168,9 @@ fn command_request(name: &str) -> Value {
         .or_else(|| RecordCommand::payload_schema(name, &mut generator))
         .unwrap_or_else(|| panic!("`{name}` is in COMMAND_NAMES"));
     let description = format!(
-        "The request of the `{name}` command: the common fields `command_id`, `actor` and \
-         `correlation_id`, and the command's own."
+        "The request of the `{name}` command, sent on `followers.cmd.{{account}}.{name}` (with \
+         the default prefix): the common fields `command_id`, `actor` and `correlation_id`, and \
+         the command's own."
     );
     let mut value = titled(payload, name, &description);
     let object = value
