@@ -10,6 +10,7 @@
 use std::fmt;
 use std::ops::Deref;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::UserId;
@@ -79,6 +80,27 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// What `Deserialize` accepts: 1 to [`MAX_TEXT_LEN`] characters (JSON Schema counts code
+/// points, as [`Text::new`] does), none of them a control character (Unicode category Cc:
+/// U+0000 to U+001F and U+007F to U+009F, what `char::is_control` is).
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": format!(
+                "Free text: 1 to {MAX_TEXT_LEN} characters, no control character."
+            ),
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TEXT_LEN,
+            "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        })
+    }
+}
+
 /// The users one command names: at least `MIN`, at most [`MAX_USERS_PER_COMMAND`], counted as
 /// sent (repeats included). See [`Users`] and [`SomeUsers`].
 #[derive(Clone, PartialEq, Eq, Hash, Default, Serialize)]
@@ -119,6 +141,29 @@ impl<const MIN: usize> fmt::Debug for UserList<MIN> {
 impl<'de, const MIN: usize> Deserialize<'de> for UserList<MIN> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::new(Vec::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What `Deserialize` accepts: `MIN` to [`MAX_USERS_PER_COMMAND`] user ids, repeats allowed.
+impl<const MIN: usize> JsonSchema for UserList<MIN> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        match MIN {
+            0 => "Users".into(),
+            1 => "SomeUsers".into(),
+            n => format!("UserList{n}").into(),
+        }
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": format!(
+                "{MIN} to {MAX_USERS_PER_COMMAND} user ids, counted as sent (repeats included)."
+            ),
+            "type": "array",
+            "items": generator.subschema_for::<UserId>(),
+            "minItems": MIN,
+            "maxItems": MAX_USERS_PER_COMMAND,
+        })
     }
 }
 

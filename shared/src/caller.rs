@@ -14,6 +14,7 @@
 //! account a client-written header arrives unchanged. So no caller may be a user of that
 //! account, and the policy refuses a command that carries no header at all.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AccountId;
@@ -25,7 +26,7 @@ pub const REQUEST_INFO_HEADER: &str = "Nats-Request-Info";
 /// The sender of a command: its NATS account and user, as the server names them (in a
 /// configuration-file setup the account's name and the user's name or nkey; in operator mode
 /// their public keys).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Caller {
     pub account: String,

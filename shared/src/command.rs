@@ -17,6 +17,7 @@
 //! `commands!` table below, which gives both `name()` and the parsing by name.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -127,6 +128,18 @@ macro_rules! commands {
                     _ => None,
                 }
             }
+
+            /// The JSON Schema of the fields of the command named `name` (a root schema, with
+            /// its definitions); `None` when `name` is not one of these commands.
+            pub fn payload_schema(
+                name: &str,
+                generator: &mut schemars::SchemaGenerator,
+            ) -> Option<schemars::Schema> {
+                match name {
+                    $($name => Some(generator.root_schema_for::<$payload>()),)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -165,7 +178,7 @@ commands!(internal
 
 // ----- the account's payloads -----
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccount {
     pub name: Text,
@@ -173,7 +186,7 @@ pub struct OpenAccount {
     pub settings: SettingsChange,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterMember {
     pub user: UserId,
@@ -183,34 +196,34 @@ pub struct RegisterMember {
     pub data_scope: DataScope,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeMemberRole {
     pub user: UserId,
     pub role: Role,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeMemberDataScope {
     pub user: UserId,
     pub data_scope: DataScope,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateMember {
     pub user: UserId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReactivateMember {
     pub user: UserId,
 }
 
 /// On the wire, the settings' own fields, each optional.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct ChangeSettings {
     pub change: SettingsChange,
@@ -218,7 +231,7 @@ pub struct ChangeSettings {
 
 // ----- the records' payloads -----
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContact {
     pub contact: ContactId,
@@ -229,7 +242,7 @@ pub struct CreateContact {
 }
 
 /// `owner: None` takes the contact's owner (R6).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOpportunity {
     pub opportunity: OpportunityId,
@@ -242,8 +255,9 @@ pub struct CreateOpportunity {
 
 /// `owner: None` unassigns the record (R4). On the wire `owner` is required: a user, or `null`
 /// to unassign, so that a forgotten field never unassigns a record.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = owner_required)]
 pub struct ChangeOwner {
     pub record: RecordRef,
     #[serde(deserialize_with = "required")]
@@ -256,8 +270,18 @@ fn required<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
     T::deserialize(d)
 }
 
+/// The schema of [`ChangeOwner`]: `owner` is required, as [`required`] makes it, and may be
+/// `null`.
+fn owner_required(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required")
+        && !required.iter().any(|r| r == "owner")
+    {
+        required.push("owner".into());
+    }
+}
+
 /// `record: None` only from a workflow without record context: nothing happens (R17).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddFollowers {
     #[serde(default)]
@@ -266,7 +290,7 @@ pub struct AddFollowers {
 }
 
 /// `record: None` only from a workflow without record context: nothing happens (R17).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveFollowers {
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! Errors with stable codes (R24). The code is the contract; the sentence is for people.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Action, Reason};
@@ -7,7 +8,7 @@ use crate::ids::{AccountId, UserId};
 use crate::model::{Actor, MAX_FOLLOWERS, RecordRef};
 
 /// Every error code a reply may carry. Codes never change meaning; new ones may be added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is not valid JSON, misses a field, has an unknown field or a bad value.

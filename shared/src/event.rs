@@ -5,6 +5,7 @@
 //! `{"v":1,"type":"followers_added","meta":{...},"record":{"kind":"contact","id":"c1"},"followers":[...]}`.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +18,7 @@ use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role,
 pub const EVENT_SCHEMA: u16 = 1;
 
 /// Who, when, and why (R22): carried by every event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventMeta {
     pub event_id: EventId,
     /// The command that produced this event.
@@ -36,7 +37,7 @@ pub struct EventMeta {
 }
 
 /// One event: its schema version, metadata and what happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub v: u16,
     pub meta: EventMeta,
@@ -45,7 +46,7 @@ pub struct Event {
 }
 
 /// Whether the owner sync was adding or removing a follower.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {
     Add,
@@ -53,7 +54,7 @@ pub enum SyncAction {
 }
 
 /// A follower added by one event, and how (R18).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AddedFollower {
     pub user: UserId,
     #[serde(flatten)]
@@ -61,7 +62,7 @@ pub struct AddedFollower {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     // --- the account stream: settings and memberships ---

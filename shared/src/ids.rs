@@ -12,6 +12,7 @@
 use std::fmt;
 
 use compact_str::CompactString;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
@@ -97,7 +98,31 @@ macro_rules! name_id {
                 Self::new(raw.as_ref()).map_err(serde::de::Error::custom)
             }
         }
+
+        /// What `Deserialize` accepts: the id alphabet, 1 to [`MAX_ID_LEN`] characters.
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                id_schema($what)
+            }
+        }
     };
+}
+
+/// The schema of a name id: `what` and the alphabet, as [`validate`] checks them.
+fn id_schema(what: &str) -> Schema {
+    json_schema!({
+        "description": format!(
+            "The {what}: 1 to {MAX_ID_LEN} ASCII letters, digits, `_` and `-`."
+        ),
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_LEN,
+        "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_ID_LEN}}}$"),
+    })
 }
 
 name_id!(
@@ -127,7 +152,7 @@ name_id!(
 );
 
 /// Identifies one command, chosen by the sender; a retry carries the same id (R24).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct CommandId(pub Uuid);
 
@@ -167,7 +192,7 @@ impl fmt::Debug for CommandId {
 
 /// Identifies one event. Derived from the command id and the event's index in the commit, so a
 /// decision replayed for the same command yields the same ids.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct EventId(pub Uuid);
 

@@ -14,7 +14,8 @@
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
-//! - [`wire`]: the JSON contract of commands, replies and queries, and the subjects.
+//! - [`wire`]: the JSON contract of commands, replies and queries, the subjects, and the
+//!   contract's JSON Schemas ([`wire::schema`]).
 //! - [`error`]: stable error codes (R24).
 //! - [`json`]: our own values as JSON bytes, never empty.
 

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ContactId, OpportunityId, UserId, WorkflowId};
@@ -55,6 +56,46 @@ impl TryFrom<ActorFields> for Actor {
     }
 }
 
+/// What `Deserialize` accepts (through [`ActorFields`]): `kind` and exactly the field of that
+/// kind; the other kind's field may only be `null` (an absent `Option`).
+impl JsonSchema for Actor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Actor".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let user = generator.subschema_for::<UserId>();
+        let workflow = generator.subschema_for::<WorkflowId>();
+        let kind = |kind: &str, field: Option<&str>| {
+            let mut properties = serde_json::Map::new();
+            properties.insert("kind".into(), serde_json::json!({"const": kind}));
+            for (name, schema) in [("user", &user), ("workflow", &workflow)] {
+                let value = if field == Some(name) {
+                    schema.clone().to_value()
+                } else {
+                    serde_json::json!({"type": "null"})
+                };
+                properties.insert(name.into(), value);
+            }
+            let required: Vec<&str> = std::iter::once("kind").chain(field).collect();
+            serde_json::json!({
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false,
+            })
+        };
+        schemars::json_schema!({
+            "description": "Who issued a command: a user, a workflow, or the system.",
+            "oneOf": [
+                kind("user", Some("user")),
+                kind("workflow", Some("workflow")),
+                kind("system", None),
+            ],
+        })
+    }
+}
+
 impl Actor {
     pub fn user(&self) -> Option<&UserId> {
         match self {
@@ -75,7 +116,7 @@ impl fmt::Display for Actor {
 }
 
 /// A member's role in one account (R2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -84,7 +125,7 @@ pub enum Role {
 
 /// A member's data scope (R2): everything in the account, or only what is assigned to them
 /// (the "Only Assigned Data" permission).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DataScope {
     All,
@@ -102,7 +143,7 @@ pub struct Membership {
 }
 
 /// The account's ownership and access settings (R7-R9, R20). Defaults are the rules' (docs/rules.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {
     /// R7: "Allow different owners for contacts and its opportunities". Off: owners are coupled.
@@ -152,7 +193,7 @@ impl AccountSettings {
 }
 
 /// A change to some of the settings; absent fields keep their value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,7 +242,7 @@ impl RecordKind {
 }
 
 /// A contact or an opportunity, by id. On the wire: `{"kind": "contact", "id": "c-1"}`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(
     tag = "kind",
     content = "id",
@@ -242,7 +283,7 @@ impl fmt::Debug for RecordRef {
 }
 
 /// How a follower came to follow a record (R8, R9, R18).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "how", rename_all = "snake_case")]
 pub enum AddedHow {
     /// By a user, on the record's form or detail page.
@@ -279,7 +320,7 @@ pub struct Follower {
 }
 
 /// Why the owner sync left a user alone (R10). Recorded in the history, never silent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// The user already owns the record.

@@ -29,6 +29,7 @@ use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -114,7 +115,7 @@ impl fmt::Debug for KeyId {
 
 /// A commit's signature as stored (`Commit::signature`). Kept as written, so that a malformed
 /// one is reported as such rather than making the whole commit unreadable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommitSignature {
     /// The key that signed ([`KeyId`]).
     pub key_id: String,

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::Stream;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{DecodeError, Event};
@@ -135,7 +136,18 @@ impl Expected {
 /// A global position in the history; `Position(0)` is before the first commit. Queries may wait
 /// for a position (the consistency token of a command reply).
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Position(pub u64);
@@ -154,7 +166,7 @@ impl std::fmt::Display for HistoryId {
 }
 
 /// Everything one command appended to one stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Commit {
     pub command_id: CommandId,
     pub events: Vec<Event>,

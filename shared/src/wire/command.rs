@@ -5,6 +5,7 @@
 //! [`RecordCommand::from_wire`]), under the strict policy ([`strict`]).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -22,7 +23,7 @@ use crate::record;
 use crate::store::Position;
 
 /// What a successful command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Events were appended.
@@ -34,7 +35,7 @@ pub enum Outcome {
 }
 
 /// The reply to every command: `ok` tells which of the optional parts are present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CommandReply {
     pub ok: bool,
     /// Echoed from the request when it could be read.

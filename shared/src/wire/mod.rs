@@ -2,10 +2,12 @@
 //!
 //! Requests are strict (unknown fields are rejected, ids are validated) so that a typo is an
 //! error rather than a silently ignored field; replies may gain fields over time, so clients
-//! should ignore fields they do not know. `docs/protocol.md` documents every shape.
+//! should ignore fields they do not know. `docs/protocol.md` documents every shape, and
+//! [`schema`] generates the JSON Schemas of `docs/schemas/` from these types.
 
 mod command;
 mod query;
+pub mod schema;
 pub mod strict;
 pub mod subject;
 
@@ -14,13 +16,14 @@ pub use crate::command::COMMAND_NAMES;
 pub use command::{CommandReply, Outcome, parse_command};
 pub use query::*;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Reason;
 use crate::error::{DomainError, ErrorCode};
 
 /// The error part of a reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,

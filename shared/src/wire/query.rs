@@ -4,6 +4,7 @@
 //! reflects at least that commit (read-your-writes), or the query fails with `timeout`.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,7 @@ use crate::read_model::Relation;
 use crate::store::Position;
 
 /// `check_access`: may `user` do `action` to `record`?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckAccess {
     pub user: UserId,
@@ -27,7 +28,7 @@ pub struct CheckAccess {
 }
 
 /// One check of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessCheck {
     pub user: UserId,
@@ -36,23 +37,26 @@ pub struct AccessCheck {
 }
 
 /// `check_access_batch`: several checks in one request, answered in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckAccessBatch {
+    /// At most 1000 ([`MAX_BATCH_CHECKS`](super::MAX_BATCH_CHECKS)); more are refused as
+    /// `malformed_request` when the query is answered.
+    #[schemars(length(max = super::MAX_BATCH_CHECKS))]
     pub checks: Vec<AccessCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
 }
 
 /// A decision and its reason (R21).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccessAnswer {
     pub allowed: bool,
     pub reason: Reason,
 }
 
 /// `followers`: the owner and followers of a record (R18).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowersQuery {
     pub record: RecordRef,
@@ -61,7 +65,7 @@ pub struct FollowersQuery {
 }
 
 /// A user as shown in lists: their name and whether they are active (R3, R18).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserView {
     pub user: UserId,
     pub name: Option<String>,
@@ -69,7 +73,7 @@ pub struct UserView {
 }
 
 /// One follower with how and when they were added (R18).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FollowerView {
     pub user: UserId,
     pub name: Option<String>,
@@ -80,7 +84,7 @@ pub struct FollowerView {
     pub how: AddedHow,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FollowersAnswer {
     pub record: RecordRef,
     pub owner: Option<UserView>,
@@ -88,27 +92,29 @@ pub struct FollowersAnswer {
 }
 
 /// `records_of_user`: the records a user owns or follows, a page at a time, in record order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsOfUser {
     pub user: UserId,
     /// The `next` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<RecordRef>,
-    /// Page size, 1 to 1000; 100 when absent.
+    /// Page size, 1 to 1000; 100 when absent. Another is refused as `malformed_request` when
+    /// the query is answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HeldRecord {
     pub record: RecordRef,
     pub relation: Relation,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordsOfUserAnswer {
     pub user: UserId,
     pub records: Vec<HeldRecord>,
@@ -117,7 +123,7 @@ pub struct RecordsOfUserAnswer {
 }
 
 /// `contact_opportunities`: the opportunities linked to a contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactOpportunities {
     pub contact: crate::ids::ContactId,
@@ -125,13 +131,13 @@ pub struct ContactOpportunities {
     pub min_position: Option<Position>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LinkedOpportunity {
     pub opportunity: OpportunityId,
     pub owner: Option<UserId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContactOpportunitiesAnswer {
     pub contact: crate::ids::ContactId,
     pub owner: Option<UserId>,
@@ -139,14 +145,14 @@ pub struct ContactOpportunitiesAnswer {
 }
 
 /// `account`: the account's settings and memberships.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MemberView {
     pub user: UserId,
     pub name: String,
@@ -156,7 +162,7 @@ pub struct MemberView {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccountAnswer {
     pub account: crate::ids::AccountId,
     pub name: String,
@@ -166,7 +172,7 @@ pub struct AccountAnswer {
 
 /// Every query answer: `ok`, the read model's position when it answered, and the answer or the
 /// error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QueryReply<T> {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,6 +268,18 @@ macro_rules! queries {
                             other.chars().take(64).collect::<String>()
                         ),
                     )),
+                }
+            }
+
+            /// The JSON Schema of the request of the query named `name` (a root schema, with
+            /// its definitions); `None` when `name` is no query.
+            pub fn request_schema(
+                name: &str,
+                generator: &mut schemars::SchemaGenerator,
+            ) -> Option<schemars::Schema> {
+                match name {
+                    $($name => Some(generator.root_schema_for::<$ty>()),)*
+                    _ => None,
                 }
             }
 
