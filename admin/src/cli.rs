@@ -5,11 +5,11 @@
 //! subcommand's help shows only those it uses: `init` all of them, `request` the NATS ones,
 //! `nkeys`, `probe` and `completions` none (they accept them and ignore them).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Arg, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, Args, Command, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
+use followers_runtime::ShownCli;
 use followers_store::{NatsArgs, StoreArgs};
 
 /// Administrative steps of a followers installation.
@@ -116,30 +116,12 @@ pub fn command() -> Command {
     })
 }
 
-/// Parses this process's arguments; prints the help, the version or a usage error and exits
-/// (status 2) when that is the answer.
-pub fn parse() -> Cli {
-    let mut command = command();
-    let matches = command.get_matches_mut();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
-}
+impl ShownCli for Cli {
+    const NAME: &'static str = "followers-admin";
 
-/// Parses `args` (the first is the program's name) as [`parse`] does, returning the error.
-pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let mut command = command();
-    let matches = command.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
-}
-
-/// The completion script of `followers-admin` for `shell`.
-pub fn completions(shell: Shell) -> Vec<u8> {
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command(), "followers-admin", &mut script);
-    script
+    fn shown() -> Command {
+        command()
+    }
 }
 
 #[cfg(test)]
@@ -150,7 +132,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         let argv = std::iter::once("followers-admin").chain(args.iter().copied());
-        try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        Cli::try_parse_shown_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     fn help(subcommand: &str) -> String {
@@ -218,7 +200,7 @@ mod tests {
 
     #[test]
     fn completions_name_the_subcommands() {
-        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        let bash = String::from_utf8(Cli::completions(Shell::Bash)).unwrap();
         assert!(bash.contains("-o default followers-admin"), "{bash}");
         for subcommand in ["init", "request", "completions"] {
             assert!(bash.contains(subcommand), "{subcommand}");

@@ -10,7 +10,7 @@ use followers_store::NatsArgs;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let cli = cli::parse();
+    let cli = <cli::Cli as followers_runtime::ShownCli>::parse_shown();
     // `request`, `probe` and `completions` print only their result (their connection's events
     // are noise to a script), unless FOLLOWERS_LOG asks for logs.
     let quiet = matches!(
@@ -45,9 +45,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }
         AdminCommand::Completions { shell } => {
-            std::io::stdout()
-                .lock()
-                .write_all(&cli::completions(shell))?;
+            std::io::stdout().lock().write_all(
+                &<cli::Cli as followers_runtime::ShownCli>::completions(shell),
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

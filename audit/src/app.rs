@@ -71,7 +71,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<Outcome, AuditError> {
         }
         AuditCommand::Keygen(args) => keygen_cmd(&args, out)?,
         AuditCommand::Completions(args) => out
-            .write_all(&cli::completions(args.shell))
+            .write_all(&<cli::Cli as followers_runtime::ShownCli>::completions(
+                args.shell,
+            ))
             .map_err(AuditError::io("cannot write the output"))?,
     }
     Ok(Outcome::Done)

@@ -7,12 +7,12 @@
 //! `import`'s help, the one subcommand that may create the stream, and `keygen` and
 //! `completions`, which need no store, show none of the global flags. Hidden flags still work.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{Arg, ArgGroup, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgGroup, Args, Command, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
+use followers_runtime::ShownCli;
 use followers_shared::ids::{AccountId, ContactId, OpportunityId, UserId};
 use followers_shared::model::RecordRef;
 use followers_shared::signing::KeyId;
@@ -219,30 +219,12 @@ pub fn command() -> Command {
     })
 }
 
-/// Parses this process's arguments; prints the help, the version or a usage error and exits
-/// (status 2) when that is the answer.
-pub fn parse() -> Cli {
-    let mut command = command();
-    let matches = command.get_matches_mut();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command).exit())
-}
+impl ShownCli for Cli {
+    const NAME: &'static str = "followers-audit";
 
-/// Parses `args` (the first is the program's name) as [`parse`] does, returning the error.
-pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    let mut command = command();
-    let matches = command.try_get_matches_from_mut(args)?;
-    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
-}
-
-/// Writes the completion script of `followers-audit` for `shell` to a buffer.
-pub fn completions(shell: Shell) -> Vec<u8> {
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command(), "followers-audit", &mut script);
-    script
+    fn shown() -> Command {
+        command()
+    }
 }
 
 #[cfg(test)]
@@ -253,7 +235,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         let argv = std::iter::once("followers-audit").chain(args.iter().copied());
-        try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        Cli::try_parse_shown_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     fn help(subcommand: Option<&str>) -> String {
@@ -343,7 +325,7 @@ mod tests {
 
     #[test]
     fn completions_name_the_subcommands() {
-        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        let bash = String::from_utf8(Cli::completions(Shell::Bash)).unwrap();
         assert!(bash.contains("-o default followers-audit"), "{bash}");
         for subcommand in ["verify", "import", "completions"] {
             assert!(bash.contains(subcommand), "{subcommand}");

@@ -10,7 +10,7 @@ use followers_audit::{Outcome, cli};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = cli::parse();
+    let cli = <cli::Cli as followers_runtime::ShownCli>::parse_shown();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = followers_audit::run(cli, &mut out).await;

@@ -4,6 +4,7 @@
 //! what is theirs (the command path, the queries).
 
 pub mod args;
+pub mod cli;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
@@ -12,6 +13,7 @@ pub mod serve;
 pub mod startup;
 
 pub use args::{ServiceArgs, SignatureArgs};
+pub use cli::ShownCli;
 pub use lifecycle::{ServiceHandle, init_logging, run_until_signal, shutdown_signal};
 pub use nats::round_trip;
 pub use serve::{Registered, Responder, ServiceSpec, serve};
