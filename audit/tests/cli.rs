@@ -111,6 +111,7 @@ fn exported_lines() -> String {
             version: Version(1),
             position: Position(1),
             commit: Commit::sealed(meta.command_id, opened, None),
+            trace: None,
         },
         StoredCommit {
             stream: StreamId::record(
@@ -120,6 +121,7 @@ fn exported_lines() -> String {
             version: Version(2),
             position: Position(2),
             commit: Commit::sealed(meta2.command_id, created, None),
+            trace: None,
         },
     ];
     commits

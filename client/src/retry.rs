@@ -83,12 +83,15 @@ pub(crate) async fn exchange<R: Replied>(
     let deadline = Instant::now() + policy.total;
     let attempts = policy.attempts.max(1);
     let mut last = Transient::TimedOut;
+    // The caller's trace, if it records one, continues in the service (docs/client.md).
+    let mut headers = async_nats::HeaderMap::new();
+    followers_store::trace::inject_current(&mut headers);
     for attempt in 1..=attempts {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(gave_up(attempt - 1, command_id, last));
         }
-        let sent = nats.request(subject.to_owned(), payload.clone());
+        let sent = nats.request_with_headers(subject.to_owned(), headers.clone(), payload.clone());
         last = match tokio::time::timeout(policy.attempt_timeout.min(left), sent).await {
             Err(_) => Transient::TimedOut,
             Ok(Err(e)) => match e.kind() {

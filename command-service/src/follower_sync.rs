@@ -21,6 +21,7 @@ use futures::StreamExt;
 use metrics::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::handler::{CommandError, Handler};
 
@@ -197,7 +198,8 @@ impl<S: EventStore> Sync<S> {
     /// shutdown before reacting.
     async fn pass(&mut self, commit: &StoredCommit) -> bool {
         if may_trigger(commit) {
-            if !react(&self.model, &self.handler, commit, &self.shutdown).await {
+            let reacting = react(&self.model, &self.handler, commit, &self.shutdown);
+            if !reacting.instrument(reaction_span(commit)).await {
                 return false;
             }
             save(&self.store, commit.position).await;
@@ -213,6 +215,17 @@ impl<S: EventStore> Sync<S> {
         self.passed(commit.position);
         true
     }
+}
+
+/// The span of the reactions to `commit`, in the trace that wrote it: their commands and commits
+/// join the trace of the owner change that caused them. None for a commit written outside one.
+fn reaction_span(commit: &StoredCommit) -> tracing::Span {
+    if commit.trace.is_none() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("follower_sync", position = commit.position.0);
+    followers_store::trace::continue_commit(&span, commit.trace.as_ref());
+    span
 }
 
 /// Applies every reaction to `commit`; false if stopped by shutdown before finishing.

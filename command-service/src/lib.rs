@@ -226,6 +226,9 @@ fn trusted_caller_policy(
     Ok(Some(Arc::new(policy)))
 }
 
+/// The service's name in the NATS services API and in traces.
+pub const SERVICE_NAME: &str = "followers-command";
+
 /// The command service in the NATS services API: one endpoint per command, on
 /// `{prefix}.cmd.*.{command}`.
 fn service_spec(config: &Config) -> ServiceSpec {
@@ -234,7 +237,7 @@ fn service_spec(config: &Config) -> ServiceSpec {
         .iter()
         .map(|name| (name.to_string(), format!("{prefix}.cmd.*.{name}")));
     ServiceSpec {
-        name: "followers-command",
+        name: SERVICE_NAME,
         description: "Decides followers commands and appends their events to the history",
         queue_group: config.queue_group.clone(),
         endpoints: endpoints.collect(),

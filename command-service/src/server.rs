@@ -20,6 +20,7 @@ use followers_shared::store::EventStore;
 use followers_shared::wire::{self, COMMAND_NAMES, CommandReply, ErrorBody, subject};
 use metrics::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::handler::{Applied, CommandError, Handler};
 
@@ -166,14 +167,15 @@ impl<S: EventStore> Responder for Commands<S> {
     async fn respond(&self, _: OwnedSemaphorePermit, request: &async_nats::Message) -> Bytes {
         let started = Instant::now();
         let (subject, headers) = (&request.subject, request.headers.as_ref());
-        let reply = process(
+        let span = followers_store::trace::request_span("command request", subject, headers);
+        let processing = process(
             &self.handler,
             &self.options,
             subject,
             headers,
             &request.payload,
-        )
-        .await;
+        );
+        let reply = processing.instrument(span).await;
         let command = subject::split(&self.options.prefix, "cmd", subject).map_or(UNKNOWN, |s| s.1);
         let code = reply.error.as_ref().map(|e| e.code);
         self.meters.replies.record(command, code, started.elapsed());

@@ -194,6 +194,9 @@ async fn start_prepared<S: EventStore + Clone>(
     })
 }
 
+/// The service's name in the NATS services API and in traces.
+pub const SERVICE_NAME: &str = "followers-projection";
+
 /// The projection in the NATS services API: one endpoint per query, on
 /// `{prefix}.query.*.{query}`.
 fn service_spec(config: &Config) -> ServiceSpec {
@@ -202,7 +205,7 @@ fn service_spec(config: &Config) -> ServiceSpec {
         .iter()
         .map(|name| (name.to_string(), format!("{prefix}.query.*.{name}")));
     ServiceSpec {
-        name: "followers-projection",
+        name: SERVICE_NAME,
         description: "Answers access checks and follower queries from the read models",
         queue_group: config.queue_group.clone(),
         endpoints: endpoints.collect(),

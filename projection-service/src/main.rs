@@ -2,12 +2,14 @@
 //! docs/configuration.md.
 
 use clap::Parser;
-use followers_projection_service::{Config, start};
+use followers_projection_service::{Config, SERVICE_NAME, start};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    followers_runtime::init_logging();
-    let running = start(Config::parse()).await?;
+    let config = Config::parse();
+    let telemetry = followers_runtime::telemetry::init(&config.service.telemetry, SERVICE_NAME)?;
+    let running = start(config).await?;
     followers_runtime::run_until_signal(running.handle).await;
+    telemetry.shutdown();
     Ok(())
 }

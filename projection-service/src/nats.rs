@@ -11,6 +11,8 @@ use bytes::Bytes;
 use followers_runtime::Responder;
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{ErrorBody, Query, QueryReply, subject};
+use followers_store::trace;
+use tracing::Instrument;
 
 use crate::queries::{Admission, Queries};
 
@@ -42,7 +44,13 @@ impl Responder for NatsQueries {
         match subject::split(&self.prefix, "query", &request.subject) {
             Some((account, name)) => {
                 let query = Query::parse(name, &request.payload);
-                let answer = self.queries.answer_read(account, query).await;
+                let answering = self.queries.answer_read(account, query);
+                let span = trace::request_span(
+                    "query request",
+                    &request.subject,
+                    request.headers.as_ref(),
+                );
+                let answer = answering.instrument(span).await;
                 drop(admitted);
                 answer.body.into()
             }

@@ -23,6 +23,8 @@ pub struct ServiceArgs {
     pub startup_timeout_secs: u64,
     #[command(flatten)]
     pub signatures: SignatureArgs,
+    #[command(flatten)]
+    pub telemetry: crate::TelemetryArgs,
 }
 
 /// `--require-signatures` and the keys it trusts. Each service's `Config` defines the arg group

@@ -1,4 +1,4 @@
-//! What both services share about running as a process: logging, a handle to stop a started
+//! What both services share about running as a process: a handle to stop a started
 //! service and wait for it, and the signals that ask for a clean shutdown.
 
 use std::future::Future;
@@ -7,20 +7,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::Background;
-
-/// Logs to stderr, filtered by `FOLLOWERS_LOG` (default `info`), coloured only on a terminal: a
-/// log written to a file or a journal carries no ANSI escape codes.
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FOLLOWERS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
 
 /// A started service. Dropping it does not stop it; call [`ServiceHandle::stop`].
 #[derive(Debug)]

@@ -62,6 +62,7 @@ fn model() -> (ReadModel, AccountId) {
             version: Version(position),
             position: Position(position),
             commit: Commit::sealed(meta.command_id, meta.events(bodies), None),
+            trace: None,
         });
     };
     let mut bodies = vec![
@@ -243,6 +244,7 @@ fn benches(c: &mut Criterion) {
                     version: Version(position),
                     position: Position(position),
                     commit: Commit::sealed(meta.command_id, meta.events(vec![body]), None),
+                    trace: None,
                 }
             },
             |commit| applied.apply(black_box(&commit)),

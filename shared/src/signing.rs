@@ -674,6 +674,7 @@ mod tests {
             version: Version(position),
             position: Position(position),
             commit,
+            trace: None,
         }
     }
 

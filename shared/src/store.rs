@@ -241,6 +241,21 @@ pub struct StoredCommit {
     pub version: Version,
     pub position: Position,
     pub commit: Commit,
+    /// The trace the commit was written in, when its backend keeps one (JetStream does, in the
+    /// message's headers). Operational, not history: never hashed, signed or snapshotted.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
+}
+
+/// Where a commit was written in a distributed trace: the W3C Trace Context headers its history
+/// message carried (<https://www.w3.org/TR/trace-context/>), kept as written so that whoever
+/// applies or reacts to the commit can continue that trace. Parsed only by whoever continues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`: version, trace id, parent span id and flags.
+    pub traceparent: String,
+    /// `tracestate`: vendors' entries, if any.
+    pub tracestate: Option<String>,
 }
 
 /// A successful append.

@@ -313,7 +313,14 @@ impl AccountFeed {
         };
         self.read += 1;
         Some(
-            decode(&self.prefix, &message.subject, seq, &message.payload).map_err(|e| match e {
+            decode(
+                &self.prefix,
+                &message.subject,
+                seq,
+                message.headers.as_ref(),
+                &message.payload,
+            )
+            .map_err(|e| match e {
                 StoreError::Corrupt { position, source } => {
                     AccountReadError::Corrupt { position, source }
                 }

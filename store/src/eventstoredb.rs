@@ -235,6 +235,7 @@ impl EventStoreDb {
             version: Version(event.revision),
             position,
             commit,
+            trace: None,
         })
     }
 

@@ -39,6 +39,15 @@ use followers_shared::store::{
 };
 use futures::StreamExt;
 
+/// History message header: the command id of the commit.
+pub const COMMAND_ID_HEADER: &str = "Followers-Command-Id";
+/// History message header: the commit's event types in order, comma-separated.
+pub const EVENTS_HEADER: &str = "Followers-Events";
+/// History message header: the correlation id of everything one outside request caused.
+pub const CORRELATION_HEADER: &str = "Followers-Correlation";
+/// History message header: the event a follower-sync reaction answers.
+pub const CAUSATION_HEADER: &str = "Followers-Causation";
+
 /// Where the stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
@@ -353,8 +362,14 @@ impl JetStreamStore {
         format!("{}.{a}.{k}.{i}", self.config.subject_prefix)
     }
 
-    fn decode(&self, subject: &str, seq: u64, payload: &[u8]) -> Result<StoredCommit, StoreError> {
-        decode(&self.config.subject_prefix, subject, seq, payload)
+    fn decode(
+        &self,
+        subject: &str,
+        seq: u64,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Result<StoredCommit, StoreError> {
+        decode(&self.config.subject_prefix, subject, seq, headers, payload)
     }
 
     /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
@@ -419,6 +434,7 @@ pub(crate) fn decode(
     prefix: &str,
     subject: &str,
     seq: u64,
+    headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Result<StoredCommit, StoreError> {
     let position = Position(seq);
@@ -435,7 +451,30 @@ pub(crate) fn decode(
         version: Version(seq),
         position,
         commit,
+        trace: crate::trace::of_message(headers),
     })
+}
+
+/// Headers that let a consumer of the history pick commits without parsing them: the event
+/// types, the command id, the correlation and (for the follower sync's reactions) the causing
+/// event; and the trace the append runs in ([`crate::trace`]). The body stays the record: these
+/// repeat it and are not covered by the hash chain or signatures.
+fn commit_headers(commit: &Commit) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(COMMAND_ID_HEADER, commit.command_id.to_string().as_str());
+    let types: Vec<&str> = commit.events.iter().map(|e| e.body.type_name()).collect();
+    headers.insert(EVENTS_HEADER, types.join(",").as_str());
+    if let Some(first) = commit.events.first() {
+        headers.insert(
+            CORRELATION_HEADER,
+            first.meta.correlation.to_string().as_str(),
+        );
+        if let Some(cause) = &first.meta.causation {
+            headers.insert(CAUSATION_HEADER, cause.to_string().as_str());
+        }
+    }
+    crate::trace::inject_current(&mut headers);
+    headers
 }
 
 /// The commit's `Nats-Msg-Id`: its account and command id, the command's idempotency key (R1).
@@ -514,7 +553,8 @@ impl JetStreamStore {
                             continue;
                         }
                         last = seq;
-                        let item = self.decode(&msg.subject, seq, &msg.payload);
+                        let item =
+                            self.decode(&msg.subject, seq, msg.headers.as_ref(), &msg.payload);
                         if tx.send(item).await.is_err() {
                             return;
                         }
@@ -550,7 +590,7 @@ impl EventStore for JetStreamStore {
         commit: &Commit,
     ) -> Result<Appended, StoreError> {
         let subject = self.subject(stream);
-        let mut headers = HeaderMap::new();
+        let mut headers = commit_headers(commit);
         headers.insert(NATS_MESSAGE_ID, message_id(stream, commit).as_str());
         let expected_seq = match expected {
             Expected::NoStream => 0,
@@ -597,7 +637,12 @@ impl EventStore for JetStreamStore {
                 .await
             {
                 Ok(msg) => {
-                    out.push(self.decode(&msg.subject, msg.sequence, &msg.payload)?);
+                    out.push(self.decode(
+                        &msg.subject,
+                        msg.sequence,
+                        Some(&msg.headers),
+                        &msg.payload,
+                    )?);
                     next = msg.sequence + 1;
                 }
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(out),
@@ -612,7 +657,7 @@ impl EventStore for JetStreamStore {
         }
         match self.stream.get_raw_message(position.0).await {
             Ok(msg) => self
-                .decode(&msg.subject, msg.sequence, &msg.payload)
+                .decode(&msg.subject, msg.sequence, Some(&msg.headers), &msg.payload)
                 .map(Some),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -667,9 +712,9 @@ mod tests {
     #[test]
     fn a_message_outside_the_followers_subjects_is_misplaced_not_bad_json() {
         let commit = Commit::new(CommandId::new(), Vec::new()).encode();
-        let stored = decode("h", "h.acme.account._", 7, &commit).expect("decodes");
+        let stored = decode("h", "h.acme.account._", 7, None, &commit).expect("decodes");
         assert_eq!(stored.position, Position(7));
-        let misplaced = decode("h", "h.acme.planet.x", 8, &commit);
+        let misplaced = decode("h", "h.acme.planet.x", 8, None, &commit);
         assert!(
             matches!(
                 misplaced,
@@ -680,7 +725,7 @@ mod tests {
             ),
             "{misplaced:?}"
         );
-        let garbage = decode("h", "h.acme.account._", 9, b"{not json");
+        let garbage = decode("h", "h.acme.account._", 9, None, b"{not json");
         assert!(
             matches!(
                 garbage,

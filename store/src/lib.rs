@@ -14,6 +14,7 @@ pub mod any;
 pub mod connect;
 pub mod live;
 pub mod memory;
+pub mod trace;
 
 #[cfg(feature = "jetstream")]
 pub mod jetstream;

@@ -174,6 +174,7 @@ impl LiveModel {
                     Some(Ok(commit)) if !self.admits(&commit) => self.refuse(&commit),
                     Some(Ok(commit)) => {
                         backoff = Duration::from_millis(50);
+                        let _applying = applying(&commit).entered();
                         self.apply(&commit);
                     }
                     Some(Err(StoreError::Corrupt { position, source })) => {
@@ -372,4 +373,15 @@ pub enum CatchUpError {
     Store(#[from] StoreError),
     #[error(transparent)]
     NotReached(#[from] NotReached),
+}
+
+/// The span of applying a followed commit, in the trace that wrote it (none for a commit written
+/// outside one, and none while loading: a replay is not part of any request's trace).
+fn applying(commit: &followers_shared::store::StoredCommit) -> tracing::Span {
+    if commit.trace.is_none() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("apply", position = commit.position.0, stream = %commit.stream);
+    crate::trace::continue_commit(&span, commit.trace.as_ref());
+    span
 }

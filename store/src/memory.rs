@@ -94,6 +94,7 @@ impl EventStore for MemoryStore {
             version,
             position,
             commit: commit.clone(),
+            trace: None,
         });
         let index = inner.commits.len() - 1;
         inner.streams.entry(stream.clone()).or_default().push(index);

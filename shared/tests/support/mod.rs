@@ -248,6 +248,7 @@ impl Harness {
             version: Version(position),
             position: Position(position),
             commit: Commit::new(first.meta.command_id, d.events.clone()),
+            trace: None,
         };
         self.model.apply(&stored);
         self.pending.extend(reactions(&self.model, &stored, at()));
