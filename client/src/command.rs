@@ -128,6 +128,7 @@ const _: () = assert!(AccountCommand::NAMES.len() + RecordCommand::NAMES.len() =
 pub struct Reply {
     account: AccountId,
     reply: CommandReply,
+    attempts: u32,
 }
 
 impl Reply {
@@ -152,6 +153,11 @@ impl Reply {
     /// Whether this repeats the reply to an earlier attempt with the same command id (R24).
     pub fn replayed(&self) -> bool {
         self.reply.replayed
+    }
+
+    /// How many attempts the client made to get this reply: 1 unless it retried.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     pub fn events(&self) -> &[Event] {
@@ -254,7 +260,8 @@ impl<P: CommandPayload> CommandRequest<P> {
         let client = &self.account.client;
         let subject = subject::command(&client.prefix, self.account.id().as_str(), P::NAME);
         let body = self.body()?.into();
-        let reply: CommandReply = exchange(&client.nats, &self.retry, &subject, body, id).await?;
+        let (reply, attempts): (CommandReply, _) =
+            exchange(&client.nats, &self.retry, &subject, body, id).await?;
         if reply.command_id != id {
             return Err(Error::UnexpectedReply {
                 what: format!(
@@ -267,6 +274,7 @@ impl<P: CommandPayload> CommandRequest<P> {
         Ok(Reply {
             account: self.account.id().clone(),
             reply,
+            attempts,
         })
     }
 }

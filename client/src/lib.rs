@@ -120,6 +120,7 @@
 //! let again = acme.command(system(), open()).command_id(id).await?;
 //! assert!(again.replayed());
 //! assert_eq!(again.position(), first.position());
+//! assert_eq!(again.attempts(), 1); // how many attempts this call took: no retry was needed
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # });
 //! ```

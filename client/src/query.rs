@@ -52,6 +52,8 @@ pub struct Answer<T> {
     /// The read model's position when it answered: at least the query's `min_position`.
     pub position: Position,
     pub answer: T,
+    /// How many attempts the client made to get it: 1 unless it retried.
+    pub attempts: u32,
 }
 
 impl<T> Answer<T> {
@@ -118,10 +120,14 @@ impl<Q: Question> Ask<Q> {
         let client = &self.account.client;
         let subject = subject::query(&client.prefix, self.account.id().as_str(), Q::NAME);
         let body = self.body()?.into();
-        let reply: QueryReply<Q::Answer> =
+        let (reply, attempts): (QueryReply<Q::Answer>, _) =
             exchange(&client.nats, &self.retry, &subject, body, None).await?;
         match (reply.position, reply.answer) {
-            (Some(position), Some(answer)) => Ok(Answer { position, answer }),
+            (Some(position), Some(answer)) => Ok(Answer {
+                position,
+                answer,
+                attempts,
+            }),
             _ => Err(Error::UnexpectedReply {
                 what: format!(
                     "`{}`: an answer without its position or its answer",

@@ -72,14 +72,15 @@ pub(crate) trait Replied: DeserializeOwned {
 }
 
 /// Sends `payload` to `subject` under `policy` until a considered reply comes: `Ok` with the
-/// reply when it has no error, [`Error::Refused`] when it has one that asks for no retry.
+/// reply and the number of attempts it took when it has no error, [`Error::Refused`] when it
+/// has one that asks for no retry.
 pub(crate) async fn exchange<R: Replied>(
     nats: &async_nats::Client,
     policy: &Retry,
     subject: &str,
     payload: Bytes,
     command_id: Option<CommandId>,
-) -> Result<R, Error> {
+) -> Result<(R, u32), Error> {
     let deadline = Instant::now() + policy.total;
     let attempts = policy.attempts.max(1);
     let mut last = Transient::TimedOut;
@@ -105,7 +106,7 @@ pub(crate) async fn exchange<R: Replied>(
                 }
             },
             Ok(Ok(msg)) => match considered::<R>(&msg.payload, command_id)? {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => return Ok((reply, attempt)),
                 Err(transient) => transient,
             },
         };

@@ -1,5 +1,6 @@
-//! A small client for the followers protocol, as another service would write it from
-//! docs/protocol.md.
+//! Raw requests for the tests whose point is the wire itself: malformed or lenient input,
+//! subjects without a responder, the documented examples. Every other test sends its commands
+//! and queries with the typed client (`followers-client`, helpers in [`crate::typed`]).
 
 use std::time::Duration;
 
@@ -61,19 +62,8 @@ impl Followers {
 
     /// Sends `fields` (plus a fresh command id) as `command`, by `actor`.
     pub async fn send(&self, command: &str, actor: Value, fields: Value) -> CommandReply {
-        self.send_with_id(command, Uuid::now_v7(), actor, fields)
-            .await
-    }
-
-    pub async fn send_with_id(
-        &self,
-        command: &str,
-        id: Uuid,
-        actor: Value,
-        fields: Value,
-    ) -> CommandReply {
         let mut body = fields;
-        body["command_id"] = json!(id);
+        body["command_id"] = json!(Uuid::now_v7());
         body["actor"] = actor;
         self.raw(command, serde_json::to_vec(&body).unwrap()).await
     }
@@ -111,4 +101,36 @@ pub fn contact(id: &str) -> Value {
 
 pub fn opportunity(id: &str) -> Value {
     json!({"kind": "opportunity", "id": id})
+}
+
+#[cfg(test)]
+mod tests {
+    /// The test files whose point is the raw wire, and so may send raw requests with
+    /// [`super::Followers`] (protocol_examples.rs writes its own, from docs/protocol.md).
+    const RAW_WIRE_TESTS: &[&str] = &[
+        "commands.rs",
+        "limits.rs",
+        "queries.rs",
+        "strict_requests.rs",
+    ];
+
+    /// Issue 16: tests send well-formed commands and queries with the typed client; only the
+    /// files in `RAW_WIRE_TESTS` use the raw one.
+    #[test]
+    fn only_the_raw_wire_tests_send_raw_requests() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let mut raw = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if text.contains("Followers::new") && !RAW_WIRE_TESTS.contains(&name.as_str()) {
+                raw.push(name);
+            }
+        }
+        assert!(
+            raw.is_empty(),
+            "raw requests outside the wire tests: {raw:?}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod contract;
 pub mod nats;
 pub mod shipped;
 pub mod stack;
+pub mod typed;
 
 pub use client::Followers;
 pub use nats::{NatsCluster, NatsServer};

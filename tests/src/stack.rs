@@ -1,12 +1,9 @@
 //! A running system for end-to-end tests: a nats-server and service instances in this process.
 
+use crate::nats::NatsServer;
 use clap::Parser;
 use followers_command_service as command_service;
 use followers_store::{JetStreamConfig, JetStreamStore};
-use serde_json::{Value, json};
-
-use crate::client::{Followers, system};
-use crate::nats::NatsServer;
 
 /// Flags for a command-service instance talking to `server`.
 pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::Config {
@@ -40,25 +37,6 @@ pub async fn history(server: &NatsServer) -> JetStreamStore {
         .expect("history store")
 }
 
-/// Opens `account` and registers members: `(id, role, data_scope)`.
-pub async fn open_account(f: &Followers, members: &[(&str, &str, &str)]) {
-    let r = f
-        .send("open_account", system(), json!({"name": f.account}))
-        .await;
-    assert!(r.ok, "open_account: {r:?}");
-    for (user, role, scope) in members {
-        let r = f
-            .send(
-                "register_member",
-                system(),
-                json!({"user": user, "name": format!("User {user}"), "email": format!("{user}@example.com"),
-                       "role": role, "data_scope": scope}),
-            )
-            .await;
-        assert!(r.ok, "register_member {user}: {r:?}");
-    }
-}
-
 /// Opens `acme`'s account through the typed client and registers members: `(id, role,
 /// data_scope)` as in [`TEAM`]; returns the last reply.
 pub async fn open_team(
@@ -67,8 +45,7 @@ pub async fn open_team(
 ) -> followers_client::Reply {
     use followers_client::system;
     use followers_shared::bounded::Text;
-    use followers_shared::command::{OpenAccount, RegisterMember};
-    use followers_shared::model::{DataScope, Role};
+    use followers_shared::command::OpenAccount;
 
     let name = Text::new(acme.id().as_str()).expect("account name");
     let open = OpenAccount {
@@ -77,39 +54,13 @@ pub async fn open_team(
     };
     let mut last = acme.command(system(), open).await.expect("open_account");
     for (user, role, scope) in members {
-        let member = RegisterMember {
-            user: user.parse().expect("user id"),
-            name: Text::new(format!("User {user}")).expect("name"),
-            email: Text::new(format!("{user}@example.com")).expect("email"),
-            role: if *role == "admin" {
-                Role::Admin
-            } else {
-                Role::User
-            },
-            data_scope: if *scope == "all" {
-                DataScope::All
-            } else {
-                DataScope::OnlyAssigned
-            },
-        };
+        let member = crate::typed::member(user, role, scope);
         last = acme
             .command(system(), member)
             .await
             .expect("register_member");
     }
     last
-}
-
-/// Sends a command that must succeed; returns its reply.
-pub async fn ok(
-    f: &Followers,
-    command: &str,
-    actor: Value,
-    fields: Value,
-) -> followers_shared::wire::CommandReply {
-    let r = f.send(command, actor, fields.clone()).await;
-    assert!(r.ok, "{command} {fields}: {r:?}");
-    r
 }
 
 /// Flags for a projection-service instance talking to `server`, HTTP on a free port.

@@ -12,19 +12,21 @@ use followers_audit::state::{AtQuery, Moment, RecordAt, commit_time, record_at, 
 use followers_audit::timeline::{Subject, timeline};
 use followers_audit::transfer::{export, import};
 use followers_audit::verify::{self, Options, ProblemKind};
+use followers_client::{Account, CommandPayload};
 use followers_shared::access::{Action, Reason};
+use followers_shared::command::ChangeSettings;
 use followers_shared::event::EventBody;
 use followers_shared::ids::UserId;
+use followers_shared::model::SettingsChange;
 use followers_shared::model::{AddedHow, RecordRef};
 use followers_shared::read_model::Snapshot;
 use followers_shared::store::{EventStore, Position, StoredCommit, StreamId};
 use followers_store::{JetStreamStore, MemoryStore};
-use followers_tests::client::{contact, opportunity, user};
-use followers_tests::stack::{
-    history, ok, open_account, start_command_service, start_projection_service,
+use followers_tests::NatsServer;
+use followers_tests::stack::{history, open_team, start_command_service, start_projection_service};
+use followers_tests::typed::{
+    NONE, account, add, by, change_owner, new_contact, new_opportunity, remove,
 };
-use followers_tests::{Followers, NatsServer};
-use serde_json::json;
 
 use followers_tests::stack::TEAM as MEMBERS;
 
@@ -85,33 +87,23 @@ struct Script {
     dee_removed: Position,
 }
 
+/// Sends `payload` by `who`, which must succeed; its position.
+async fn ok<P: CommandPayload>(f: &Account, who: &str, payload: P) -> Position {
+    f.command(by(who), payload).await.unwrap().position()
+}
+
 /// Owner changes, a sync and removals on contact c1 (owners decoupled, R8 on).
 async fn scripted(server: &NatsServer) -> Script {
-    let f = Followers::new(server.client().await, "acme");
-    open_account(&f, MEMBERS).await;
-    ok(
-        &f,
-        "change_settings",
-        user("ann"),
-        json!({"allow_different_owners": true, "sync_contact_follower_with_opportunity_owner": true}),
-    )
-    .await;
-    let created = ok(
-        &f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c1", "owner": "bob"}),
-    )
-    .await
-    .position
-    .unwrap();
-    ok(
-        &f,
-        "create_opportunity",
-        user("ann"),
-        json!({"opportunity": "o1", "contact": "c1"}),
-    )
-    .await;
+    let f = account(server, "acme").await;
+    open_team(&f, MEMBERS).await;
+    let change = SettingsChange {
+        allow_different_owners: Some(true),
+        sync_contact_follower_with_opportunity_owner: Some(true),
+        ..SettingsChange::default()
+    };
+    ok(&f, "ann", ChangeSettings { change }).await;
+    let created = ok(&f, "ann", new_contact("c1", Some("bob"), NONE)).await;
+    ok(&f, "ann", new_opportunity("o1", "c1", None, NONE)).await;
     let store = history(server).await;
     // R10: bob already owns c1, so the sync records a skip.
     eventually_in_history(&store, "the sync skips bob", |h| {
@@ -121,24 +113,8 @@ async fn scripted(server: &NatsServer) -> Script {
         .is_some()
     })
     .await;
-    let dee_added = ok(
-        &f,
-        "add_followers",
-        user("bob"),
-        json!({"record": contact("c1"), "users": ["dee"]}),
-    )
-    .await
-    .position
-    .unwrap();
-    let owner_changed_o1 = ok(
-        &f,
-        "change_owner",
-        user("ann"),
-        json!({"record": opportunity("o1"), "owner": "cid"}),
-    )
-    .await
-    .position
-    .unwrap();
+    let dee_added = ok(&f, "bob", add(c("c1"), &["dee"])).await;
+    let owner_changed_o1 = ok(&f, "ann", change_owner(o("o1"), Some("cid"))).await;
     // R8: cid now follows c1, added by the sync.
     eventually_in_history(&store, "the sync adds cid to c1", |h| {
         has_event(h, &c1_stream(), |b| matches!(b, EventBody::FollowersAdded { followers, .. } if followers[0].user.as_str() == "cid")).is_some()
@@ -148,24 +124,8 @@ async fn scripted(server: &NatsServer) -> Script {
         matches!(b, EventBody::FollowersAdded { followers, .. } if followers[0].user.as_str() == "cid")
     })
     .unwrap();
-    let owner_changed_c1 = ok(
-        &f,
-        "change_owner",
-        user("ann"),
-        json!({"record": contact("c1"), "owner": "cid"}),
-    )
-    .await
-    .position
-    .unwrap();
-    let dee_removed = ok(
-        &f,
-        "remove_followers",
-        user("cid"),
-        json!({"record": contact("c1"), "users": ["dee"]}),
-    )
-    .await
-    .position
-    .unwrap();
+    let owner_changed_c1 = ok(&f, "ann", change_owner(c("c1"), Some("cid"))).await;
+    let dee_removed = ok(&f, "cid", remove(c("c1"), &["dee"])).await;
     Script {
         created,
         dee_added,

@@ -78,6 +78,7 @@ async fn the_crate_example_runs() {
         .await
         .unwrap();
     assert_eq!(created.outcome(), Outcome::Applied);
+    assert_eq!(created.attempts(), 1, "answered at once");
     assert_eq!(created.events().len(), 1, "{created:?}");
     let added = acme
         .command(
@@ -102,6 +103,7 @@ async fn the_crate_example_runs() {
         .unwrap();
     assert!(bob.allowed, "{bob:?}");
     assert_eq!(bob.reason, Reason::Follower);
+    assert_eq!(bob.attempts, 1, "answered at once");
     let cy = acme
         .after(&added)
         .check_access(&id("cy"), Action::View, &c("c-1"))
@@ -174,6 +176,7 @@ async fn a_retry_reuses_the_command_id() {
     assert_eq!(first.command_id(), Some(chosen));
     assert_eq!(first.outcome(), Outcome::Applied);
     assert!(!first.replayed());
+    assert!(first.attempts() > 1, "no responder at first: {first:?}");
 
     // Sent again with the same id, as after a lost reply: the first reply, replayed.
     let again = acme
@@ -182,6 +185,7 @@ async fn a_retry_reuses_the_command_id() {
         .await
         .unwrap();
     assert!(again.replayed(), "{again:?}");
+    assert_eq!(again.attempts(), 1, "a service runs now");
     assert_eq!(again.position(), first.position());
     assert_eq!(again.events(), first.events());
 }

@@ -11,13 +11,17 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use followers_client::{Client, Retry, system};
 use followers_command_service as command_service;
+use followers_shared::bounded::Text;
+use followers_shared::command::OpenAccount;
 use followers_shared::store::EventStore;
-use followers_shared::wire::{CommandReply, Outcome};
+use followers_shared::wire::Outcome;
 use followers_store::{JetStreamConfig, JetStreamStore};
 use followers_tests::NatsCluster;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use followers_tests::stack::contact_ref;
+use followers_tests::typed::{NONE, account_id, add, member, new_contact, remove};
+use serde_json::json;
 
 /// How long a caller waits for a reply.
 const CALLER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -25,24 +29,10 @@ const CALLER_TIMEOUT: Duration = Duration::from_secs(15);
 const CALLERS: usize = 8;
 const COMMANDS_PER_CALLER: usize = 60;
 
-/// Sends one command with a fresh id; `Err` when no reply came within the caller's timeout.
-async fn send(
-    client: &async_nats::Client,
-    command: &str,
-    actor: Value,
-    mut body: Value,
-) -> Result<CommandReply, String> {
-    body["command_id"] = json!(Uuid::now_v7());
-    body["actor"] = actor;
-    let request = client.request(
-        format!("followers.cmd.acme.{command}"),
-        serde_json::to_vec(&body).unwrap().into(),
-    );
-    match tokio::time::timeout(CALLER_TIMEOUT, request).await {
-        Ok(Ok(msg)) => Ok(serde_json::from_slice(&msg.payload).unwrap()),
-        Ok(Err(e)) => Err(format!("request failed: {e}")),
-        Err(_) => Err("no reply within the caller's timeout".to_owned()),
-    }
+/// One attempt per command, waiting `CALLER_TIMEOUT`: the client does not retry, so every
+/// command the service fails to apply in time shows as a failure.
+fn caller_retry() -> Retry {
+    Retry::once(CALLER_TIMEOUT)
 }
 
 /// The index of a node from its server name `n<i>-<port>`.
@@ -180,6 +170,7 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
                 .find(|f| node_index(f) == meta)
                 .expect("the meta leader holds a replica")
                 .clone();
+            // JetStream's own API, not a followers request.
             let _ = setup
                 .request(
                     format!("$JS.API.STREAM.LEADER.STEPDOWN.{}", config.stream),
@@ -215,66 +206,42 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
     ]))
     .await
     .expect("command service starts");
-    let client = async_nats::ConnectOptions::new()
+    let nats = async_nats::ConnectOptions::new()
         .request_timeout(Some(CALLER_TIMEOUT))
         .connect(survivors.clone())
         .await
         .unwrap();
-
-    let system = json!({"kind": "system"});
-    let ok = |r: Result<CommandReply, String>| {
-        let r = r.unwrap();
-        assert!(r.ok, "{r:?}");
-        r
+    let client = Client::new(nats.clone()).with_retry(caller_retry());
+    let acme = client.account(account_id("acme"));
+    let open = OpenAccount {
+        name: Text::new("Acme").unwrap(),
+        settings: Default::default(),
     };
-    ok(send(
-        &client,
-        "open_account",
-        system.clone(),
-        json!({"name": "Acme"}),
-    )
-    .await);
-    ok(send(
-        &client,
-        "register_member",
-        system.clone(),
-        json!({"user": "ann", "name": "Ann", "email": "ann@example.com", "role": "admin",
-               "data_scope": "all"}),
-    )
-    .await);
+    acme.command(system(), open).await.unwrap();
+    let ann = member("ann", "admin", "all");
+    acme.command(system(), ann).await.unwrap();
     for c in 0..CALLERS {
-        ok(send(
-            &client,
-            "create_contact",
-            system.clone(),
-            json!({"contact": format!("c{c}")}),
-        )
-        .await);
+        let contact = new_contact(&format!("c{c}"), None, NONE);
+        acme.command(system(), contact).await.unwrap();
     }
     let head_before = store.head().await.unwrap();
 
     // Each caller toggles ann as a follower of its own contact, one command after another.
     let mut callers = Vec::new();
     for c in 0..CALLERS {
-        let client = client.clone();
-        let system = system.clone();
+        let acme = acme.clone();
         callers.push(tokio::spawn(async move {
-            let record = json!({"kind": "contact", "id": format!("c{c}")});
+            let record = contact_ref(&format!("c{c}"));
             let mut results = Vec::new();
             for i in 0..COMMANDS_PER_CALLER {
-                let command = if i % 2 == 0 {
-                    "add_followers"
-                } else {
-                    "remove_followers"
-                };
                 let started = Instant::now();
-                let reply = send(
-                    &client,
-                    command,
-                    system.clone(),
-                    json!({"record": record, "users": ["ann"]}),
-                )
-                .await;
+                let reply = if i % 2 == 0 {
+                    let add = add(record.clone(), &["ann"]);
+                    acme.command(system(), add).await
+                } else {
+                    let remove = remove(record.clone(), &["ann"]);
+                    acme.command(system(), remove).await
+                };
                 results.push((started.elapsed(), reply));
             }
             results
@@ -297,7 +264,7 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
     let killed = Instant::now();
     // How long the stream has no leader, seen from the survivors.
     let leaderless = {
-        let js = async_nats::jetstream::new(client.clone());
+        let js = async_nats::jetstream::new(nats.clone());
         let stream = config.stream.clone();
         let doomed_name = leader_name.clone();
         tokio::spawn(async move {
@@ -319,7 +286,7 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
         for (took, reply) in caller.await.unwrap() {
             latencies.push(took);
             match reply {
-                Ok(r) if r.ok && r.outcome == Some(Outcome::Applied) => {}
+                Ok(r) if r.outcome() == Outcome::Applied => {}
                 other => failures.push(format!("after {took:?}: {other:?}")),
             }
         }

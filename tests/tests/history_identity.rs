@@ -6,32 +6,38 @@
 use std::path::Path;
 use std::time::Duration;
 
+use followers_client::{Account, system};
+use followers_shared::access::{Action, Reason};
+use followers_shared::bounded::Text;
+use followers_shared::command::OpenAccount;
 use followers_shared::error::ErrorCode;
 use followers_shared::store::Position;
-use followers_shared::wire::{AccessAnswer, QueryReply};
-use followers_tests::client::{contact, system, user};
+use followers_shared::wire::{AccountAnswer, AccountQuery, FollowersQuery};
 use followers_tests::stack::{
-    TEAM, history, ok, open_account, start_command_service, start_projection_service,
+    TEAM, contact_ref, history, open_team, start_command_service, start_projection_service,
 };
-use followers_tests::{Followers, NatsServer, eventually};
+use followers_tests::typed::{NONE, account, by, code, member, new_contact, uid};
+use followers_tests::{NatsServer, eventually};
 use serde_json::{Value, json};
 
 /// Opens `account` with the team and `n` contacts; returns the last position.
-async fn account_with_contacts(f: &Followers, n: usize) -> Position {
-    open_account(f, TEAM).await;
+async fn account_with_contacts(f: &Account, n: usize) -> Position {
+    open_team(f, TEAM).await;
     let mut at = Position(0);
     for i in 0..n {
-        at = ok(
-            f,
-            "create_contact",
-            system(),
-            json!({"contact": format!("c{i}"), "owner": "bob"}),
-        )
-        .await
-        .position
-        .unwrap();
+        let contact = new_contact(&format!("c{i}"), Some("bob"), NONE);
+        at = f.command(system(), contact).await.unwrap().position();
     }
     at
+}
+
+/// The `account` query from a model at `at` or later.
+async fn account_query(
+    f: &Account,
+    at: Position,
+) -> Result<AccountAnswer, followers_client::Error> {
+    let answer = f.at_least(at).query(AccountQuery::default()).await;
+    answer.map(|a| a.into_inner())
 }
 
 /// Runs a projection with a snapshot at `path` until it has applied `at`, then stops it (which
@@ -48,16 +54,10 @@ async fn write_snapshot(server: &NatsServer, path: &Path, at: Position) {
     assert!(path.exists());
 }
 
-async fn is_admin(f: &Followers, who: &str, at: Position) -> bool {
-    let r: QueryReply<AccessAnswer> = f
-        .query(
-            "check_access",
-            json!({"user": who, "action": "change_owner", "record": contact("c0"),
-                   "min_position": at.0}),
-        )
-        .await;
-    assert!(r.ok, "{r:?}");
-    r.answer.unwrap().reason == followers_shared::access::Reason::Admin
+async fn is_admin(f: &Account, who: &str, at: Position) -> bool {
+    let (f, c0, who) = (f.at_least(at), contact_ref("c0"), uid(who));
+    let access = f.check_access(&who, Action::ChangeOwner, &c0).await;
+    access.unwrap().reason == Reason::Admin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,25 +68,22 @@ async fn a_snapshot_of_another_history_is_not_used() {
     // History A: account acme.
     let a = NatsServer::start();
     let commands = start_command_service(&a, &[]).await;
-    let at = account_with_contacts(&Followers::new(a.client().await, "acme"), 2).await;
+    let at = account_with_contacts(&account(&a, "acme").await, 2).await;
     write_snapshot(&a, &snap, at).await;
     commands.stop().await;
 
     // History B, at least as long, holds globex only.
     let b = NatsServer::start();
     let commands = start_command_service(&b, &[]).await;
-    let globex = Followers::new(b.client().await, "globex");
+    let globex = account(&b, "globex").await;
     let at_b = account_with_contacts(&globex, 4).await;
     assert!(at_b >= at);
     let projection =
         start_projection_service(&b, &["--snapshot-path", snap.to_str().unwrap()]).await;
-    let r: QueryReply<Value> = globex
-        .for_account("acme")
-        .query("account", json!({"min_position": at_b.0}))
-        .await;
+    let acme = account(&b, "acme").await;
     assert_eq!(
-        r.error.map(|e| e.code),
-        Some(ErrorCode::UnknownAccount),
+        code(account_query(&acme, at_b).await),
+        ErrorCode::UnknownAccount,
         "acme exists only in the other history"
     );
     assert!(
@@ -94,10 +91,7 @@ async fn a_snapshot_of_another_history_is_not_used() {
             .model
             .read(|m| m.account(&"acme".parse().unwrap()).is_none())
     );
-    let r: QueryReply<Value> = globex
-        .query("account", json!({"min_position": at_b.0}))
-        .await;
-    assert!(r.ok, "{r:?}");
+    account_query(&globex, at_b).await.unwrap();
     projection.stop().await;
     commands.stop().await;
 }
@@ -108,13 +102,14 @@ async fn an_edited_snapshot_is_not_served() {
     let snap = dir.path().join("model.json");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     let at = account_with_contacts(&f, 1).await;
     write_snapshot(&server, &snap, at).await;
 
     // Someone makes bob an admin in the file, leaving everything else as it was.
     let text = std::fs::read_to_string(&snap).unwrap();
     let mut edited: Value = serde_json::from_str(&text).unwrap();
+    // The snapshot file's JSON, edited by hand: the point of the test.
     let bob = &mut edited["accounts"][0]["state"]["members"]["bob"];
     assert_eq!(bob["role"], json!("user"));
     bob["role"] = json!("admin");
@@ -134,7 +129,7 @@ async fn a_start_without_a_snapshot_writes_one_once_caught_up() {
     let snap = dir.path().join("model.json");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
-    account_with_contacts(&Followers::new(server.client().await, "acme"), 1).await;
+    account_with_contacts(&account(&server, "acme").await, 1).await;
     commands.stop().await;
     // No commit comes after the start: the snapshot is written anyway.
     let projection = start_projection_service(
@@ -156,7 +151,7 @@ async fn a_history_replaced_under_running_services_is_rebuilt_not_mixed() {
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     let old = account_with_contacts(&f, 3).await;
     projection
         .model
@@ -170,50 +165,34 @@ async fn a_history_replaced_under_running_services_is_rebuilt_not_mixed() {
     history(&server).await;
 
     // The command service notices: acme can be opened again in the new history.
+    let again = || OpenAccount {
+        name: Text::new("Acme again").unwrap(),
+        settings: Default::default(),
+    };
     eventually("acme opened in the new history", || async {
-        f.send("open_account", system(), json!({"name": "Acme again"}))
-            .await
-            .ok
+        f.command(system(), again()).await.is_ok()
     })
     .await;
-    let r = ok(
-        &f,
-        "register_member",
-        system(),
-        json!({"user": "zoe", "name": "Zoe", "email": "zoe@example.com",
-               "role": "admin", "data_scope": "all"}),
-    )
-    .await;
-    let new = r.position.unwrap();
+    let zoe = f.command(system(), member("zoe", "admin", "all")).await;
+    let new = zoe.unwrap().position();
     assert!(new < old, "the new history is shorter: {new:?} vs {old:?}");
 
     // The projection notices within a second (its check interval) and then answers from the
     // new history only: nothing of the old one is mixed in.
-    let account = || async {
-        let r: QueryReply<Value> = f.query("account", json!({"min_position": new.0})).await;
-        r.answer
-    };
     eventually("the projection serves the new history", || async {
-        account()
+        account_query(&f, new)
             .await
-            .is_some_and(|a| a["name"] == json!("Acme again"))
+            .is_ok_and(|a| a.name == "Acme again")
     })
     .await;
-    let answer = account().await.unwrap();
-    let members: Vec<&str> = answer["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["user"].as_str().unwrap())
-        .collect();
+    let answer = account_query(&f, new).await.unwrap();
+    let members: Vec<&str> = answer.members.iter().map(|m| m.user.as_str()).collect();
     assert_eq!(members, ["zoe"]);
-    let r: QueryReply<Value> = f
-        .query(
-            "followers",
-            json!({"record": contact("c0"), "min_position": new.0}),
-        )
-        .await;
-    assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::UnknownRecord));
+    let c0 = FollowersQuery {
+        record: contact_ref("c0"),
+        min_position: Some(new),
+    };
+    assert_eq!(code(f.query(c0).await), ErrorCode::UnknownRecord);
     let http = reqwest::Client::new();
     let ready = http
         .get(format!("http://{}/ready", projection.http_addr))
@@ -224,10 +203,8 @@ async fn a_history_replaced_under_running_services_is_rebuilt_not_mixed() {
     assert!(projection.model.is_current());
 
     // And commands decide against the new history.
-    let r = f
-        .send("create_contact", user("bob"), json!({"contact": "c9"}))
-        .await;
-    assert!(!r.ok, "bob is no member of the new acme: {r:?}");
+    let r = f.command(by("bob"), new_contact("c9", None, NONE)).await;
+    assert!(r.is_err(), "bob is no member of the new acme: {r:?}");
     projection.stop().await;
     commands.stop().await;
 }
@@ -238,13 +215,11 @@ async fn a_snapshot_of_this_history_is_used_and_only_the_rest_replayed() {
     let snap = dir.path().join("model.json");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     let at = account_with_contacts(&f, 3).await;
     write_snapshot(&server, &snap, at).await;
-    let later = ok(&f, "create_contact", system(), json!({"contact": "late"}))
-        .await
-        .position
-        .unwrap();
+    let late = new_contact("late", None, NONE);
+    let later = f.command(system(), late).await.unwrap().position();
 
     let projection =
         start_projection_service(&server, &["--snapshot-path", snap.to_str().unwrap()]).await;

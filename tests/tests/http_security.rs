@@ -12,11 +12,9 @@ use std::time::Duration;
 
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::QueryReply;
-use followers_tests::client::user;
-use followers_tests::stack::{
-    TEAM, ok, open_account, start_command_service, start_projection_service,
-};
-use followers_tests::{Followers, NatsServer};
+use followers_tests::NatsServer;
+use followers_tests::stack::{TEAM, open_team, start_command_service, start_projection_service};
+use followers_tests::typed::{NONE, account, by, new_contact};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, get_current_timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -75,7 +73,8 @@ impl Keys {
     }
 }
 
-/// Claims for `accounts`, valid for an hour, from the configured issuer to the audience.
+/// Claims for `accounts`, valid for an hour, from the configured issuer to the audience (a
+/// token's claims, not a request: JSON is what a token issuer writes).
 fn claims(accounts: &[&str]) -> Value {
     json!({
         "sub": "dashboard-1",
@@ -104,11 +103,11 @@ fn strings(flags: &[String]) -> Vec<&str> {
 
 /// A system with account `acme` (the team and contact `c1`) and account `globex`.
 async fn accounts(server: &NatsServer) {
-    let f = Followers::new(server.client().await, "acme");
-    open_account(&f, TEAM).await;
-    ok(&f, "create_contact", user("ann"), json!({"contact": "c1"})).await;
-    let g = Followers::new(server.client().await, "globex");
-    open_account(&g, &[]).await;
+    let acme = account(server, "acme").await;
+    open_team(&acme, TEAM).await;
+    let c1 = new_contact("c1", None, NONE);
+    acme.command(by("ann"), c1).await.unwrap();
+    open_team(&account(server, "globex").await, &[]).await;
 }
 
 /// The error code of a refusal, and its `WWW-Authenticate` header.

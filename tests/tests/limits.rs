@@ -3,16 +3,18 @@
 //! Queries beyond the shared budget are answered `unavailable` at once, waiting queries cannot
 //! take every place, and HTTP clients that stall (headers, body, or reading the response) are
 //! dropped while the service stays ready.
+//!
+//! Queries go out raw on purpose: the test reads each `unavailable` reply as it comes, which
+//! the typed client would try again. Commands (the setup) go through the typed client.
 
 use std::time::Duration;
 
+use followers_client::Account;
 use followers_projection_service::queries::{Budget, QueryLimits, Refusal};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{AccessAnswer, QueryReply};
-use followers_tests::client::user;
-use followers_tests::stack::{
-    TEAM, ok, open_account, start_command_service, start_projection_service,
-};
+use followers_tests::stack::{TEAM, open_team, start_command_service, start_projection_service};
+use followers_tests::typed::{NONE, account, by, new_contact};
 use followers_tests::{Followers, NatsServer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +35,12 @@ async fn query(f: &Followers, name: &str, body: Value) -> QueryReply<AccessAnswe
         .await
         .expect("query request");
     serde_json::from_slice(&msg.payload).expect("reply is a QueryReply")
+}
+
+/// `create_contact` of `id` by ann; its position.
+async fn create_contact(acme: &Account, id: &str) -> u64 {
+    let contact = new_contact(id, None, NONE);
+    acme.command(by("ann"), contact).await.unwrap().position().0
 }
 
 fn check(min_position: Option<u64>) -> Value {
@@ -89,13 +97,10 @@ async fn queries_beyond_the_budget_are_refused_at_once_and_immediate_ones_still_
         &["--max-queries-in-flight", "8", "--max-wait-ms", "60000"],
     )
     .await;
+    let acme = account(&server, "acme").await;
+    open_team(&acme, TEAM).await;
+    let at = create_contact(&acme, "c1").await;
     let f = Followers::new(server.client().await, "acme");
-    open_account(&f, TEAM).await;
-    let at = ok(&f, "create_contact", user("ann"), json!({"contact": "c1"}))
-        .await
-        .position
-        .unwrap()
-        .0;
     let ahead = at + 2;
 
     // 40 queries at once, all waiting for a position two commits ahead.
@@ -146,16 +151,7 @@ async fn queries_beyond_the_budget_are_refused_at_once_and_immediate_ones_still_
     let mut position = at;
     for n in 0..2 {
         let contact = format!("c{}", n + 2);
-        position = ok(
-            &f,
-            "create_contact",
-            user("ann"),
-            json!({"contact": contact}),
-        )
-        .await
-        .position
-        .unwrap()
-        .0;
+        position = create_contact(&acme, &contact).await;
     }
     assert!(position >= ahead);
     for _ in 0..2 {
@@ -178,7 +174,7 @@ async fn queries_beyond_the_budget_are_refused_at_once_and_immediate_ones_still_
         async move { query(&f, "check_access", check(Some(position + 1))).await }
     }));
     let writer = async {
-        ok(&f, "create_contact", user("ann"), json!({"contact": "c9"})).await;
+        create_contact(&acme, "c9").await;
     };
     let (waiting, ()) = tokio::join!(waiting, writer);
     assert!(waiting.iter().all(|r| r.ok), "{waiting:?}");

@@ -10,14 +10,19 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use clap::Parser;
+use followers_client::{Account, Client, Error, Retry, system};
+use followers_shared::bounded::Text;
+use followers_shared::command::OpenAccount;
 use followers_shared::error::ErrorCode;
-use followers_shared::wire::CommandReply;
+use followers_shared::wire::{AccountQuery, CommandReply};
 use followers_tests::NatsServer;
-use followers_tests::client::{Followers, contact, system, user, workflow};
 use followers_tests::shipped::{Connection, Init, Keys, shipped};
+use followers_tests::stack::contact_ref;
+use followers_tests::typed::{
+    NONE, account_id, add, by, by_workflow, code, member, new_contact, remove,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 /// The shipped configuration running, with every user's seed in `keys`.
 struct Deployment {
@@ -100,9 +105,13 @@ impl Deployment {
         stream.info().await.unwrap().state.messages
     }
 
-    async fn caller(&self, user: &str, inbox: &str, account: &str) -> (Followers, Connection) {
+    /// A typed client's handle on `account` over `user`'s own connection (and its inbox).
+    async fn caller(&self, user: &str, inbox: &str, account: &str) -> (Account, Connection) {
         let c = self.connect(user, inbox).await;
-        (Followers::new(c.client.clone(), account), c)
+        (
+            Client::new(c.client.clone()).account(account_id(account)),
+            c,
+        )
     }
 }
 
@@ -110,49 +119,36 @@ fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
 
-/// A request by raw subject, with optional headers; `None` when no reply came within `wait`.
-async fn request(
-    c: &Connection,
-    subject: &str,
-    headers: Option<async_nats::HeaderMap>,
-    body: Value,
-    wait: Duration,
-) -> Option<CommandReply> {
-    let payload = serde_json::to_vec(&body).unwrap().into();
-    let subject = subject.to_owned();
-    let sent = async {
-        match headers {
-            Some(h) => c.client.request_with_headers(subject, h, payload).await,
-            None => c.client.request(subject, payload).await,
-        }
-    };
-    let reply = tokio::time::timeout(wait, sent).await.ok()?.ok()?;
-    Some(serde_json::from_slice(&reply.payload).expect("a command reply"))
-}
-
 /// How long a test waits for the reply to a request the server refuses to carry: none comes.
 const REFUSED: Duration = Duration::from_secs(1);
 
-fn open_account(name: &str) -> Value {
-    json!({"command_id": Uuid::now_v7(), "actor": system(), "name": name})
+fn open_account(name: &str) -> OpenAccount {
+    OpenAccount {
+        name: Text::new(name).unwrap(),
+        settings: Default::default(),
+    }
+}
+
+/// A request the server refuses to carry gets no reply: one attempt, given up on after
+/// `REFUSED`, with no considered reply.
+fn not_carried<T: std::fmt::Debug>(r: Result<T, Error>) {
+    match r {
+        Err(e @ (Error::GaveUp { .. } | Error::Nats { .. })) => assert_eq!(e.code(), None),
+        other => panic!("expected no reply, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_run_as_their_own_users_and_callers_reach_them_through_imports() {
     let d = Deployment::start().await;
     let (acme, _c) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
-    let opened = acme
-        .send("open_account", system(), json!({"name": "Acme"}))
-        .await;
-    assert!(opened.ok, "{opened:?}");
+    let opened = acme.command(system(), open_account("Acme")).await.unwrap();
     let (dashboard, _c) = d
         .caller("dashboard-acme", "_INBOX_acme_dashboard", "acme")
         .await;
-    let answer = dashboard
-        .query::<Value>("account", json!({"min_position": opened.position.unwrap()}))
-        .await;
-    assert!(answer.ok, "{answer:?}\n{}", d.server.log());
-    assert_eq!(answer.answer.unwrap()["name"], "Acme");
+    let answer = dashboard.after(&opened).settings_and_members().await;
+    let answer = answer.unwrap_or_else(|e| panic!("{e:?}\n{}", d.server.log()));
+    assert_eq!(answer.name, "Acme");
     // The shipped grants are all the services need: the server refused them nothing.
     let log = d.server.log();
     assert!(!log.contains("Violation"), "{log}");
@@ -191,7 +187,8 @@ async fn a_caller_can_neither_write_the_history_nor_use_jetstream() {
     let d = Deployment::start().await;
     let before = d.commits().await;
     let acme = d.connect("caller-acme", "_INBOX_acme_crm").await;
-    let forged = json!({"command_id": Uuid::now_v7(), "events": []});
+    // Raw on purpose: a forged commit published to the history, not a request.
+    let forged = json!({"command_id": uuid::Uuid::now_v7(), "events": []});
     acme.client
         .publish(
             "followers.history.acme.account.acme",
@@ -248,17 +245,11 @@ async fn an_auditor_reads_its_accounts_history_and_no_other() {
     let (globex, _g) = d
         .caller("caller-globex", "_INBOX_globex_crm", "globex")
         .await;
-    assert!(
-        acme.send("open_account", system(), json!({"name": "Acme"}))
-            .await
-            .ok
-    );
-    assert!(
-        globex
-            .send("open_account", system(), json!({"name": "Globex"}))
-            .await
-            .ok
-    );
+    acme.command(system(), open_account("Acme")).await.unwrap();
+    globex
+        .command(system(), open_account("Globex"))
+        .await
+        .unwrap();
 
     let auditor = d.connect("auditor-acme", "_INBOX_audit_acme").await;
     let js = jetstream(&auditor);
@@ -313,38 +304,22 @@ async fn an_auditor_reads_its_accounts_history_and_no_other() {
 async fn a_caller_reaches_only_its_accounts_and_only_its_own_replies() {
     let d = Deployment::start().await;
     let before = d.commits().await;
-    let acme = d.connect("caller-acme", "_INBOX_acme_crm").await;
-    let reply = request(
-        &acme,
-        "followers.cmd.globex.open_account",
-        None,
-        open_account("G"),
-        REFUSED,
-    )
-    .await;
-    assert!(reply.is_none(), "{reply:?}");
+    let once = Retry::once(REFUSED);
+    let (globex, acme) = d.caller("caller-acme", "_INBOX_acme_crm", "globex").await;
+    not_carried(
+        globex
+            .command(system(), open_account("G"))
+            .retry(once)
+            .await,
+    );
     acme.refused("followers.cmd.globex.open_account").await;
-    let reply = request(
-        &acme,
-        "followers.query.globex.account",
-        None,
-        json!({}),
-        REFUSED,
-    )
-    .await;
-    assert!(reply.is_none());
+    not_carried(globex.query(AccountQuery::default()).retry(once).await);
     acme.refused("followers.query.globex.account").await;
 
-    let dashboard = d.connect("dashboard-acme", "_INBOX_acme_dashboard").await;
-    let reply = request(
-        &dashboard,
-        "followers.cmd.acme.open_account",
-        None,
-        open_account("A"),
-        REFUSED,
-    )
-    .await;
-    assert!(reply.is_none());
+    let (own, dashboard) = d
+        .caller("dashboard-acme", "_INBOX_acme_dashboard", "acme")
+        .await;
+    not_carried(own.command(system(), open_account("A")).retry(once).await);
     dashboard.refused("followers.cmd.acme.open_account").await;
     // Another client's replies, in the same NATS account or any.
     let _spy = dashboard
@@ -362,52 +337,36 @@ async fn a_caller_reaches_only_its_accounts_and_only_its_own_replies() {
 async fn the_caller_policy_limits_actor_kinds_and_each_event_names_its_caller() {
     let d = Deployment::start().await;
     let (acme, acme_conn) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
-    assert!(
-        acme.send("open_account", system(), json!({"name": "Acme"}))
-            .await
-            .ok
-    );
-    let ann = json!({"user": "ann", "name": "Ann", "email": "ann@example.com", "role": "admin", "data_scope": "all"});
-    assert!(acme.send("register_member", system(), ann).await.ok);
-    let created = acme
-        .send("create_contact", user("ann"), json!({"contact": "c1"}))
-        .await;
-    assert!(created.ok, "{created:?}");
+    acme.command(system(), open_account("Acme")).await.unwrap();
+    let ann = member("ann", "admin", "all");
+    acme.command(system(), ann).await.unwrap();
+    let c1 = new_contact("c1", None, NONE);
+    acme.command(by("ann"), c1).await.unwrap();
 
     // The workflow engine may act only as a workflow.
     let (engine, _e) = d.caller("workflows", "_INBOX_workflows", "acme").await;
     let before = d.commits().await;
-    let as_system = engine
-        .send(
-            "add_followers",
-            system(),
-            json!({"record": contact("c1"), "users": ["ann"]}),
-        )
-        .await;
-    assert_eq!(as_system.error.unwrap().code, ErrorCode::CallerNotAllowed);
+    let ann_follows = || add(contact_ref("c1"), &["ann"]);
+    let as_system = engine.command(system(), ann_follows()).await;
+    assert_eq!(code(as_system), ErrorCode::CallerNotAllowed);
     assert_eq!(d.commits().await, before);
-    let as_workflow = engine
-        .send(
-            "add_followers",
-            workflow("w1"),
-            json!({"record": contact("c1"), "users": ["ann"]}),
-        )
-        .await;
-    assert!(as_workflow.ok, "{as_workflow:?}");
+    let as_workflow = engine.command(by_workflow("w1"), ann_follows()).await;
+    as_workflow.unwrap();
 
     // A header the caller wrote itself is replaced by the server: acme cannot pass for the
-    // workflow engine.
+    // workflow engine. Sent by hand, as the client sends no headers; the body is the client's.
     let mut forged = async_nats::HeaderMap::new();
     forged.insert(
         "Nats-Request-Info",
         r#"{"acc":"WORKFLOWS","user":"engine"}"#,
     );
-    let body = json!({"command_id": Uuid::now_v7(), "actor": workflow("w2"),
-                      "record": contact("c1"), "users": ["ann"]});
+    let remove = acme.command(by_workflow("w2"), remove(contact_ref("c1"), &["ann"]));
     let to = "followers.cmd.acme.remove_followers";
-    let reply = request(&acme_conn, to, Some(forged), body, Duration::from_secs(30))
-        .await
-        .expect("a reply");
+    let sent = acme_conn
+        .client
+        .request_with_headers(to, forged, remove.body().unwrap().into());
+    let reply = tokio::time::timeout(Duration::from_secs(30), sent).await;
+    let reply: CommandReply = serde_json::from_slice(&reply.unwrap().unwrap().payload).unwrap();
     assert_eq!(reply.error.unwrap().code, ErrorCode::CallerNotAllowed);
 
     // The history names who sent each command.

@@ -51,6 +51,9 @@
 //! a projection started with keys and the doc's tokens; tests/tests/http_security.rs covers that.
 //! Not request/reply examples, so not checked: the record references of 1.4, the caller policy of
 //! 2.4, the follower entry at the end of 4.4, the member entry of 5.8 and the claims of 6.5.
+//!
+//! Requests are JSON written by hand on purpose, unlike the other tests (which use the typed
+//! client): the exact documented wire is what is checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -14,13 +14,13 @@ use followers_shared::bounded::Users;
 use followers_shared::command::CreateContact;
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{COMMAND_NAMES, Query};
-use followers_tests::client::user as user_json;
 use followers_tests::stack::{
-    TEAM, contact_ref, ok, open_account, open_team, start_command_service, start_projection_service,
+    TEAM, contact_ref, open_team, start_command_service, start_projection_service,
 };
-use followers_tests::{Followers, NatsServer, eventually};
+use followers_tests::typed::{self, NONE, by, new_opportunity};
+use followers_tests::{NatsServer, eventually};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Asks every service on `subject` and collects the answers until `expected` have come (or
 /// 10 s have passed).
@@ -188,23 +188,14 @@ async fn the_command_service_serves_health_readiness_and_metrics() {
     assert_eq!(ready["ready"], true, "{ready}");
 
     // This test alone sends create_opportunity in this process (the recorder is process-wide).
-    let f = Followers::new(server.client().await, "metered");
-    open_account(&f, TEAM).await;
-    let owned = json!({"contact": "c1", "owner": "bob"});
-    ok(&f, "create_contact", user_json("ann"), owned).await;
-    let opportunity = json!({"opportunity": "o1", "contact": "c1"});
-    ok(
-        &f,
-        "create_opportunity",
-        user_json("ann"),
-        opportunity.clone(),
-    )
-    .await;
-    let again = f
-        .send("create_opportunity", user_json("ann"), opportunity)
-        .await;
-    let code = again.error.map(|e| e.code);
-    assert_eq!(code, Some(ErrorCode::RecordExists));
+    let metered = typed::account(&server, "metered").await;
+    open_team(&metered, TEAM).await;
+    let owned = typed::new_contact("c1", Some("bob"), NONE);
+    metered.command(by("ann"), owned).await.unwrap();
+    let opportunity = || new_opportunity("o1", "c1", None, NONE);
+    metered.command(by("ann"), opportunity()).await.unwrap();
+    let again = metered.command(by("ann"), opportunity()).await;
+    assert_eq!(typed::code(again), ErrorCode::RecordExists);
 
     let metrics = scrape(&base).await;
     let counted = |outcome| {

@@ -13,17 +13,21 @@ use clap::Parser;
 use followers_audit::progress::Progress;
 use followers_audit::source::{self, History, Range};
 use followers_audit::{Cli, Outcome};
+use followers_client::{Account, Error, Retry, Transient};
+use followers_shared::command::ChangeSettings;
 use followers_shared::command::CommandMeta;
+use followers_shared::error::ErrorCode;
 use followers_shared::event::EventBody;
 use followers_shared::ids::CommandId;
+use followers_shared::model::SettingsChange;
 use followers_shared::model::{Actor, Role};
 use followers_shared::signing::{SIGNED_HEAD_KEY, SignedHead, Signer};
 use followers_shared::store::{Commit, EventStore, Position, StoredCommit, StreamId, chain_hash};
-use followers_tests::client::{contact, user};
+use followers_tests::NatsServer;
 use followers_tests::stack::{
-    TEAM, history, ok, open_account, start_command_service, start_projection_service,
+    TEAM, contact_ref, history, open_team, start_command_service, start_projection_service,
 };
-use followers_tests::{Followers, NatsServer};
+use followers_tests::typed::{NONE, account, add, by, change_owner, new_contact};
 use serde_json::{Value, json};
 
 fn acme() -> StreamId {
@@ -155,36 +159,19 @@ async fn signed_head(server: &NatsServer) -> SignedHead {
     SignedHead::decode(&bytes).unwrap()
 }
 
+/// `create_contact` of `id` owned by cid, by ann; its position.
+async fn contact_of_cid(f: &Account, id: &str) -> u64 {
+    let contact = new_contact(id, Some("cid"), NONE);
+    f.command(by("ann"), contact).await.unwrap().position().0
+}
+
 /// The account, a contact c1 owned by cid with dee following, then a contact c2.
-async fn scripted(f: &Followers) -> (u64, u64) {
-    open_account(f, TEAM).await;
-    ok(
-        f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c1", "owner": "cid"}),
-    )
-    .await;
-    let c1_last = ok(
-        f,
-        "add_followers",
-        user("cid"),
-        json!({"record": contact("c1"), "users": ["dee"]}),
-    )
-    .await
-    .position
-    .unwrap()
-    .0;
-    let c2 = ok(
-        f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c2", "owner": "cid"}),
-    )
-    .await
-    .position
-    .unwrap()
-    .0;
+async fn scripted(f: &Account) -> (u64, u64) {
+    open_team(f, TEAM).await;
+    contact_of_cid(f, "c1").await;
+    let dee = add(contact_ref("c1"), &["dee"]);
+    let c1_last = f.command(by("cid"), dee).await.unwrap().position().0;
+    let c2 = contact_of_cid(f, "c2").await;
     (c1_last, c2)
 }
 
@@ -194,7 +181,7 @@ async fn the_command_service_signs_every_commit_and_verify_accepts_them() {
     let keys = tempfile::tempdir().unwrap();
     let (private, public) = keygen(&server, keys.path(), "k1").await;
     let service = start_command_service(&server, &["--signing-key-file", s(&private)]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     let (_, last) = scripted(&f).await;
     service.stop().await;
 
@@ -235,7 +222,7 @@ async fn verify_reports_forged_altered_and_foreign_commits_with_their_position()
     let keys = tempfile::tempdir().unwrap();
     let (private, public) = keygen(&server, keys.path(), "k1").await;
     let service = start_command_service(&server, &["--signing-key-file", s(&private)]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     scripted(&f).await;
     service.stop().await;
     let report = verify(&server, &[&public]).await;
@@ -334,24 +321,15 @@ async fn removing_the_last_commit_of_a_stream_is_found_through_the_signed_head()
     let keys = tempfile::tempdir().unwrap();
     let (private, public) = keygen(&server, keys.path(), "k1").await;
     let service = start_command_service(&server, &["--signing-key-file", s(&private)]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     let (c1_last, c2) = scripted(&f).await;
     service.stop().await;
     let earlier_head = signed_head(&server).await;
     assert_eq!(earlier_head.position, Position(c2));
     // Later, more commits and a later head.
     let service = start_command_service(&server, &["--signing-key-file", s(&private)]).await;
-    let f = Followers::new(server.client().await, "acme");
-    let c3 = ok(
-        &f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c3", "owner": "cid"}),
-    )
-    .await
-    .position
-    .unwrap()
-    .0;
+    let f = account(&server, "acme").await;
+    let c3 = contact_of_cid(&f, "c3").await;
     service.stop().await;
     assert_eq!(signed_head(&server).await.position, Position(c3));
     let whole = read_all(&history(&server).await).await;
@@ -403,8 +381,8 @@ async fn commits_signed_by_rotated_keys_all_verify() {
     let (old_private, old_public) = keygen(&server, keys.path(), "2025").await;
     let (new_private, new_public) = keygen(&server, keys.path(), "2026").await;
     let service = start_command_service(&server, &["--signing-key-file", s(&old_private)]).await;
-    let f = Followers::new(server.client().await, "acme");
-    open_account(&f, TEAM).await;
+    let f = account(&server, "acme").await;
+    open_team(&f, TEAM).await;
     service.stop().await;
     let old = read_all(&history(&server).await).await.commits.len();
 
@@ -420,16 +398,9 @@ async fn commits_signed_by_rotated_keys_all_verify() {
         ],
     )
     .await;
-    let f = Followers::new(server.client().await, "acme");
-    let last = ok(
-        &f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c1", "owner": "bob"}),
-    )
-    .await
-    .position
-    .unwrap();
+    let f = account(&server, "acme").await;
+    let c1 = new_contact("c1", Some("bob"), NONE);
+    let last = f.command(by("ann"), c1).await.unwrap().position();
     service.stop().await;
     assert_eq!(signed_head(&server).await.key_id, "2026");
     assert_eq!(signed_head(&server).await.position, last);
@@ -477,23 +448,14 @@ async fn services_requiring_signatures_do_not_apply_a_forged_commit() {
     )
     .await;
     let trusting = start_projection_service(&server, &[]).await;
-    let f = Followers::new(server.client().await, "acme");
+    let f = account(&server, "acme").await;
     scripted(&f).await;
 
     // "bob is now an admin", published behind the service with a correct chain value.
     let genuine = last_chain(&server, &acme()).await;
     let forged = Commit::sealed(CommandId::new(), bob_made_admin(), genuine.as_deref());
     let p_forged = publish_behind_the_service(&server, &acme(), &forged).await;
-    let after = ok(
-        &f,
-        "create_contact",
-        user("ann"),
-        json!({"contact": "c3", "owner": "cid"}),
-    )
-    .await
-    .position
-    .unwrap()
-    .0;
+    let after = contact_of_cid(&f, "c3").await;
     assert!(after > p_forged);
 
     let access = format!(
@@ -525,26 +487,28 @@ async fn services_requiring_signatures_do_not_apply_a_forged_commit() {
     assert_eq!(trusting.model.refused(), 0);
 
     // The command service does not decide against it either: bob may not reassign c1.
-    let r = f
-        .send(
-            "change_owner",
-            user("bob"),
-            json!({"record": contact("c1"), "owner": "bob"}),
-        )
-        .await;
-    assert!(!r.ok, "{r:?}");
+    let r = f.command(by("bob"), change_owner(contact_ref("c1"), Some("bob")));
+    assert!(r.await.is_err());
     // Nor does it build on it: the account's own stream, which holds it, takes no more commits
     // until an operator repairs the history.
-    let r = f
-        .send(
-            "change_settings",
-            user("ann"),
-            json!({"allow_different_owners": true}),
-        )
-        .await;
-    assert_eq!(
-        r.error.as_ref().map(|e| e.code.as_str()),
-        Some("conflict"),
+    // One attempt: the client would try a `conflict` again.
+    let change = SettingsChange {
+        allow_different_owners: Some(true),
+        ..SettingsChange::default()
+    };
+    let r = f.command(by("ann"), ChangeSettings { change });
+    let r = r.retry(Retry::once(Duration::from_secs(30))).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::GaveUp {
+                last: Transient::Retry {
+                    code: ErrorCode::Conflict,
+                    ..
+                },
+                ..
+            })
+        ),
         "{r:?}"
     );
 
