@@ -3,7 +3,8 @@
 //! body as NATS does) and answers it through [`Queries::answer_read`], so both transports read
 //! the same fields in the same words, give the same answers and share one budget. Also health,
 //! readiness and Prometheus metrics (the routes both services share,
-//! [`followers_runtime::http::health_routes`]) and the OpenAPI description.
+//! [`followers_runtime::http::health_routes`]) and the OpenAPI description, generated from these
+//! routes and the wire types ([`openapi`]).
 //!
 //! The server is the bounded one both services share ([`followers_runtime::http::serve`]); the
 //! body timeout and size limit are applied where a body is read ([`read_body`]).
@@ -16,15 +17,21 @@
 //! own ([`metrics_router`]).
 
 use std::collections::HashSet;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, RawPathParams, Request, State};
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use aide::generate::GenContext;
+use aide::openapi::{Operation, ReferenceOr};
+use aide::operation::{OperationInput, add_parameters};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Router};
 use followers_runtime::http::{Health, health_routes, metrics_routes};
 pub use followers_runtime::http::{HttpLimits, serve};
@@ -39,8 +46,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::{Authenticator, TokenError};
 use crate::queries::{Answer, Queries};
 use fields::Fields;
+use openapi::{HttpQuery, Shape};
 
+mod docs;
 mod fields;
+pub mod openapi;
 
 /// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
 pub const ACCESS_LOG: &str = "followers_projection_service::access";
@@ -51,9 +61,6 @@ pub struct HttpState {
     /// Readiness and metrics, shared with the command service.
     pub health: Health,
 }
-
-/// The OpenAPI description of this API.
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// What guards the HTTP API besides its limits (docs/operations.md, "HTTP API security").
 #[derive(Debug, Clone, Default)]
@@ -71,10 +78,15 @@ pub struct HttpSecurity {
 /// CORS and the access log.
 pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> Router {
     let health = health_routes(state.health.clone(), security.serve_metrics);
-    let mut app = query_routes(security.auth.clone())
+    let (routes, document) = openapi::finish(api_routes(security.auth.clone()));
+    let document = Bytes::from(document);
+    let mut app = routes
         .route(
             "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+            get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
         )
         .layer(Extension(limits))
         .with_state(state)
@@ -92,31 +104,80 @@ pub fn metrics_router(state: HttpState) -> Router {
     metrics_routes(state.health).layer(middleware::from_fn(access_log))
 }
 
-/// The `/v1` routes: every one names its account, which the token must grant.
-fn query_routes(auth: Option<Arc<Authenticator>>) -> Router<HttpState> {
-    let routes = Router::new()
-        .route("/v1/accounts/{account}", get(account))
-        .route("/v1/accounts/{account}/access", get(check_access))
-        .route(
+/// The `/v1` routes, each registered with its documentation (every one names its account,
+/// which the token must grant), and the documentation of the open routes served beside them.
+fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
+    openapi::prepare();
+    let routes = ApiRouter::new()
+        .api_route(
+            "/v1/accounts/{account}",
+            get_with(query::<AccountQuery>, docs::account),
+        )
+        .api_route(
+            "/v1/accounts/{account}/access",
+            get_with(query::<CheckAccess>, docs::check_access),
+        )
+        .api_route(
             "/v1/accounts/{account}/access/batch",
-            post(check_access_batch),
+            post_with(check_access_batch, docs::check_access_batch),
         )
-        .route(
+        .api_route(
             "/v1/accounts/{account}/records/{kind}/{id}/followers",
-            get(followers),
+            get_with(query::<FollowersQuery>, docs::followers),
         )
-        .route(
+        .api_route(
             "/v1/accounts/{account}/users/{user}/records",
-            get(records_of_user),
+            get_with(query::<RecordsOfUser>, docs::records_of_user),
         )
-        .route(
+        .api_route(
             "/v1/accounts/{account}/contacts/{contact}/opportunities",
-            get(contact_opportunities),
+            get_with(query::<ContactOpportunities>, docs::contact_opportunities),
         );
-    match auth {
+    let routes = match auth {
         Some(auth) => routes.route_layer(middleware::from_fn_with_state(auth, require_token)),
         None => routes,
-    }
+    };
+    openapi::operations(routes)
+}
+
+impl HttpQuery for AccountQuery {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: None,
+        param_record: None,
+    };
+}
+
+impl HttpQuery for CheckAccess {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: None,
+        param_record: Some(("record", "kind", "id")),
+    };
+}
+
+impl HttpQuery for FollowersQuery {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: Some("record"),
+        param_record: None,
+    };
+}
+
+impl HttpQuery for RecordsOfUser {
+    const SHAPE: Shape = Shape {
+        path: &["user"],
+        path_record: None,
+        param_record: Some(("after", "after_kind", "after_id")),
+    };
+}
+
+impl HttpQuery for ContactOpportunities {
+    const SHAPE: Shape = Shape {
+        path: &["contact"],
+        path_record: None,
+        param_record: None,
+    };
 }
 
 /// A `/v1` request goes on only with a valid token (else 401) that grants its account (else
@@ -386,21 +447,104 @@ fn respond(answer: Answer) -> Response {
     response
 }
 
-async fn account(
-    State(s): State<HttpState>,
-    Path(account): Path<String>,
-    Params(params): Params,
-) -> Response {
-    ask::<AccountQuery>(&s, &account, params).await
+/// A `GET` query route: its fields read as [`HttpQuery::SHAPE`] says, answered.
+async fn query<T: HttpQuery>(State(s): State<HttpState>, asked: Ask<T>) -> Response {
+    ask::<T>(&s, &asked.account, asked.fields).await
 }
 
-async fn check_access(
-    State(s): State<HttpState>,
-    Path(account): Path<String>,
-    Params(params): Params,
-) -> Response {
-    let fields = params.param_record("record", "kind", "id");
-    ask::<CheckAccess>(&s, &account, fields).await
+/// The account and the fields of query `T` from a request's path and parameters.
+#[derive(Debug)]
+struct Ask<T> {
+    account: String,
+    fields: Fields,
+    query: PhantomData<T>,
+}
+
+impl<T: HttpQuery, S: Send + Sync> FromRequestParts<S> for Ask<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        let Path(segments) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Params(mut fields) = Params::from_request_parts(parts, state).await?;
+        let shape = T::SHAPE;
+        let (mut account, mut kind, mut id) = (String::new(), None, None);
+        for (name, value) in segments {
+            match name.as_str() {
+                "account" => account = value,
+                "kind" if shape.path_record.is_some() => kind = Some(value),
+                "id" if shape.path_record.is_some() => id = Some(value),
+                field if shape.path.contains(&field) => fields = fields.path(field, value),
+                _ => {}
+            }
+        }
+        if let (Some(field), Some(kind), Some(id)) = (shape.path_record, kind, id) {
+            fields = fields.path_record(field, kind, id);
+        }
+        if let Some((field, kind, id)) = shape.param_record {
+            fields = fields.param_record(field, kind, id);
+        }
+        Ok(Ask {
+            account,
+            fields,
+            query: PhantomData,
+        })
+    }
+}
+
+impl<T: HttpQuery> OperationInput for Ask<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let parameters = openapi::parameters::<T>(ctx);
+        add_parameters(ctx, operation, parameters);
+    }
+}
+
+/// The `{account}` of a route whose other fields are in its body.
+#[derive(Debug)]
+struct Account(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Account {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        let Path(account) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Account(account))
+    }
+}
+
+impl OperationInput for Account {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let parameters = openapi::account_parameter(ctx);
+        add_parameters(ctx, operation, [parameters]);
+    }
+}
+
+/// The body of query `T`, read by the route itself (within its limits and budget).
+#[derive(Debug)]
+struct BodyOf<T>(Body, PhantomData<T>);
+
+impl<T, S: Send + Sync> FromRequest<S> for BodyOf<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(BodyOf(request.into_body(), PhantomData))
+    }
+}
+
+impl<T: schemars::JsonSchema> OperationInput for BodyOf<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let body = openapi::request_body::<T>(ctx);
+        operation.request_body = Some(ReferenceOr::Item(body));
+    }
 }
 
 /// The one route with a body: refused at once when its declared length is too large, admitted
@@ -409,9 +553,9 @@ async fn check_access(
 async fn check_access_batch(
     State(s): State<HttpState>,
     Extension(limits): Extension<HttpLimits>,
-    Path(account): Path<String>,
+    Account(account): Account,
     headers: HeaderMap,
-    payload: Body,
+    BodyOf(payload, _): BodyOf<CheckAccessBatch>,
 ) -> Response {
     let limit = limits.max_request_bytes;
     let declared = content_length(&headers);
@@ -431,33 +575,4 @@ async fn check_access_batch(
     let answer = s.queries.answer_read(&account, query).await;
     drop(admitted);
     respond(answer)
-}
-
-async fn followers(
-    State(s): State<HttpState>,
-    Path((account, kind, id)): Path<(String, String, String)>,
-    Params(params): Params,
-) -> Response {
-    let fields = params.path_record("record", kind, id);
-    ask::<FollowersQuery>(&s, &account, fields).await
-}
-
-async fn records_of_user(
-    State(s): State<HttpState>,
-    Path((account, user)): Path<(String, String)>,
-    Params(params): Params,
-) -> Response {
-    let fields = params
-        .path("user", user)
-        .param_record("after", "after_kind", "after_id");
-    ask::<RecordsOfUser>(&s, &account, fields).await
-}
-
-async fn contact_opportunities(
-    State(s): State<HttpState>,
-    Path((account, contact)): Path<(String, String)>,
-    Params(params): Params,
-) -> Response {
-    let fields = params.path("contact", contact);
-    ask::<ContactOpportunities>(&s, &account, fields).await
 }

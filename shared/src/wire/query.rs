@@ -173,6 +173,7 @@ pub struct AccountAnswer {
 /// Every query answer: `ok`, the read model's position when it answered, and the answer or the
 /// error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "QueryReply_{T}")]
 pub struct QueryReply<T> {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

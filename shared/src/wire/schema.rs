@@ -100,6 +100,21 @@ pub fn files() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where an OpenAPI document keeps the schemas its operations refer to.
+pub const OPENAPI_DEFINITIONS: &str = "#/components/schemas/";
+
+/// The generator of the HTTP API's OpenAPI 3.1 document (whose dialect is JSON Schema 2020-12):
+/// the same schemas as these files, described as they are written (every reply; the query
+/// requests read the same either way, which a test below checks), kept under
+/// `components/schemas` rather than `$defs`.
+pub fn openapi_generator() -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with(|s| s.definitions_path = OPENAPI_DEFINITIONS.into())
+        .with_transform(RecursiveTransform(tidy))
+        .into_generator()
+}
+
 /// A generator for requests: how they are read.
 fn requests() -> SchemaGenerator {
     SchemaSettings::draft2020_12()
@@ -294,6 +309,17 @@ mod tests {
             "See `Text` and `MAX`, or `a` [x]."
         );
         assert_eq!(plain("no [`end"), "no [`end");
+    }
+
+    /// The OpenAPI document describes the query requests with [`openapi_generator`], as
+    /// written: that is how they are read too.
+    #[test]
+    fn query_requests_are_written_as_they_are_read() {
+        for name in Query::NAMES {
+            let written = Query::request_schema(name, &mut replies());
+            let read = Query::request_schema(name, &mut requests());
+            assert_eq!(written, read, "{name}");
+        }
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! What each query route's documentation says beyond its types: its operation id, summary,
+//! errors and examples (see [`super::openapi`]). The examples are checked against the schemas
+//! by the tests, so a renamed field or value cannot stay in them.
+
+use aide::openapi::ReferenceOr;
+use aide::transform::TransformOperation;
+use serde_json::{Value, json};
+
+use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, query};
+use followers_shared::wire::{
+    AccessAnswer, AccountAnswer, ContactOpportunitiesAnswer, FollowersAnswer, RecordsOfUserAnswer,
+};
+
+/// The reply envelope of an answer, as in every example.
+fn reply(answer: Value) -> Value {
+    json!({"ok": true, "position": 42, "answer": answer})
+}
+
+pub fn account(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let settings = json!({
+        "allow_different_owners": true,
+        "sync_contact_follower_with_opportunity_owner": false,
+        "sync_opportunity_follower_with_contact_owner": false,
+        "contact_access_includes_opportunities": true
+    });
+    let answer = json!({"account": "globex", "name": "Globex", "settings": settings,
+        "members": []});
+    query::<AccountAnswer>(
+        op,
+        "account",
+        "The account's name, settings and members (query `account`).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
+
+pub fn check_access(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    query::<AccessAnswer>(
+        op,
+        "checkAccess",
+        "May a user do an action to a record, and why (query `check_access`, R19 to R21).",
+        CHECK_ERRORS,
+        reply(json!({"allowed": true, "reason": "contact_owner"})),
+    )
+    .description(
+        "Always answers for well-formed input: an unknown account or user is `no_membership`, \
+         an unknown record `unknown_record` (allowed: false).",
+    )
+}
+
+pub fn check_access_batch(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answers = json!([
+        {"allowed": true, "reason": "follower"},
+        {"allowed": false, "reason": "not_assigned"}
+    ]);
+    let body = json!({
+        "checks": [
+            {"user": "bob", "action": "edit", "record": {"kind": "contact", "id": "c1"}},
+            {"user": "fay", "action": "view", "record": {"kind": "opportunity", "id": "o2"}}
+        ],
+        "min_position": 42
+    });
+    let mut op = query::<Vec<AccessAnswer>>(
+        op,
+        "checkAccessBatch",
+        "Several access checks in one request, answered in order (query \
+         `check_access_batch`).",
+        BODY_ERRORS,
+        reply(answers),
+    )
+    .description(
+        "The body is the same JSON as over NATS; the URL's query string is ignored (put \
+         `min_position` in the body).",
+    );
+    if let Some(ReferenceOr::Item(request)) = &mut op.inner_mut().request_body {
+        for media in request.content.values_mut() {
+            media.example = Some(body.clone());
+        }
+    }
+    op
+}
+
+pub fn followers(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answer = json!({
+        "record": {"kind": "contact", "id": "c1"},
+        "owner": {"user": "cid", "name": "Cid Example", "active": true},
+        "followers": [
+            {"user": "dee", "name": "Dee Example", "active": true,
+             "added_at": "2026-11-24T19:48:39.491131585Z",
+             "added_by": {"kind": "user", "user": "ann"}, "how": "manual"},
+            {"user": "bob", "name": "Bob Example", "active": true,
+             "added_at": "2026-11-24T19:48:40.514199925Z", "added_by": {"kind": "system"},
+             "how": "owner_sync", "from": {"kind": "opportunity", "id": "o2"}}
+        ]
+    });
+    query::<FollowersAnswer>(
+        op,
+        "followers",
+        "A record's owner and followers, with names, active flags, when and how they were \
+         added (query `followers`, R18).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
+
+pub fn records_of_user(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answer = json!({
+        "user": "dee",
+        "records": [{"record": {"kind": "contact", "id": "c1"}, "relation": "follower"}],
+        "next": {"kind": "contact", "id": "c1"}
+    });
+    query::<RecordsOfUserAnswer>(
+        op,
+        "recordsOfUser",
+        "The records a user owns or follows, a page at a time (query `records_of_user`).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
+
+pub fn contact_opportunities(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answer = json!({
+        "contact": "c1",
+        "owner": "cid",
+        "opportunities": [
+            {"opportunity": "o1", "owner": "dee"},
+            {"opportunity": "o2", "owner": "bob"}
+        ]
+    });
+    query::<ContactOpportunitiesAnswer>(
+        op,
+        "contactOpportunities",
+        "The opportunities linked to a contact, with their owners (query \
+         `contact_opportunities`).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
