@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -99,6 +100,16 @@ pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> 
     app.layer(middleware::from_fn(access_log))
 }
 
+/// Answers a query in the caller's trace when its request carries a W3C `traceparent`
+/// (docs/operations.md, "Traces"), as over NATS.
+async fn traced(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let span =
+        followers_store::trace::request_span_with("query request", request.uri().path(), header);
+    next.run(request).instrument(span).await
+}
+
 /// `/metrics` alone, for its own address (`--metrics-addr`).
 pub fn metrics_router(state: HttpState) -> Router {
     metrics_routes(state.health).layer(middleware::from_fn(access_log))
@@ -137,7 +148,7 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
         Some(auth) => routes.route_layer(middleware::from_fn_with_state(auth, require_token)),
         None => routes,
     };
-    openapi::operations(routes)
+    openapi::operations(routes.route_layer(middleware::from_fn(traced)))
 }
 
 impl HttpQuery for AccountQuery {

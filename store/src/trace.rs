@@ -29,14 +29,37 @@ pub fn inject_current(headers: &mut HeaderMap) {
     });
 }
 
-/// The span of serving a request (`name`: `command request` or `query request`) that arrived in a caller's
-/// trace, its child; none for a request without a trace context, so those cost nothing.
+/// The span of serving a request (`name`: `command request` or `query request`) that arrived in
+/// a caller's trace, its child; none for a request without a trace context, so those cost nothing.
 pub fn request_span(name: &'static str, subject: &str, headers: Option<&HeaderMap>) -> Span {
-    if headers.is_none_or(|h| h.get(TRACEPARENT).is_none()) {
+    match headers {
+        Some(headers) => span_of(name, subject, &Reader(headers)),
+        None => Span::none(),
+    }
+}
+
+/// [`request_span`] for a request whose headers are not NATS's (HTTP): `header` looks one up.
+pub fn request_span_with<'h>(
+    name: &'static str,
+    target: &str,
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Span {
+    span_of(name, target, &Lookup(header, std::marker::PhantomData))
+}
+
+fn span_of(name: &'static str, target: &str, carrier: &dyn Extractor) -> Span {
+    if carrier.get(TRACEPARENT).is_none() {
         return Span::none();
     }
-    let span = tracing::info_span!("request", otel.name = name, otel.kind = "server", subject);
-    continue_trace(&span, headers);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = name,
+        otel.kind = "server",
+        subject = target
+    );
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carrier));
+    set_parent(&span, parent);
     span
 }
 
@@ -95,6 +118,19 @@ impl Extractor for Reader<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// `'h` on the struct ties a lookup's answers to the headers it reads, which outlive it.
+struct Lookup<'h, F>(F, std::marker::PhantomData<&'h str>);
+
+impl<'h, F: Fn(&str) -> Option<&'h str>> Extractor for Lookup<'h, F> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (self.0)(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT, TRACESTATE]
     }
 }
 

@@ -122,6 +122,28 @@ fn attribute<'a>(span: &'a Received, key: &str) -> Option<&'a str> {
     span.attributes.get(key).map(String::as_str)
 }
 
+fn trace_of(span: &tracing::Span) -> Vec<u8> {
+    span.context()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_bytes()
+        .to_vec()
+}
+
+fn span_of(span: &tracing::Span) -> Vec<u8> {
+    span.context()
+        .span()
+        .span_context()
+        .span_id()
+        .to_bytes()
+        .to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn id(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
@@ -195,25 +217,12 @@ async fn a_command_and_everything_it_caused_are_one_trace() {
     let telemetry = telemetry::init(&args, "followers-tests").expect("telemetry");
     let server = NatsServer::start();
     let _commands = start_command_service(&server, &[]).await;
-    let _queries = start_projection_service(&server, &[]).await;
+    let queries = start_projection_service(&server, &[]).await;
     let client = Client::new(server.client().await);
     let acme = acme_with_a_deal(&client).await;
 
     let caller = tracing::info_span!("caller");
-    let trace = caller
-        .context()
-        .span()
-        .span_context()
-        .trace_id()
-        .to_bytes()
-        .to_vec();
-    let caller_id = caller
-        .context()
-        .span()
-        .span_context()
-        .span_id()
-        .to_bytes()
-        .to_vec();
+    let (trace, caller_id) = (trace_of(&caller), span_of(&caller));
     let change = ChangeOwner {
         record: contact(),
         owner: Some(id("bob")),
@@ -225,6 +234,17 @@ async fn a_command_and_everything_it_caused_are_one_trace() {
             .await
             .unwrap();
         assert!(bob.allowed, "R3: the new owner may edit");
+        // A dashboard's read over HTTP, in the same trace.
+        let url = format!("http://{}/v1/accounts/acme", queries.http_addr);
+        let traceparent = format!(
+            "00-{}-{}-01",
+            hex(&trace_of(&tracing::Span::current())),
+            hex(&span_of(&tracing::Span::current()))
+        );
+        let http = reqwest::Client::new()
+            .get(url)
+            .header("traceparent", traceparent);
+        assert!(http.send().await.unwrap().status().is_success());
         reply
     }
     .instrument(caller.clone())
@@ -236,7 +256,7 @@ async fn a_command_and_everything_it_caused_are_one_trace() {
             named(spans, "follower_sync").len() >= 2
                 && named(spans, "command").len() >= 2
                 && named(spans, "apply").len() >= 4
-                && named(spans, "query request").len() == 1
+                && named(spans, "query request").len() == 2
         })
         .await;
 
@@ -279,7 +299,15 @@ async fn a_command_and_everything_it_caused_are_one_trace() {
     assert!(syncs.iter().any(|s| s.parent == mirrored.id), "{syncs:#?}");
 
     // The read after the write, too.
-    assert_eq!(named(&spans, "query request")[0].parent, caller_id);
+    let reads = named(&spans, "query request");
+    assert!(
+        reads.iter().all(|s| s.parent == caller_id),
+        "NATS and HTTP: {reads:#?}"
+    );
+    let over_http = reads
+        .iter()
+        .find(|s| attribute(s, "subject") == Some("/v1/accounts/acme"));
+    assert!(over_http.is_some(), "{reads:#?}");
     telemetry.shutdown();
 }
 
