@@ -67,7 +67,11 @@ pub fn replay_until(history: &History, moment: Moment) -> Result<ReadModel, Audi
 
 /// The read model after every commit at or before `limit`.
 pub fn replay(history: &History, limit: Position) -> ReadModel {
-    let mut model = ReadModel::new();
+    replay_into(ReadModel::new(), history, limit)
+}
+
+/// [`replay`] onto `model` (empty): to replay as a service whose model keeps other things.
+pub fn replay_into(mut model: ReadModel, history: &History, limit: Position) -> ReadModel {
     let mut unreadable = history.unreadable.iter().peekable();
     for c in history.commits.iter().take_while(|c| c.position <= limit) {
         while let Some(u) = unreadable.next_if(|u| u.position < c.position) {

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::error::AuditError;
 use crate::progress::Progress;
 use crate::source::History;
-use crate::state::replay;
+use crate::state::{replay, replay_into};
 
 /// What kind of problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -473,7 +473,9 @@ fn check_snapshot(history: &History, snapshot: &Snapshot, report: &mut Report) {
         });
         return;
     }
-    let replayed = replay(history, snapshot.position).to_snapshot();
+    // As the service that wrote it replayed: with the streams' chain values or without.
+    let model = ReadModel::with_chains(snapshot.chains);
+    let replayed = replay_into(model, history, snapshot.position).to_snapshot();
     for difference in differences(&replayed, snapshot, history.account.as_ref()) {
         report.problems.push(Problem {
             kind: ProblemKind::SnapshotDiffers,

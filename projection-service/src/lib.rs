@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use followers_runtime::http::{Health, bind};
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
-use followers_shared::read_model::ReadModel;
+use followers_shared::read_model::{Chains, ReadModel};
+use followers_shared::signing::Verifier;
 use followers_shared::store::{EventStore, Position};
 use followers_shared::wire::Query;
 use followers_store::{LiveModel, StreamSetup};
@@ -218,21 +219,31 @@ async fn restore<S: EventStore>(
     config: &Config,
     store: &S,
 ) -> Result<(LiveModel, Option<Position>), StartError> {
-    let loaded = match config.snapshot_path.as_deref() {
-        Some(path) => snapshot::load_fitting(path, store).await,
-        None => None,
-    };
-    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
-    let model = match loaded {
-        Some((model, history)) => LiveModel::of_history(model, history),
-        None => LiveModel::new(ReadModel::default()),
-    };
     let verifier = config
         .service
         .signatures
         .verifier(None)
         .map_err(followers_runtime::StartError::from)?;
+    let chains = chains_for(verifier.as_ref());
+    let loaded = match config.snapshot_path.as_deref() {
+        Some(path) => snapshot::load_fitting(path, store, chains).await,
+        None => None,
+    };
+    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
+    let model = match loaded {
+        Some((model, history)) => LiveModel::of_history(model, history),
+        None => LiveModel::new(ReadModel::with_chains(chains)),
+    };
     Ok((model.with_verifier(verifier), snapshot_at))
+}
+
+/// Queries never need the streams' chain values, so they are dropped (a 64-character string per
+/// stream); checking signatures needs them, to admit each commit after its predecessor.
+fn chains_for(verifier: Option<&Verifier>) -> Chains {
+    match verifier {
+        Some(_) => Chains::Kept,
+        None => Chains::Dropped,
+    }
 }
 
 /// Binds the HTTP API (and `/metrics` when it has its own address) and serves them in the
@@ -365,5 +376,16 @@ async fn snapshot_loop(
             () = stop.cancelled() => true,
             () = tokio::time::sleep(every) => false,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_values_are_kept_only_to_check_signatures() {
+        assert_eq!(chains_for(None), Chains::Dropped);
+        assert_eq!(chains_for(Some(&Verifier::new())), Chains::Kept);
     }
 }

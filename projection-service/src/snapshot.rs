@@ -4,17 +4,24 @@
 //! the old snapshot or the new one. A snapshot is used only when it fits the history
 //! ([`Snapshot::fits`]): the same format, a digest that matches its content, the same history
 //! (by identity) and the same commit at its position. Anything else (unreadable, another format,
-//! damaged or edited, taken from another history, ahead of it) is ignored, with a log line
-//! saying why, and the history replayed instead.
+//! damaged or edited, taken from another history, ahead of it, keeping the streams' chain values
+//! when this run drops them or the reverse) is ignored, with a log line saying why, and the
+//! history replayed instead.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use followers_shared::read_model::{ReadModel, Snapshot};
+use followers_shared::read_model::{Chains, ReadModel, Snapshot};
 use followers_shared::store::{EventStore, HistoryId};
 
-/// The model in the snapshot at `path`, if there is one that fits the history `store` holds.
-pub async fn load_fitting<S: EventStore>(path: &Path, store: &S) -> Option<(ReadModel, HistoryId)> {
+/// The model in the snapshot at `path`, if there is one that fits the history `store` holds and
+/// keeps the streams' chain values as `chains` says: a snapshot without them cannot serve a
+/// model that checks signatures, and one with them would spend the memory dropping them saves.
+pub async fn load_fitting<S: EventStore>(
+    path: &Path,
+    store: &S,
+    chains: Chains,
+) -> Option<(ReadModel, HistoryId)> {
     let snapshot = read(path)?;
     let fits = async {
         let identity = store.identity().await?;
@@ -34,6 +41,11 @@ pub async fn load_fitting<S: EventStore>(path: &Path, store: &S) -> Option<(Read
     };
     if let Err(why) = snapshot.fits(&identity, head, at.as_ref()) {
         tracing::warn!(path = %path.display(), reason = %why, "ignoring the snapshot; replaying the history");
+        return None;
+    }
+    if snapshot.chains != chains {
+        tracing::warn!(path = %path.display(), snapshot = ?snapshot.chains, wanted = ?chains,
+            "ignoring a snapshot that keeps the streams' chain values otherwise; replaying the history");
         return None;
     }
     let position = snapshot.position;

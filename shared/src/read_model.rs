@@ -24,7 +24,8 @@ pub struct RecordEntry {
     pub version: Option<Version>,
     /// For a contact: its opportunities, in creation order.
     pub opportunities: Vec<OpportunityId>,
-    /// The stream's hash chain value after its last commit ([`crate::store::chain_hash`]).
+    /// The stream's hash chain value after its last commit ([`crate::store::chain_hash`]);
+    /// `None` in a model that drops chain values ([`Chains::Dropped`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
 }
@@ -34,7 +35,7 @@ pub struct RecordEntry {
 pub struct AccountEntry {
     pub state: AccountState,
     pub version: Option<Version>,
-    /// The account stream's hash chain value after its last commit.
+    /// The account stream's hash chain value after its last commit (`None` when dropped).
     pub chain: Option<String>,
     pub records: HashMap<RecordRef, RecordEntry>,
     /// The records each user owns or follows.
@@ -43,11 +44,13 @@ pub struct AccountEntry {
 
 impl AccountEntry {
     /// The state fold of an account commit: the account's own `evolve` (R23).
-    fn fold_account(&mut self, stored: &StoredCommit) {
+    fn fold_account(&mut self, stored: &StoredCommit, chains: Chains) {
         let state = std::mem::take(&mut self.state);
         self.state = stored.commit.events.iter().fold(state, account::evolve);
         self.version = Some(stored.version);
-        self.chain.clone_from(&stored.commit.chain);
+        if chains == Chains::Kept {
+            self.chain.clone_from(&stored.commit.chain);
+        }
     }
 
     /// The state fold of a record commit: the record's own `evolve` (R23). Returns who owned or
@@ -56,13 +59,16 @@ impl AccountEntry {
         &mut self,
         record: &RecordRef,
         stored: &StoredCommit,
+        chains: Chains,
     ) -> (Vec<UserId>, Vec<UserId>) {
         let rec = self.records.entry(record.clone()).or_default();
         let before = holders(&rec.state);
         let state = std::mem::take(&mut rec.state);
         rec.state = stored.commit.events.iter().fold(state, record::evolve);
         rec.version = Some(stored.version);
-        rec.chain.clone_from(&stored.commit.chain);
+        if chains == Chains::Kept {
+            rec.chain.clone_from(&stored.commit.chain);
+        }
         (before, holders(&rec.state))
     }
 
@@ -113,6 +119,17 @@ pub enum Relation {
     Follower,
 }
 
+/// Whether a model keeps each stream's hash chain value. Whoever seals or admits the next commit
+/// of a stream needs it (the command service; a reader checking signatures); a reader that only
+/// answers queries does not, and each value costs a 64-character string per stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chains {
+    #[default]
+    Kept,
+    Dropped,
+}
+
 /// Where a command's commit is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandLocation {
@@ -146,11 +163,27 @@ pub struct ReadModel {
     /// that a retry is recognised however late it comes (R24). A command id is a key only
     /// within its account (R1): another account may use the same id for its own command.
     commands: Option<HashMap<AccountId, HashMap<CommandId, CommandLocation>>>,
+    /// Whether the streams' chain values are kept. The head's is kept either way: it names the
+    /// commit a snapshot was taken at.
+    chains: Chains,
 }
 
 impl ReadModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty model that keeps the streams' chain values or not.
+    pub fn with_chains(chains: Chains) -> Self {
+        Self {
+            chains,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this model keeps the streams' chain values.
+    pub fn chains(&self) -> Chains {
+        self.chains
     }
 
     /// A model that also remembers where every command's commit is stored.
@@ -165,6 +198,7 @@ impl ReadModel {
     pub fn emptied(&self) -> Self {
         Self {
             commands: self.commands.as_ref().map(|_| HashMap::new()),
+            chains: self.chains,
             ..Self::default()
         }
     }
@@ -213,9 +247,9 @@ impl ReadModel {
             .entry(stored.stream.account.clone())
             .or_default();
         match stored.stream.aggregate.record() {
-            None => entry.fold_account(stored),
+            None => entry.fold_account(stored, self.chains),
             Some(record) => {
-                let (before, after) = entry.fold_record(&record, stored);
+                let (before, after) = entry.fold_record(&record, stored, self.chains);
                 entry.index_holders(&record, &before, after);
                 entry.link_opportunities(stored);
             }
@@ -350,7 +384,8 @@ fn holders(state: &RecordState) -> Vec<UserId> {
 /// The version of the snapshot format. A snapshot of another version is ignored (and the history
 /// replayed instead), never misread. Bump it whenever the shape of the states changes.
 /// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+/// 4: whether the streams' chain values are in it ([`Chains`]).
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 /// A read model frozen at a position, for a fast restart. The per-user index is not stored: it
 /// is derived from the records on load.
@@ -373,6 +408,9 @@ pub struct Snapshot {
     /// Hex SHA-256 of the JSON of `accounts`.
     #[serde(default)]
     pub digest: String,
+    /// Whether the streams' chain values are in `accounts` (the model's [`Chains`]).
+    #[serde(default)]
+    pub chains: Chains,
     pub accounts: Vec<AccountSnapshot>,
 }
 
@@ -483,6 +521,7 @@ impl ReadModel {
             position: self.position,
             head: self.head.clone(),
             digest: digest(&accounts),
+            chains: self.chains,
             accounts,
         }
     }
@@ -496,6 +535,7 @@ impl ReadModel {
         let mut model = ReadModel {
             position: snapshot.position,
             head: snapshot.head,
+            chains: snapshot.chains,
             ..ReadModel::default()
         };
         for a in snapshot.accounts {
@@ -518,5 +558,115 @@ impl ReadModel {
             model.accounts.insert(a.account, entry);
         }
         Some(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::ids::ContactId;
+    use crate::model::Actor;
+    use crate::store::{Commit, StreamId};
+
+    /// A sealed history of two streams: account `acme`, and contact `c1` in it.
+    fn history() -> Vec<StoredCommit> {
+        let account: AccountId = "acme".parse().unwrap();
+        let contact = RecordRef::Contact(ContactId::new("c1").unwrap());
+        let streams = [
+            StreamId::account(account.clone()),
+            StreamId::record(account, contact),
+        ];
+        let bodies = [
+            EventBody::MemberDeactivated {
+                user: UserId::new("ann").unwrap(),
+            },
+            EventBody::ContactCreated {
+                contact: ContactId::new("c1").unwrap(),
+                owner: Some(UserId::new("ann").unwrap()),
+            },
+        ];
+        streams
+            .into_iter()
+            .zip(bodies)
+            .zip(1..)
+            .map(|((stream, body), at)| {
+                let meta = crate::command::CommandMeta {
+                    command_id: CommandId::new(),
+                    actor: Actor::System,
+                    caller: None,
+                    correlation: uuid::Uuid::now_v7(),
+                    causation: None,
+                    at: chrono::Utc::now(),
+                };
+                let commit = Commit::sealed(meta.command_id, meta.events(vec![body]), None);
+                StoredCommit {
+                    stream,
+                    version: Version(1),
+                    position: Position(at),
+                    commit,
+                    trace: None,
+                }
+            })
+            .collect()
+    }
+
+    fn chain_values(model: &ReadModel) -> Vec<Option<String>> {
+        let mut values = Vec::new();
+        for (_, entry) in model.accounts() {
+            values.push(entry.chain.clone());
+            values.extend(entry.records.values().map(|r| r.chain.clone()));
+        }
+        values
+    }
+
+    #[test]
+    fn a_model_dropping_chains_holds_none_and_the_command_services_holds_each() {
+        let history = history();
+        let mut kept = ReadModel::tracking_commands();
+        let mut dropped = ReadModel::with_chains(Chains::Dropped);
+        for stored in &history {
+            kept.apply(stored);
+            dropped.apply(stored);
+        }
+        let sealed: Vec<_> = history.iter().map(|s| s.commit.chain.clone()).collect();
+        let mut held = chain_values(&kept);
+        held.sort();
+        let mut expected = sealed.clone();
+        expected.sort();
+        assert_eq!(held, expected);
+        assert_eq!(chain_values(&dropped), vec![None, None]);
+        // The head still names its commit, chain value included, for the snapshot check.
+        assert_eq!(dropped.head(), kept.head());
+        assert!(dropped.head().unwrap().names(&history[1]));
+        let emptied = dropped.emptied();
+        assert_eq!(emptied.chains(), Chains::Dropped);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_whether_the_chains_were_dropped() {
+        let mut dropped = ReadModel::with_chains(Chains::Dropped);
+        for stored in &history() {
+            dropped.apply(stored);
+        }
+        let snapshot = dropped.to_snapshot();
+        assert_eq!(snapshot.chains, Chains::Dropped);
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert!(json.contains(r#""chains":"dropped""#), "{json}");
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(ReadModel::from_snapshot(back), Some(dropped));
+    }
+
+    #[test]
+    fn a_snapshot_of_the_format_before_is_refused_not_misread() {
+        let mut model = ReadModel::new();
+        for stored in &history() {
+            model.apply(stored);
+        }
+        let mut old = model.to_snapshot();
+        old.format = 3;
+        let found = old.fits(&HistoryId::default(), Position(2), Some(&history()[1]));
+        assert_eq!(found, Err(SnapshotMismatch::Format { found: 3 }));
+        assert_eq!(ReadModel::from_snapshot(old), None);
     }
 }
