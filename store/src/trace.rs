@@ -4,8 +4,9 @@
 //!
 //! - **Out:** [`inject_current`] writes the current `tracing` span's context into a message's
 //!   headers: a request (the client) or a history message (the JetStream store's append).
-//! - **In:** [`continue_trace`] makes a span the child of the context headers carry: a request
-//!   (the services) or a stored commit ([`TraceContext`], kept by [`of_message`]).
+//! - **In:** [`request_span`] (NATS headers) and [`request_span_with`] (HTTP) make the span of
+//!   serving a request the child of the caller's; [`continue_commit`] makes a span the child of
+//!   the command that wrote a stored commit ([`TraceContext`], kept by [`of_message`]).
 //! - The formats belong to OpenTelemetry's global propagator, which a process sets when it exports
 //!   traces (`followers_runtime::telemetry`). Until then injecting writes nothing and continuing
 //!   does nothing, so the cost is one lookup per message.
@@ -61,16 +62,6 @@ fn span_of(name: &'static str, target: &str, carrier: &dyn Extractor) -> Span {
         opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carrier));
     set_parent(&span, parent);
     span
-}
-
-/// Makes `span` (not yet entered) a child of the trace `headers` carry; without one, or with one
-/// the propagator cannot read, `span` stays where it was created.
-pub fn continue_trace(span: &Span, headers: Option<&HeaderMap>) {
-    let Some(headers) = headers else { return };
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&Reader(headers))
-    });
-    set_parent(span, parent);
 }
 
 /// Makes `span` (not yet entered) a child of the trace a stored commit was written in.
