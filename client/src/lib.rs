@@ -169,7 +169,7 @@ use followers_shared::store::Position;
 use followers_shared::wire::{
     AccessAnswer, AccessCheck, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch,
     ContactOpportunities, ContactOpportunitiesAnswer, FollowersAnswer, FollowersQuery,
-    RecordsOfUser, RecordsOfUserAnswer, subject::DEFAULT_PREFIX,
+    RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject::DEFAULT_PREFIX,
 };
 use followers_store::NatsArgs;
 
@@ -321,6 +321,24 @@ impl Account {
     ) -> Result<Answer<RecordsOfUserAnswer>, Error> {
         let request = RecordsOfUser {
             user: user.clone(),
+            after: None,
+            limit: None,
+            min_position: None,
+        };
+        self.query(request).await
+    }
+
+    /// `who_can_access`: the first page (100) of the members who may do `action` to `record`,
+    /// with the reasons; for other pages, [`Account::query`] with [`WhoCanAccess`]'s `after`
+    /// and `limit`.
+    pub async fn who_can_access(
+        &self,
+        record: &RecordRef,
+        action: Action,
+    ) -> Result<Answer<WhoCanAccessAnswer>, Error> {
+        let request = WhoCanAccess {
+            record: record.clone(),
+            action,
             after: None,
             limit: None,
             min_position: None,

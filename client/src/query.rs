@@ -8,7 +8,7 @@ use followers_shared::store::Position;
 use followers_shared::wire::{
     AccessAnswer, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ContactOpportunitiesAnswer, ErrorBody, FollowersAnswer, FollowersQuery, QueryReply,
-    QueryRequest, RecordsOfUser, RecordsOfUserAnswer, subject,
+    QueryRequest, RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +42,7 @@ questions! {
     CheckAccessBatch => Vec<AccessAnswer>,
     FollowersQuery => FollowersAnswer,
     RecordsOfUser => RecordsOfUserAnswer,
+    WhoCanAccess => WhoCanAccessAnswer,
     ContactOpportunities => ContactOpportunitiesAnswer,
     AccountQuery => AccountAnswer,
 }

@@ -39,7 +39,7 @@ pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
     AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities, ErrorBody, FollowersQuery,
-    QueryReply, QueryRequest, RecordsOfUser,
+    QueryReply, QueryRequest, RecordsOfUser, WhoCanAccess,
 };
 use futures::StreamExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -137,6 +137,10 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
             get_with(query::<FollowersQuery>, docs::followers),
         )
         .api_route(
+            "/v1/accounts/{account}/records/{kind}/{id}/access",
+            get_with(query::<WhoCanAccess>, docs::who_can_access),
+        )
+        .api_route(
             "/v1/accounts/{account}/users/{user}/records",
             get_with(query::<RecordsOfUser>, docs::records_of_user),
         )
@@ -168,6 +172,14 @@ impl HttpQuery for CheckAccess {
 }
 
 impl HttpQuery for FollowersQuery {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: Some("record"),
+        param_record: None,
+    };
+}
+
+impl HttpQuery for WhoCanAccess {
     const SHAPE: Shape = Shape {
         path: &[],
         path_record: Some("record"),

@@ -15,8 +15,8 @@ use followers_shared::store::Position;
 use followers_shared::wire::{
     AccessAnswer, AccountAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ContactOpportunitiesAnswer, ErrorBody, FollowerView, FollowersAnswer, FollowersQuery,
-    HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply, RecordsOfUser,
-    RecordsOfUserAnswer, UserView,
+    GranteeView, HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply,
+    RecordsOfUser, RecordsOfUserAnswer, UserView, WhoCanAccess, WhoCanAccessAnswer,
 };
 use followers_store::LiveModel;
 use serde::Serialize;
@@ -244,6 +244,7 @@ impl Queries {
             }
             Query::Followers(q) => json(&self.run(min, |m| followers(m, a, q)).await),
             Query::RecordsOfUser(q) => json(&self.run(min, |m| records_of_user(m, a, q)).await),
+            Query::WhoCanAccess(q) => json(&self.run(min, |m| who_can_access(m, a, q)).await),
             Query::ContactOpportunities(q) => {
                 json(&self.run(min, |m| contact_opportunities(m, a, q)).await)
             }
@@ -377,10 +378,7 @@ fn records_of_user(
     q: RecordsOfUser,
 ) -> Result<RecordsOfUserAnswer, ErrorBody> {
     require_account(m, account)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(malformed(format!("`limit` must be 1 to 1000, not {limit}")));
-    }
+    let limit = page_size(q.limit)?;
     let mut records = m.records_of(account, &q.user, q.after.as_ref(), limit + 1);
     let next = if records.len() > limit {
         records.truncate(limit);
@@ -395,6 +393,48 @@ fn records_of_user(
             .map(|(record, relation)| HeldRecord { record, relation })
             .collect(),
         next,
+    })
+}
+
+/// The page size a paged query asks for: 1 to 1000, 100 when absent.
+fn page_size(limit: Option<usize>) -> Result<usize, ErrorBody> {
+    match limit.unwrap_or(100) {
+        limit @ 1..=1000 => Ok(limit),
+        limit => Err(malformed(format!("`limit` must be 1 to 1000, not {limit}"))),
+    }
+}
+
+fn who_can_access(
+    m: &ReadModel,
+    account: &AccountId,
+    q: WhoCanAccess,
+) -> Result<WhoCanAccessAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let limit = page_size(q.limit)?;
+    let mut page = m
+        .grantees(account, &q.record, q.action, q.after.as_ref(), limit + 1)
+        .ok_or_else(|| unknown_record(&q.record))?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|g| g.user.clone())
+    });
+    let members = m.account(account).map(|a| &a.state);
+    let users = page
+        .into_iter()
+        .map(|g| GranteeView {
+            user: g.user.clone(),
+            name: members
+                .and_then(|s| s.member(g.user))
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            reason: g.reason,
+        })
+        .collect();
+    Ok(WhoCanAccessAnswer {
+        record: q.record,
+        action: q.action,
+        users,
+        next: next.flatten(),
     })
 }
 

@@ -132,7 +132,13 @@ pub struct Holders<'a> {
     pub followers: &'a [Follower],
 }
 
-impl Holders<'_> {
+impl<'a> Holders<'a> {
+    /// Everyone who holds the record: its owner, then its followers.
+    pub fn users(&self) -> impl Iterator<Item = &'a UserId> + use<'a> {
+        let followers = self.followers.iter().map(|f| &f.user);
+        self.owner.into_iter().chain(followers)
+    }
+
     fn follows(&self, user: &UserId) -> bool {
         self.followers.iter().any(|f| &f.user == user)
     }

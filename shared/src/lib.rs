@@ -27,6 +27,7 @@ pub mod command;
 pub mod decision;
 pub mod error;
 pub mod event;
+pub mod grantees;
 pub mod ids;
 pub mod json;
 pub mod model;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{self, AccessDecision, Action, RecordAccess};
 use crate::account::{self, AccountState};
 use crate::event::EventBody;
+use crate::grantees::{self, BroadAccess, Grantee};
 use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
@@ -40,6 +41,9 @@ pub struct AccountEntry {
     pub records: HashMap<RecordRef, RecordEntry>,
     /// The records each user owns or follows.
     pub by_user: HashMap<UserId, BTreeSet<RecordRef>>,
+    /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
+    /// from `state`, rebuilt on each account commit.
+    pub broad: BroadAccess,
 }
 
 impl AccountEntry {
@@ -47,6 +51,7 @@ impl AccountEntry {
     fn fold_account(&mut self, stored: &StoredCommit, chains: Chains) {
         let state = std::mem::take(&mut self.state);
         self.state = stored.commit.events.iter().fold(state, account::evolve);
+        self.broad = BroadAccess::of(&self.state);
         self.version = Some(stored.version);
         if chains == Chains::Kept {
             self.chain.clone_from(&stored.commit.chain);
@@ -292,6 +297,20 @@ impl ReadModel {
         let settings = entry.map(|a| a.state.settings).unwrap_or_default();
         let access = entry.and_then(|a| record_access(a, record));
         access::decide_access(user, membership, &settings, access.as_ref(), action)
+    }
+
+    /// R19-R21 reversed: the members of `account` allowed `action` on `record`, with the
+    /// reasons [`ReadModel::check`] gives, in user order after `after`, at most `limit`. `None`
+    /// when the account or the record does not exist.
+    pub fn grantees(
+        &self,
+        account: &AccountId,
+        record: &RecordRef,
+        action: Action,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Option<Vec<Grantee<'_>>> {
+        grantees::grantees(self.accounts.get(account)?, record, action, after, limit)
     }
 
     /// R18: the owner and followers of a record, with each follower's membership.
@@ -540,6 +559,7 @@ impl ReadModel {
         };
         for a in snapshot.accounts {
             let mut entry = AccountEntry {
+                broad: BroadAccess::of(&a.state),
                 state: a.state,
                 version: a.version,
                 chain: a.chain,

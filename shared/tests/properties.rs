@@ -7,6 +7,8 @@
 //! - R7: while owners are coupled, every opportunity has its contact's owner once the sync rests.
 //! - R23: replaying the stored commits into a fresh model gives a model equal to the live one.
 //! - R22, R23: every event and every commit survives a JSON round trip unchanged.
+//! - R19-R21: who may do an action to a record (`grantees`, paged) is exactly who
+//!   `check_access` allows, with the same reasons.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,9 +16,11 @@ mod support;
 
 use std::collections::{BTreeSet, HashSet};
 
+use followers_shared::access::{Action, Reason};
+use followers_shared::command::{ChangeMemberDataScope, ChangeMemberRole};
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::UserId;
-use followers_shared::model::{Actor, MAX_FOLLOWERS, RecordRef, SettingsChange};
+use followers_shared::model::{Actor, DataScope, MAX_FOLLOWERS, RecordRef, Role, SettingsChange};
 use followers_shared::store::{Commit, StoredCommit};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -91,6 +95,8 @@ enum Op {
     },
     Deactivate(usize),
     Reactivate(usize),
+    Role(usize, Role),
+    Scope(usize, DataScope),
     Settings(SettingsChange),
 }
 
@@ -148,6 +154,10 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         1 => (0..POOL).prop_map(Op::Deactivate),
         1 => (0..POOL).prop_map(Op::Reactivate),
+        1 => (0..POOL, prop_oneof![Just(Role::Admin), Just(Role::User)])
+            .prop_map(|(u, role)| Op::Role(u, role)),
+        1 => (0..POOL, prop_oneof![Just(DataScope::All), Just(DataScope::OnlyAssigned)])
+            .prop_map(|(u, scope)| Op::Scope(u, scope)),
         1 => (
             prop::option::of(prop::bool::weighted(0.7)),
             prop::option::of(prop::bool::weighted(0.7)),
@@ -252,6 +262,20 @@ fn command(h: &Harness, op: &Op) -> followers_shared::command::Command {
                 user: user(&name(*u)),
             },
         ),
+        Op::Role(u, role) => h.cmd(
+            system(),
+            ChangeMemberRole {
+                user: user(&name(*u)),
+                role: *role,
+            },
+        ),
+        Op::Scope(u, data_scope) => h.cmd(
+            system(),
+            ChangeMemberDataScope {
+                user: user(&name(*u)),
+                data_scope: *data_scope,
+            },
+        ),
         Op::Settings(change) => h.cmd(system(), ChangeSettings { change: *change }),
     }
 }
@@ -324,6 +348,47 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
     Ok(())
 }
 
+/// R19-R21: paging through who may do each action to each record, three at a time, finds
+/// exactly the users `check_access` allows, in user order, with its reasons.
+fn grantees_agree_with_checks(h: &Harness) -> Result<(), TestCaseError> {
+    let everyone: BTreeSet<UserId> = (0..=POOL).map(|u| user(&name(u))).collect();
+    for r in (0..CONTACTS.len() + OPPORTUNITIES.len()).map(record) {
+        for action in Action::ALL {
+            let expected: Vec<(UserId, Reason)> = everyone
+                .iter()
+                .filter_map(|u| {
+                    let d = h.model.check(&h.account, u, action, &r);
+                    d.allowed.then(|| (u.clone(), d.reason))
+                })
+                .collect();
+            let mut found = Vec::new();
+            let mut after: Option<UserId> = None;
+            loop {
+                let Some(page) = h.model.grantees(&h.account, &r, action, after.as_ref(), 3) else {
+                    let exists = h
+                        .model
+                        .record(&h.account, &r)
+                        .is_some_and(|e| e.state.created);
+                    prop_assert!(!exists, "{:?} exists but has no grantees answer", r);
+                    break;
+                };
+                found.extend(page.iter().map(|g| (g.user.clone(), g.reason)));
+                if page.len() < 3 {
+                    break;
+                }
+                after = page.last().map(|g| g.user.clone());
+            }
+            if h.model
+                .record(&h.account, &r)
+                .is_some_and(|e| e.state.created)
+            {
+                prop_assert_eq!(&found, &expected, "{:?} {:?}", r, action);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn json_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
     for stored in log {
         let text = serde_json::to_string(stored).unwrap();
@@ -369,6 +434,8 @@ proptest! {
         prop_assert_eq!(h.replay(), h.model.clone());
         // (c) every commit and event survives JSON.
         json_round_trip(&h.log)?;
+        // (d) the reverse of the access rule agrees with it.
+        grantees_agree_with_checks(&h)?;
     }
 
     /// Rejected commands append nothing (R24), whatever they are.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, query};
 use followers_shared::wire::{
     AccessAnswer, AccountAnswer, ContactOpportunitiesAnswer, FollowersAnswer, RecordsOfUserAnswer,
+    WhoCanAccessAnswer,
 };
 
 /// The reply envelope of an answer, as in every example.
@@ -113,6 +114,26 @@ pub fn records_of_user(op: TransformOperation<'_>) -> TransformOperation<'_> {
         op,
         "recordsOfUser",
         "The records a user owns or follows, a page at a time (query `records_of_user`).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
+
+pub fn who_can_access(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answer = json!({
+        "record": {"kind": "opportunity", "id": "o1"},
+        "action": "edit",
+        "users": [
+            {"user": "ann", "name": "Ann Example", "reason": "admin"},
+            {"user": "cid", "name": "Cid Example", "reason": "contact_owner"}
+        ],
+        "next": "cid"
+    });
+    query::<WhoCanAccessAnswer>(
+        op,
+        "whoCanAccess",
+        "Every member who may do an action to a record, with the reason, a page at a time in \
+         user order (query `who_can_access`, R19 to R21).",
         GET_ERRORS,
         reply(answer),
     )

@@ -122,6 +122,42 @@ pub struct RecordsOfUserAnswer {
     pub next: Option<RecordRef>,
 }
 
+/// `who_can_access`: every member who may do `action` to `record`, with the reason, a page at
+/// a time, in user order (R19-R21 asked the other way round).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhoCanAccess {
+    pub record: RecordRef,
+    pub action: Action,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<UserId>,
+    /// Page size, 1 to 1000; 100 when absent. Another is refused as `malformed_request` when
+    /// the query is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// A member allowed an action, and why (the reason `check_access` gives them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GranteeView {
+    pub user: UserId,
+    pub name: String,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoCanAccessAnswer {
+    pub record: RecordRef,
+    pub action: Action,
+    pub users: Vec<GranteeView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<UserId>,
+}
+
 /// `contact_opportunities`: the opportunities linked to a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -306,6 +342,7 @@ queries! {
     "check_access_batch" => CheckAccessBatch(CheckAccessBatch),
     "followers" => Followers(FollowersQuery),
     "records_of_user" => RecordsOfUser(RecordsOfUser),
+    "who_can_access" => WhoCanAccess(WhoCanAccess),
     "contact_opportunities" => ContactOpportunities(ContactOpportunities),
     "account" => Account(AccountQuery),
 }

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::{
     AccessAnswer, AccountAnswer, CommandReply, ContactOpportunitiesAnswer, ErrorBody,
-    FollowersAnswer, Query, QueryReply, RecordsOfUserAnswer,
+    FollowersAnswer, Query, QueryReply, RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 use crate::command::{AccountCommand, COMMAND_NAMES, RecordCommand};
 use crate::event::Event;
@@ -257,6 +257,7 @@ fn query_reply(name: &str) -> Value {
         "check_access_batch" => g.root_schema_for::<QueryReply<Vec<AccessAnswer>>>(),
         "followers" => g.root_schema_for::<QueryReply<FollowersAnswer>>(),
         "records_of_user" => g.root_schema_for::<QueryReply<RecordsOfUserAnswer>>(),
+        "who_can_access" => g.root_schema_for::<QueryReply<WhoCanAccessAnswer>>(),
         "contact_opportunities" => g.root_schema_for::<QueryReply<ContactOpportunitiesAnswer>>(),
         "account" => g.root_schema_for::<QueryReply<AccountAnswer>>(),
         other => panic!("no answer type for the query `{other}`: add it here"),

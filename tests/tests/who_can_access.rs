@@ -1,0 +1,193 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end: `who_can_access`, the access rule asked the other way round (R19-R21), over
+//! NATS through the typed client and over HTTP, against a real nats-server fed by the command
+//! service. Rule numbers refer to docs/rules.md.
+
+use followers_client::{Account, system};
+use followers_shared::access::{Action, Reason};
+use followers_shared::command::DeactivateMember;
+use followers_shared::error::ErrorCode;
+use followers_shared::model::RecordRef;
+use followers_shared::store::Position;
+use followers_shared::wire::{QueryReply, WhoCanAccess, WhoCanAccessAnswer};
+use followers_tests::NatsServer;
+use followers_tests::stack::{
+    contact_ref as c, open_team, opportunity_ref as o, start_command_service,
+    start_projection_service,
+};
+use followers_tests::typed::{NONE, account, by, code, new_contact, new_opportunity, uid};
+
+const MEMBERS: &[(&str, &str, &str)] = &[
+    ("ann", "admin", "all"),
+    ("bob", "user", "only_assigned"),
+    ("cid", "user", "all"),
+    ("dee", "user", "only_assigned"),
+    ("eve", "user", "only_assigned"),
+    ("fay", "user", "only_assigned"),
+];
+
+/// Contact c1 owned by bob, followed by dee; opportunity o1 of c1 owned by bob (coupled),
+/// followed by eve; contact c2 unassigned. fay holds nothing.
+async fn scenario(acme: &Account) -> Position {
+    open_team(acme, MEMBERS).await;
+    let c1 = new_contact("c1", Some("bob"), &["dee"]);
+    acme.command(by("ann"), c1).await.unwrap();
+    let o1 = new_opportunity("o1", "c1", None, &["eve"]);
+    acme.command(by("ann"), o1).await.unwrap();
+    let c2 = new_contact("c2", None, NONE);
+    acme.command(by("ann"), c2).await.unwrap().position()
+}
+
+/// Every page of `who_can_access`, `limit` at a time, from a model at `at` or later.
+async fn every_page(
+    acme: &Account,
+    record: &RecordRef,
+    action: Action,
+    limit: usize,
+    at: Position,
+) -> Vec<WhoCanAccessAnswer> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let request = WhoCanAccess {
+            record: record.clone(),
+            action,
+            after,
+            limit: Some(limit),
+            min_position: Some(at),
+        };
+        let page = acme.query(request).await.unwrap().into_inner();
+        after = page.next.clone();
+        pages.push(page);
+        if after.is_none() {
+            return pages;
+        }
+    }
+}
+
+fn who(pages: &[WhoCanAccessAnswer]) -> Vec<(&str, Reason)> {
+    pages
+        .iter()
+        .flat_map(|p| &p.users)
+        .map(|g| (g.user.as_str(), g.reason))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_can_access_lists_every_member_allowed_with_check_access_s_reason() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    let at = scenario(&acme).await;
+
+    // R20, R21: an admin, the owner, a member with scope `all`, the contact's follower (the
+    // account lets contact access reach opportunities) and the follower; two a page.
+    let pages = every_page(&acme, &o("o1"), Action::Edit, 2, at).await;
+    let expected = [
+        ("ann", Reason::Admin),
+        ("bob", Reason::Owner),
+        ("cid", Reason::AllData),
+        ("dee", Reason::ContactFollower),
+        ("eve", Reason::Follower),
+    ];
+    assert_eq!(who(&pages), expected);
+    let sizes: Vec<usize> = pages.iter().map(|p| p.users.len()).collect();
+    assert_eq!(sizes, [2, 2, 1], "pages of two, in user order");
+    // The same members check_access allows, and no other.
+    for (user, _, _) in MEMBERS {
+        let check = acme
+            .at_least(at)
+            .check_access(&uid(user), Action::Edit, &o("o1"))
+            .await
+            .unwrap();
+        let listed = expected.iter().find(|(u, _)| u == user).map(|(_, r)| *r);
+        assert_eq!(listed, check.allowed.then_some(check.reason), "{user}");
+    }
+
+    // R5: only an admin or the owner changes an owned record's owner; anyone with scope `all`
+    // an unassigned one's.
+    let owned = every_page(&acme, &c("c1"), Action::ChangeOwner, 100, at).await;
+    assert_eq!(
+        who(&owned),
+        [("ann", Reason::Admin), ("bob", Reason::Owner)]
+    );
+    let unassigned = every_page(&acme, &c("c2"), Action::ChangeOwner, 100, at).await;
+    assert_eq!(
+        who(&unassigned),
+        [("ann", Reason::Admin), ("cid", Reason::AllData)]
+    );
+
+    let base = format!("http://{}", projection.http_addr);
+    http_answers_the_same(&base, &acme, at).await;
+
+    // R3, R20: a deactivated member leaves every list.
+    let deactivated = acme
+        .command(system(), DeactivateMember { user: uid("cid") })
+        .await
+        .unwrap();
+    let after = every_page(&acme, &c("c2"), Action::View, 100, deactivated.position()).await;
+    assert_eq!(who(&after), [("ann", Reason::Admin)]);
+
+    // An unknown record is refused with its code, not answered with nobody.
+    let unknown = acme.query(WhoCanAccess {
+        record: c("c9"),
+        action: Action::View,
+        after: None,
+        limit: None,
+        min_position: None,
+    });
+    assert_eq!(code(unknown.await), ErrorCode::UnknownRecord);
+    projection.stop().await;
+    commands.stop().await;
+}
+
+/// Over HTTP: the same page as over NATS, and refusals with their status and code.
+async fn http_answers_the_same(base: &str, acme: &Account, at: Position) {
+    let http = reqwest::Client::new();
+    let route = format!("{base}/v1/accounts/acme/records/opportunity/o1/access");
+    let got: QueryReply<WhoCanAccessAnswer> = http
+        .get(format!(
+            "{route}?action=edit&limit=2&after=ann&min_position={}",
+            at.0
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nats = acme
+        .query(WhoCanAccess {
+            record: o("o1"),
+            action: Action::Edit,
+            after: Some(uid("ann")),
+            limit: Some(2),
+            min_position: Some(at),
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.answer.as_ref(), Some(&nats.answer));
+    assert_eq!(nats.answer.next.as_ref().map(|u| u.as_str()), Some("cid"));
+
+    let refused = |query: &'static str, path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/v1/accounts/acme/records/{path}/access?{query}");
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let reply: QueryReply<()> = response.json().await.unwrap();
+            (status, reply.error.map(|e| e.code))
+        }
+    };
+    let malformed = Some(ErrorCode::MalformedRequest);
+    assert_eq!(refused("limit=5", "opportunity/o1").await, (400, malformed));
+    assert_eq!(
+        refused("action=edit&limit=0", "opportunity/o1").await,
+        (400, malformed)
+    );
+    assert_eq!(
+        refused("action=edit", "contact/c9").await,
+        (404, Some(ErrorCode::UnknownRecord))
+    );
+}
