@@ -893,6 +893,11 @@ pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             "7. apply one commit (ReadModel::apply, add or remove a follower)",
             None,
         ),
+        (
+            "who_can_access_page_1000_members_100000_records",
+            "7. who_can_access, a page of 100 (1,000 members, 100,000 records)",
+            None,
+        ),
     ] {
         let ns = median(name)?;
         report.add(

@@ -1,5 +1,6 @@
 //! In-process costs of the domain, with criterion: the access decision (the rule alone, and as a
-//! query computes it from the read model), a decider step, and applying a commit.
+//! query computes it from the read model), a decider step, applying a commit, and a page of
+//! `who_can_access` on a large account.
 //!
 //! `cargo bench -p followers-shared --bench domain`; `followers-bench` runs it as row 7.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -52,6 +53,16 @@ fn admin() -> Actor {
 /// An account of 200 members with scope `only_assigned` and 10,000 contacts with an owner and
 /// three followers each: the data of the end-to-end rows.
 fn model() -> (ReadModel, AccountId) {
+    model_of(USERS, RECORDS, |_| (Role::User, DataScope::OnlyAssigned))
+}
+
+/// An account of `users` members, member `u` with the role and scope `access(u)`, plus an admin,
+/// and `records` contacts with an owner and three followers each.
+fn model_of(
+    users: u64,
+    records: u64,
+    access: impl Fn(u64) -> (Role, DataScope),
+) -> (ReadModel, AccountId) {
     let account = AccountId::new("acme").unwrap();
     let mut model = ReadModel::new();
     let mut position = 0;
@@ -79,13 +90,14 @@ fn model() -> (ReadModel, AccountId) {
             data_scope: DataScope::All,
         },
     ];
-    for u in 0..USERS {
+    for u in 0..users {
+        let (role, data_scope) = access(u);
         bodies.push(EventBody::MemberRegistered {
             user: user(u),
             name: format!("User {u}"),
             email: format!("u{u}@example.com"),
-            role: Role::User,
-            data_scope: DataScope::OnlyAssigned,
+            role,
+            data_scope,
         });
     }
     store(
@@ -94,8 +106,8 @@ fn model() -> (ReadModel, AccountId) {
         meta(Actor::System),
         bodies,
     );
-    for i in 0..RECORDS {
-        let owner = i % USERS;
+    for i in 0..records {
+        let owner = i % users;
         let record = contact(i);
         let RecordRef::Contact(id) = record.clone() else {
             unreachable!()
@@ -113,7 +125,7 @@ fn model() -> (ReadModel, AccountId) {
                     record,
                     followers: (1..=3)
                         .map(|k| AddedFollower {
-                            user: user((owner + k * 7) % USERS),
+                            user: user((owner + k * 7) % users),
                             how: AddedHow::Manual,
                         })
                         .collect(),
@@ -253,5 +265,28 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(domain, benches);
+/// One page (100) of `who_can_access` for `edit` on a random contact of an account with 1,000
+/// members (10 admins, 90 with scope `all`, the rest `only_assigned`) and 100,000 contacts: the
+/// figure issue 17 asks for.
+fn who_can_access(c: &mut Criterion) {
+    let (model, account) = model_of(1_000, 100_000, |u| match u {
+        0..10 => (Role::Admin, DataScope::All),
+        10..100 => (Role::User, DataScope::All),
+        _ => (Role::User, DataScope::OnlyAssigned),
+    });
+    let records: Vec<RecordRef> = (0..4096u64)
+        .map(|i| contact(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000))
+        .collect();
+    let mut i = 0;
+    c.bench_function("who_can_access_page_1000_members_100000_records", |b| {
+        b.iter(|| {
+            let record = &records[i % records.len()];
+            i += 1;
+            let page = model.grantees(black_box(&account), record, Action::Edit, None, 100);
+            black_box(page.map(|p| p.len()))
+        })
+    });
+}
+
+criterion_group!(domain, benches, who_can_access);
 criterion_main!(domain);
