@@ -1,5 +1,6 @@
 //! Handling one command: decide against the live model, append with optimistic concurrency,
-//! retry lost races, and recognise retries of earlier commands.
+//! retry lost races, and recognise retries of earlier commands. A dry run is decided the same
+//! way, after the same recognition of retries, and then neither appended nor remembered.
 //!
 //! The result is typed: [`Applied`] or a [`CommandError`] saying why not and what the caller
 //! should do. The wire reply is built from it in one place, [`crate::server::reply`].
@@ -170,6 +171,9 @@ impl<S: EventStore> Handler<S> {
         if let Some(first) = self.first_result(cmd).await {
             return first;
         }
+        if cmd.dry_run {
+            return self.try_out(cmd);
+        }
         let _guard = self.lock_target(cmd).await;
         // A retry may have finished while we waited for the lock.
         if let Some(first) = self.first_result(cmd).await {
@@ -221,6 +225,24 @@ impl<S: EventStore> Handler<S> {
             Err(StoreError::Conflict { .. }) => None,
             Err(e) => Some(Err(CommandError::Store(e))),
         }
+    }
+
+    /// A dry run: decided as a real send would be decided now, appended nowhere and remembered
+    /// nowhere, so that the same command id sent for real afterwards is decided afresh.
+    fn try_out(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        self.model
+            .read(|m| {
+                let decision = decision::decide_command(m, cmd)?;
+                Ok(Applied {
+                    events: decision.events,
+                    position: m.position(),
+                    replayed: false,
+                })
+            })
+            .map_err(|rule| CommandError::Refused {
+                rule,
+                replayed: false,
+            })
     }
 
     /// The decision on `cmd`, with its stream's chain value and the model's position, read
@@ -413,6 +435,7 @@ fn command_span(cmd: &Command) -> tracing::Span {
         command = cmd.body.name(),
         record = %record,
         actor = %cmd.meta.actor,
+        dry_run = cmd.dry_run,
     )
 }
 

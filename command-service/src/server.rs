@@ -59,10 +59,13 @@ pub async fn process<S: EventStore>(
             .and_then(|h| h.get(REQUEST_INFO_HEADER))
             .and_then(|v| Caller::from_request_info(v.as_str().as_bytes()));
         if let Err(refusal) = policy.permits(caller.as_ref(), &cmd.account, &cmd.meta.actor) {
-            return CommandReply::failure(
-                Some(cmd.meta.command_id),
-                ErrorBody::new(ErrorCode::CallerNotAllowed, refusal.to_string()),
-            );
+            return CommandReply {
+                dry_run: cmd.dry_run,
+                ..CommandReply::failure(
+                    Some(cmd.meta.command_id),
+                    ErrorBody::new(ErrorCode::CallerNotAllowed, refusal.to_string()),
+                )
+            };
         }
         cmd.meta.caller = caller;
     }
@@ -87,6 +90,7 @@ pub fn reply(cmd: &Command, handled: Result<Applied, CommandError>) -> CommandRe
         Err(e @ CommandError::Store(_)) => (failure(id, ErrorCode::StoreUnavailable, &e), false),
     };
     reply.replayed = replayed;
+    reply.dry_run = cmd.dry_run;
     reply
 }
 
