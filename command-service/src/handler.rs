@@ -13,6 +13,7 @@ use followers_shared::command::{Command, Target};
 use followers_shared::decision::{self, Decision};
 use followers_shared::error::DomainError;
 use followers_shared::event::Event;
+use followers_shared::preview::{self, AccessPreview};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{
     Appended, Commit, EventStore, Expected, Failed, Position, StoreError, StreamId,
@@ -53,6 +54,9 @@ pub struct Applied {
     pub position: Position,
     /// This repeats the result of an earlier try of the same command.
     pub replayed: bool,
+    /// A dry run's access changes ([`followers_shared::preview`]); `None` for other commands
+    /// and for every real send.
+    pub access_changes: Option<AccessPreview>,
 }
 
 /// Why a command was not applied. Each variant says what its sender should do.
@@ -213,6 +217,7 @@ impl<S: EventStore> Handler<S> {
                 events: Vec::new(),
                 position,
                 replayed: false,
+                access_changes: None,
             };
             return Some(self.remember(cmd, Ok(unchanged)));
         };
@@ -229,14 +234,19 @@ impl<S: EventStore> Handler<S> {
 
     /// A dry run: decided as a real send would be decided now, appended nowhere and remembered
     /// nowhere, so that the same command id sent for real afterwards is decided afresh.
+    /// The access changes it would cause are previewed against the same model.
     fn try_out(&self, cmd: &Command) -> Result<Applied, CommandError> {
         self.model
             .read(|m| {
                 let decision = decision::decide_command(m, cmd)?;
+                let access_changes = m
+                    .account(&cmd.account)
+                    .and_then(|entry| preview::access_changes(entry, cmd, &decision.events));
                 Ok(Applied {
                     events: decision.events,
                     position: m.position(),
                     replayed: false,
+                    access_changes,
                 })
             })
             .map_err(|rule| CommandError::Refused {
@@ -285,6 +295,7 @@ impl<S: EventStore> Handler<S> {
             events: commit.events,
             position: appended.position,
             replayed: false,
+            access_changes: None,
         })
     }
 
@@ -406,6 +417,7 @@ impl<S: EventStore> Handler<S> {
             events: stored.commit.events,
             position,
             replayed: true,
+            access_changes: None,
         })
     }
 

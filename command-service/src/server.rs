@@ -79,7 +79,10 @@ pub fn reply(cmd: &Command, handled: Result<Applied, CommandError>) -> CommandRe
     let id = Some(cmd.meta.command_id);
     let (mut reply, replayed) = match handled {
         Ok(applied) => (
-            CommandReply::success(cmd, applied.events, applied.position),
+            CommandReply {
+                access_changes: applied.access_changes,
+                ..CommandReply::success(cmd, applied.events, applied.position)
+            },
             applied.replayed,
         ),
         Err(CommandError::Refused { rule, replayed }) => {
@@ -288,6 +291,7 @@ mod tests {
             events: Vec::new(),
             position: Position(7),
             replayed: true,
+            access_changes: None,
         };
         let reply = reply(&cmd, Ok(applied));
         let mut expected = CommandReply::success(&cmd, Vec::new(), Position(7));

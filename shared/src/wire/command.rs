@@ -19,6 +19,7 @@ use crate::error::ErrorCode;
 use crate::event::{Event, EventBody};
 use crate::ids::{AccountId, CommandId, UserId};
 use crate::model::Actor;
+use crate::preview::AccessPreview;
 use crate::record;
 use crate::store::Position;
 
@@ -63,6 +64,10 @@ pub struct CommandReply {
     /// True when this reply repeats the reply to an earlier try of the same command (R24).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// A dry run of `change_settings`, `change_owner` or a member command: the access changes
+    /// it would cause ([`crate::preview`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_changes: Option<AccessPreview>,
     /// True when the request was a dry run: nothing was appended, the events are those the
     /// command would append, and `position` is the one it was decided at.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -84,6 +89,7 @@ impl CommandReply {
             removed: None,
             not_following: None,
             replayed: false,
+            access_changes: None,
             dry_run: false,
             error: None,
         }
