@@ -84,7 +84,7 @@ pub fn access_changes_within(
     max_pairs: usize,
 ) -> Option<AccessPreview> {
     let scope = Scope::of(entry, &cmd.body)?;
-    let pairs = scope.users.len().saturating_mul(scope.records.len());
+    let pairs = scope.pairs(entry);
     if pairs > max_pairs {
         return Some(AccessPreview {
             pairs,
@@ -93,39 +93,66 @@ pub fn access_changes_within(
             truncated: true,
         });
     }
+    let (users, records) = scope.listed(entry);
     let before = View::now(entry);
     let after = View::after(entry, &cmd.body, events);
-    Some(compare(&before, &after, &scope, pairs))
+    Some(compare(&before, &after, &users, &records, pairs))
 }
 
-/// The members and records whose access a command can change.
+/// The members and records whose access a command can change; `None`: all of the account's.
+/// "All" is counted before it is listed, so that a preview over the limit costs nothing.
 struct Scope {
-    users: Vec<UserId>,
-    records: Vec<RecordRef>,
+    users: Option<Vec<UserId>>,
+    records: Option<Vec<RecordRef>>,
 }
 
 impl Scope {
     fn of(entry: &AccountEntry, body: &CommandBody) -> Option<Self> {
-        let records = || all_records(entry);
-        let one = |user: &UserId| Some(vec![user.clone()]);
-        let (users, records) = match body {
+        let member = |user: &UserId| Self {
+            users: Some(vec![user.clone()]),
+            records: None,
+        };
+        let scope = match body {
             CommandBody::Account(cmd) => match cmd {
-                AccountCommand::ChangeMemberRole(c) => (one(&c.user)?, records()),
-                AccountCommand::ChangeMemberDataScope(c) => (one(&c.user)?, records()),
-                AccountCommand::DeactivateMember(c) => (one(&c.user)?, records()),
-                AccountCommand::ReactivateMember(c) => (one(&c.user)?, records()),
-                AccountCommand::ChangeSettings(_) => (all_members(entry), records()),
+                AccountCommand::ChangeMemberRole(c) => member(&c.user),
+                AccountCommand::ChangeMemberDataScope(c) => member(&c.user),
+                AccountCommand::DeactivateMember(c) => member(&c.user),
+                AccountCommand::ReactivateMember(c) => member(&c.user),
+                AccountCommand::ChangeSettings(_) => Self {
+                    users: None,
+                    records: None,
+                },
                 _ => return None,
             },
             CommandBody::Record(RecordCommand::ChangeOwner(c)) => owner_change(entry, c),
             _ => return None,
         };
-        Some(Self { users, records })
+        Some(scope)
+    }
+
+    /// How many (member, record) pairs: counted, not listed.
+    fn pairs(&self, entry: &AccountEntry) -> usize {
+        let users = self
+            .users
+            .as_ref()
+            .map_or(entry.state.members.len(), Vec::len);
+        let records = match &self.records {
+            Some(records) => records.len(),
+            None => entry.records.values().filter(|r| r.state.created).count(),
+        };
+        users.saturating_mul(records)
+    }
+
+    /// The members and the records, in order.
+    fn listed(self, entry: &AccountEntry) -> (Vec<UserId>, Vec<RecordRef>) {
+        let users = self.users.unwrap_or_else(|| all_members(entry));
+        let records = self.records.unwrap_or_else(|| all_records(entry));
+        (users, records)
     }
 }
 
 /// `change_owner`: the previous and the new owner, on the record and a contact's opportunities.
-fn owner_change(entry: &AccountEntry, cmd: &ChangeOwner) -> (Vec<UserId>, Vec<RecordRef>) {
+fn owner_change(entry: &AccountEntry, cmd: &ChangeOwner) -> Scope {
     let rec = entry.records.get(&cmd.record);
     let previous = rec.and_then(|r| r.state.owner.clone());
     let mut users: Vec<UserId> = previous.into_iter().chain(cmd.owner.clone()).collect();
@@ -137,7 +164,10 @@ fn owner_change(entry: &AccountEntry, cmd: &ChangeOwner) -> (Vec<UserId>, Vec<Re
     };
     let mut records = vec![cmd.record.clone()];
     records.extend(opportunities.into_iter().map(RecordRef::Opportunity));
-    (users, records)
+    Scope {
+        users: Some(users),
+        records: Some(records),
+    }
 }
 
 /// Every record of the account, in record order.
@@ -237,13 +267,19 @@ impl<'a> View<'a> {
     }
 }
 
-/// The decisions of `scope` that differ between `before` and `after`.
-fn compare(before: &View<'_>, after: &View<'_>, scope: &Scope, pairs: usize) -> AccessPreview {
+/// The decisions of `users` on `records` that differ between `before` and `after`.
+fn compare(
+    before: &View<'_>,
+    after: &View<'_>,
+    users: &[UserId],
+    records: &[RecordRef],
+    pairs: usize,
+) -> AccessPreview {
     let mut changes = Vec::new();
     let mut total = 0;
-    for record in &scope.records {
+    for record in records {
         let (was, will) = (before.access(record), after.access(record));
-        for user in &scope.users {
+        for user in users {
             for action in Action::ALL {
                 let b = before.decide(user, was.as_ref(), action);
                 let a = after.decide(user, will.as_ref(), action);
