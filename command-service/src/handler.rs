@@ -625,6 +625,30 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_dry_run_appends_nothing_and_its_id_is_decided_afresh() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        let open = open_account();
+        let dry = Command {
+            dry_run: true,
+            ..open.clone()
+        };
+        let tried = handler.handle(&dry).await.unwrap();
+        assert!(!tried.events.is_empty() && !tried.replayed, "{tried:?}");
+        assert_eq!(store.head().await.unwrap(), Position(0), "nothing appended");
+        // R24: the dry run was not remembered, so the real send appends its very events.
+        let real = handler.handle(&open).await.unwrap();
+        assert!(!real.replayed, "{real:?}");
+        assert_eq!(real.events, tried.events);
+        assert_eq!(store.head().await.unwrap(), Position(1));
+        // A dry run of an id that appended gets the replay, as the real send would.
+        let again = handler.handle(&dry).await.unwrap();
+        assert!(again.replayed && again.events == real.events, "{again:?}");
+        assert_eq!(store.head().await.unwrap(), Position(1), "still one commit");
+        stop.cancel();
+    }
+
+    #[tokio::test]
     async fn a_retry_gets_the_first_result_replayed() {
         let store = store(Appends::DownUntil(Instant::now()));
         let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
