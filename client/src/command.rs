@@ -155,6 +155,12 @@ impl Reply {
         self.reply.replayed
     }
 
+    /// Whether this answers a dry run: nothing was appended, the events are those the command
+    /// would append.
+    pub fn dry_run(&self) -> bool {
+        self.reply.dry_run
+    }
+
     /// How many attempts the client made to get this reply: 1 unless it retried.
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -200,6 +206,7 @@ pub struct CommandRequest<P> {
     command_id: CommandId,
     correlation: Option<Uuid>,
     retry: Retry,
+    dry_run: bool,
 }
 
 impl<P: CommandPayload> CommandRequest<P> {
@@ -212,6 +219,7 @@ impl<P: CommandPayload> CommandRequest<P> {
             command_id: CommandId::new(),
             correlation: None,
             retry,
+            dry_run: false,
         }
     }
 
@@ -226,6 +234,14 @@ impl<P: CommandPayload> CommandRequest<P> {
     /// The id the command's events carry as their correlation (the command id when unset).
     pub fn correlation(mut self, id: Uuid) -> Self {
         self.correlation = Some(id);
+        self
+    }
+
+    /// Sends it as a dry run: the service decides it as for real and replies with the events
+    /// it would append (and, for some commands, the access changes it would cause), but appends
+    /// nothing and does not remember the command id (docs/protocol.md, section 3.17).
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
         self
     }
 
@@ -247,6 +263,9 @@ impl<P: CommandPayload> CommandRequest<P> {
         fields.insert("actor".to_owned(), json!(self.actor));
         if let Some(c) = self.correlation {
             fields.insert("correlation_id".to_owned(), json!(c));
+        }
+        if self.dry_run {
+            fields.insert("dry_run".to_owned(), json!(true));
         }
         serde_json::to_vec(&fields).map_err(Error::Encode)
     }

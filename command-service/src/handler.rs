@@ -1,5 +1,6 @@
 //! Handling one command: decide against the live model, append with optimistic concurrency,
-//! retry lost races, and recognise retries of earlier commands.
+//! retry lost races, and recognise retries of earlier commands. A dry run is decided the same
+//! way, after the same recognition of retries, and then neither appended nor remembered.
 //!
 //! The result is typed: [`Applied`] or a [`CommandError`] saying why not and what the caller
 //! should do. The wire reply is built from it in one place, [`crate::server::reply`].
@@ -12,6 +13,7 @@ use followers_shared::command::{Command, Target};
 use followers_shared::decision::{self, Decision};
 use followers_shared::error::DomainError;
 use followers_shared::event::Event;
+use followers_shared::preview::{self, AccessPreview};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{
     Appended, Commit, EventStore, Expected, Failed, Position, StoreError, StreamId,
@@ -52,6 +54,9 @@ pub struct Applied {
     pub position: Position,
     /// This repeats the result of an earlier try of the same command.
     pub replayed: bool,
+    /// A dry run's access changes ([`followers_shared::preview`]); `None` for other commands
+    /// and for every real send.
+    pub access_changes: Option<AccessPreview>,
 }
 
 /// Why a command was not applied. Each variant says what its sender should do.
@@ -170,6 +175,9 @@ impl<S: EventStore> Handler<S> {
         if let Some(first) = self.first_result(cmd).await {
             return first;
         }
+        if cmd.dry_run {
+            return self.try_out(cmd);
+        }
         let _guard = self.lock_target(cmd).await;
         // A retry may have finished while we waited for the lock.
         if let Some(first) = self.first_result(cmd).await {
@@ -209,6 +217,7 @@ impl<S: EventStore> Handler<S> {
                 events: Vec::new(),
                 position,
                 replayed: false,
+                access_changes: None,
             };
             return Some(self.remember(cmd, Ok(unchanged)));
         };
@@ -221,6 +230,29 @@ impl<S: EventStore> Handler<S> {
             Err(StoreError::Conflict { .. }) => None,
             Err(e) => Some(Err(CommandError::Store(e))),
         }
+    }
+
+    /// A dry run: decided as a real send would be decided now, appended nowhere and remembered
+    /// nowhere, so that the same command id sent for real afterwards is decided afresh.
+    /// The access changes it would cause are previewed against the same model.
+    fn try_out(&self, cmd: &Command) -> Result<Applied, CommandError> {
+        self.model
+            .read(|m| {
+                let decision = decision::decide_command(m, cmd)?;
+                let access_changes = m
+                    .account(&cmd.account)
+                    .and_then(|entry| preview::access_changes(entry, cmd, &decision.events));
+                Ok(Applied {
+                    events: decision.events,
+                    position: m.position(),
+                    replayed: false,
+                    access_changes,
+                })
+            })
+            .map_err(|rule| CommandError::Refused {
+                rule,
+                replayed: false,
+            })
     }
 
     /// The decision on `cmd`, with its stream's chain value and the model's position, read
@@ -263,6 +295,7 @@ impl<S: EventStore> Handler<S> {
             events: commit.events,
             position: appended.position,
             replayed: false,
+            access_changes: None,
         })
     }
 
@@ -384,6 +417,7 @@ impl<S: EventStore> Handler<S> {
             events: stored.commit.events,
             position,
             replayed: true,
+            access_changes: None,
         })
     }
 
@@ -413,6 +447,7 @@ fn command_span(cmd: &Command) -> tracing::Span {
         command = cmd.body.name(),
         record = %record,
         actor = %cmd.meta.actor,
+        dry_run = cmd.dry_run,
     )
 }
 
@@ -586,6 +621,30 @@ pub(crate) mod tests {
             "{handled:?}"
         );
         assert_eq!(store.tries.load(Ordering::SeqCst), 5, "decided 1 + 4 times");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_appends_nothing_and_its_id_is_decided_afresh() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let (handler, stop) = handler(store.clone(), Duration::from_secs(5));
+        let open = open_account();
+        let dry = Command {
+            dry_run: true,
+            ..open.clone()
+        };
+        let tried = handler.handle(&dry).await.unwrap();
+        assert!(!tried.events.is_empty() && !tried.replayed, "{tried:?}");
+        assert_eq!(store.head().await.unwrap(), Position(0), "nothing appended");
+        // R24: the dry run was not remembered, so the real send appends its very events.
+        let real = handler.handle(&open).await.unwrap();
+        assert!(!real.replayed, "{real:?}");
+        assert_eq!(real.events, tried.events);
+        assert_eq!(store.head().await.unwrap(), Position(1));
+        // A dry run of an id that appended gets the replay, as the real send would.
+        let again = handler.handle(&dry).await.unwrap();
+        assert!(again.replayed && again.events == real.events, "{again:?}");
+        assert_eq!(store.head().await.unwrap(), Position(1), "still one commit");
         stop.cancel();
     }
 

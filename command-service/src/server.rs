@@ -59,10 +59,13 @@ pub async fn process<S: EventStore>(
             .and_then(|h| h.get(REQUEST_INFO_HEADER))
             .and_then(|v| Caller::from_request_info(v.as_str().as_bytes()));
         if let Err(refusal) = policy.permits(caller.as_ref(), &cmd.account, &cmd.meta.actor) {
-            return CommandReply::failure(
-                Some(cmd.meta.command_id),
-                ErrorBody::new(ErrorCode::CallerNotAllowed, refusal.to_string()),
-            );
+            return CommandReply {
+                dry_run: cmd.dry_run,
+                ..CommandReply::failure(
+                    Some(cmd.meta.command_id),
+                    ErrorBody::new(ErrorCode::CallerNotAllowed, refusal.to_string()),
+                )
+            };
         }
         cmd.meta.caller = caller;
     }
@@ -76,7 +79,10 @@ pub fn reply(cmd: &Command, handled: Result<Applied, CommandError>) -> CommandRe
     let id = Some(cmd.meta.command_id);
     let (mut reply, replayed) = match handled {
         Ok(applied) => (
-            CommandReply::success(cmd, applied.events, applied.position),
+            CommandReply {
+                access_changes: applied.access_changes,
+                ..CommandReply::success(cmd, applied.events, applied.position)
+            },
             applied.replayed,
         ),
         Err(CommandError::Refused { rule, replayed }) => {
@@ -87,6 +93,7 @@ pub fn reply(cmd: &Command, handled: Result<Applied, CommandError>) -> CommandRe
         Err(e @ CommandError::Store(_)) => (failure(id, ErrorCode::StoreUnavailable, &e), false),
     };
     reply.replayed = replayed;
+    reply.dry_run = cmd.dry_run;
     reply
 }
 
@@ -284,6 +291,7 @@ mod tests {
             events: Vec::new(),
             position: Position(7),
             replayed: true,
+            access_changes: None,
         };
         let reply = reply(&cmd, Ok(applied));
         let mut expected = CommandReply::success(&cmd, Vec::new(), Position(7));

@@ -211,6 +211,7 @@ fn benches(c: &mut Criterion) {
                     .expect("one user is within bounds"),
             }
             .into(),
+            dry_run: false,
         })
         .collect();
     let mut i = 0;

@@ -104,7 +104,7 @@ impl fmt::Display for Reason {
 }
 
 /// A decision and its reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccessDecision {
     pub allowed: bool,
     pub reason: Reason,

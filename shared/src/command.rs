@@ -78,6 +78,9 @@ pub struct Command {
     pub account: AccountId,
     pub meta: CommandMeta,
     pub body: CommandBody,
+    /// Decide it as for real, but append nothing and remember nothing: the reply says what it
+    /// would do (docs/protocol.md, section 3.17).
+    pub dry_run: bool,
 }
 
 /// What is asked, and so which decider decides it.

@@ -11,6 +11,7 @@
 //! - [`read_model`]: all states plus query indexes, built only from stored commits.
 //! - [`decision`]: routes a command to its aggregate's decider with context from the read model
 //!   (`decision::decide_command`, the one entry point of deciding).
+//! - [`preview`]: a dry run's access changes: who would gain or lose which action where.
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
@@ -31,6 +32,7 @@ pub mod grantees;
 pub mod ids;
 pub mod json;
 pub mod model;
+pub mod preview;
 pub mod read_model;
 pub mod record;
 pub mod signing;

@@ -69,6 +69,7 @@ impl Reactions<'_> {
                 at: self.at,
             },
             body: body.into(),
+            dry_run: false,
         });
     }
 

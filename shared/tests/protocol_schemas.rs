@@ -7,7 +7,8 @@
 //! ```console block, is the n-th item of its section (`3.12#2`); a row of an access table is
 //! `<section>#row<n>`. Which schema an example belongs to comes from its shape and its section:
 //! - a command request (`command_id` and `actor`, no `ok`): the command its section's heading
-//!   names (3.5 to 3.16), checked against the subject of "Request on `…`" where the doc gives one;
+//!   names (3.5 to 3.16; in 3.17, the command [`QUERY_OF`] names), checked against the subject
+//!   of "Request on `…`" where the doc gives one;
 //! - a command reply (`ok` and `command_id`): `replies/command.json`;
 //! - a query request (no `ok`) or reply (`ok`, no `command_id`): the query its section's heading
 //!   names (5.3 to 5.8), or for sections 2.2, 5.1 and 5.2 the query of [`QUERY_OF`];
@@ -39,6 +40,9 @@ const QUERY_OF: &[(&str, &str)] = &[
     ("5.1#3", "followers"),
     ("5.2#1", "account"),
     ("5.1#1", "account"),
+    // Section 3.17 (dry runs) is about every command; its requests are these.
+    ("3.17#1", "change_owner"),
+    ("3.17#3", "deactivate_member"),
 ];
 
 /// Parts of larger values: the label, the schema file and the definition in it.
@@ -566,6 +570,13 @@ fn invalid_requests() -> Vec<(&'static str, Reader, String)> {
             "3.15#13",
             Reader::Command("add_followers"),
             cmd(81, json!({"record": c1, "users": hundred_one})),
+        ),
+        (
+            "3.17#6",
+            Reader::Command("create_contact"),
+            json!({"command_id": "0193a000-0000-7000-8000-000000000304", "actor": ann, "contact": "c8",
+                   "dry_run": "yes"})
+            .to_string(),
         ),
         (
             "5.3#3",

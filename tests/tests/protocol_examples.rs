@@ -24,7 +24,7 @@
 //! the sync's effect through the `followers` query. No doc edits were needed for the replay.
 //!
 //! Checked, in this order (the test prints the counts):
-//! - commands (sections 1.3, 3.2, 3.3 and 3.5 to 3.16): every documented reply, 51 (a reply shown
+//! - commands (sections 1.3, 3.2, 3.3 and 3.5 to 3.17): every documented reply, 55 (a reply shown
 //!   in two sections is checked twice against the same actual reply), including section 3.3's
 //!   replayed reply (the request of 3.15 sent again); the unassignment request of 3.14, shown
 //!   without a reply, must be accepted;
@@ -894,6 +894,35 @@ fn script() -> Vec<Step> {
             202,
             "acme.change_owner",
             Some(json!({"actor": user("dee"), "record": opportunity("o1"), "owner": "dee"})),
+        ),
+        // Section 3.17, dry runs (issue 17): gil follows c7, which bob owns, with o7.
+        Setup(
+            "acme.register_member",
+            member("gil", "user", "only_assigned"),
+        ),
+        Setup(
+            "acme.create_contact",
+            json!({"actor": ann(), "contact": "c7", "owner": "bob", "followers": ["gil"]}),
+        ),
+        Setup(
+            "acme.create_opportunity",
+            json!({"actor": ann(), "opportunity": "o7", "contact": "c7", "owner": "bob"}),
+        ),
+        Wait(contact("c7"), Some("bob"), &["gil"]),
+        Cmd(301, "acme.change_owner", None),
+        Cmd(302, "acme.deactivate_member", None),
+        Cmd(
+            303,
+            "acme.change_owner",
+            Some(
+                json!({"actor": user("dee"), "record": contact("c7"), "owner": "dee",
+                        "dry_run": true}),
+            ),
+        ),
+        Cmd(
+            304,
+            "acme.create_contact",
+            Some(json!({"actor": ann(), "contact": "c8", "dry_run": "yes"})),
         ),
     ]);
     s

@@ -86,6 +86,40 @@ fn bad_commands() -> Vec<(&'static str, String, &'static str)> {
                 .to_owned(),
             "command_id",
         ),
+        // A dry run is asked for with a JSON boolean only: read any other way, the request would
+        // be carried out (or not) against its sender's intent.
+        (
+            "create_contact",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}}, "contact": "d5",
+                    "dry_run": "false"}}"#
+            ),
+            "dry_run",
+        ),
+        (
+            "create_contact",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}}, "contact": "d5",
+                    "dry_run": 0}}"#
+            ),
+            "dry_run",
+        ),
+        (
+            "create_contact",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}}, "contact": "d5",
+                    "dry_run": null}}"#
+            ),
+            "dry_run",
+        ),
+        (
+            "create_contact",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}}, "contact": "d5",
+                    "dry_run": true, "dry_run": false}}"#
+            ),
+            "dry_run",
+        ),
         (
             "register_member",
             format!(

@@ -19,6 +19,7 @@ use crate::error::ErrorCode;
 use crate::event::{Event, EventBody};
 use crate::ids::{AccountId, CommandId, UserId};
 use crate::model::Actor;
+use crate::preview::AccessPreview;
 use crate::record;
 use crate::store::Position;
 
@@ -43,10 +44,11 @@ pub struct CommandReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     /// The position of the commit in the history: a consistency token that queries can wait
-    /// for. For `unchanged` and `no_record`, the position the decision was made at.
+    /// for. For `unchanged` and `no_record`, and for a dry run that is no replay, the position
+    /// the decision was made at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
-    /// The events appended.
+    /// The events appended (for a dry run, the events it would append).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
     /// `add_followers`: who was added, and who already followed (R12).
@@ -62,6 +64,14 @@ pub struct CommandReply {
     /// True when this reply repeats the reply to an earlier try of the same command (R24).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// A dry run of `change_settings`, `change_owner` or a member command: the access changes
+    /// it would cause ([`crate::preview`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_changes: Option<AccessPreview>,
+    /// True when the request was a dry run: nothing was appended, the events are those the
+    /// command would append, and `position` is the one it was decided at.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }
@@ -79,6 +89,8 @@ impl CommandReply {
             removed: None,
             not_following: None,
             replayed: false,
+            access_changes: None,
+            dry_run: false,
             error: None,
         }
     }
@@ -104,6 +116,7 @@ impl CommandReply {
         let mut reply = Self {
             outcome: Some(outcome),
             position: Some(position),
+            dry_run: cmd.dry_run,
             ..Self::empty(true, Some(cmd.meta.command_id))
         };
         match &cmd.body {
@@ -185,6 +198,7 @@ pub fn parse_command(
         .map_err(|e| (id, malformed(e)))?;
     let correlation: Option<Uuid> =
         take(&mut fields, "correlation_id").map_err(|e| (id, malformed(e)))?;
+    let dry_run = dry_run(&mut fields).map_err(|e| (id, malformed(e)))?;
     let body = command_body(name, &actor, Value::Object(fields)).map_err(|e| (id, e))?;
     Ok(Command {
         account,
@@ -197,7 +211,33 @@ pub fn parse_command(
             at,
         },
         body,
+        dry_run,
     })
+}
+
+/// `dry_run`: a JSON boolean, `false` when absent. Anything else (`null`, `"true"`, `1`) is
+/// refused rather than read either way: a request meant as a dry run must never be carried out.
+fn dry_run(fields: &mut Map<String, Value>) -> Result<bool, String> {
+    match fields.remove("dry_run") {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(other) => Err(format!(
+            "`dry_run` is invalid: expected true or false, got {}",
+            kind_of(&other)
+        )),
+    }
+}
+
+/// What a JSON value is, for an error message (never the value itself, which may be large).
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The nil UUID names no command: a client that sends it has not set the id (R24).

@@ -2,7 +2,7 @@
 //! `docs/schemas/`.
 //!
 //! - `commands/<name>.json`: the request of each command: its own fields (the payload types of
-//!   [`crate::command`]) and the common `command_id`, `actor` and `correlation_id` that
+//!   [`crate::command`]) and the common `command_id`, `actor`, `correlation_id` and `dry_run` that
 //!   [`super::parse_command`] reads.
 //! - `queries/<name>.json`: the request of each query ([`super::Query`]).
 //! - `replies/command.json`, `replies/<query>.json`, `replies/error.json`: what the services
@@ -178,14 +178,15 @@ fn command_request(name: &str) -> Value {
             "correlation_id",
             generator.subschema_for::<Option<Uuid>>().to_value(),
         ),
+        ("dry_run", generator.subschema_for::<bool>().to_value()),
     ];
     let payload = AccountCommand::payload_schema(name, &mut generator)
         .or_else(|| RecordCommand::payload_schema(name, &mut generator))
         .unwrap_or_else(|| panic!("`{name}` is in COMMAND_NAMES"));
     let description = format!(
         "The request of the `{name}` command, sent on `followers.cmd.{{account}}.{name}` (with \
-         the default prefix): the common fields `command_id`, `actor` and `correlation_id`, and \
-         the command's own."
+         the default prefix): the common fields `command_id`, `actor`, `correlation_id` and \
+         `dry_run`, and the command's own."
     );
     let mut value = titled(payload, name, &description);
     let object = value

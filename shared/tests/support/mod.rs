@@ -215,6 +215,7 @@ impl Harness {
                 at: at(),
             },
             body: body.into(),
+            dry_run: false,
         }
     }
 
