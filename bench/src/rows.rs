@@ -415,6 +415,7 @@ async fn nats_load(
                         record,
                     } = check(&mut rng, &data);
                     serde_json::to_vec(&CheckAccess {
+                        hint: false,
                         user,
                         action,
                         record,
@@ -423,6 +424,7 @@ async fn nats_load(
                 } else {
                     let checks = (0..batch).map(|_| check(&mut rng, &data)).collect();
                     serde_json::to_vec(&CheckAccessBatch {
+                        hint: false,
                         checks,
                         min_position: None,
                     })

@@ -284,6 +284,7 @@ impl Account {
         record: &RecordRef,
     ) -> Result<Answer<AccessAnswer>, Error> {
         let request = CheckAccess {
+            hint: false,
             user: user.clone(),
             action,
             record: record.clone(),
@@ -298,6 +299,7 @@ impl Account {
         checks: Vec<AccessCheck>,
     ) -> Result<Answer<Vec<AccessAnswer>>, Error> {
         let request = CheckAccessBatch {
+            hint: false,
             checks,
             min_position: None,
         };

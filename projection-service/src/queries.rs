@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use followers_runtime::metrics::{RequestMeters, UNKNOWN};
+use followers_shared::access::Action;
 use followers_shared::error::ErrorCode;
-use followers_shared::ids::AccountId;
+use followers_shared::ids::{AccountId, UserId};
 use followers_shared::model::RecordRef;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::Position;
@@ -285,11 +286,9 @@ fn check_access(
     account: &AccountId,
     q: CheckAccess,
 ) -> Result<AccessAnswer, ErrorBody> {
-    let d = m.check(account, &q.user, q.action, &q.record);
-    Ok(AccessAnswer {
-        allowed: d.allowed,
-        reason: d.reason,
-    })
+    Ok(access_answer(
+        m, account, &q.user, q.action, &q.record, q.hint,
+    ))
 }
 
 fn check_access_batch(
@@ -305,14 +304,29 @@ fn check_access_batch(
     }
     Ok(q.checks
         .iter()
-        .map(|c| {
-            let d = m.check(account, &c.user, c.action, &c.record);
-            AccessAnswer {
-                allowed: d.allowed,
-                reason: d.reason,
-            }
-        })
+        .map(|c| access_answer(m, account, &c.user, c.action, &c.record, q.hint))
         .collect())
+}
+
+/// R19-R21: the decision, its reason and, when asked for, a denial's hint.
+fn access_answer(
+    m: &ReadModel,
+    account: &AccountId,
+    user: &UserId,
+    action: Action,
+    record: &RecordRef,
+    with_hint: bool,
+) -> AccessAnswer {
+    let (d, hint) = if with_hint {
+        m.check_with_hint(account, user, action, record)
+    } else {
+        (m.check(account, user, action, record), None)
+    };
+    AccessAnswer {
+        allowed: d.allowed,
+        reason: d.reason,
+        hint,
+    }
 }
 
 fn unknown_record(record: &RecordRef) -> ErrorBody {

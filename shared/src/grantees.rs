@@ -42,6 +42,11 @@ impl BroadAccess {
         }
         broad
     }
+
+    /// The account's active admins, in user order.
+    pub fn admins(&self) -> &BTreeSet<UserId> {
+        &self.admins
+    }
 }
 
 /// One member allowed an action, and why.

@@ -29,6 +29,7 @@ pub mod decision;
 pub mod error;
 pub mod event;
 pub mod grantees;
+pub mod hint;
 pub mod ids;
 pub mod json;
 pub mod model;

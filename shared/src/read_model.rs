@@ -13,6 +13,7 @@ use crate::access::{self, AccessDecision, Action, RecordAccess};
 use crate::account::{self, AccountState};
 use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee};
+use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
@@ -297,6 +298,22 @@ impl ReadModel {
         let settings = entry.map(|a| a.state.settings).unwrap_or_default();
         let access = entry.and_then(|a| record_access(a, record));
         access::decide_access(user, membership, &settings, access.as_ref(), action)
+    }
+
+    /// [`ReadModel::check`], with how to get the access when it is denied ([`hint`]).
+    pub fn check_with_hint(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        action: Action,
+        record: &RecordRef,
+    ) -> (AccessDecision, Option<AccessHint>) {
+        let decision = self.check(account, user, action, record);
+        let hint = self
+            .accounts
+            .get(account)
+            .and_then(|entry| hint::hint(entry, action, record, decision));
+        (decision, hint)
     }
 
     /// R19-R21 reversed: the members of `account` allowed `action` on `record`, with the

@@ -28,7 +28,7 @@
 //!   in two sections is checked twice against the same actual reply), including section 3.3's
 //!   replayed reply (the request of 3.15 sent again); the unassignment request of 3.14, shown
 //!   without a reply, must be accepted;
-//! - NATS queries (sections 2.2 and 5.1 to 5.9): every shown reply (15), with the shown request
+//! - NATS queries (sections 2.2 and 5.1 to 5.9): every shown reply (16), with the shown request
 //!   where there is one; `min_position` in a request is replaced by the highest position this run
 //!   has replied so far (positions differ per run), except where the documented reply is
 //!   `timeout`; then the 11 rows of the access table of 5.3 as `check_access` queries, the
@@ -841,6 +841,7 @@ fn script() -> Vec<Step> {
             "5.2#1",
         ),
         Query("acme.check_access", Shown("5.3#1"), "5.3#2"),
+        Query("acme.check_access", Shown("5.3#3"), "5.3#4"),
         // The column in the message is that of this body's bytes.
         Query(
             "acme.check_access",
@@ -848,7 +849,7 @@ fn script() -> Vec<Step> {
                 r#"{"user": "cid", "action": "delete", "record": {"kind": "contact", "id": "c1"}}"#
                     .to_owned(),
             ),
-            "5.3#3",
+            "5.3#5",
         ),
         Query("acme.check_access_batch", Shown("5.4#1"), "5.4#2"),
         Query(

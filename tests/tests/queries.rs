@@ -196,6 +196,7 @@ async fn http_answers_the_same(base: &str, at: Position, nats: &FollowersAnswer)
         })
         .collect();
     let batch = CheckAccessBatch {
+        hint: false,
         checks,
         min_position: None,
     };

@@ -1,15 +1,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! End-to-end: `who_can_access`, the access rule asked the other way round (R19-R21), over
-//! NATS through the typed client and over HTTP, against a real nats-server fed by the command
-//! service. Rule numbers refer to docs/rules.md.
+//! End-to-end: `who_can_access`, the access rule asked the other way round (R19-R21), and the
+//! hints of denied checks (how to get the access), over NATS through the typed client and over
+//! HTTP, against a real nats-server fed by the command service. Rule numbers refer to
+//! docs/rules.md.
 
 use followers_client::{Account, system};
 use followers_shared::access::{Action, Reason};
 use followers_shared::command::DeactivateMember;
 use followers_shared::error::ErrorCode;
+use followers_shared::hint::Grant;
 use followers_shared::model::RecordRef;
 use followers_shared::store::Position;
-use followers_shared::wire::{QueryReply, WhoCanAccess, WhoCanAccessAnswer};
+use followers_shared::wire::{
+    AccessAnswer, AccessCheck, CheckAccess, CheckAccessBatch, QueryReply, WhoCanAccess,
+    WhoCanAccessAnswer,
+};
 use followers_tests::NatsServer;
 use followers_tests::stack::{
     contact_ref as c, open_team, opportunity_ref as o, start_command_service,
@@ -190,4 +195,102 @@ async fn http_answers_the_same(base: &str, acme: &Account, at: Position) {
         refused("action=edit", "contact/c9").await,
         (404, Some(ErrorCode::UnknownRecord))
     );
+}
+
+fn check(user: &str, action: Action, record: RecordRef, at: Position) -> CheckAccess {
+    CheckAccess {
+        user: uid(user),
+        action,
+        record,
+        hint: true,
+        min_position: Some(at),
+    }
+}
+
+/// R21: a denied check asked for a hint says what would grant the access and whom to ask, over
+/// NATS (single and batch) and HTTP; unasked, a denial carries no hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_check_asked_for_a_hint_says_what_would_grant_it_and_whom_to_ask() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    let at = scenario(&acme).await;
+
+    // R20: fay holds nothing; bob owns c1 and ann is the admin.
+    let denied = acme.query(check("fay", Action::View, c("c1"), at)).await;
+    let hint = denied
+        .unwrap()
+        .into_inner()
+        .hint
+        .expect("a denial asked for a hint has one");
+    assert_eq!(hint.grants, [Grant::AddFollower, Grant::DataScopeAll]);
+    assert_eq!(hint.owner.map(|o| o.user), Some(uid("bob")));
+    let admins: Vec<_> = hint.admins.iter().map(|a| a.user.as_str()).collect();
+    assert_eq!(admins, ["ann"]);
+    assert!(
+        hint.message.starts_with("ask User bob (owner)"),
+        "{}",
+        hint.message
+    );
+    // R5: dee follows c1, and only its owner or an admin can make her the owner.
+    let owner_change = acme.query(check("dee", Action::ChangeOwner, c("c1"), at));
+    let hint = owner_change
+        .await
+        .unwrap()
+        .into_inner()
+        .hint
+        .expect("a hint");
+    assert_eq!(hint.grants, [Grant::BecomeOwner]);
+
+    // A batch gives each denial its hint, and an allowed check none.
+    let checks = ["bob", "fay"]
+        .iter()
+        .map(|u| AccessCheck {
+            user: uid(u),
+            action: Action::Edit,
+            record: o("o1"),
+        })
+        .collect();
+    let batch = CheckAccessBatch {
+        checks,
+        hint: true,
+        min_position: Some(at),
+    };
+    let answers = acme.query(batch).await.unwrap().into_inner();
+    let hinted: Vec<bool> = answers.iter().map(|a| a.hint.is_some()).collect();
+    assert_eq!(hinted, [false, true]);
+    let through_contact = [
+        Grant::AddFollower,
+        Grant::AddContactFollower,
+        Grant::DataScopeAll,
+    ];
+    assert_eq!(answers[1].hint.as_ref().unwrap().grants, through_contact);
+
+    // Unasked, the same denial carries no hint.
+    let mut plain = check("fay", Action::View, c("c1"), at);
+    plain.hint = false;
+    assert_eq!(acme.query(plain).await.unwrap().into_inner().hint, None);
+
+    // HTTP: the same answer with `hint=true`; a hint that is no boolean is refused.
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/v1/accounts/acme/access", projection.http_addr);
+    let url = format!("{base}?user=fay&action=view&kind=contact&id=c1&hint=true");
+    let got: QueryReply<AccessAnswer> = http.get(url).send().await.unwrap().json().await.unwrap();
+    let nats = acme
+        .query(check("fay", Action::View, c("c1"), at))
+        .await
+        .unwrap();
+    assert_eq!(got.answer.as_ref(), Some(&nats.answer));
+    let url = format!("{base}?user=fay&action=view&kind=contact&id=c1&hint=yes");
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let refused: QueryReply<()> = response.json().await.unwrap();
+    assert_eq!(
+        refused.error.map(|e| e.code),
+        Some(ErrorCode::MalformedRequest)
+    );
+
+    projection.stop().await;
+    commands.stop().await;
 }

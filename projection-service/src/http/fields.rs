@@ -5,7 +5,7 @@
 //! Each route names where a field comes from: a path segment ([`Fields::path`]), a record whose
 //! kind and id are two segments ([`Fields::path_record`]) or two parameters
 //! ([`Fields::param_record`]), and otherwise the parameter of the field's name: `min_position`
-//! and `limit` are numbers, the others text. A field taken from the path is never overridden by
+//! and `limit` are numbers, `hint` a boolean, the others text. A field taken from the path is never overridden by
 //! a parameter. Fields are read in name order, so of several bad ones the first by name is
 //! named, and each is refused in the words a NATS body with the same fields gets, without the
 //! line and column.
@@ -19,6 +19,8 @@ use serde::forward_to_deserialize_any;
 
 /// The parameters that are numbers (non-negative integers); others are text.
 const NUMBERS: [&str; 2] = ["min_position", "limit"];
+/// The parameters that are booleans (`true` or `false`).
+const FLAGS: [&str; 1] = ["hint"];
 
 /// One field's value.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ enum Value {
     Text(String),
     /// Read as an integer when it is one, else as text (then refused by the field's type).
     Number(String),
+    /// Read as a boolean when it is `true` or `false`, else as text (then refused).
+    Flag(String),
     Record {
         kind: Box<Value>,
         id: Box<Value>,
@@ -49,6 +53,8 @@ impl Fields {
             fields.bytes += name.len() + value.len();
             let value = if NUMBERS.contains(&name.as_str()) {
                 Value::Number(value)
+            } else if FLAGS.contains(&name.as_str()) {
+                Value::Flag(value)
             } else {
                 Value::Text(value)
             };
@@ -172,6 +178,11 @@ impl<'de> Deserializer<'de> for &'de Value {
             Value::Number(text) => match text.parse::<u64>() {
                 Ok(n) => visitor.visit_u64(n),
                 Err(_) => visitor.visit_borrowed_str(text),
+            },
+            Value::Flag(text) => match text.as_str() {
+                "true" => visitor.visit_bool(true),
+                "false" => visitor.visit_bool(false),
+                _ => visitor.visit_borrowed_str(text),
             },
             Value::Record { kind, id } => {
                 // In name order, as the other fields.

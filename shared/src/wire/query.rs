@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{ErrorBody, strict};
 use crate::access::{Action, Reason};
 use crate::error::ErrorCode;
+use crate::hint::AccessHint;
 use crate::ids::{OpportunityId, UserId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role};
 use crate::read_model::Relation;
@@ -23,6 +24,9 @@ pub struct CheckAccess {
     pub user: UserId,
     pub action: Action,
     pub record: RecordRef,
+    /// Also say, for a denial, what would grant the access and who could ([`AccessHint`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hint: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
 }
@@ -44,15 +48,22 @@ pub struct CheckAccessBatch {
     /// `malformed_request` when the query is answered.
     #[schemars(length(max = super::MAX_BATCH_CHECKS))]
     pub checks: Vec<AccessCheck>,
+    /// Also say, for each denial, what would grant the access and who could.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hint: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
 }
 
-/// A decision and its reason (R21).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A decision and its reason (R21), and for a denial, how to get the access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AccessAnswer {
     pub allowed: bool,
     pub reason: Reason,
+    /// Asked for with `hint`, with a denial that something would lift: what would grant the
+    /// access, and who could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<AccessHint>,
 }
 
 /// `followers`: the owner and followers of a record (R18).

@@ -2,6 +2,7 @@
 
 use followers_shared::access::{self, AccessDecision, Action, Holders, Reason, RecordAccess};
 use followers_shared::error::ErrorCode;
+use followers_shared::hint::{AccessHint, Grant};
 use followers_shared::ids::UserId;
 use followers_shared::model::{
     AccountSettings, Actor, AddedHow, DataScope, Follower, Membership, Role, SettingsChange,
@@ -560,4 +561,88 @@ fn r21_a_refused_command_names_the_reason() {
         "{}",
         body.message
     );
+}
+
+// ===== R21: how to get a denied access =====
+
+/// The grant codes and the granters' ids of a hint.
+fn asked(hint: &AccessHint) -> (Vec<Grant>, Option<&str>, Vec<&str>) {
+    let owner = hint.owner.as_ref().map(|o| o.user.as_str());
+    let admins = hint.admins.iter().map(|a| a.user.as_str()).collect();
+    (hint.grants.clone(), owner, admins)
+}
+
+#[test]
+fn r21_a_user_not_assigned_is_told_to_ask_the_owner_or_an_admin_to_add_them() {
+    let mut h = Harness::new();
+    h.admin("ann");
+    h.assigned_only_users(&["bob", "dee"]);
+    h.create_contact("c1", Some("bob"));
+    h.create_opportunity("o1", "c1", None);
+
+    let hint = h.hint("dee", Action::Edit, &contact("c1")).expect("a hint");
+    let scope = Grant::DataScopeAll;
+    assert_eq!(
+        asked(&hint),
+        (vec![Grant::AddFollower, scope], Some("bob"), vec!["ann"])
+    );
+    assert_eq!(
+        hint.message,
+        "ask User bob (owner) or an admin (User ann) to add you as a follower of the \
+         record, or to give you data scope `all` (an admin only)"
+    );
+    // R20: an opportunity is also reached through its contact.
+    let hint = h
+        .hint("dee", Action::View, &opportunity("o1"))
+        .expect("a hint");
+    let through_contact = vec![Grant::AddFollower, Grant::AddContactFollower, scope];
+    assert_eq!(hint.grants, through_contact);
+    // An allowed access has no hint.
+    assert_eq!(h.hint("bob", Action::Edit, &contact("c1")), None);
+}
+
+#[test]
+fn r21_an_owner_change_is_asked_of_the_owner_or_an_admin() {
+    let mut h = Harness::new();
+    h.admin("ann");
+    h.all_data_user("cid");
+    h.assigned_only_users(&["bob", "dee"]);
+    h.create_contact("c1", Some("bob"));
+    h.create_contact("c2", None);
+
+    // R5: a member with scope `all` cannot take an assigned record.
+    let hint = h
+        .hint("cid", Action::ChangeOwner, &contact("c1"))
+        .expect("a hint");
+    assert_eq!(asked(&hint).0, [Grant::BecomeOwner]);
+    assert_eq!(asked(&hint).1, Some("bob"));
+    // R5: an unassigned record may be taken with scope `all`.
+    let hint = h
+        .hint("dee", Action::ChangeOwner, &contact("c2"))
+        .expect("a hint");
+    assert_eq!(hint.grants, [Grant::BecomeOwner, Grant::DataScopeAll]);
+    assert_eq!(hint.owner, None, "nobody owns c2");
+}
+
+#[test]
+fn r21_a_deactivated_or_unknown_user_is_sent_to_an_admin_and_an_unknown_record_gets_no_hint() {
+    let mut h = Harness::new();
+    h.admin("ann");
+    h.assigned_only_users(&["bob", "dee"]);
+    h.create_contact("c1", Some("bob"));
+    h.deactivate("dee");
+    h.deactivate("bob");
+
+    let hint = h.hint("dee", Action::View, &contact("c1")).expect("a hint");
+    assert_eq!(
+        asked(&hint),
+        (vec![Grant::ReactivateMember], None, vec!["ann"])
+    );
+    let hint = h.hint("zed", Action::View, &contact("c1")).expect("a hint");
+    assert_eq!(hint.grants, [Grant::RegisterMember]);
+    // R3: a deactivated owner is not named as someone to ask.
+    h.assigned_only_user("eve");
+    let hint = h.hint("eve", Action::View, &contact("c1")).expect("a hint");
+    assert_eq!(hint.owner, None);
+    assert_eq!(h.hint("eve", Action::View, &contact("c9")), None);
 }

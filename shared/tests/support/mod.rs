@@ -26,6 +26,7 @@ use followers_shared::command::{Command, CommandBody, CommandMeta};
 use followers_shared::decision::{Decision, decide_command};
 use followers_shared::error::{DomainError, ErrorCode};
 use followers_shared::event::{Event, EventBody};
+use followers_shared::hint::AccessHint;
 use followers_shared::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId, WorkflowId};
 use followers_shared::model::{
     Actor, DataScope, Follower, Membership, RecordRef, Role, SettingsChange,
@@ -421,6 +422,14 @@ impl Harness {
     /// R19-R21 as the projection answers it.
     pub fn check(&self, id: &str, action: Action, record: &RecordRef) -> AccessDecision {
         self.model.check(&self.account, &user(id), action, record)
+    }
+
+    /// How `id` could get `action` on `record`, if denied: the hint `check_access` gives.
+    pub fn hint(&self, id: &str, action: Action, record: &RecordRef) -> Option<AccessHint> {
+        let (_, hint) = self
+            .model
+            .check_with_hint(&self.account, &user(id), action, record);
+        hint
     }
 }
 
