@@ -167,9 +167,10 @@ use followers_shared::ids::{AccountId, ContactId, UserId, WorkflowId};
 use followers_shared::model::{Actor, RecordRef};
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccessCheck, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch,
-    ContactOpportunities, ContactOpportunitiesAnswer, FollowersAnswer, FollowersQuery,
-    RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject::DEFAULT_PREFIX,
+    AccessAnswer, AccessCheck, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer,
+    AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer,
+    FollowersAnswer, FollowersQuery, RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess,
+    WhoCanAccessAnswer, subject::DEFAULT_PREFIX,
 };
 use followers_store::NatsArgs;
 
@@ -340,6 +341,24 @@ impl Account {
     ) -> Result<Answer<WhoCanAccessAnswer>, Error> {
         let request = WhoCanAccess {
             record: record.clone(),
+            action,
+            after: None,
+            limit: None,
+            min_position: None,
+        };
+        self.query(request).await
+    }
+
+    /// `accessible_records`: the first page (100) of what `user` may do `action` to, with the
+    /// reasons; for other pages, [`Account::query`] with [`AccessibleRecords`]'s `after` and
+    /// `limit`.
+    pub async fn accessible_records(
+        &self,
+        user: &UserId,
+        action: Action,
+    ) -> Result<Answer<AccessibleRecordsAnswer>, Error> {
+        let request = AccessibleRecords {
+            user: user.clone(),
             action,
             after: None,
             limit: None,

@@ -6,9 +6,10 @@ use std::pin::Pin;
 
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccountAnswer, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
-    ContactOpportunitiesAnswer, ErrorBody, FollowersAnswer, FollowersQuery, QueryReply,
-    QueryRequest, RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject,
+    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, AccountQuery,
+    CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody,
+    FollowersAnswer, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser, RecordsOfUserAnswer,
+    WhoCanAccess, WhoCanAccessAnswer, subject,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,6 +44,7 @@ questions! {
     FollowersQuery => FollowersAnswer,
     RecordsOfUser => RecordsOfUserAnswer,
     WhoCanAccess => WhoCanAccessAnswer,
+    AccessibleRecords => AccessibleRecordsAnswer,
     ContactOpportunities => ContactOpportunitiesAnswer,
     AccountQuery => AccountAnswer,
 }

@@ -38,8 +38,8 @@ use followers_runtime::http::{Health, health_routes, metrics_routes};
 pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
-    AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities, ErrorBody, FollowersQuery,
-    QueryReply, QueryRequest, RecordsOfUser, WhoCanAccess,
+    AccessibleRecords, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
+    ErrorBody, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser, WhoCanAccess,
 };
 use futures::StreamExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -145,6 +145,10 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
             get_with(query::<RecordsOfUser>, docs::records_of_user),
         )
         .api_route(
+            "/v1/accounts/{account}/users/{user}/access",
+            get_with(query::<AccessibleRecords>, docs::accessible_records),
+        )
+        .api_route(
             "/v1/accounts/{account}/contacts/{contact}/opportunities",
             get_with(query::<ContactOpportunities>, docs::contact_opportunities),
         );
@@ -188,6 +192,14 @@ impl HttpQuery for WhoCanAccess {
 }
 
 impl HttpQuery for RecordsOfUser {
+    const SHAPE: Shape = Shape {
+        path: &["user"],
+        path_record: None,
+        param_record: Some(("after", "after_kind", "after_id")),
+    };
+}
+
+impl HttpQuery for AccessibleRecords {
     const SHAPE: Shape = Shape {
         path: &["user"],
         path_record: None,

@@ -14,10 +14,11 @@ use followers_shared::model::RecordRef;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccountAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities,
-    ContactOpportunitiesAnswer, ErrorBody, FollowerView, FollowersAnswer, FollowersQuery,
-    GranteeView, HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply,
-    RecordsOfUser, RecordsOfUserAnswer, UserView, WhoCanAccess, WhoCanAccessAnswer,
+    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, CheckAccess,
+    CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody, FollowerView,
+    FollowersAnswer, FollowersQuery, GranteeView, HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS,
+    MemberView, Query, QueryReply, ReachableRecord, RecordsOfUser, RecordsOfUserAnswer, UserView,
+    WhoCanAccess, WhoCanAccessAnswer,
 };
 use followers_store::LiveModel;
 use serde::Serialize;
@@ -246,6 +247,9 @@ impl Queries {
             Query::Followers(q) => json(&self.run(min, |m| followers(m, a, q)).await),
             Query::RecordsOfUser(q) => json(&self.run(min, |m| records_of_user(m, a, q)).await),
             Query::WhoCanAccess(q) => json(&self.run(min, |m| who_can_access(m, a, q)).await),
+            Query::AccessibleRecords(q) => {
+                json(&self.run(min, |m| accessible_records(m, a, q)).await)
+            }
             Query::ContactOpportunities(q) => {
                 json(&self.run(min, |m| contact_opportunities(m, a, q)).await)
             }
@@ -448,6 +452,37 @@ fn who_can_access(
         record: q.record,
         action: q.action,
         users,
+        next: next.flatten(),
+    })
+}
+
+fn accessible_records(
+    m: &ReadModel,
+    account: &AccountId,
+    q: AccessibleRecords,
+) -> Result<AccessibleRecordsAnswer, ErrorBody> {
+    require_account(m, account)?;
+    let limit = page_size(q.limit)?;
+    let mut page = m
+        .reachable(account, &q.user, q.action, q.after.as_ref(), limit + 1)
+        .ok_or_else(|| unknown_account(account))?;
+    let next = (page.records.len() > limit).then(|| {
+        page.records.truncate(limit);
+        page.records.last().map(|(r, _)| (*r).clone())
+    });
+    Ok(AccessibleRecordsAnswer {
+        user: q.user,
+        action: q.action,
+        every_record: page.every_record,
+        unassigned_records: page.unassigned_records,
+        records: page
+            .records
+            .into_iter()
+            .map(|(record, reason)| ReachableRecord {
+                record: record.clone(),
+                reason,
+            })
+            .collect(),
         next: next.flatten(),
     })
 }

@@ -1,7 +1,10 @@
-//! Who may act on a record, and why: the access rule (R19-R21) asked the other way round.
+//! Who may act on a record, and what a user may act on, and why: the access rule (R19-R21)
+//! asked the other way round, both ways.
 //!
-//! The answer must never disagree with `check_access`, so it does not restate the rule: it
-//! walks the only members who can be allowed and asks [`access::decide_access`] about each.
+//! The answers must never disagree with `check_access`, so they do not restate the rule: they
+//! walk the only candidates that can be allowed and ask [`access::decide_access`] about each.
+//!
+//! Who may act on a record ([`grantees`]):
 //! Those candidates are the record's holders (its owner and followers, and its contact's for an
 //! opportunity) and the members who reach records without holding them: active admins and
 //! active members whose data scope is `all`. The latter are kept as an index per account
@@ -9,6 +12,13 @@
 //! costs the candidates up to it, not a scan of every member.
 //!
 //! Pages are in user order, so a caller pages with the last user of the previous page.
+//!
+//! What a user may act on ([`reachable`]): an admin may do everything to every record, and a
+//! member with scope `all` everything but `change_owner` (R20); those answers name no records
+//! (listing a whole account is the CRM's job) but say so with the reason. Otherwise the
+//! candidates are the records the user owns or follows (the per-user index) and, while contact
+//! access includes opportunities, the opportunities of the contacts among them. Pages are in
+//! record order.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -88,6 +98,87 @@ pub fn grantees<'m: 'q, 'q>(
         })
     });
     Some(allowed.take(limit).collect())
+}
+
+/// What a user may do `action` to: every record, with a reason, or the records listed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reachable<'a> {
+    /// The user may do `action` to every record of the account, for this reason (`admin`, or
+    /// `all_data` for `view`, `edit` and `manage_followers`); `records` is then empty.
+    pub every_record: Option<Reason>,
+    /// `change_owner` with scope `all`: every unassigned record too, for this reason (R5),
+    /// besides the records listed.
+    pub unassigned_records: Option<Reason>,
+    /// The records the user may do `action` to, each with the reason `check_access` gives, in
+    /// record order after the page's `after`.
+    pub records: Vec<(&'a RecordRef, Reason)>,
+}
+
+/// R19-R21 reversed for one user: what `user` may do `action` to in the account `entry`, a
+/// page of at most `limit` records after `after`.
+pub fn reachable<'m>(
+    entry: &'m AccountEntry,
+    user: &UserId,
+    action: Action,
+    after: Option<&RecordRef>,
+    limit: usize,
+) -> Reachable<'m> {
+    let Some(membership) = entry.state.member(user).filter(|m| m.active) else {
+        return Reachable::default();
+    };
+    let everywhere = match (membership.role, membership.data_scope) {
+        (Role::Admin, _) => Some(Reason::Admin),
+        (_, DataScope::All) if action != Action::ChangeOwner => Some(Reason::AllData),
+        _ => None,
+    };
+    if everywhere.is_some() {
+        return Reachable {
+            every_record: everywhere,
+            ..Reachable::default()
+        };
+    }
+    let settings = entry.state.settings;
+    let allowed = candidates(entry, user, action, after).filter_map(|record| {
+        let access = record_access(entry, record);
+        let d = access::decide_access(user, Some(membership), &settings, access.as_ref(), action);
+        d.allowed.then_some((record, d.reason))
+    });
+    Reachable {
+        every_record: None,
+        unassigned_records: (membership.data_scope == DataScope::All).then_some(Reason::AllData),
+        records: allowed.take(limit).collect(),
+    }
+}
+
+/// The records `user` may reach without a broad grant, in record order after `after`: those
+/// they own or follow and, while contact access includes opportunities (and not for
+/// `change_owner`, which no contact grants), the opportunities of those contacts.
+fn candidates<'m>(
+    entry: &'m AccountEntry,
+    user: &UserId,
+    action: Action,
+    after: Option<&RecordRef>,
+) -> impl Iterator<Item = &'m RecordRef> {
+    let held = entry.by_user.get(user);
+    let mut records: BTreeSet<&RecordRef> = held.into_iter().flatten().collect();
+    if entry.state.settings.contact_access_includes_opportunities && action != Action::ChangeOwner {
+        let linked = records
+            .iter()
+            .filter_map(|r| entry.records.get(*r))
+            .flat_map(|c| c.opportunities.iter())
+            .filter_map(|o| {
+                entry
+                    .records
+                    .get_key_value(&RecordRef::Opportunity(o.clone()))
+            })
+            .map(|(r, _)| r)
+            .collect::<Vec<_>>();
+        records.extend(linked);
+    }
+    let after = after.cloned();
+    records
+        .into_iter()
+        .filter(move |r| after.as_ref().is_none_or(|a| *r > a))
 }
 
 fn range_after(after: Option<&UserId>) -> (Bound<&UserId>, Bound<&UserId>) {

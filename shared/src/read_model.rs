@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{self, AccessDecision, Action, RecordAccess};
 use crate::account::{self, AccountState};
 use crate::event::EventBody;
-use crate::grantees::{self, BroadAccess, Grantee};
+use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
@@ -328,6 +328,20 @@ impl ReadModel {
         limit: usize,
     ) -> Option<Vec<Grantee<'_>>> {
         grantees::grantees(self.accounts.get(account)?, record, action, after, limit)
+    }
+
+    /// R19-R21 reversed for one user: what `user` may do `action` to in `account`, a page of at
+    /// most `limit` records after `after`. `None` when the account does not exist.
+    pub fn reachable(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        action: Action,
+        after: Option<&RecordRef>,
+        limit: usize,
+    ) -> Option<Reachable<'_>> {
+        let entry = self.accounts.get(account)?;
+        Some(grantees::reachable(entry, user, action, after, limit))
     }
 
     /// R18: the owner and followers of a record, with each follower's membership.

@@ -8,7 +8,8 @@
 //! - R23: replaying the stored commits into a fresh model gives a model equal to the live one.
 //! - R22, R23: every event and every commit survives a JSON round trip unchanged.
 //! - R19-R21: who may do an action to a record (`grantees`, paged) is exactly who
-//!   `check_access` allows, with the same reasons.
+//!   `check_access` allows, with the same reasons; and so is what a user may do it to
+//!   (`reachable`, paged).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -389,6 +390,55 @@ fn grantees_agree_with_checks(h: &Harness) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// R19-R21: what each user may do each action to, paged three at a time, is exactly what
+/// `check_access` allows: every record when the answer says so, else the records listed (and,
+/// for `change_owner` with scope `all`, the unassigned ones).
+fn reachable_agrees_with_checks(h: &Harness) -> Result<(), TestCaseError> {
+    let records: Vec<RecordRef> = (0..CONTACTS.len() + OPPORTUNITIES.len())
+        .map(record)
+        .filter(|r| {
+            h.model
+                .record(&h.account, r)
+                .is_some_and(|e| e.state.created)
+        })
+        .collect();
+    for u in (0..=POOL).map(|u| user(&name(u))) {
+        for action in Action::ALL {
+            let mut listed = Vec::new();
+            let mut after: Option<RecordRef> = None;
+            let (every, unassigned) = loop {
+                let page = h
+                    .model
+                    .reachable(&h.account, &u, action, after.as_ref(), 3)
+                    .unwrap();
+                listed.extend(page.records.iter().map(|(r, why)| ((*r).clone(), *why)));
+                if page.records.len() < 3 {
+                    break (page.every_record, page.unassigned_records);
+                }
+                after = page.records.last().map(|(r, _)| (*r).clone());
+            };
+            for r in &records {
+                let d = h.model.check(&h.account, &u, action, r);
+                let unowned = h.model.record(&h.account, r).unwrap().state.owner.is_none();
+                let expected = match (every, unassigned) {
+                    (Some(why), _) => Some(why),
+                    (None, Some(why)) if unowned => Some(why),
+                    _ => listed.iter().find(|(x, _)| x == r).map(|(_, why)| *why),
+                };
+                prop_assert_eq!(
+                    expected,
+                    d.allowed.then_some(d.reason),
+                    "{:?} {:?} {:?}",
+                    u,
+                    action,
+                    r
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn json_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
     for stored in log {
         let text = serde_json::to_string(stored).unwrap();
@@ -436,6 +486,7 @@ proptest! {
         json_round_trip(&h.log)?;
         // (d) the reverse of the access rule agrees with it.
         grantees_agree_with_checks(&h)?;
+        reachable_agrees_with_checks(&h)?;
     }
 
     /// Rejected commands append nothing (R24), whatever they are.

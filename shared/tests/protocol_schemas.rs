@@ -579,7 +579,7 @@ fn invalid_requests() -> Vec<(&'static str, Reader, String)> {
             .to_string(),
         ),
         (
-            "5.3#3",
+            "5.3#5",
             Reader::Query("check_access"),
             r#"{"user": "cid", "action": "delete", "record": {"kind": "contact", "id": "c1"}}"#
                 .to_owned(),

@@ -28,7 +28,7 @@
 //!   in two sections is checked twice against the same actual reply), including section 3.3's
 //!   replayed reply (the request of 3.15 sent again); the unassignment request of 3.14, shown
 //!   without a reply, must be accepted;
-//! - NATS queries (sections 2.2 and 5.1 to 5.9): every shown reply (16), with the shown request
+//! - NATS queries (sections 2.2 and 5.1 to 5.10): every shown reply (19), with the shown request
 //!   where there is one; `min_position` in a request is replaced by the highest position this run
 //!   has replied so far (positions differ per run), except where the documented reply is
 //!   `timeout`; then the 11 rows of the access table of 5.3 as `check_access` queries, the
@@ -864,6 +864,9 @@ fn script() -> Vec<Step> {
         Query("globex.account", Shown("5.8#1"), "5.8#2"),
         Query("acme.who_can_access", Shown("5.9#1"), "5.9#2"),
         Query("acme.who_can_access", Shown("5.9#3"), "5.9#4"),
+        Query("acme.accessible_records", Shown("5.10#1"), "5.10#2"),
+        Query("acme.accessible_records", Shown("5.10#3"), "5.10#4"),
+        Query("acme.accessible_records", Shown("5.10#5"), "5.10#6"),
         // Then c3, owned by dee, and its opportunity o3, owned by cid, whom the sync (R8) makes
         // a follower of c3 (the run's positions 40 to 42).
         Setup(

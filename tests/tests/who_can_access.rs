@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! End-to-end: `who_can_access`, the access rule asked the other way round (R19-R21), and the
-//! hints of denied checks (how to get the access), over NATS through the typed client and over
+//! End-to-end: `who_can_access` and `accessible_records`, the access rule asked the other way
+//! round (R19-R21), and the hints of denied checks (how to get the access), over NATS through the typed client and over
 //! HTTP, against a real nats-server fed by the command service. Rule numbers refer to
 //! docs/rules.md.
 
@@ -12,8 +12,8 @@ use followers_shared::hint::Grant;
 use followers_shared::model::RecordRef;
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccessCheck, CheckAccess, CheckAccessBatch, QueryReply, WhoCanAccess,
-    WhoCanAccessAnswer,
+    AccessAnswer, AccessCheck, AccessibleRecords, AccessibleRecordsAnswer, CheckAccess,
+    CheckAccessBatch, QueryReply, WhoCanAccess, WhoCanAccessAnswer,
 };
 use followers_tests::NatsServer;
 use followers_tests::stack::{
@@ -290,6 +290,90 @@ async fn a_denied_check_asked_for_a_hint_says_what_would_grant_it_and_whom_to_as
         refused.error.map(|e| e.code),
         Some(ErrorCode::MalformedRequest)
     );
+
+    projection.stop().await;
+    commands.stop().await;
+}
+
+fn reached(answer: &AccessibleRecordsAnswer) -> Vec<(String, Reason)> {
+    let records = answer.records.iter();
+    records.map(|r| (r.record.to_string(), r.reason)).collect()
+}
+
+/// R19-R21 for one user: what they may do an action to, with check_access's reasons, paged
+/// in record order; an admin and a member with scope `all` reach every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accessible_records_lists_what_a_user_may_act_on_and_why() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    let at = scenario(&acme).await;
+    let ask = |user: &str, action, after, limit| AccessibleRecords {
+        user: uid(user),
+        action,
+        after,
+        limit,
+        min_position: Some(at),
+    };
+
+    // R20: dee follows c1, and so reaches o1 through its contact; one record a page.
+    let first = acme.query(ask("dee", Action::Edit, None, Some(1))).await;
+    let first = first.unwrap().into_inner();
+    let rest = ask("dee", Action::Edit, first.next.clone(), Some(1));
+    let second = acme.query(rest).await.unwrap().into_inner();
+    let mut all = reached(&first);
+    all.extend(reached(&second));
+    let c1 = c("c1").to_string();
+    let o1 = o("o1").to_string();
+    let expected = [
+        (c1.clone(), Reason::Follower),
+        (o1.clone(), Reason::ContactFollower),
+    ];
+    assert_eq!(all, expected);
+    assert_eq!(second.next, None, "two records in all");
+    // R5: no contact grants an owner change; bob owns both.
+    let dee = acme
+        .query(ask("dee", Action::ChangeOwner, None, None))
+        .await;
+    assert!(dee.unwrap().records.is_empty());
+    let bob = acme
+        .query(ask("bob", Action::ChangeOwner, None, None))
+        .await;
+    let owned = [(c1.clone(), Reason::Owner), (o1.clone(), Reason::Owner)];
+    assert_eq!(reached(&bob.unwrap()), owned);
+
+    // R20: an admin reaches every record; scope `all` every record but for owner changes, which
+    // it may make only on unassigned records (R5).
+    let ann = acme
+        .accessible_records(&uid("ann"), Action::ChangeOwner)
+        .await;
+    assert_eq!(ann.unwrap().every_record, Some(Reason::Admin));
+    let cid = acme.accessible_records(&uid("cid"), Action::Edit).await;
+    assert_eq!(cid.unwrap().every_record, Some(Reason::AllData));
+    let cid = acme
+        .query(ask("cid", Action::ChangeOwner, None, None))
+        .await;
+    let cid = cid.unwrap().into_inner();
+    assert_eq!(
+        (cid.every_record, cid.unassigned_records),
+        (None, Some(Reason::AllData))
+    );
+    // fay holds nothing and reaches nothing.
+    let fay = acme
+        .query(ask("fay", Action::View, None, None))
+        .await
+        .unwrap();
+    assert!(fay.every_record.is_none() && fay.records.is_empty());
+
+    // HTTP: the same page, the `after` record in two parameters.
+    let url = format!(
+        "http://{}/v1/accounts/acme/users/dee/access?action=edit&limit=1&after_kind=contact&after_id=c1&min_position={}",
+        projection.http_addr, at.0
+    );
+    let got: QueryReply<AccessibleRecordsAnswer> =
+        reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(got.answer.as_ref(), Some(&second));
 
     projection.stop().await;
     commands.stop().await;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, query};
 use followers_shared::wire::{
-    AccessAnswer, AccountAnswer, ContactOpportunitiesAnswer, FollowersAnswer, RecordsOfUserAnswer,
-    WhoCanAccessAnswer,
+    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, ContactOpportunitiesAnswer,
+    FollowersAnswer, RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 
 /// The reply envelope of an answer, as in every example.
@@ -134,6 +134,28 @@ pub fn who_can_access(op: TransformOperation<'_>) -> TransformOperation<'_> {
         "whoCanAccess",
         "Every member who may do an action to a record, with the reason, a page at a time in \
          user order (query `who_can_access`, R19 to R21).",
+        GET_ERRORS,
+        reply(answer),
+    )
+}
+
+pub fn accessible_records(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let answer = json!({
+        "user": "bob",
+        "action": "edit",
+        "every_record": null,
+        "unassigned_records": null,
+        "records": [
+            {"record": {"kind": "contact", "id": "c1"}, "reason": "follower"},
+            {"record": {"kind": "opportunity", "id": "o1"}, "reason": "contact_follower"}
+        ],
+        "next": null
+    });
+    query::<AccessibleRecordsAnswer>(
+        op,
+        "accessibleRecords",
+        "What a user may do an action to, with the reason, a page at a time in record order \
+         (query `accessible_records`, R19 to R21).",
         GET_ERRORS,
         reply(answer),
     )

@@ -169,6 +169,47 @@ pub struct WhoCanAccessAnswer {
     pub next: Option<UserId>,
 }
 
+/// `accessible_records`: what `user` may do `action` to, with the reason, a page at a time, in
+/// record order (R19-R21 asked for one user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessibleRecords {
+    pub user: UserId,
+    pub action: Action,
+    /// The `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<RecordRef>,
+    /// Page size, 1 to 1000; 100 when absent. Another is refused as `malformed_request` when
+    /// the query is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// A record a user may act on, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReachableRecord {
+    pub record: RecordRef,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccessibleRecordsAnswer {
+    pub user: UserId,
+    pub action: Action,
+    /// The user may do `action` to every record of the account, for this reason (`admin`, or
+    /// `all_data` except for `change_owner`); `records` is then empty.
+    pub every_record: Option<Reason>,
+    /// `change_owner` with data scope `all`: every unassigned record too (R5), for this reason,
+    /// besides the records listed.
+    pub unassigned_records: Option<Reason>,
+    pub records: Vec<ReachableRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<RecordRef>,
+}
+
 /// `contact_opportunities`: the opportunities linked to a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -354,6 +395,7 @@ queries! {
     "followers" => Followers(FollowersQuery),
     "records_of_user" => RecordsOfUser(RecordsOfUser),
     "who_can_access" => WhoCanAccess(WhoCanAccess),
+    "accessible_records" => AccessibleRecords(AccessibleRecords),
     "contact_opportunities" => ContactOpportunities(ContactOpportunities),
     "account" => Account(AccountQuery),
 }

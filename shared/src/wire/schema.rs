@@ -30,8 +30,8 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{
-    AccessAnswer, AccountAnswer, CommandReply, ContactOpportunitiesAnswer, ErrorBody,
-    FollowersAnswer, Query, QueryReply, RecordsOfUserAnswer, WhoCanAccessAnswer,
+    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, CommandReply, ContactOpportunitiesAnswer,
+    ErrorBody, FollowersAnswer, Query, QueryReply, RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 use crate::command::{AccountCommand, COMMAND_NAMES, RecordCommand};
 use crate::event::Event;
@@ -259,6 +259,7 @@ fn query_reply(name: &str) -> Value {
         "followers" => g.root_schema_for::<QueryReply<FollowersAnswer>>(),
         "records_of_user" => g.root_schema_for::<QueryReply<RecordsOfUserAnswer>>(),
         "who_can_access" => g.root_schema_for::<QueryReply<WhoCanAccessAnswer>>(),
+        "accessible_records" => g.root_schema_for::<QueryReply<AccessibleRecordsAnswer>>(),
         "contact_opportunities" => g.root_schema_for::<QueryReply<ContactOpportunitiesAnswer>>(),
         "account" => g.root_schema_for::<QueryReply<AccountAnswer>>(),
         other => panic!("no answer type for the query `{other}`: add it here"),
