@@ -7,6 +7,7 @@
 //! - R7: while owners are coupled, every opportunity has its contact's owner once the sync rests.
 //! - R23: replaying the stored commits into a fresh model gives a model equal to the live one.
 //! - R22, R23: every event and every commit survives a JSON round trip unchanged.
+//! - R23: a model rebuilt from its snapshot file equals the model, chain values kept or dropped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +18,8 @@ use std::collections::{BTreeSet, HashSet};
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::UserId;
 use followers_shared::model::{Actor, MAX_FOLLOWERS, RecordRef, SettingsChange};
+use followers_shared::read_model::{Chains, ReadModel};
+use followers_shared::snapshot;
 use followers_shared::store::{Commit, StoredCommit};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -340,6 +343,22 @@ fn json_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Through the file and back: the same snapshot, and the same model as replaying into one that
+/// keeps or drops the chain values as the snapshot's did (commands are not in a snapshot).
+fn snapshot_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
+    for chains in [Chains::Kept, Chains::Dropped] {
+        let mut model = ReadModel::with_chains(chains);
+        for stored in log {
+            model.apply(stored);
+        }
+        let taken = model.to_snapshot();
+        let back = snapshot::decode(&snapshot::encode(&taken).unwrap()).unwrap();
+        prop_assert_eq!(&back, &taken);
+        prop_assert_eq!(ReadModel::from_snapshot(back), model);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -369,6 +388,8 @@ proptest! {
         prop_assert_eq!(h.replay(), h.model.clone());
         // (c) every commit and event survives JSON.
         json_round_trip(&h.log)?;
+        // (d) the model survives its snapshot file.
+        snapshot_round_trip(&h.log)?;
     }
 
     /// Rejected commands append nothing (R24), whatever they are.
