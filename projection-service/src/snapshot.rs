@@ -77,7 +77,7 @@ fn read(path: &Path) -> Option<Snapshot> {
 }
 
 /// An error and its sources, for one log line.
-fn error_chain(e: &SnapshotError) -> String {
+pub(crate) fn error_chain(e: &SnapshotError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
