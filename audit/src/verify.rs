@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use followers_shared::ids::AccountId;
-use followers_shared::read_model::{ReadModel, SNAPSHOT_FORMAT, Snapshot};
+use followers_shared::read_model::{ReadModel, Snapshot};
 use followers_shared::signing::{
     KeyFileError, KeyId, SignatureError, SignedHead, StreamHeads, Verifier,
 };
@@ -422,10 +422,10 @@ fn check_replay(history: &History, report: &mut Report) {
         .get(history.commits.len() / 2)
         .map_or(Position(0), |c| c.position);
     let half = replay(history, middle).to_snapshot();
-    let round_trip = serde_json::to_vec(&half)
+    let round_trip = followers_shared::snapshot::encode(&half)
+        .and_then(|bytes| followers_shared::snapshot::decode(&bytes))
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
-        .and_then(ReadModel::from_snapshot);
+        .map(ReadModel::from_snapshot);
     let Some(mut resumed) = round_trip else {
         report.problems.push(Problem {
             kind: ProblemKind::ReplayInconsistent,
@@ -441,7 +441,7 @@ fn check_replay(history: &History, report: &mut Report) {
     for u in history.unreadable.iter().filter(|u| u.position > middle) {
         resumed.skip_to(u.position);
     }
-    // The states and where they stand; derived fields (a digest of the JSON) are not compared.
+    // The states and where they stand.
     let (resumed, whole) = (resumed.to_snapshot(), whole.to_snapshot());
     if resumed.position != whole.position || resumed.accounts != whole.accounts {
         report.problems.push(Problem {
@@ -542,20 +542,25 @@ fn differences(
     out
 }
 
-/// Reads a snapshot file written by the projection service.
+/// Reads a snapshot file written by the projection service: its format, length and digest are
+/// checked ([`followers_shared::snapshot::decode`]).
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, AuditError> {
     let fail = |reason: String| AuditError::Snapshot {
         path: path.display().to_string(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let snapshot: Snapshot =
-        serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| fail(e.to_string()))?;
-    if snapshot.format != SNAPSHOT_FORMAT {
-        return Err(fail(format!(
-            "it is of format {}, this tool reads format {SNAPSHOT_FORMAT}",
-            snapshot.format
-        )));
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    followers_shared::snapshot::decode(&bytes).map_err(|e| fail(reasons(&e)))
+}
+
+/// An error and its sources, in one line.
+fn reasons(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
-    Ok(snapshot)
+    text
 }

@@ -765,7 +765,7 @@ async fn wait_ready(http: &reqwest::Client, port: u16) -> anyhow::Result<()> {
 async fn memory(report: &mut Report, server: &NatsServer, data: &Dataset) -> anyhow::Result<()> {
     let bin = projection_binary()?;
     let dir = tempfile::tempdir()?;
-    let snapshot = dir.path().join("projection.snapshot.json");
+    let snapshot = dir.path().join("projection.snapshot");
     let http = reqwest::Client::new();
     let port = followers_tests::nats::free_port();
 

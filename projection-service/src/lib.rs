@@ -365,7 +365,9 @@ async fn snapshot_loop(
                     written = Some(position);
                     tracing::debug!(position = position.0, "snapshot written");
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the snapshot"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %snapshot::error_chain(&e), "cannot write the snapshot");
+                }
                 Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
             }
         }

@@ -17,8 +17,7 @@ pub struct AccountState {
     pub opened: bool,
     pub name: String,
     pub settings: AccountSettings,
-    /// Written in user order, so that the same state always gives the same JSON (snapshots are
-    /// compared and digested).
+    /// Written in user order, so that the same state always gives the same JSON.
     #[serde(serialize_with = "in_user_order")]
     pub members: HashMap<UserId, Membership>,
 }

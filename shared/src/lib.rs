@@ -9,6 +9,7 @@
 //! - [`caller`]: who sent a command, as NATS vouches for it, and the caller policy.
 //! - [`access`]: the access rule (R19-R21), shared by both sides.
 //! - [`read_model`]: all states plus query indexes, built only from stored commits.
+//! - [`snapshot`]: a read model frozen at a position, as a compact binary file.
 //! - [`decision`]: routes a command to its aggregate's decider with context from the read model
 //!   (`decision::decide_command`, the one entry point of deciding).
 //! - [`preview`]: a dry run's access changes: who would gain or lose which action where.
@@ -37,6 +38,7 @@ pub mod preview;
 pub mod read_model;
 pub mod record;
 pub mod signing;
+pub mod snapshot;
 pub mod store;
 pub mod sync;
 pub mod wire;

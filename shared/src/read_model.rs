@@ -431,46 +431,28 @@ fn holders(state: &RecordState) -> Vec<UserId> {
     users
 }
 
-/// The version of the snapshot format. A snapshot of another version is ignored (and the history
-/// replayed instead), never misread. Bump it whenever the shape of the states changes.
-/// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
-/// 4: whether the streams' chain values are in it ([`Chains`]).
-pub const SNAPSHOT_FORMAT: u32 = 4;
-
-/// A read model frozen at a position, for a fast restart. The per-user index is not stored: it
-/// is derived from the records on load.
+/// A read model frozen at a position, for a fast restart; [`crate::snapshot`] writes it to a file
+/// and reads it back. The per-user index is not stored: it is derived from the records on load.
 ///
 /// A snapshot is used only for the history it came from: it names that history (`history`)
 /// and the commit at its position (`head`), and both must match the history before it is
-/// loaded ([`Snapshot::fits`]); its `digest` must match its content, so a damaged or edited
-/// file is not served. Otherwise the history is replayed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// loaded ([`Snapshot::fits`]). Otherwise the history is replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    pub format: u32,
-    pub event_schema: u16,
     /// The identity of the history it was taken from ([`crate::store::EventStore::identity`]).
-    #[serde(default)]
     pub history: HistoryId,
     pub position: Position,
     /// The commit at `position` (`None` at position 0).
-    #[serde(default)]
     pub head: Option<CommitMark>,
-    /// Hex SHA-256 of the JSON of `accounts`.
-    #[serde(default)]
-    pub digest: String,
     /// Whether the streams' chain values are in `accounts` (the model's [`Chains`]).
-    #[serde(default)]
     pub chains: Chains,
+    /// In account order, each account's records in record order.
     pub accounts: Vec<AccountSnapshot>,
 }
 
 /// Why a snapshot is not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotMismatch {
-    #[error("the snapshot is of format {found}, this program reads format {SNAPSHOT_FORMAT}")]
-    Format { found: u32 },
-    #[error("the snapshot's content does not match its digest (damaged or edited)")]
-    Digest,
     #[error("the snapshot comes from history `{snapshot}`, not from this one (`{current}`)")]
     OtherHistory {
         snapshot: HistoryId,
@@ -484,20 +466,15 @@ pub enum SnapshotMismatch {
 
 impl Snapshot {
     /// Whether this snapshot can be used for the history `current`, whose head is `head` and
-    /// which holds `at_position` at the snapshot's position. Checks the format, the digest, the
-    /// history's identity and the commit at the snapshot's position.
+    /// which holds `at_position` at the snapshot's position: the history's identity and the
+    /// commit at the snapshot's position. (The format and the digest are the file's, checked
+    /// when it is read: [`crate::snapshot::decode`].)
     pub fn fits(
         &self,
         current: &HistoryId,
         head: Position,
         at_position: Option<&StoredCommit>,
     ) -> Result<(), SnapshotMismatch> {
-        if self.format != SNAPSHOT_FORMAT || self.event_schema != crate::event::EVENT_SCHEMA {
-            return Err(SnapshotMismatch::Format { found: self.format });
-        }
-        if digest(&self.accounts) != self.digest {
-            return Err(SnapshotMismatch::Digest);
-        }
         if &self.history != current {
             return Err(SnapshotMismatch::OtherHistory {
                 snapshot: self.history.clone(),
@@ -524,25 +501,20 @@ impl Snapshot {
     }
 }
 
-/// Hex SHA-256 of the accounts' JSON, written straight into the hasher.
-fn digest(accounts: &[AccountSnapshot]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    serde_json::to_writer(&mut hasher, accounts).expect("our own types serialize");
-    hex::encode(hasher.finalize())
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One account of a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSnapshot {
     pub account: AccountId,
     pub state: AccountState,
     pub version: Option<Version>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
     pub records: Vec<(RecordRef, RecordEntry)>,
 }
 
 impl ReadModel {
+    /// The model frozen at its position, in a fixed order (accounts, then records, sorted). The
+    /// history's identity is left empty, for the caller who knows it to fill in. Commands are not
+    /// in it: the command service, which tracks them, does not keep snapshots.
     pub fn to_snapshot(&self) -> Snapshot {
         let mut accounts: Vec<AccountSnapshot> = self
             .accounts
@@ -565,50 +537,55 @@ impl ReadModel {
             .collect();
         accounts.sort_by(|x, y| x.account.cmp(&y.account));
         Snapshot {
-            format: SNAPSHOT_FORMAT,
-            event_schema: crate::event::EVENT_SCHEMA,
             history: HistoryId::default(),
             position: self.position,
             head: self.head.clone(),
-            digest: digest(&accounts),
             chains: self.chains,
             accounts,
         }
     }
 
-    /// Rebuilds a model from a snapshot, or `None` if the snapshot is of another format.
-    pub fn from_snapshot(snapshot: Snapshot) -> Option<Self> {
-        if snapshot.format != SNAPSHOT_FORMAT || snapshot.event_schema != crate::event::EVENT_SCHEMA
-        {
-            return None;
+    /// Rebuilds a model from a snapshot, its maps sized from the snapshot's counts.
+    pub fn from_snapshot(snapshot: Snapshot) -> Self {
+        let mut accounts = HashMap::with_capacity(snapshot.accounts.len());
+        for a in snapshot.accounts {
+            accounts.insert(a.account.clone(), AccountEntry::from_snapshot(a));
         }
-        let mut model = ReadModel {
+        ReadModel {
+            accounts,
             position: snapshot.position,
             head: snapshot.head,
+            commands: None,
             chains: snapshot.chains,
-            ..ReadModel::default()
-        };
-        for a in snapshot.accounts {
-            let mut entry = AccountEntry {
-                broad: BroadAccess::of(&a.state),
-                state: a.state,
-                version: a.version,
-                chain: a.chain,
-                ..AccountEntry::default()
-            };
-            for (record, rec) in a.records {
-                for user in holders(&rec.state) {
-                    entry
-                        .by_user
-                        .entry(user)
-                        .or_default()
-                        .insert(record.clone());
-                }
-                entry.records.insert(record, rec);
-            }
-            model.accounts.insert(a.account, entry);
         }
-        Some(model)
+    }
+}
+
+impl AccountEntry {
+    fn from_snapshot(a: AccountSnapshot) -> Self {
+        let mut records = HashMap::with_capacity(a.records.len());
+        // Each user's records gathered first, then each set built at once: a set built from
+        // sorted records (the snapshot's order) is built in one pass, not one insert at a time.
+        let mut held: HashMap<UserId, Vec<RecordRef>> =
+            HashMap::with_capacity(a.state.members.len());
+        for (record, rec) in a.records {
+            for user in holders(&rec.state) {
+                held.entry(user).or_default().push(record.clone());
+            }
+            records.insert(record, rec);
+        }
+        let by_user = held
+            .into_iter()
+            .map(|(user, refs)| (user, refs.into_iter().collect()))
+            .collect();
+        AccountEntry {
+            broad: BroadAccess::of(&a.state),
+            state: a.state,
+            version: a.version,
+            chain: a.chain,
+            records,
+            by_user,
+        }
     }
 }
 
@@ -702,22 +679,40 @@ mod tests {
         }
         let snapshot = dropped.to_snapshot();
         assert_eq!(snapshot.chains, Chains::Dropped);
-        let json = serde_json::to_string(&snapshot).unwrap();
-        assert!(json.contains(r#""chains":"dropped""#), "{json}");
-        let back: Snapshot = serde_json::from_str(&json).unwrap();
-        assert_eq!(ReadModel::from_snapshot(back), Some(dropped));
+        let bytes = crate::snapshot::encode(&snapshot).unwrap();
+        let back = crate::snapshot::decode(&bytes).unwrap();
+        assert_eq!(back.chains, Chains::Dropped);
+        assert_eq!(ReadModel::from_snapshot(back), dropped);
     }
 
     #[test]
-    fn a_snapshot_of_the_format_before_is_refused_not_misread() {
+    fn a_snapshot_fits_only_its_own_history_up_to_its_commit() {
+        let history = history();
         let mut model = ReadModel::new();
-        for stored in &history() {
+        for stored in &history {
             model.apply(stored);
         }
-        let mut old = model.to_snapshot();
-        old.format = 3;
-        let found = old.fits(&HistoryId::default(), Position(2), Some(&history()[1]));
-        assert_eq!(found, Err(SnapshotMismatch::Format { found: 3 }));
-        assert_eq!(ReadModel::from_snapshot(old), None);
+        let mut snapshot = model.to_snapshot();
+        snapshot.history = HistoryId("a".to_owned());
+        let a = HistoryId("a".to_owned());
+        assert_eq!(snapshot.fits(&a, Position(2), Some(&history[1])), Ok(()));
+        let b = HistoryId("b".to_owned());
+        assert!(matches!(
+            snapshot.fits(&b, Position(2), Some(&history[1])),
+            Err(SnapshotMismatch::OtherHistory { .. })
+        ));
+        assert_eq!(
+            snapshot.fits(&a, Position(1), Some(&history[0])),
+            Err(SnapshotMismatch::Ahead {
+                snapshot: 2,
+                head: 1
+            })
+        );
+        let mut other = history[1].clone();
+        other.commit.command_id = CommandId::new();
+        assert_eq!(
+            snapshot.fits(&a, Position(2), Some(&other)),
+            Err(SnapshotMismatch::OtherCommit { position: 2 })
+        );
     }
 }

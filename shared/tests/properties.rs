@@ -10,6 +10,7 @@
 //! - R19-R21: who may do an action to a record (`grantees`, paged) is exactly who
 //!   `check_access` allows, with the same reasons; and so is what a user may do it to
 //!   (`reachable`, paged).
+//! - R23: a model rebuilt from its snapshot file equals the model, chain values kept or dropped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,8 @@ use followers_shared::command::{ChangeMemberDataScope, ChangeMemberRole};
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::UserId;
 use followers_shared::model::{Actor, DataScope, MAX_FOLLOWERS, RecordRef, Role, SettingsChange};
+use followers_shared::read_model::{Chains, ReadModel};
+use followers_shared::snapshot;
 use followers_shared::store::{Commit, StoredCommit};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -455,6 +458,22 @@ fn json_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Through the file and back: the same snapshot, and the same model as replaying into one that
+/// keeps or drops the chain values as the snapshot's did (commands are not in a snapshot).
+fn snapshot_round_trip(log: &[StoredCommit]) -> Result<(), TestCaseError> {
+    for chains in [Chains::Kept, Chains::Dropped] {
+        let mut model = ReadModel::with_chains(chains);
+        for stored in log {
+            model.apply(stored);
+        }
+        let taken = model.to_snapshot();
+        let back = snapshot::decode(&snapshot::encode(&taken).unwrap()).unwrap();
+        prop_assert_eq!(&back, &taken);
+        prop_assert_eq!(ReadModel::from_snapshot(back), model);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -487,6 +506,8 @@ proptest! {
         // (d) the reverse of the access rule agrees with it.
         grantees_agree_with_checks(&h)?;
         reachable_agrees_with_checks(&h)?;
+        // (e) the model survives its snapshot file.
+        snapshot_round_trip(&h.log)?;
     }
 
     /// Rejected commands append nothing (R24), whatever they are.

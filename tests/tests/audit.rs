@@ -394,7 +394,7 @@ async fn verify_passes_on_the_service_history_and_matches_the_projection_snapsho
     let server = NatsServer::start();
     let service = start_command_service(&server, &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("snapshot.json");
+    let path = dir.path().join("projection.snapshot");
     let projection =
         start_projection_service(&server, &["--snapshot-path", path.to_str().unwrap()]).await;
     scripted(&server).await;

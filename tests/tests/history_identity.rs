@@ -11,6 +11,8 @@ use followers_shared::access::{Action, Reason};
 use followers_shared::bounded::Text;
 use followers_shared::command::OpenAccount;
 use followers_shared::error::ErrorCode;
+use followers_shared::model::Role;
+use followers_shared::snapshot;
 use followers_shared::store::Position;
 use followers_shared::wire::{AccountAnswer, AccountQuery, FollowersQuery};
 use followers_tests::stack::{
@@ -18,7 +20,6 @@ use followers_tests::stack::{
 };
 use followers_tests::typed::{NONE, account, by, code, member, new_contact, uid};
 use followers_tests::{NatsServer, eventually};
-use serde_json::{Value, json};
 
 /// Opens `account` with the team and `n` contacts; returns the last position.
 async fn account_with_contacts(f: &Account, n: usize) -> Position {
@@ -63,7 +64,7 @@ async fn is_admin(f: &Account, who: &str, at: Position) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_another_history_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("model.json");
+    let snap = dir.path().join("model.snapshot");
 
     // History A: account acme.
     let a = NatsServer::start();
@@ -99,7 +100,7 @@ async fn a_snapshot_of_another_history_is_not_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_snapshot_is_not_served() {
     let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("model.json");
+    let snap = dir.path().join("model.snapshot");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
     let f = account(&server, "acme").await;
@@ -107,13 +108,19 @@ async fn an_edited_snapshot_is_not_served() {
     write_snapshot(&server, &snap, at).await;
 
     // Someone makes bob an admin in the file, leaving everything else as it was.
-    let text = std::fs::read_to_string(&snap).unwrap();
-    let mut edited: Value = serde_json::from_str(&text).unwrap();
-    // The snapshot file's JSON, edited by hand: the point of the test.
-    let bob = &mut edited["accounts"][0]["state"]["members"]["bob"];
-    assert_eq!(bob["role"], json!("user"));
-    bob["role"] = json!("admin");
-    std::fs::write(&snap, serde_json::to_vec(&edited).unwrap()).unwrap();
+    // Written anew with the edit, under the old digest, as someone without the program would.
+    let bytes = std::fs::read(&snap).unwrap();
+    let mut edited = snapshot::decode(&bytes).unwrap();
+    let bob = edited.accounts[0]
+        .state
+        .members
+        .get_mut(&uid("bob"))
+        .unwrap();
+    assert_eq!(bob.role, Role::User);
+    bob.role = Role::Admin;
+    let mut written = snapshot::encode(&edited).unwrap();
+    written[snapshot::DIGEST_RANGE].copy_from_slice(&bytes[snapshot::DIGEST_RANGE]);
+    std::fs::write(&snap, written).unwrap();
 
     let projection =
         start_projection_service(&server, &["--snapshot-path", snap.to_str().unwrap()]).await;
@@ -126,7 +133,7 @@ async fn an_edited_snapshot_is_not_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_without_a_snapshot_writes_one_once_caught_up() {
     let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("model.json");
+    let snap = dir.path().join("model.snapshot");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
     account_with_contacts(&account(&server, "acme").await, 1).await;
@@ -212,7 +219,7 @@ async fn a_history_replaced_under_running_services_is_rebuilt_not_mixed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_this_history_is_used_and_only_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("model.json");
+    let snap = dir.path().join("model.snapshot");
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
     let f = account(&server, "acme").await;

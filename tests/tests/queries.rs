@@ -313,7 +313,7 @@ async fn a_restart_from_snapshot_answers_like_a_full_replay() {
     let server = NatsServer::start();
     let commands = start_command_service(&server, &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("model.json");
+    let snap = dir.path().join("model.snapshot");
     let snap_arg = snap.to_str().unwrap();
     let projection = start_projection_service(&server, &["--snapshot-path", snap_arg]).await;
     let f = account(&server, "acme").await;
@@ -349,9 +349,21 @@ async fn a_restart_from_snapshot_answers_like_a_full_replay() {
 
     // A snapshot of another format is ignored, never misread.
     from_snapshot.stop().await; // writes a current snapshot, which we then mark as foreign
-    let mut foreign: Value = serde_json::from_slice(&std::fs::read(&snap).unwrap()).unwrap();
-    foreign["format"] = json!(999); // a snapshot file, not a request
-    std::fs::write(&snap, serde_json::to_vec(&foreign).unwrap()).unwrap();
+    let mut foreign = std::fs::read(&snap).unwrap();
+    foreign[8..12].copy_from_slice(&999u32.to_le_bytes()); // the header's format
+    std::fs::write(&snap, foreign).unwrap();
+    let ignored = start_projection_service(&server, &["--snapshot-path", snap_arg]).await;
+    ignored
+        .model
+        .wait_for(at, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(ignored.model.read(|m| m.clone()), b);
+    ignored.stop().await;
+
+    // Nor is an old JSON snapshot (format 4) misread: it is not even decoded.
+    let old = json!({"format": 4, "event_schema": 1, "position": at.0, "accounts": []});
+    std::fs::write(&snap, serde_json::to_vec(&old).unwrap()).unwrap();
     let ignored = start_projection_service(&server, &["--snapshot-path", snap_arg]).await;
     ignored
         .model
