@@ -398,12 +398,7 @@ fn records_of_user(
     require_account(m, account)?;
     let limit = page_size(q.limit)?;
     let mut records = m.records_of(account, &q.user, q.after.as_ref(), limit + 1);
-    let next = if records.len() > limit {
-        records.truncate(limit);
-        records.last().map(|r| r.0.clone())
-    } else {
-        None
-    };
+    let next = cut(&mut records, limit, |r| r.0.clone());
     Ok(RecordsOfUserAnswer {
         user: q.user,
         records: records
@@ -422,6 +417,16 @@ fn page_size(limit: Option<usize>) -> Result<usize, ErrorBody> {
     }
 }
 
+/// A page asked for `limit + 1` items, cut to `limit`: the cursor of the next page (the last
+/// item kept) when there was more, else `None`.
+fn cut<T, K>(page: &mut Vec<T>, limit: usize, cursor: impl Fn(&T) -> K) -> Option<K> {
+    if page.len() <= limit {
+        return None;
+    }
+    page.truncate(limit);
+    page.last().map(cursor)
+}
+
 fn who_can_access(
     m: &ReadModel,
     account: &AccountId,
@@ -432,10 +437,7 @@ fn who_can_access(
     let mut page = m
         .grantees(account, &q.record, q.action, q.after.as_ref(), limit + 1)
         .ok_or_else(|| unknown_record(&q.record))?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|g| g.user.clone())
-    });
+    let next = cut(&mut page, limit, |g| g.user.clone());
     let members = m.account(account).map(|a| &a.state);
     let users = page
         .into_iter()
@@ -452,7 +454,7 @@ fn who_can_access(
         record: q.record,
         action: q.action,
         users,
-        next: next.flatten(),
+        next,
     })
 }
 
@@ -466,10 +468,7 @@ fn accessible_records(
     let mut page = m
         .reachable(account, &q.user, q.action, q.after.as_ref(), limit + 1)
         .ok_or_else(|| unknown_account(account))?;
-    let next = (page.records.len() > limit).then(|| {
-        page.records.truncate(limit);
-        page.records.last().map(|(r, _)| (*r).clone())
-    });
+    let next = cut(&mut page.records, limit, |(r, _)| (*r).clone());
     Ok(AccessibleRecordsAnswer {
         user: q.user,
         action: q.action,
@@ -483,7 +482,7 @@ fn accessible_records(
                 reason,
             })
             .collect(),
-        next: next.flatten(),
+        next,
     })
 }
 

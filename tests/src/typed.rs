@@ -121,3 +121,30 @@ pub fn refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> Error {
 pub fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> ErrorCode {
     refusal(result).code().expect("a refusal has a code")
 }
+
+/// The members of [`small_account`]: an admin, two members with scope `all` or not, and three
+/// `only_assigned` members (name, role, data scope).
+pub const SMALL_TEAM: &[(&str, &str, &str)] = &[
+    ("ann", "admin", "all"),
+    ("bob", "user", "only_assigned"),
+    ("cid", "user", "all"),
+    ("dee", "user", "only_assigned"),
+    ("eve", "user", "only_assigned"),
+    ("fay", "user", "only_assigned"),
+];
+
+/// A small account: [`SMALL_TEAM`]; contact c1 owned by bob, followed by dee; opportunity o1 of
+/// c1 owned by bob (coupled), followed by eve; contact c2 unassigned. fay holds nothing. The
+/// position of the last commit.
+pub async fn small_account(acme: &Account) -> followers_shared::store::Position {
+    crate::stack::open_team(acme, SMALL_TEAM).await;
+    let c1 = new_contact("c1", Some("bob"), &["dee"]);
+    acme.command(by("ann"), c1).await.expect("create c1");
+    let o1 = new_opportunity("o1", "c1", None, &["eve"]);
+    acme.command(by("ann"), o1).await.expect("create o1");
+    let c2 = new_contact("c2", None, NONE);
+    acme.command(by("ann"), c2)
+        .await
+        .expect("create c2")
+        .position()
+}

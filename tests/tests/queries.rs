@@ -16,34 +16,12 @@ use followers_shared::wire::{
 use followers_tests::NatsServer;
 use followers_tests::client::{self, Followers};
 use followers_tests::stack::{
-    contact_ref as c, open_team, opportunity_ref as o, start_command_service,
-    start_projection_service,
+    contact_ref as c, opportunity_ref as o, start_command_service, start_projection_service,
 };
 use followers_tests::typed::{
-    NONE, account, add, by, by_workflow, code, new_contact, new_opportunity, remove, uid,
+    NONE, account, add, by, by_workflow, code, new_opportunity, remove, small_account, uid,
 };
 use serde_json::{Value, json};
-
-const MEMBERS: &[(&str, &str, &str)] = &[
-    ("ann", "admin", "all"),
-    ("bob", "user", "only_assigned"),
-    ("cid", "user", "all"),
-    ("dee", "user", "only_assigned"),
-    ("eve", "user", "only_assigned"),
-    ("fay", "user", "only_assigned"),
-];
-
-/// A small account: contact c1 owned by bob, followed by dee; opportunity o1 of c1 owned by bob
-/// (coupled), followed by eve; contact c2 unassigned.
-async fn scenario(acme: &Account) -> Position {
-    open_team(acme, MEMBERS).await;
-    let c1 = new_contact("c1", Some("bob"), &["dee"]);
-    acme.command(by("ann"), c1).await.unwrap();
-    let o1 = new_opportunity("o1", "c1", None, &["eve"]);
-    acme.command(by("ann"), o1).await.unwrap();
-    let c2 = new_contact("c2", None, NONE);
-    acme.command(by("ann"), c2).await.unwrap().position()
-}
 
 /// `check_access` from a model at `at` or later.
 async fn check(
@@ -70,7 +48,7 @@ async fn r20_r21_access_answers_carry_every_reason() {
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let f = account(&server, "acme").await;
-    let at = scenario(&f).await;
+    let at = small_account(&f).await;
     let cases: &[(&str, Action, RecordRef, bool, Reason)] = &[
         ("ann", ChangeOwner, c("c1"), true, Reason::Admin),
         ("cid", Edit, c("c1"), true, Reason::AllData),
@@ -139,7 +117,7 @@ async fn r1_cross_account_queries_answer_no_membership() {
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let acme = account(&server, "acme").await;
-    let at = scenario(&acme).await;
+    let at = small_account(&acme).await;
     let globex = account(&server, "globex").await;
     let open = OpenAccount {
         name: followers_shared::bounded::Text::new("Globex").unwrap(),
@@ -277,7 +255,7 @@ async fn a_query_with_the_command_token_sees_the_change_and_http_answers_the_sam
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let f = account(&server, "acme").await;
-    scenario(&f).await;
+    small_account(&f).await;
     // Read-your-writes: the add's position, passed as min_position, shows the new follower.
     let added = f
         .command(by_workflow("wf-7"), add(c("c1"), &["fay"]))
@@ -317,7 +295,7 @@ async fn a_restart_from_snapshot_answers_like_a_full_replay() {
     let snap_arg = snap.to_str().unwrap();
     let projection = start_projection_service(&server, &["--snapshot-path", snap_arg]).await;
     let f = account(&server, "acme").await;
-    scenario(&f).await;
+    small_account(&f).await;
     let r = f.command(by("ann"), add(o("o1"), &["fay", "cid"])).await;
     let at = r.unwrap().position();
     projection

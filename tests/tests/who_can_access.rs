@@ -17,31 +17,9 @@ use followers_shared::wire::{
 };
 use followers_tests::NatsServer;
 use followers_tests::stack::{
-    contact_ref as c, open_team, opportunity_ref as o, start_command_service,
-    start_projection_service,
+    contact_ref as c, opportunity_ref as o, start_command_service, start_projection_service,
 };
-use followers_tests::typed::{NONE, account, by, code, new_contact, new_opportunity, uid};
-
-const MEMBERS: &[(&str, &str, &str)] = &[
-    ("ann", "admin", "all"),
-    ("bob", "user", "only_assigned"),
-    ("cid", "user", "all"),
-    ("dee", "user", "only_assigned"),
-    ("eve", "user", "only_assigned"),
-    ("fay", "user", "only_assigned"),
-];
-
-/// Contact c1 owned by bob, followed by dee; opportunity o1 of c1 owned by bob (coupled),
-/// followed by eve; contact c2 unassigned. fay holds nothing.
-async fn scenario(acme: &Account) -> Position {
-    open_team(acme, MEMBERS).await;
-    let c1 = new_contact("c1", Some("bob"), &["dee"]);
-    acme.command(by("ann"), c1).await.unwrap();
-    let o1 = new_opportunity("o1", "c1", None, &["eve"]);
-    acme.command(by("ann"), o1).await.unwrap();
-    let c2 = new_contact("c2", None, NONE);
-    acme.command(by("ann"), c2).await.unwrap().position()
-}
+use followers_tests::typed::{SMALL_TEAM, account, code, small_account, uid};
 
 /// Every page of `who_can_access`, `limit` at a time, from a model at `at` or later.
 async fn every_page(
@@ -84,7 +62,7 @@ async fn who_can_access_lists_every_member_allowed_with_check_access_s_reason() 
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let acme = account(&server, "acme").await;
-    let at = scenario(&acme).await;
+    let at = small_account(&acme).await;
 
     // R20, R21: an admin, the owner, a member with scope `all`, the contact's follower (the
     // account lets contact access reach opportunities) and the follower; two a page.
@@ -100,7 +78,7 @@ async fn who_can_access_lists_every_member_allowed_with_check_access_s_reason() 
     let sizes: Vec<usize> = pages.iter().map(|p| p.users.len()).collect();
     assert_eq!(sizes, [2, 2, 1], "pages of two, in user order");
     // The same members check_access allows, and no other.
-    for (user, _, _) in MEMBERS {
+    for (user, _, _) in SMALL_TEAM {
         let check = acme
             .at_least(at)
             .check_access(&uid(user), Action::Edit, &o("o1"))
@@ -215,7 +193,7 @@ async fn a_denied_check_asked_for_a_hint_says_what_would_grant_it_and_whom_to_as
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let acme = account(&server, "acme").await;
-    let at = scenario(&acme).await;
+    let at = small_account(&acme).await;
 
     // R20: fay holds nothing; bob owns c1 and ann is the admin.
     let denied = acme.query(check("fay", Action::View, c("c1"), at)).await;
@@ -308,7 +286,7 @@ async fn accessible_records_lists_what_a_user_may_act_on_and_why() {
     let commands = start_command_service(&server, &[]).await;
     let projection = start_projection_service(&server, &[]).await;
     let acme = account(&server, "acme").await;
-    let at = scenario(&acme).await;
+    let at = small_account(&acme).await;
     let ask = |user: &str, action, after, limit| AccessibleRecords {
         user: uid(user),
         action,
