@@ -368,6 +368,27 @@ pub trait EventStore: Send + Sync + 'static {
         after: Position,
     ) -> impl Future<Output = Result<CommitStream, StoreError>> + Send;
 
+    /// Every commit of one account after `after`, in order, up to the head as of the call; then
+    /// the stream ends. For whoever needs one account's story (a past moment, a feed catching
+    /// up) without reading every account's. The default reads the whole history after `after`
+    /// and keeps the account's commits; a backend that can filter on the server overrides it.
+    fn read_account(
+        &self,
+        account: &AccountId,
+        after: Position,
+    ) -> impl Future<Output = Result<CommitStream, StoreError>> + Send {
+        async move {
+            let head = self.head().await?;
+            let account = account.clone();
+            let feed: CommitStream = if head <= after {
+                Box::pin(futures::stream::empty())
+            } else {
+                self.follow(after).await?
+            };
+            Ok(only_account(feed, account, head))
+        }
+    }
+
     /// A named checkpoint (how far a process has got), if one was saved.
     fn load_checkpoint(
         &self,
@@ -380,6 +401,31 @@ pub trait EventStore: Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The commits of `feed` up to `head` that belong to `account`. The stream ends with the commit
+/// at `head` (without asking `feed` for a later one) or after the first error.
+fn only_account(feed: CommitStream, account: AccountId, head: Position) -> CommitStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(Some(feed), move |feed| {
+        let account = account.clone();
+        async move {
+            let mut feed = feed?;
+            loop {
+                match feed.next().await? {
+                    Ok(c) if c.position > head => return None,
+                    Ok(c) => {
+                        let more = (c.position < head).then_some(feed);
+                        if c.stream.account == account {
+                            return Some((Ok(c), more));
+                        }
+                        feed = more?;
+                    }
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

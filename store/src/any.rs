@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use followers_shared::ids::AccountId;
 use followers_shared::store::{
     Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
     StoredCommit, StreamId,
@@ -218,6 +219,14 @@ impl EventStore for AnyStore {
 
     async fn identity(&self) -> Result<HistoryId, StoreError> {
         delegate!(self, s => s.identity().await)
+    }
+
+    async fn read_account(
+        &self,
+        account: &AccountId,
+        after: Position,
+    ) -> Result<CommitStream, StoreError> {
+        delegate!(self, s => s.read_account(account, after).await)
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {

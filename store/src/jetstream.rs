@@ -33,6 +33,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, LastRawMessageErrorKind
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use followers_shared::event::DecodeError;
+use followers_shared::ids::AccountId;
 use followers_shared::store::{
     Appended, BackendError, Commit, CommitStream, EventStore, Expected, Failed, HistoryId,
     Position, StoreError, StoredCommit, StreamId, Version,
@@ -501,6 +502,9 @@ const STALL: Duration = Duration::from_secs(2);
 /// election the feed resumes within this much (and [`REQUEST_WAIT`]) of the new leader.
 const FEED_RETRY_MAX: Duration = Duration::from_millis(250);
 
+/// How long [`EventStore::read_account`] waits for the next commit it knows is stored.
+const ACCOUNT_READ_WAIT: Duration = Duration::from_secs(10);
+
 impl JetStreamStore {
     async fn ordered(&self, last: u64) -> Result<pull::Ordered, StoreError> {
         let consumer = self
@@ -515,6 +519,29 @@ impl JetStreamStore {
             .await
             .map_err(unavailable)?;
         consumer.messages().await.map_err(unavailable)
+    }
+
+    /// An ordered consumer of one account's subjects from `after + 1`, and how many commits it
+    /// had to deliver when it was created (the head as of the call, for that account).
+    async fn account_reader(
+        &self,
+        account: &AccountId,
+        after: Position,
+    ) -> Result<(pull::Ordered, u64), StoreError> {
+        let mut consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{}.{account}.>", self.config.subject_prefix),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after.0 + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let pending = consumer.cached_info().num_pending;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        Ok((messages, pending))
     }
 
     /// Feeds `tx` with every commit after `last`, in order, until the receiver is dropped.
@@ -685,6 +712,44 @@ impl EventStore for JetStreamStore {
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })))
+    }
+
+    /// One ordered consumer filtered to the account's subjects on the server: nothing of other
+    /// accounts is sent. It delivers what was pending when it was created, then the stream ends.
+    async fn read_account(
+        &self,
+        account: &AccountId,
+        after: Position,
+    ) -> Result<CommitStream, StoreError> {
+        let (messages, pending) = self.account_reader(account, after).await?;
+        let store = self.clone();
+        let feed = futures::stream::unfold((messages, pending), move |(mut messages, left)| {
+            let store = store.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let item = match tokio::time::timeout(ACCOUNT_READ_WAIT, messages.next()).await {
+                    Ok(Some(Ok(msg))) => match msg.info() {
+                        Ok(info) => store.decode(
+                            &msg.subject,
+                            info.stream_sequence,
+                            msg.headers.as_ref(),
+                            &msg.payload,
+                        ),
+                        Err(e) => Err(unavailable(e.to_string())),
+                    },
+                    Ok(Some(Err(e))) => Err(unavailable(e)),
+                    Ok(None) => Err(unavailable("the account's consumer ended early")),
+                    Err(_) => Err(unavailable(format!(
+                        "nothing of the account's history arrived for {ACCOUNT_READ_WAIT:?}"
+                    ))),
+                };
+                let left = if item.is_ok() { left - 1 } else { 0 };
+                Some((item, (messages, left)))
+            }
+        });
+        Ok(Box::pin(feed))
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {

@@ -184,3 +184,60 @@ pub async fn follow_from_position<S: EventStore>(store: &S) {
     }
     assert_eq!(mine, positions[1..].to_vec());
 }
+
+/// Reading one account gives exactly its commits after the position, up to the head as of the
+/// call, then ends, whatever other accounts write meanwhile.
+pub async fn read_one_account<S: EventStore>(store: &S) {
+    let (mine, other) = (fresh_account(), fresh_account());
+    let mut positions = Vec::new();
+    for (n, account) in [&mine, &other, &mine, &mine, &other]
+        .into_iter()
+        .enumerate()
+    {
+        let s = contact_stream(account, &format!("r{n}"));
+        let appended = store
+            .append(&s, Expected::NoStream, &commit(n))
+            .await
+            .unwrap();
+        if *account == mine {
+            positions.push(appended.position);
+        }
+    }
+    let read = |after| read_account(store, &mine, after);
+    let everything = read(Position(0)).await;
+    assert!(everything.iter().all(|c| c.stream.account == mine));
+    let got: Vec<Position> = everything.iter().map(|c| c.position).collect();
+    assert_eq!(got, positions);
+    let later: Vec<Position> = read(positions[0])
+        .await
+        .iter()
+        .map(|c| c.position)
+        .collect();
+    assert_eq!(later, positions[1..].to_vec());
+    assert!(
+        read(positions[2]).await.is_empty(),
+        "nothing after the last one"
+    );
+    let s = contact_stream(&other, "after");
+    store
+        .append(&s, Expected::NoStream, &commit(9))
+        .await
+        .unwrap();
+    assert!(
+        read(positions[2]).await.is_empty(),
+        "another account's later commit is not mine, and the read does not wait for more"
+    );
+}
+
+/// Every commit [`EventStore::read_account`] gives, within 10 s.
+pub async fn read_account<S: EventStore>(
+    store: &S,
+    account: &AccountId,
+    after: Position,
+) -> Vec<followers_shared::store::StoredCommit> {
+    let feed = store.read_account(account, after).await.unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(10), feed.collect::<Vec<_>>())
+        .await
+        .expect("reading one account did not end");
+    all.into_iter().map(|c| c.unwrap()).collect()
+}

@@ -15,6 +15,7 @@ async fn all<S: EventStore + Clone>(store: S) {
     contract::conflicts(&store).await;
     contract::retry_recognised(&store).await;
     contract::follow_from_position(&store).await;
+    contract::read_one_account(&store).await;
     contract::concurrent_appends(&store).await;
 }
 
@@ -149,6 +150,7 @@ async fn jetstream_cluster_with_three_replicas_meets_the_contract_and_survives_a
     contract::ordering(&store).await;
     contract::conflicts(&store).await;
     contract::retry_recognised(&store).await;
+    contract::read_one_account(&store).await;
     contract::concurrent_appends(&store).await;
 
     let account = fresh_account();
