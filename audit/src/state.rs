@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use followers_shared::access::{AccessDecision, Action};
 use followers_shared::ids::{AccountId, UserId};
 use followers_shared::model::{Actor, AddedHow, DataScope, RecordRef, Role};
-use followers_shared::read_model::ReadModel;
+use followers_shared::read_model::{self, ReadModel};
 use followers_shared::store::{Position, StoredCommit, StreamId};
 use serde::Serialize;
 
@@ -70,19 +70,11 @@ pub fn replay(history: &History, limit: Position) -> ReadModel {
     replay_into(ReadModel::new(), history, limit)
 }
 
-/// [`replay`] onto `model` (empty): to replay as a service whose model keeps other things.
-pub fn replay_into(mut model: ReadModel, history: &History, limit: Position) -> ReadModel {
-    let mut unreadable = history.unreadable.iter().peekable();
-    for c in history.commits.iter().take_while(|c| c.position <= limit) {
-        while let Some(u) = unreadable.next_if(|u| u.position < c.position) {
-            model.skip_to(u.position);
-        }
-        model.apply(c);
-    }
-    for u in unreadable.take_while(|u| u.position <= limit) {
-        model.skip_to(u.position);
-    }
-    model
+/// [`replay`] onto `model` (empty): to replay as a service whose model keeps other things. The
+/// fold is the services' own ([`read_model::replay_until`]).
+pub fn replay_into(model: ReadModel, history: &History, limit: Position) -> ReadModel {
+    let unreadable = history.unreadable.iter().map(|u| u.position);
+    read_model::replay_until(model, &history.commits, unreadable, limit)
 }
 
 /// One follower as of the moment (R18).
