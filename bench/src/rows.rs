@@ -420,6 +420,7 @@ async fn nats_load(
                         action,
                         record,
                         min_position: None,
+                        at_position: None,
                     })
                 } else {
                     let checks = (0..batch).map(|_| check(&mut rng, &data)).collect();
@@ -427,6 +428,7 @@ async fn nats_load(
                         hint: false,
                         checks,
                         min_position: None,
+                        at_position: None,
                     })
                 };
                 Bytes::from(body.expect("json"))

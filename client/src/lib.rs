@@ -290,6 +290,7 @@ impl Account {
             action,
             record: record.clone(),
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -303,6 +304,7 @@ impl Account {
             hint: false,
             checks,
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -312,6 +314,7 @@ impl Account {
         let request = FollowersQuery {
             record: record.clone(),
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -327,6 +330,7 @@ impl Account {
             after: None,
             limit: None,
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -345,6 +349,7 @@ impl Account {
             after: None,
             limit: None,
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -363,6 +368,7 @@ impl Account {
             after: None,
             limit: None,
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }
@@ -375,6 +381,7 @@ impl Account {
         let request = ContactOpportunities {
             contact: contact.clone(),
             min_position: None,
+            at_position: None,
         };
         self.query(request).await
     }

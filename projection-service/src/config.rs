@@ -11,6 +11,7 @@ use followers_runtime::ServiceArgs;
 
 use crate::auth::AuthSettings;
 use crate::http::HttpLimits;
+use crate::past::PastLimits;
 use crate::queries::QueryLimits;
 
 /// Follows the followers history and serves read models over NATS and HTTP.
@@ -41,6 +42,15 @@ pub struct Config {
     /// The longest a query waits for its `min_position`, in milliseconds.
     #[arg(long, env = "FOLLOWERS_MAX_WAIT_MS", default_value_t = 5_000)]
     pub max_wait_ms: u64,
+    /// The most commits of one account a query `at_position` may read and replay; a moment
+    /// that needs more is refused `too_much_history` (docs/protocol.md, "Past moments").
+    #[arg(
+        long,
+        env = "FOLLOWERS_MAX_PAST_COMMITS",
+        default_value_t = crate::past::MAX_PAST_COMMITS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_past_commits: usize,
     /// Requests larger than this many bytes are refused with `request_too_large`.
     #[arg(long, env = "FOLLOWERS_MAX_REQUEST_BYTES", default_value_t = 1_048_576)]
     pub max_request_bytes: usize,
@@ -190,6 +200,14 @@ impl Config {
                 .unwrap_or(in_flight / 4)
                 .clamp(1, in_flight - 1),
             bytes: self.max_query_bytes.max(self.max_request_bytes),
+        }
+    }
+
+    /// The bounds of past answers (`at_position`).
+    pub fn past_limits(&self) -> PastLimits {
+        PastLimits {
+            max_commits: self.max_past_commits,
+            ..PastLimits::default()
         }
     }
 

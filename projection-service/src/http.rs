@@ -39,7 +39,8 @@ pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
     AccessibleRecords, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
-    ErrorBody, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser, WhoCanAccess,
+    ErrorBody, FollowersQuery, QueryReply, QueryRequest, RecordHistory, RecordsOfUser,
+    WhoCanAccess,
 };
 use futures::StreamExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -137,6 +138,10 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
             get_with(query::<FollowersQuery>, docs::followers),
         )
         .api_route(
+            "/v1/accounts/{account}/records/{kind}/{id}/history",
+            get_with(query::<RecordHistory>, docs::record_history),
+        )
+        .api_route(
             "/v1/accounts/{account}/records/{kind}/{id}/access",
             get_with(query::<WhoCanAccess>, docs::who_can_access),
         )
@@ -164,6 +169,7 @@ impl HttpQuery for AccountQuery {
         path: &[],
         path_record: None,
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -172,6 +178,7 @@ impl HttpQuery for CheckAccess {
         path: &[],
         path_record: None,
         param_record: Some(("record", "kind", "id")),
+        numbers: &[],
     };
 }
 
@@ -180,6 +187,7 @@ impl HttpQuery for FollowersQuery {
         path: &[],
         path_record: Some("record"),
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -188,6 +196,7 @@ impl HttpQuery for WhoCanAccess {
         path: &[],
         path_record: Some("record"),
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -196,6 +205,7 @@ impl HttpQuery for RecordsOfUser {
         path: &["user"],
         path_record: None,
         param_record: Some(("after", "after_kind", "after_id")),
+        numbers: &[],
     };
 }
 
@@ -204,6 +214,16 @@ impl HttpQuery for AccessibleRecords {
         path: &["user"],
         path_record: None,
         param_record: Some(("after", "after_kind", "after_id")),
+        numbers: &[],
+    };
+}
+
+impl HttpQuery for RecordHistory {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: Some("record"),
+        param_record: None,
+        numbers: &["after"],
     };
 }
 
@@ -212,6 +232,7 @@ impl HttpQuery for ContactOpportunities {
         path: &["contact"],
         path_record: None,
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -459,7 +480,7 @@ async fn ask<T: QueryRequest>(s: &HttpState, account: &str, fields: Fields) -> R
 fn respond(answer: Answer) -> Response {
     let status = match answer.error {
         None => StatusCode::OK,
-        Some(ErrorCode::MalformedRequest) => StatusCode::BAD_REQUEST,
+        Some(ErrorCode::MalformedRequest | ErrorCode::TooMuchHistory) => StatusCode::BAD_REQUEST,
         Some(ErrorCode::RequestTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
         Some(ErrorCode::UnknownAccount | ErrorCode::UnknownRecord | ErrorCode::UnknownCommand) => {
             StatusCode::NOT_FOUND
@@ -523,6 +544,7 @@ impl<T: HttpQuery, S: Send + Sync> FromRequestParts<S> for Ask<T> {
         if let Some((field, kind, id)) = shape.param_record {
             fields = fields.param_record(field, kind, id);
         }
+        fields = fields.numbers(shape.numbers);
         Ok(Ask {
             account,
             fields,

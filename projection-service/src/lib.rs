@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod nats;
+pub mod past;
 pub mod queries;
 pub mod snapshot;
 pub mod tls;
@@ -157,6 +158,10 @@ async fn start_prepared<S: EventStore + Clone>(
         ready: ready.clone(),
         budget: queries::Budget::new(config.query_limits()),
         meters: Arc::new(queries::query_meters()),
+        past: Arc::new(past::Past::new(
+            Arc::new(store.clone()),
+            config.past_limits(),
+        )),
     });
     let background = Background::default();
     let health = Health {

@@ -2,6 +2,7 @@
 //! [`Query`] and an [`AccountId`], and both go through [`Queries::admit`] and
 //! [`Queries::answer`], so they give the same answers and share one [`Budget`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,17 +13,20 @@ use followers_shared::error::ErrorCode;
 use followers_shared::ids::{AccountId, UserId};
 use followers_shared::model::RecordRef;
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::Position;
+use followers_shared::store::{Position, StoreError, StoredCommit, StreamId};
 use followers_shared::wire::{
     AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, CheckAccess,
-    CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody, FollowerView,
-    FollowersAnswer, FollowersQuery, GranteeView, HeldRecord, LinkedOpportunity, MAX_BATCH_CHECKS,
-    MemberView, Query, QueryReply, ReachableRecord, RecordsOfUser, RecordsOfUserAnswer, UserView,
-    WhoCanAccess, WhoCanAccessAnswer,
+    CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody, EventCause,
+    FollowerView, FollowersAnswer, FollowersQuery, GranteeView, HeldRecord, HistoryEvent,
+    LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply, ReachableRecord,
+    RecordHistory, RecordHistoryAnswer, RecordsOfUser, RecordsOfUserAnswer, UserView, WhoCanAccess,
+    WhoCanAccessAnswer,
 };
 use followers_store::LiveModel;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::past::{self, History, Past, PastError};
 
 /// The query side of the service.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct Queries {
     pub budget: Budget,
     /// Every answered query is counted here, by query and outcome, with its latency.
     pub meters: Arc<RequestMeters>,
+    /// Answers `at_position` and `record_history`, from the history.
+    pub past: Arc<Past>,
 }
 
 /// The meters of the queries: `followers_queries_total{query,outcome}` and
@@ -238,51 +244,180 @@ impl Queries {
         if !self.ready.load(Ordering::Acquire) {
             return not_ready();
         }
-        let min = query.min_position();
+        let when = When {
+            min: query.min_position(),
+            at: query.at_position(),
+        };
         match query {
-            Query::CheckAccess(q) => json(&self.run(min, |m| check_access(m, a, q)).await),
+            Query::CheckAccess(q) => json(&self.run(a, when, |m| check_access(m, a, q)).await),
             Query::CheckAccessBatch(q) => {
-                json(&self.run(min, |m| check_access_batch(m, a, q)).await)
+                json(&self.run(a, when, |m| check_access_batch(m, a, q)).await)
             }
-            Query::Followers(q) => json(&self.run(min, |m| followers(m, a, q)).await),
-            Query::RecordsOfUser(q) => json(&self.run(min, |m| records_of_user(m, a, q)).await),
-            Query::WhoCanAccess(q) => json(&self.run(min, |m| who_can_access(m, a, q)).await),
+            Query::Followers(q) => json(&self.run(a, when, |m| followers(m, a, q)).await),
+            Query::RecordsOfUser(q) => json(&self.run(a, when, |m| records_of_user(m, a, q)).await),
+            Query::WhoCanAccess(q) => json(&self.run(a, when, |m| who_can_access(m, a, q)).await),
             Query::AccessibleRecords(q) => {
-                json(&self.run(min, |m| accessible_records(m, a, q)).await)
+                json(&self.run(a, when, |m| accessible_records(m, a, q)).await)
             }
             Query::ContactOpportunities(q) => {
-                json(&self.run(min, |m| contact_opportunities(m, a, q)).await)
+                json(&self.run(a, when, |m| contact_opportunities(m, a, q)).await)
             }
-            Query::Account(_) => json(&self.run(min, |m| account_answer(m, a)).await),
+            Query::Account(_) => json(&self.run(a, when, |m| account_answer(m, a)).await),
+            Query::RecordHistory(q) => json(&self.record_history(a, q).await),
         }
     }
 
-    /// Waits for `min_position` if given and not reached yet (holding a place of the waiting
-    /// share, or refused `unavailable` when it is full), then answers under the read lock.
-    async fn run<T>(
-        &self,
-        min: Option<Position>,
-        f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
-    ) -> QueryReply<T> {
-        if let Some(min) = min.filter(|&min| self.model.position() < min) {
-            let waiting = match self.budget.wait() {
-                Ok(place) => place,
-                Err(refusal) => return QueryReply::failure(refusal.error()),
-            };
-            let reached = self.model.wait_for(min, self.max_wait).await;
-            drop(waiting);
-            if let Err(e) = reached {
-                return QueryReply::failure(ErrorBody::new(
-                    ErrorCode::Timeout,
-                    format!("{e}; retry, or ask without min_position for the current answer"),
-                ));
-            }
-        }
-        self.model.read(|m| match f(m) {
-            Ok(answer) => QueryReply::answer(m.position(), answer),
-            Err(e) => QueryReply::failure(e),
+    /// Waits for `min` if given and not reached yet (holding a place of the waiting share, or
+    /// refused `unavailable` when it is full).
+    async fn reach(&self, min: Option<Position>) -> Result<(), ErrorBody> {
+        let Some(min) = min.filter(|&min| self.model.position() < min) else {
+            return Ok(());
+        };
+        let waiting = self.budget.wait().map_err(Refusal::error)?;
+        let reached = self.model.wait_for(min, self.max_wait).await;
+        drop(waiting);
+        reached.map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Timeout,
+                format!("{e}; retry, or ask without min_position for the current answer"),
+            )
         })
     }
+
+    /// Answers from the live model under its read lock, once it has reached `min_position`; or,
+    /// with `at_position`, from the account's model as of that position (once the live model
+    /// has reached it too, so that the history holds it), with that position as the reply's.
+    async fn run<T>(
+        &self,
+        account: &AccountId,
+        when: When,
+        f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
+    ) -> QueryReply<T> {
+        if let Err(e) = self.reach(when.min.max(when.at)).await {
+            return QueryReply::failure(e);
+        }
+        let answered = |position: Position, m: &ReadModel| match f(m) {
+            Ok(answer) => QueryReply::answer(position, answer),
+            Err(e) => QueryReply::failure(e),
+        };
+        match when.at {
+            None => self.model.read(|m| answered(m.position(), m)),
+            Some(at) => match self.past.model(account, at).await {
+                Ok(m) => answered(at, &m),
+                Err(e) => QueryReply::failure(past_error(&e)),
+            },
+        }
+    }
+
+    /// `record_history`: the record's commits after `after`, a page at a time, each event with
+    /// its position and, for the follower sync's reactions, where their cause is stored.
+    async fn record_history(
+        &self,
+        account: &AccountId,
+        q: RecordHistory,
+    ) -> QueryReply<RecordHistoryAnswer> {
+        if let Err(e) = self.reach(q.min_position).await {
+            return QueryReply::failure(e);
+        }
+        let limit = match page_size(q.limit) {
+            Ok(limit) => limit,
+            Err(e) => return QueryReply::failure(e),
+        };
+        let (position, known) = self.model.read(|m| {
+            let known = require_account(m, account).and_then(|()| {
+                m.record(account, &q.record)
+                    .filter(|r| r.state.created)
+                    .map(|_| ())
+                    .ok_or_else(|| unknown_record(&q.record))
+            });
+            (m.position(), known)
+        });
+        if let Err(e) = known {
+            return QueryReply::failure(e);
+        }
+        match record_history(self.past.history(), account, q, limit, position).await {
+            Ok(answer) => QueryReply::answer(position, answer),
+            Err(e) => QueryReply::failure(store_error(&e)),
+        }
+    }
+}
+
+/// The positions a query asks about: at least `min` (read-your-writes), as of `at` (the past).
+#[derive(Debug, Clone, Copy)]
+struct When {
+    min: Option<Position>,
+    at: Option<Position>,
+}
+
+fn past_error(e: &PastError) -> ErrorBody {
+    let code = match e {
+        PastError::TooMuchHistory { .. } => ErrorCode::TooMuchHistory,
+        PastError::TimedOut { .. } | PastError::Store(_) => ErrorCode::StoreUnavailable,
+    };
+    ErrorBody::new(code, e.to_string())
+}
+
+fn store_error(e: &StoreError) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::StoreUnavailable,
+        format!("reading the history: {e}"),
+    )
+}
+
+/// The page of `q.record`'s history, up to `position` (what the live model had when asked, so
+/// the page is as of one moment, as every answer).
+async fn record_history(
+    history: &dyn History,
+    account: &AccountId,
+    q: RecordHistory,
+    limit: usize,
+    position: Position,
+) -> Result<RecordHistoryAnswer, StoreError> {
+    let stream = StreamId::record(account.clone(), q.record.clone());
+    let after = q.after.unwrap_or_default();
+    let all = history.stream(&stream).await?;
+    let mut page: Vec<StoredCommit> = all
+        .iter()
+        .filter(|c| c.position > after && c.position <= position)
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    let next = cut(&mut page, limit, |c| c.position);
+    // The streams read to find causes, this record's first: a reaction to the record's own
+    // creation (a new opportunity getting its contact's owner) has its cause there.
+    let mut read = HashMap::from([(q.record.clone(), all)]);
+    let mut events = Vec::new();
+    for c in page {
+        for event in c.commit.events {
+            let cause = match event.meta.causation {
+                None => None,
+                Some(id) => {
+                    let mut records = past::cause_records(&event.body);
+                    records.push(q.record.clone());
+                    let found = past::find_cause(history, account, id, &records, &mut read).await?;
+                    Some(EventCause {
+                        event_id: id,
+                        position: found.as_ref().map(|f| f.0),
+                        record: found.as_ref().map(|f| f.1.clone()),
+                        event_type: found.map(|f| f.2.to_owned()),
+                    })
+                }
+            };
+            events.push(HistoryEvent {
+                position: c.position,
+                at: event.meta.at,
+                actor: event.meta.actor.clone(),
+                event_type: event.body.type_name().to_owned(),
+                cause,
+                event,
+            });
+        }
+    }
+    Ok(RecordHistoryAnswer {
+        record: q.record,
+        events,
+        next,
+    })
 }
 
 fn check_access(
@@ -553,6 +688,10 @@ mod tests {
                 bytes: 1024,
             }),
             meters: Arc::new(query_meters()),
+            past: Arc::new(Past::new(
+                Arc::new(followers_store::MemoryStore::new()),
+                crate::past::PastLimits::default(),
+            )),
         }
     }
 

@@ -17,10 +17,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use followers_projection_service::http::{HttpLimits, HttpSecurity, HttpState, openapi, router};
+use followers_projection_service::past::{Past, PastLimits};
 use followers_projection_service::queries::{Budget, Queries, QueryLimits, query_meters};
 use followers_runtime::http::Health;
 use followers_shared::read_model::ReadModel;
-use followers_store::LiveModel;
+use followers_store::{LiveModel, MemoryStore};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -213,6 +214,10 @@ fn state() -> HttpState {
             bytes: 1 << 20,
         }),
         meters: Arc::new(query_meters()),
+        past: Arc::new(Past::new(
+            Arc::new(MemoryStore::new()),
+            PastLimits::default(),
+        )),
     };
     HttpState {
         queries: Arc::new(queries),

@@ -49,6 +49,9 @@ pub enum ErrorCode {
     /// HTTP only: a valid bearer token that does not grant the account the request names
     /// (status 403).
     Forbidden,
+    /// A query `at_position` would replay more of the account's history than one query may
+    /// (docs/protocol.md, "Past moments"); ask about an earlier position, or use the audit tool.
+    TooMuchHistory,
     /// A bug: please report it. Nothing was appended.
     Internal,
 }
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::CallerNotAllowed => "caller_not_allowed",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooMuchHistory => "too_much_history",
             ErrorCode::Internal => "internal",
         }
     }

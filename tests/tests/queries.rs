@@ -177,6 +177,7 @@ async fn http_answers_the_same(base: &str, at: Position, nats: &FollowersAnswer)
         hint: false,
         checks,
         min_position: None,
+        at_position: None,
     };
     let batch: QueryReply<Vec<AccessAnswer>> = http
         .post(format!("{base}/v1/accounts/acme/access/batch"))
@@ -218,6 +219,7 @@ async fn pages_and_opportunities(f: &Account) {
         after,
         limit: Some(1),
         min_position: None,
+        at_position: None,
     };
     let page = f.query(bob(None)).await.unwrap();
     assert_eq!(page.records.len(), 1);
@@ -242,6 +244,7 @@ async fn queries_are_refused_with_a_code(f: &Account, raw: &Followers, at: Posit
     let far = FollowersQuery {
         record: c("c1"),
         min_position: Some(Position(at.0 + 1_000_000)),
+        at_position: None,
     };
     let far = f.query(far).retry(followers_client::Retry::once(
         std::time::Duration::from_secs(30),

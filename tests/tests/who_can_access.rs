@@ -38,6 +38,7 @@ async fn every_page(
             after,
             limit: Some(limit),
             min_position: Some(at),
+            at_position: None,
         };
         let page = acme.query(request).await.unwrap().into_inner();
         after = page.next.clone();
@@ -119,6 +120,7 @@ async fn who_can_access_lists_every_member_allowed_with_check_access_s_reason() 
         after: None,
         limit: None,
         min_position: None,
+        at_position: None,
     });
     assert_eq!(code(unknown.await), ErrorCode::UnknownRecord);
     projection.stop().await;
@@ -147,6 +149,7 @@ async fn http_answers_the_same(base: &str, acme: &Account, at: Position) {
             after: Some(uid("ann")),
             limit: Some(2),
             min_position: Some(at),
+            at_position: None,
         })
         .await
         .unwrap();
@@ -182,6 +185,7 @@ fn check(user: &str, action: Action, record: RecordRef, at: Position) -> CheckAc
         record,
         hint: true,
         min_position: Some(at),
+        at_position: None,
     }
 }
 
@@ -234,6 +238,7 @@ async fn a_denied_check_asked_for_a_hint_says_what_would_grant_it_and_whom_to_as
         checks,
         hint: true,
         min_position: Some(at),
+        at_position: None,
     };
     let answers = acme.query(batch).await.unwrap().into_inner();
     let hinted: Vec<bool> = answers.iter().map(|a| a.hint.is_some()).collect();
@@ -293,6 +298,7 @@ async fn accessible_records_lists_what_a_user_may_act_on_and_why() {
         after,
         limit,
         min_position: Some(at),
+        at_position: None,
     };
 
     // R20: dee follows c1, and so reaches o1 through its contact; one record a page.

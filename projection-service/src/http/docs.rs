@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, query};
 use followers_shared::wire::{
     AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, ContactOpportunitiesAnswer,
-    FollowersAnswer, RecordsOfUserAnswer, WhoCanAccessAnswer,
+    FollowersAnswer, RecordHistoryAnswer, RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 
 /// The reply envelope of an answer, as in every example.
@@ -177,5 +177,46 @@ pub fn contact_opportunities(op: TransformOperation<'_>) -> TransformOperation<'
          `contact_opportunities`).",
         GET_ERRORS,
         reply(answer),
+    )
+}
+
+pub fn record_history(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let meta = |event: &str, command: &str, actor: Value, at: &str| {
+        json!({"event_id": event, "command_id": command,
+            "correlation": "019abc00-0000-7000-8000-000000000001", "actor": actor, "at": at})
+    };
+    let mut synced = meta(
+        "019abc00-0000-7000-8000-000000000031",
+        "019abc00-0000-7000-8000-000000000030",
+        json!({"kind": "system"}),
+        "2026-11-24T19:48:40.514199925Z",
+    );
+    synced["causation"] = json!("019abc00-0000-7000-8000-000000000021");
+    let answer = json!({
+        "record": {"kind": "contact", "id": "c1"},
+        "events": [
+            {"position": 41, "at": "2026-11-24T19:48:40.514199925Z", "actor": {"kind": "system"},
+             "type": "followers_added",
+             "cause": {"event_id": "019abc00-0000-7000-8000-000000000021", "position": 40,
+                       "record": {"kind": "opportunity", "id": "o2"}, "type": "owner_changed"},
+             "event": {"v": 1, "type": "followers_added", "meta": synced,
+                       "record": {"kind": "contact", "id": "c1"},
+                       "followers": [{"user": "bob", "how": "owner_sync",
+                                      "from": {"kind": "opportunity", "id": "o2"}}]}}
+        ],
+        "next": 41
+    });
+    query::<RecordHistoryAnswer>(
+        op,
+        "recordHistory",
+        "A record's events in history order, with position, time, actor and, for the follower \
+         sync's reactions, the owner change that caused them; a page of commits at a time \
+         (query `record_history`).",
+        GET_ERRORS,
+        reply(answer),
+    )
+    .description(
+        "Each event's `position` can be given as `at_position` to the other queries to see the \
+         record as it was right after it. `after` is the `next` of the previous page.",
     )
 }

@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
 
 /// The parameters that are numbers (non-negative integers); others are text.
-const NUMBERS: [&str; 2] = ["min_position", "limit"];
+const NUMBERS: [&str; 3] = ["min_position", "at_position", "limit"];
 /// The parameters that are booleans (`true` or `false`).
 const FLAGS: [&str; 1] = ["hint"];
 
@@ -61,6 +61,19 @@ impl Fields {
             fields.values.insert(name, value);
         }
         fields
+    }
+
+    /// The parameters `names` are numbers in this route's query, besides [`NUMBERS`] (e.g.
+    /// `after`, a position in `record_history` but a user or a record elsewhere).
+    pub fn numbers(mut self, names: &[&str]) -> Self {
+        for name in names {
+            if let Some(value) = self.values.get_mut(*name)
+                && let Value::Text(text) = value
+            {
+                *value = Value::Number(std::mem::take(text));
+            }
+        }
+        self
     }
 
     /// `field` is the path segment `value`.

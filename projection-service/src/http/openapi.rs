@@ -64,6 +64,9 @@ pub struct Shape {
     pub path_record: Option<&'static str>,
     /// A record field whose kind and id are two parameters: (field, kind, id).
     pub param_record: Option<(&'static str, &'static str, &'static str)>,
+    /// Parameters read as numbers in this route besides `min_position`, `at_position` and
+    /// `limit` (`after` where it is a position).
+    pub numbers: &'static [&'static str],
 }
 
 /// A query served by a `GET` route.

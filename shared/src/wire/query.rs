@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::{ErrorBody, strict};
 use crate::access::{Action, Reason};
 use crate::error::ErrorCode;
+use crate::event::Event;
 use crate::hint::AccessHint;
-use crate::ids::{OpportunityId, UserId};
+use crate::ids::{EventId, OpportunityId, UserId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role};
 use crate::read_model::Relation;
 use crate::store::Position;
@@ -29,6 +30,10 @@ pub struct CheckAccess {
     pub hint: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 /// One check of a batch.
@@ -53,6 +58,10 @@ pub struct CheckAccessBatch {
     pub hint: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 /// A decision and its reason (R21), and for a denial, how to get the access.
@@ -73,6 +82,10 @@ pub struct FollowersQuery {
     pub record: RecordRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 /// A user as shown in lists: their name and whether they are active (R3, R18).
@@ -117,6 +130,10 @@ pub struct RecordsOfUser {
     pub limit: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -150,6 +167,10 @@ pub struct WhoCanAccess {
     pub limit: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 /// A member allowed an action, and why (the reason `check_access` gives them).
@@ -186,6 +207,10 @@ pub struct AccessibleRecords {
     pub limit: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 /// A record a user may act on, and why.
@@ -217,6 +242,10 @@ pub struct ContactOpportunities {
     pub contact: crate::ids::ContactId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -238,6 +267,10 @@ pub struct ContactOpportunitiesAnswer {
 pub struct AccountQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_position: Option<Position>,
+    /// Answer as of this position of the history: as the live model answered right after the
+    /// commit at it (docs/protocol.md, "Past moments").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_position: Option<Position>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -256,6 +289,66 @@ pub struct AccountAnswer {
     pub name: String,
     pub settings: AccountSettings,
     pub members: Vec<MemberView>,
+}
+
+/// `record_history`: a record's events in history order, with their position, time, actor and,
+/// for the follower sync's reactions, the event that caused them; a page of commits at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordHistory {
+    pub record: RecordRef,
+    /// The `next` of the previous page: the events of commits after this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Position>,
+    /// Commits per page, 1 to 1000; 100 when absent. A commit's events are never split across
+    /// pages. Another is refused as `malformed_request` when the query is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+/// The event that caused a reaction of the follower sync (its `meta.causation`): the owner
+/// change it followed, and where that is stored, when it is found in the record it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EventCause {
+    pub event_id: EventId,
+    /// The position of the commit that holds the causing event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// The record whose stream holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordRef>,
+    /// Its `type`, e.g. `owner_changed`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+}
+
+/// One event of a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryEvent {
+    /// The position of the commit that holds it: ask other queries `at_position` this to see
+    /// the record as it was right after it.
+    pub position: Position,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    /// The event's `type`, e.g. `owner_changed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// For a reaction of the follower sync: the event that caused it (`event.meta.causation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<EventCause>,
+    /// The event as stored: its schema version, `meta` and its own fields.
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecordHistoryAnswer {
+    pub record: RecordRef,
+    pub events: Vec<HistoryEvent>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<Position>,
 }
 
 /// Every query answer: `ok`, the read model's position when it answered, and the answer or the
@@ -398,4 +491,23 @@ queries! {
     "accessible_records" => AccessibleRecords(AccessibleRecords),
     "contact_opportunities" => ContactOpportunities(ContactOpportunities),
     "account" => Account(AccountQuery),
+    "record_history" => RecordHistory(RecordHistory),
+}
+
+impl Query {
+    /// The past position to answer as of, if any (docs/protocol.md, "Past moments");
+    /// `record_history` has none: it lists the past itself.
+    pub fn at_position(&self) -> Option<Position> {
+        match self {
+            Query::CheckAccess(q) => q.at_position,
+            Query::CheckAccessBatch(q) => q.at_position,
+            Query::Followers(q) => q.at_position,
+            Query::RecordsOfUser(q) => q.at_position,
+            Query::WhoCanAccess(q) => q.at_position,
+            Query::AccessibleRecords(q) => q.at_position,
+            Query::ContactOpportunities(q) => q.at_position,
+            Query::Account(q) => q.at_position,
+            Query::RecordHistory(_) => None,
+        }
+    }
 }

@@ -31,7 +31,8 @@ use uuid::Uuid;
 
 use super::{
     AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, CommandReply, ContactOpportunitiesAnswer,
-    ErrorBody, FollowersAnswer, Query, QueryReply, RecordsOfUserAnswer, WhoCanAccessAnswer,
+    ErrorBody, FollowersAnswer, Query, QueryReply, RecordHistoryAnswer, RecordsOfUserAnswer,
+    WhoCanAccessAnswer,
 };
 use crate::command::{AccountCommand, COMMAND_NAMES, RecordCommand};
 use crate::event::Event;
@@ -262,6 +263,7 @@ fn query_reply(name: &str) -> Value {
         "accessible_records" => g.root_schema_for::<QueryReply<AccessibleRecordsAnswer>>(),
         "contact_opportunities" => g.root_schema_for::<QueryReply<ContactOpportunitiesAnswer>>(),
         "account" => g.root_schema_for::<QueryReply<AccountAnswer>>(),
+        "record_history" => g.root_schema_for::<QueryReply<RecordHistoryAnswer>>(),
         other => panic!("no answer type for the query `{other}`: add it here"),
     };
     titled(

@@ -1,0 +1,288 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end: queries as of a past position (`at_position`) and a record's history
+//! (`record_history`), over NATS and HTTP, against a real nats-server fed by the command
+//! service (docs/protocol.md, "Past moments" and "record_history").
+
+use followers_client::Account;
+use followers_shared::access::{Action, Reason};
+use followers_shared::error::ErrorCode;
+use followers_shared::model::RecordRef;
+use followers_shared::store::Position;
+use followers_shared::wire::{
+    AccessAnswer, AccountQuery, CheckAccess, FollowersAnswer, FollowersQuery, QueryReply,
+    RecordHistory, RecordHistoryAnswer, WhoCanAccess,
+};
+use followers_tests::stack::{
+    contact_ref as c, opportunity_ref as o, start_command_service, start_projection_service,
+};
+use followers_tests::typed::{account, by, change_owner, code, small_account, uid};
+use followers_tests::{Followers, NatsServer, eventually};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+fn followers_at(record: RecordRef, at: Position) -> FollowersQuery {
+    FollowersQuery {
+        record,
+        min_position: None,
+        at_position: Some(at),
+    }
+}
+
+fn check_at(user: &str, action: Action, record: RecordRef, at: Position) -> CheckAccess {
+    CheckAccess {
+        user: uid(user),
+        action,
+        record,
+        hint: false,
+        min_position: None,
+        at_position: Some(at),
+    }
+}
+
+fn history_page(record: RecordRef, after: Option<Position>, limit: usize) -> RecordHistory {
+    RecordHistory {
+        record,
+        after,
+        limit: Some(limit),
+        min_position: None,
+    }
+}
+
+/// The owner of `record` as the answer names them.
+fn owner(answer: &FollowersAnswer) -> Option<&str> {
+    answer.owner.as_ref().map(|o| o.user.as_str())
+}
+
+/// GETs `path` under the account's routes; the status and the reply.
+async fn get<T: DeserializeOwned>(base: &str, path: &str) -> (u16, QueryReply<T>) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// bob owns c1 and, coupled, o1; ann gives c1 to cid; the sync mirrors it onto o1. The position
+/// before the change, of the change, and of the sync's mirror.
+async fn owner_changed(acme: &Account) -> (Position, Position, Position) {
+    let before = small_account(acme).await;
+    let changed = acme.command(by("ann"), change_owner(c("c1"), Some("cid")));
+    let changed = changed.await.unwrap().position();
+    let mirror = || async {
+        let history = acme.query(history_page(o("o1"), Some(changed), 10)).await;
+        let events = history.unwrap().into_inner().events;
+        events
+            .iter()
+            .find(|e| e.event_type == "owner_changed")
+            .map(|e| e.position)
+    };
+    eventually("the sync mirrors c1's new owner onto o1", || async {
+        mirror().await.is_some()
+    })
+    .await;
+    (before, changed, mirror().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_position_is_answered_as_the_model_did_then_over_nats_and_http() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    let (before, changed, mirrored) = owner_changed(&acme).await;
+
+    // followers: bob owned c1 before the change, cid from it on; the reply says as of when.
+    let then = acme.query(followers_at(c("c1"), before)).await.unwrap();
+    assert_eq!((owner(&then), then.position), (Some("bob"), before));
+    let now = acme.query(followers_at(c("c1"), changed)).await.unwrap();
+    assert_eq!((owner(&now), now.position), (Some("cid"), changed));
+    // o1 changed owner at the sync's mirror, not at ann's command.
+    let o1 = acme.query(followers_at(o("o1"), changed)).await.unwrap();
+    assert_eq!(owner(&o1), Some("bob"));
+    let o1 = acme.query(followers_at(o("o1"), mirrored)).await.unwrap();
+    assert_eq!(owner(&o1), Some("cid"));
+
+    // check_access: bob (only_assigned) could edit c1 as its owner, and no longer can.
+    let then = acme.query(check_at("bob", Action::Edit, c("c1"), before));
+    let then = then.await.unwrap().into_inner();
+    assert_eq!((then.allowed, then.reason), (true, Reason::Owner));
+    let now = acme.query(check_at("bob", Action::Edit, c("c1"), changed));
+    let now = now.await.unwrap().into_inner();
+    assert_eq!((now.allowed, now.reason), (false, Reason::NotAssigned));
+
+    // At the live model's own position, a past answer is the live one (same fold, same rule).
+    let o1 = o("o1");
+    let live = acme.at_least(mirrored);
+    let live = live.who_can_access(&o1, Action::Edit).await.unwrap();
+    let past = WhoCanAccess {
+        record: o("o1"),
+        action: Action::Edit,
+        after: None,
+        limit: None,
+        min_position: None,
+        at_position: Some(live.position),
+    };
+    let past = acme.query(past).await.unwrap();
+    assert_eq!(past.answer, live.answer);
+
+    // HTTP: the same answers on the same routes, with ?at_position=.
+    let base = format!("http://{}/v1/accounts/acme", projection.http_addr);
+    let path = format!("/records/contact/c1/followers?at_position={}", before.0);
+    let (status, reply) = get::<FollowersAnswer>(&base, &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply.position, Some(before));
+    assert_eq!(reply.answer.as_ref().and_then(owner), Some("bob"));
+    let path = format!(
+        "/access?user=bob&action=edit&kind=contact&id=c1&at_position={}",
+        changed.0
+    );
+    let (status, reply) = get::<AccessAnswer>(&base, &path).await;
+    assert_eq!(status, 200);
+    let answer = reply.answer.unwrap();
+    assert_eq!(
+        (answer.allowed, answer.reason),
+        (false, Reason::NotAssigned)
+    );
+
+    projection.stop().await;
+    commands.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_history_lists_its_events_with_positions_and_the_syncs_causes() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    let (_, changed, mirrored) = owner_changed(&acme).await;
+
+    // Over NATS, in one page: o1's creation, then the mirror of c1's change, caused by ann's
+    // owner_changed of c1 at its position.
+    let all = acme
+        .at_least(mirrored)
+        .query(history_page(o("o1"), None, 1000));
+    let all = all.await.unwrap().into_inner();
+    assert_eq!(all.next, None);
+    assert_eq!(all.events[0].event_type, "opportunity_created");
+    let positions: Vec<Position> = all.events.iter().map(|e| e.position).collect();
+    assert!(positions.windows(2).all(|w| w[0] <= w[1]), "{positions:?}");
+    let mirror = all.events.last().unwrap();
+    assert_eq!(
+        (mirror.event_type.as_str(), mirror.position),
+        ("owner_changed", mirrored)
+    );
+    let cause = mirror.cause.as_ref().expect("the mirror names its cause");
+    assert_eq!(Some(cause.event_id), mirror.event.meta.causation);
+    assert_eq!(cause.position, Some(changed));
+    assert_eq!(cause.record, Some(c("c1")));
+    assert_eq!(cause.event_type.as_deref(), Some("owner_changed"));
+    // ann's own change has no cause.
+    let c1 = acme
+        .at_least(mirrored)
+        .query(history_page(c("c1"), None, 1000));
+    let c1 = c1.await.unwrap().into_inner();
+    let own = c1.events.iter().find(|e| e.position == changed).unwrap();
+    assert_eq!(own.cause, None);
+    assert_eq!(own.actor, by("ann"));
+
+    // Over HTTP, a commit per page: the same events, `next` leading from page to page.
+    let base = format!("http://{}/v1/accounts/acme", projection.http_addr);
+    let mut paged = Vec::new();
+    let mut after: Option<Position> = None;
+    for _ in 0..100 {
+        let cursor = after.map_or(String::new(), |p| format!("&after={}", p.0));
+        let path = format!("/records/opportunity/o1/history?limit=1{cursor}");
+        let (status, reply) = get::<RecordHistoryAnswer>(&base, &path).await;
+        assert_eq!(status, 200, "{reply:?}");
+        let page = reply.answer.unwrap();
+        paged.extend(page.events);
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(after, None, "the pages end");
+    assert_eq!(paged, all.events);
+
+    // A record that does not exist: unknown_record, 404 over HTTP.
+    let nope = acme.query(history_page(c("nope"), None, 10)).await;
+    assert_eq!(code(nope), ErrorCode::UnknownRecord);
+    let (status, _) = get::<Value>(&base, "/records/contact/nope/history").await;
+    assert_eq!(status, 404);
+
+    projection.stop().await;
+    commands.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_answers_are_bounded_and_their_input_strict() {
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let flags = ["--max-past-commits", "4", "--max-wait-ms", "300"];
+    let projection = start_projection_service(&server, &flags).await;
+    let acme = account(&server, "acme").await;
+    let head = small_account(&acme).await;
+    let raw = Followers::new(server.client().await, "acme");
+    let base = format!("http://{}/v1/accounts/acme", projection.http_addr);
+
+    // Strict: a position is a non-negative integer, over NATS and HTTP alike.
+    let c1 = json!({"kind": "contact", "id": "c1"});
+    for bad in [json!("3"), json!(-1), json!(1.5), json!({"p": 3})] {
+        let body = json!({"record": c1, "at_position": bad});
+        let reply: QueryReply<Value> = raw.query("followers", body).await;
+        let error = reply.error.expect("refused");
+        assert_eq!(error.code, ErrorCode::MalformedRequest, "{bad}");
+        assert!(error.message.contains("at_position"), "{}", error.message);
+    }
+    for query in [
+        "at_position=x",
+        "at_position=-1",
+        "at_position=1&at_position=2",
+    ] {
+        let path = format!("/records/contact/c1/followers?{query}");
+        let (status, reply) = get::<Value>(&base, &path).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(reply.error.unwrap().code, ErrorCode::MalformedRequest);
+    }
+    for query in ["after=x", "limit=0", "limit=1001", "at_position=3"] {
+        let path = format!("/records/contact/c1/history?{query}");
+        let (status, reply) = get::<Value>(&base, &path).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(reply.error.unwrap().code, ErrorCode::MalformedRequest);
+    }
+
+    // The bound: a moment whose replay needs more than 4 of the account's commits is refused
+    // with the limit named; an earlier one is answered.
+    let refused = acme.query(followers_at(c("c1"), head)).await;
+    assert_eq!(code(refused), ErrorCode::TooMuchHistory);
+    let path = format!("/records/contact/c1/followers?at_position={}", head.0);
+    let (status, reply) = get::<Value>(&base, &path).await;
+    assert_eq!(status, 400);
+    let error = reply.error.unwrap();
+    assert_eq!(error.code, ErrorCode::TooMuchHistory);
+    assert!(
+        error.message.contains("more than 4 commits"),
+        "{}",
+        error.message
+    );
+    let opened = acme.query(account_at(Position(1))).await.unwrap();
+    assert_eq!((opened.position, opened.members.len()), (Position(1), 0));
+    // Before the account was opened, it did not exist.
+    let none = acme.query(account_at(Position(0))).await;
+    assert_eq!(code(none), ErrorCode::UnknownAccount);
+
+    // A position the history has not reached is waited for like min_position, then timeout.
+    let ahead = acme
+        .query(followers_at(c("c1"), Position(head.0 + 1_000)))
+        .await;
+    assert_eq!(code(ahead), ErrorCode::Timeout);
+
+    projection.stop().await;
+    commands.stop().await;
+}
+
+/// `account` as of `at`.
+fn account_at(at: Position) -> AccountQuery {
+    AccountQuery {
+        min_position: None,
+        at_position: Some(at),
+    }
+}
