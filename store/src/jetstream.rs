@@ -528,7 +528,7 @@ impl JetStreamStore {
         account: &AccountId,
         after: Position,
     ) -> Result<(pull::Ordered, u64), StoreError> {
-        let mut consumer = self
+        let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: format!("{}.{account}.>", self.config.subject_prefix),
