@@ -14,7 +14,7 @@ use followers_client::{Account, Client, Error, Retry, system};
 use followers_shared::bounded::Text;
 use followers_shared::command::OpenAccount;
 use followers_shared::error::ErrorCode;
-use followers_shared::wire::{AccountQuery, CommandReply};
+use followers_shared::wire::{AccountQuery, CommandReply, RecordHistory};
 use followers_tests::NatsServer;
 use followers_tests::shipped::{Connection, Init, Keys, shipped};
 use followers_tests::stack::contact_ref;
@@ -149,6 +149,27 @@ async fn the_services_run_as_their_own_users_and_callers_reach_them_through_impo
     let answer = dashboard.after(&opened).settings_and_members().await;
     let answer = answer.unwrap_or_else(|e| panic!("{e:?}\n{}", d.server.log()));
     assert_eq!(answer.name, "Acme");
+    // A past moment and a record's history read the history itself (one account's consumer,
+    // one record's messages): the projection's grants cover them too.
+    let c1 = acme.command(system(), new_contact("c1", None, NONE)).await;
+    let c1 = c1.unwrap();
+    let past = AccountQuery {
+        min_position: None,
+        at_position: Some(opened.position()),
+    };
+    let past = dashboard.query(past).await.unwrap();
+    assert_eq!(
+        (past.position, past.name.as_str()),
+        (opened.position(), "Acme")
+    );
+    let history = RecordHistory {
+        record: contact_ref("c1"),
+        after: None,
+        limit: None,
+        min_position: Some(c1.position()),
+    };
+    let history = dashboard.query(history).await.unwrap();
+    assert_eq!(history.events.len(), 1);
     // The shipped grants are all the services need: the server refused them nothing.
     let log = d.server.log();
     assert!(!log.contains("Violation"), "{log}");
