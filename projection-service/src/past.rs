@@ -88,8 +88,8 @@ impl Default for PastLimits {
     }
 }
 
-/// The default of [`PastLimits::max_commits`]: about 0.1 s of reading and replaying on the
-/// machine of docs/performance.md.
+/// The default of [`PastLimits::max_commits`]: an answer at the bound costs about what reading
+/// that many commits from JetStream costs (docs/performance.md, "Past moments").
 pub const MAX_PAST_COMMITS: usize = 10_000;
 
 /// Why a past model could not be built.

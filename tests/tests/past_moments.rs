@@ -286,3 +286,146 @@ fn account_at(at: Position) -> AccountQuery {
         at_position: Some(at),
     }
 }
+
+/// docs/performance.md, "Past moments": how long a past answer takes at the default bound,
+/// an account of 10,000 commits, against the floor of reading those commits without applying
+/// them. Not run by default (it loads 10,000 commits); run it with
+/// `cargo test -p followers-tests --test past_moments -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it with --ignored --nocapture"]
+async fn measure_a_past_answer_at_the_bound() {
+    use followers_shared::command::CommandMeta;
+    use followers_shared::event::{AddedFollower, EventBody};
+    use followers_shared::ids::CommandId;
+    use followers_shared::model::{AccountSettings, Actor, AddedHow, DataScope, Role};
+    use followers_shared::store::{Commit, EventStore, Expected, StreamId};
+    use futures::StreamExt;
+    use std::time::Instant;
+
+    const COMMITS: u64 = followers_projection_service::past::MAX_PAST_COMMITS as u64;
+    let server = NatsServer::start();
+    let store = followers_tests::stack::history(&server).await;
+    let acme = followers_tests::typed::account_id("acme");
+    let commit = |bodies: Vec<EventBody>| {
+        let meta = CommandMeta {
+            command_id: CommandId::new(),
+            actor: Actor::System,
+            caller: None,
+            correlation: uuid::Uuid::now_v7(),
+            causation: None,
+            at: chrono::Utc::now(),
+        };
+        Commit::new(meta.command_id, meta.events(bodies))
+    };
+    // The account and 20 members in one commit, then a contact per commit (an owner and two
+    // followers each), loaded straight into JetStream, 64 appends in flight.
+    let mut opened = vec![EventBody::AccountOpened {
+        account: acme.clone(),
+        name: "Acme".to_owned(),
+        settings: AccountSettings::default(),
+    }];
+    let members: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
+    for m in &members {
+        opened.push(EventBody::MemberRegistered {
+            user: uid(m),
+            name: m.clone(),
+            email: format!("{m}@acme.example"),
+            role: Role::User,
+            data_scope: DataScope::OnlyAssigned,
+        });
+    }
+    let account_stream = StreamId::account(acme.clone());
+    store
+        .append(&account_stream, Expected::NoStream, &commit(opened))
+        .await
+        .unwrap();
+    let loading = Instant::now();
+    futures::stream::iter(1..COMMITS)
+        .map(|n| {
+            let (store, acme, members) = (&store, &acme, &members);
+            let contact = format!("c{n}");
+            let record = c(&contact);
+            let user = |k: u64| uid(&members[((n + k) % 20) as usize]);
+            let bodies = vec![
+                EventBody::ContactCreated {
+                    contact: contact.parse().unwrap(),
+                    owner: Some(user(0)),
+                },
+                EventBody::FollowersAdded {
+                    record: record.clone(),
+                    followers: (1..3)
+                        .map(|k| AddedFollower {
+                            user: user(k),
+                            how: AddedHow::Manual,
+                        })
+                        .collect(),
+                },
+            ];
+            let stored = commit(bodies);
+            async move {
+                let stream = StreamId::record(acme.clone(), record);
+                store.append(&stream, Expected::NoStream, &stored).await
+            }
+        })
+        .buffer_unordered(64)
+        .for_each(|appended| async move {
+            appended.unwrap();
+        })
+        .await;
+    let head = store.head().await.unwrap();
+    println!("loaded {COMMITS} commits in {:?}", loading.elapsed());
+
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let account = account(&server, "acme").await;
+
+    // The floor: the account's commits read (and decoded), not applied; before and after the
+    // cold answer, the faster of the two.
+    let read_all = || async {
+        let started = Instant::now();
+        let read = store.read_account(&acme, Position(0)).await.unwrap();
+        assert_eq!(read.count().await as u64, COMMITS);
+        started.elapsed()
+    };
+    let floor = read_all().await;
+
+    let ask = |at: Position| account.query(followers_at(c("c1"), at));
+    let started = Instant::now();
+    let cold = ask(head).await.unwrap();
+    let cold_time = started.elapsed();
+    assert_eq!(cold.position, head);
+    let floor = floor.min(read_all().await);
+    let started = Instant::now();
+    ask(head).await.unwrap();
+    let cached = started.elapsed();
+    let started = Instant::now();
+    ask(Position(head.0 / 2)).await.unwrap();
+    let half = started.elapsed();
+
+    // One commit more, and the head is beyond the bound: refused after reading 10,001.
+    let more = StreamId::record(acme.clone(), c("c0"));
+    let extra = commit(vec![EventBody::ContactCreated {
+        contact: "c0".parse().unwrap(),
+        owner: None,
+    }]);
+    let beyond = store
+        .append(&more, Expected::NoStream, &extra)
+        .await
+        .unwrap()
+        .position;
+    let started = Instant::now();
+    let refused = account
+        .at_least(beyond)
+        .query(followers_at(c("c1"), beyond))
+        .await;
+    let refused_time = started.elapsed();
+    assert_eq!(code(refused), ErrorCode::TooMuchHistory);
+    println!(
+        "past answer at the bound ({COMMITS} commits): cold {cold_time:?}, cached {cached:?}, \
+         half-way ({} commits) {half:?}, refused beyond it {refused_time:?}; floor (reading \
+         the {COMMITS} commits, not applying them) {floor:?}",
+        COMMITS / 2
+    );
+    projection.stop().await;
+    commands.stop().await;
+}
