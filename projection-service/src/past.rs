@@ -13,6 +13,9 @@
 //!   position whose replay needs more is refused `too_much_history` after reading that many,
 //!   never after reading the rest;
 //! - the read must end within [`PastLimits::read_timeout`], else `store_unavailable`;
+//! - at most [`PastLimits::readers`] past models are built at once; another query that needs
+//!   one is answered `unavailable` at once (retry), so past answers cannot take the whole query
+//!   budget's places and memory;
 //! - the last [`PastLimits::cached`] past models are kept, keyed by account and position, so
 //!   the pages of one past answer, or several queries about one moment, read the history once.
 //!
@@ -76,6 +79,8 @@ pub struct PastLimits {
     pub read_timeout: Duration,
     /// How many past models are kept for the next queries.
     pub cached: usize,
+    /// How many past models may be built at once.
+    pub readers: usize,
 }
 
 impl Default for PastLimits {
@@ -84,6 +89,7 @@ impl Default for PastLimits {
             max_commits: MAX_PAST_COMMITS,
             read_timeout: Duration::from_secs(10),
             cached: 8,
+            readers: 4,
         }
     }
 }
@@ -108,6 +114,11 @@ pub enum PastError {
     },
     #[error("reading the history of account `{account}` took more than {} ms", .limit.as_millis())]
     TimedOut { account: AccountId, limit: Duration },
+    #[error(
+        "{0} past answers are being read from the history already, the most at once; retry \
+         shortly"
+    )]
+    Busy(usize),
     #[error("reading the history: {0}")]
     Store(#[from] StoreError),
 }
@@ -120,6 +131,7 @@ pub struct Past {
     history: Arc<dyn History>,
     limits: PastLimits,
     cache: Mutex<VecDeque<Cached>>,
+    readers: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Past {
@@ -136,6 +148,7 @@ impl Past {
             history,
             limits,
             cache: Mutex::new(VecDeque::new()),
+            readers: tokio::sync::Semaphore::new(limits.readers.max(1)),
         }
     }
 
@@ -178,6 +191,10 @@ impl Past {
         if let Some(model) = self.cached(account, at) {
             return Ok(model);
         }
+        let _reading = self
+            .readers
+            .try_acquire()
+            .map_err(|_| PastError::Busy(self.limits.readers.max(1)))?;
         let read = self.read(account, at);
         let (commits, unreadable) = tokio::time::timeout(self.limits.read_timeout, read)
             .await
@@ -296,4 +313,173 @@ pub async fn find_cause(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use followers_shared::command::CommandMeta;
+    use followers_shared::ids::{CommandId, UserId};
+    use followers_shared::model::Actor;
+    use followers_shared::store::{Commit, Expected, StoredCommit, StreamId};
+    use followers_store::MemoryStore;
+
+    use super::*;
+
+    fn user(u: &str) -> UserId {
+        UserId::new(u).unwrap()
+    }
+
+    /// Appends one commit of `bodies` to `stream` and returns it as stored.
+    async fn append(store: &MemoryStore, stream: StreamId, bodies: Vec<EventBody>) -> StoredCommit {
+        let meta = CommandMeta {
+            command_id: CommandId::new(),
+            actor: Actor::System,
+            caller: None,
+            correlation: uuid::Uuid::now_v7(),
+            causation: None,
+            at: chrono::Utc::now(),
+        };
+        let commit = Commit::new(meta.command_id, meta.events(bodies));
+        let before = store.read_stream(&stream).await.unwrap();
+        let expected = Expected::from_version(before.last().map(|c| c.version));
+        let appended = store.append(&stream, expected, &commit).await.unwrap();
+        StoredCommit {
+            stream,
+            version: appended.version,
+            position: appended.position,
+            commit,
+            trace: None,
+        }
+    }
+
+    /// Two accounts' interleaved histories: contacts created, and an owner changed twice.
+    async fn history(store: &MemoryStore) -> Vec<StoredCommit> {
+        let mut out = Vec::new();
+        for (n, account) in ["acme", "globex", "acme", "acme", "globex", "acme"]
+            .iter()
+            .enumerate()
+        {
+            let account: AccountId = account.parse().unwrap();
+            let contact = RecordRef::Contact("c1".parse().unwrap());
+            let stream = StreamId::record(account, contact.clone());
+            let bodies = if out.iter().any(|c: &StoredCommit| c.stream == stream) {
+                vec![EventBody::OwnerChanged {
+                    record: contact,
+                    from: None,
+                    to: Some(user(&format!("u{n}"))),
+                    coupled_with: None,
+                }]
+            } else {
+                vec![EventBody::ContactCreated {
+                    contact: "c1".parse().unwrap(),
+                    owner: Some(user("ann")),
+                }]
+            };
+            out.push(append(store, stream, bodies).await);
+        }
+        out
+    }
+
+    fn past(store: &MemoryStore, limits: PastLimits) -> Past {
+        Past::new(Arc::new(store.clone()), limits)
+    }
+
+    /// R1, R23: at every position, the past model of an account is that account in the live
+    /// model at that position (the live model applies every account's commits as they come).
+    #[tokio::test]
+    async fn a_past_model_is_the_live_models_account_then() {
+        let store = MemoryStore::new();
+        let commits = history(&store).await;
+        let past = past(&store, PastLimits::default());
+        let acme: AccountId = "acme".parse().unwrap();
+        let head = commits.last().unwrap().position;
+        for at in 0..=head.0 + 1 {
+            let mut live = ReadModel::with_chains(Chains::Dropped);
+            for c in commits.iter().filter(|c| c.position.0 <= at) {
+                live.apply(c);
+            }
+            let model = past.model(&acme, Position(at)).await.unwrap();
+            assert_eq!(model.account(&acme), live.account(&acme), "at {at}");
+            let globex: AccountId = "globex".parse().unwrap();
+            assert!(
+                model.account(&globex).is_none(),
+                "R1: only acme's commits are read"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn beyond_the_bound_is_refused_and_a_model_is_kept_for_the_next_query() {
+        let store = MemoryStore::new();
+        let commits = history(&store).await;
+        let limits = PastLimits {
+            max_commits: 3,
+            ..PastLimits::default()
+        };
+        let past = past(&store, limits);
+        let acme: AccountId = "acme".parse().unwrap();
+        let head = commits.last().unwrap().position;
+        // acme has 4 commits up to the head: one more than the bound.
+        let refused = past.model(&acme, head).await.unwrap_err();
+        assert!(
+            matches!(refused, PastError::TooMuchHistory { limit: 3, .. }),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("more than 3 commits"),
+            "{refused}"
+        );
+        // The moment of its third commit is within it, and kept.
+        let third = commits[3].position;
+        let first = past.model(&acme, third).await.unwrap();
+        let again = past.model(&acme, third).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        // Only the last `cached` moments are kept.
+        let few = Past::new(
+            Arc::new(store.clone()),
+            PastLimits {
+                cached: 1,
+                ..PastLimits::default()
+            },
+        );
+        let a = few.model(&acme, Position(1)).await.unwrap();
+        few.model(&acme, Position(2)).await.unwrap();
+        let b = few.model(&acme, Position(1)).await.unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_syncs_events_name_the_record_of_their_cause() {
+        let c1 = RecordRef::Contact("c1".parse().unwrap());
+        let o1 = RecordRef::Opportunity("o1".parse().unwrap());
+        let added = EventBody::FollowersAdded {
+            record: o1.clone(),
+            followers: vec![
+                followers_shared::event::AddedFollower {
+                    user: user("bob"),
+                    how: AddedHow::OwnerSync { from: c1.clone() },
+                },
+                followers_shared::event::AddedFollower {
+                    user: user("dee"),
+                    how: AddedHow::Manual,
+                },
+            ],
+        };
+        assert_eq!(cause_records(&added), vec![c1.clone()]);
+        let mirrored = EventBody::OwnerChanged {
+            record: o1.clone(),
+            from: None,
+            to: Some(user("cid")),
+            coupled_with: Some(c1.clone()),
+        };
+        assert_eq!(cause_records(&mirrored), vec![c1]);
+        let created = EventBody::ContactCreated {
+            contact: "c2".parse().unwrap(),
+            owner: None,
+        };
+        assert_eq!(cause_records(&created), Vec::<RecordRef>::new());
+    }
 }

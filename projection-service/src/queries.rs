@@ -335,9 +335,19 @@ impl Queries {
         if let Err(e) = known {
             return QueryReply::failure(e);
         }
-        match record_history(self.past.history(), account, q, limit, position).await {
-            Ok(answer) => QueryReply::answer(position, answer),
-            Err(e) => QueryReply::failure(store_error(&e)),
+        let within = self.past.limits().read_timeout;
+        let record = q.record.clone();
+        let reading = record_history(self.past.history(), account, q, limit, position);
+        match tokio::time::timeout(within, reading).await {
+            Ok(Ok(answer)) => QueryReply::answer(position, answer),
+            Ok(Err(e)) => QueryReply::failure(store_error(&e)),
+            Err(_) => QueryReply::failure(ErrorBody::new(
+                ErrorCode::StoreUnavailable,
+                format!(
+                    "reading the history of {record} took more than {} ms; retry",
+                    within.as_millis()
+                ),
+            )),
         }
     }
 }
@@ -352,6 +362,7 @@ struct When {
 fn past_error(e: &PastError) -> ErrorBody {
     let code = match e {
         PastError::TooMuchHistory { .. } => ErrorCode::TooMuchHistory,
+        PastError::Busy(_) => ErrorCode::Unavailable,
         PastError::TimedOut { .. } | PastError::Store(_) => ErrorCode::StoreUnavailable,
     };
     ErrorBody::new(code, e.to_string())

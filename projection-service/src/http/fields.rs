@@ -4,11 +4,12 @@
 //!
 //! Each route names where a field comes from: a path segment ([`Fields::path`]), a record whose
 //! kind and id are two segments ([`Fields::path_record`]) or two parameters
-//! ([`Fields::param_record`]), and otherwise the parameter of the field's name: `min_position`
-//! and `limit` are numbers, `hint` a boolean, the others text. A field taken from the path is never overridden by
-//! a parameter. Fields are read in name order, so of several bad ones the first by name is
-//! named, and each is refused in the words a NATS body with the same fields gets, without the
-//! line and column.
+//! ([`Fields::param_record`]), and otherwise the parameter of the field's name: `min_position`,
+//! `at_position` and `limit` are numbers, and so are those a route names ([`Fields::numbers`]:
+//! the history's `after`), `hint` a boolean, the others text. A field taken from the path is
+//! never overridden by a parameter. Fields are read in name order, so of several bad ones the
+//! first by name is named, and each is refused in the words a NATS body with the same fields
+//! gets, without the line and column.
 
 use std::collections::BTreeMap;
 
@@ -240,7 +241,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use followers_shared::wire::{
-        AccountQuery, CheckAccess, ContactOpportunities, FollowersQuery, RecordsOfUser,
+        AccountQuery, CheckAccess, ContactOpportunities, FollowersQuery, RecordHistory,
+        RecordsOfUser, WhoCanAccess,
     };
     use serde_json::{Value as Json, json};
 
@@ -282,6 +284,11 @@ mod tests {
                 json!({"min_position": "x", "extra": "1"}),
             ),
             (params(&[("limit", "3")]), json!({"limit": 3})),
+            (params(&[("at_position", "7")]), json!({"at_position": 7})),
+            (
+                params(&[("at_position", "seven")]),
+                json!({"at_position": "seven"}),
+            ),
         ];
         for (fields, body) in cases {
             same_as_body::<AccountQuery>(&fields, body);
@@ -393,6 +400,34 @@ mod tests {
         );
         let contact = params(&[("contact", "c2")]).path("contact", "c$".into());
         same_as_body::<ContactOpportunities>(&contact, json!({"contact": "c$"}));
+    }
+
+    /// `after` is a position in `record_history` (a number there) and a user elsewhere.
+    #[test]
+    fn a_route_names_its_own_number_parameters() {
+        let history = |q: &[(&str, &str)]| {
+            params(q)
+                .path_record("record", "contact".into(), "c1".into())
+                .numbers(&["after"])
+        };
+        let c1 = json!({"kind": "contact", "id": "c1"});
+        same_as_body::<RecordHistory>(
+            &history(&[("after", "12"), ("limit", "2")]),
+            json!({"record": c1, "after": 12, "limit": 2}),
+        );
+        same_as_body::<RecordHistory>(
+            &history(&[("after", "x")]),
+            json!({"record": c1, "after": "x"}),
+        );
+        let users = params(&[("after", "12"), ("action", "view")]).path_record(
+            "record",
+            "contact".into(),
+            "c1".into(),
+        );
+        same_as_body::<WhoCanAccess>(
+            &users,
+            json!({"record": c1, "action": "view", "after": "12"}),
+        );
     }
 
     #[test]
