@@ -16,8 +16,9 @@
 //! - at most [`PastLimits::readers`] past models are built at once; another query that needs
 //!   one is answered `unavailable` at once (retry), so past answers cannot take the whole query
 //!   budget's places and memory;
-//! - the last [`PastLimits::cached`] past models are kept, keyed by account and position, so
-//!   the pages of one past answer, or several queries about one moment, read the history once.
+//! - the last [`PastLimits::cached`] past models are kept, keyed by history, account and
+//!   position ([`Moment`]), so the pages of one past answer, or several queries about one
+//!   moment, read the history once (and a replaced history's are never served for the new one).
 //!
 //! `record_history` reads the record's stream ([`EventStore::read_stream`]) and, for each
 //! reaction of the follower sync on the page, the stream of the record its cause names, to say
@@ -32,7 +33,7 @@ use followers_shared::ids::{AccountId, EventId};
 use followers_shared::model::{AddedHow, RecordRef};
 use followers_shared::read_model::{self, Chains, ReadModel};
 use followers_shared::store::{
-    CommitStream, EventStore, Position, StoreError, StoredCommit, StreamId,
+    CommitStream, EventStore, HistoryId, Position, StoreError, StoredCommit, StreamId,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -123,8 +124,17 @@ pub enum PastError {
     Store(#[from] StoreError),
 }
 
+/// Which past model: of which history (the live model's, so that a replaced history's models
+/// are never served for the new one), which account, as of which position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moment {
+    pub history: Option<HistoryId>,
+    pub account: AccountId,
+    pub at: Position,
+}
+
 /// A past model, shared by the queries that ask about its moment.
-type Cached = (AccountId, Position, Arc<ReadModel>);
+type Cached = (Moment, Arc<ReadModel>);
 
 /// Past models, built from the history on demand.
 pub struct Past {
@@ -160,35 +170,33 @@ impl Past {
         self.history.as_ref()
     }
 
-    fn cached(&self, account: &AccountId, at: Position) -> Option<Arc<ReadModel>> {
+    fn cached(&self, moment: &Moment) -> Option<Arc<ReadModel>> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .iter()
-            .find(|(a, p, _)| a == account && *p == at)
-            .map(|(_, _, m)| m.clone())
+            .find(|(m, _)| m == moment)
+            .map(|(_, model)| model.clone())
     }
 
-    fn keep(&self, account: &AccountId, at: Position, model: Arc<ReadModel>) {
+    fn keep(&self, moment: &Moment, model: Arc<ReadModel>) {
         if self.limits.cached == 0 {
             return;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.iter().any(|(a, p, _)| a == account && *p == at) {
+        if cache.iter().any(|(m, _)| m == moment) {
             return;
         }
         while cache.len() >= self.limits.cached {
             cache.pop_front();
         }
-        cache.push_back((account.clone(), at, model));
+        cache.push_back((moment.clone(), model));
     }
 
-    /// The model of `account` as of `at`: the account's commits at or before `at`, replayed.
-    pub async fn model(
-        &self,
-        account: &AccountId,
-        at: Position,
-    ) -> Result<Arc<ReadModel>, PastError> {
-        if let Some(model) = self.cached(account, at) {
+    /// The model of the moment's account as of its position: the account's commits at or
+    /// before it, replayed.
+    pub async fn model(&self, moment: &Moment) -> Result<Arc<ReadModel>, PastError> {
+        let (account, at) = (&moment.account, moment.at);
+        if let Some(model) = self.cached(moment) {
             return Ok(model);
         }
         let _reading = self
@@ -208,7 +216,7 @@ impl Past {
             unreadable,
             at,
         ));
-        self.keep(account, at, model.clone());
+        self.keep(moment, model.clone());
         Ok(model)
     }
 
@@ -382,6 +390,14 @@ mod tests {
         out
     }
 
+    fn moment(account: &AccountId, at: u64) -> Moment {
+        Moment {
+            history: None,
+            account: account.clone(),
+            at: Position(at),
+        }
+    }
+
     fn past(store: &MemoryStore, limits: PastLimits) -> Past {
         Past::new(Arc::new(store.clone()), limits)
     }
@@ -400,7 +416,7 @@ mod tests {
             for c in commits.iter().filter(|c| c.position.0 <= at) {
                 live.apply(c);
             }
-            let model = past.model(&acme, Position(at)).await.unwrap();
+            let model = past.model(&moment(&acme, at)).await.unwrap();
             assert_eq!(model.account(&acme), live.account(&acme), "at {at}");
             let globex: AccountId = "globex".parse().unwrap();
             assert!(
@@ -422,7 +438,7 @@ mod tests {
         let acme: AccountId = "acme".parse().unwrap();
         let head = commits.last().unwrap().position;
         // acme has 4 commits up to the head: one more than the bound.
-        let refused = past.model(&acme, head).await.unwrap_err();
+        let refused = past.model(&moment(&acme, head.0)).await.unwrap_err();
         assert!(
             matches!(refused, PastError::TooMuchHistory { limit: 3, .. }),
             "{refused}"
@@ -433,9 +449,16 @@ mod tests {
         );
         // The moment of its third commit is within it, and kept.
         let third = commits[3].position;
-        let first = past.model(&acme, third).await.unwrap();
-        let again = past.model(&acme, third).await.unwrap();
+        let first = past.model(&moment(&acme, third.0)).await.unwrap();
+        let again = past.model(&moment(&acme, third.0)).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
+        // Not for another history.
+        let other = Moment {
+            history: Some(HistoryId("other".to_owned())),
+            ..moment(&acme, third.0)
+        };
+        let rebuilt = past.model(&other).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
         // Only the last `cached` moments are kept.
         let few = Past::new(
             Arc::new(store.clone()),
@@ -444,9 +467,9 @@ mod tests {
                 ..PastLimits::default()
             },
         );
-        let a = few.model(&acme, Position(1)).await.unwrap();
-        few.model(&acme, Position(2)).await.unwrap();
-        let b = few.model(&acme, Position(1)).await.unwrap();
+        let a = few.model(&moment(&acme, 1)).await.unwrap();
+        few.model(&moment(&acme, 2)).await.unwrap();
+        let b = few.model(&moment(&acme, 1)).await.unwrap();
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(a, b);
     }

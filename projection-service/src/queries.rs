@@ -302,10 +302,19 @@ impl Queries {
         };
         match when.at {
             None => self.model.read(|m| answered(m.position(), m)),
-            Some(at) => match self.past.model(account, at).await {
+            Some(at) => match self.past.model(&self.moment(account, at)).await {
                 Ok(m) => answered(at, &m),
                 Err(e) => QueryReply::failure(past_error(&e)),
             },
+        }
+    }
+
+    /// The moment `at` of `account` in the history the live model follows.
+    fn moment(&self, account: &AccountId, at: Position) -> past::Moment {
+        past::Moment {
+            history: self.model.history(),
+            account: account.clone(),
+            at,
         }
     }
 
