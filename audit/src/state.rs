@@ -6,7 +6,7 @@ use followers_shared::access::{AccessDecision, Action};
 use followers_shared::ids::{AccountId, UserId};
 use followers_shared::model::{Actor, AddedHow, DataScope, RecordRef, Role};
 use followers_shared::read_model::{self, ReadModel};
-use followers_shared::store::{Position, StoredCommit, StreamId};
+use followers_shared::store::{self, Position, StoredCommit, StreamId};
 use serde::Serialize;
 
 use crate::error::AuditError;
@@ -21,9 +21,9 @@ pub enum Moment {
     Position(Position),
 }
 
-/// When a commit was stored: the time of its events.
+/// When a commit was stored: the time of its events ([`StoredCommit::time`]).
 pub fn commit_time(c: &StoredCommit) -> Option<DateTime<Utc>> {
-    c.commit.events.first().map(|e| e.meta.at)
+    c.time()
 }
 
 /// The read model after the commits up to `moment`, and the last commit applied. Unreadable
@@ -54,12 +54,7 @@ pub fn replay_until(history: &History, moment: Moment) -> Result<ReadModel, Audi
                 });
             }
             // In position order, up to the first commit stored after `t`.
-            history
-                .commits
-                .iter()
-                .take_while(|c| commit_time(c).is_none_or(|at| at <= t))
-                .last()
-                .map_or(Position(0), |c| c.position)
+            store::position_at_time(&history.commits, t)
         }
     };
     Ok(replay(history, limit))

@@ -421,6 +421,7 @@ async fn nats_load(
                         record,
                         min_position: None,
                         at_position: None,
+                        at_time: None,
                     })
                 } else {
                     let checks = (0..batch).map(|_| check(&mut rng, &data)).collect();
@@ -429,6 +430,7 @@ async fn nats_load(
                         checks,
                         min_position: None,
                         at_position: None,
+                        at_time: None,
                     })
                 };
                 Bytes::from(body.expect("json"))

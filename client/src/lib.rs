@@ -291,6 +291,7 @@ impl Account {
             record: record.clone(),
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -305,6 +306,7 @@ impl Account {
             checks,
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -315,6 +317,7 @@ impl Account {
             record: record.clone(),
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -331,6 +334,7 @@ impl Account {
             limit: None,
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -350,6 +354,7 @@ impl Account {
             limit: None,
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -369,6 +374,7 @@ impl Account {
             limit: None,
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }
@@ -382,6 +388,7 @@ impl Account {
             contact: contact.clone(),
             min_position: None,
             at_position: None,
+            at_time: None,
         };
         self.query(request).await
     }

@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use followers_shared::event::{Event, EventBody};
 use followers_shared::ids::{AccountId, EventId};
 use followers_shared::model::{AddedHow, RecordRef};
@@ -99,18 +100,46 @@ impl Default for PastLimits {
 /// that many commits from JetStream costs (docs/performance.md, "Past moments").
 pub const MAX_PAST_COMMITS: usize = 10_000;
 
+/// The moment a past answer is asked about, as the query gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Right after the commit at this position (`at_position`).
+    Position(Position),
+    /// Right after the last commit of the account stored at or before this time (`at_time`).
+    Time(DateTime<Utc>),
+}
+
+impl Until {
+    /// Whether `stored` comes after the moment: the first such commit ends the read. A commit
+    /// without events has no time and is never after a time.
+    fn passed_by(self, stored: &StoredCommit) -> bool {
+        match self {
+            Until::Position(at) => stored.position > at,
+            Until::Time(t) => stored.time().is_some_and(|at| at > t),
+        }
+    }
+}
+
+impl std::fmt::Display for Until {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Until::Position(p) => write!(f, "position {}", p.0),
+            Until::Time(t) => write!(f, "{}", t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        }
+    }
+}
+
 /// Why a past model could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PastError {
     #[error(
-        "answering as of position {} needs more than {limit} commits of account \
-         `{account}` to be replayed, the most one query may read; ask about an earlier position, \
-         or use `followers-audit at` (docs/protocol.md, \"Past moments\")",
-        .position.0
+        "answering as of {until} needs more than {limit} commits of account `{account}` to be \
+         replayed, the most one query may read; ask about an earlier moment, or use \
+         `followers-audit at` (docs/protocol.md, \"Past moments\")"
     )]
     TooMuchHistory {
         account: AccountId,
-        position: Position,
+        until: Until,
         limit: usize,
     },
     #[error("reading the history of account `{account}` took more than {} ms", .limit.as_millis())]
@@ -195,37 +224,74 @@ impl Past {
     /// The model of the moment's account as of its position: the account's commits at or
     /// before it, replayed.
     pub async fn model(&self, moment: &Moment) -> Result<Arc<ReadModel>, PastError> {
-        let (account, at) = (&moment.account, moment.at);
         if let Some(model) = self.cached(moment) {
             return Ok(model);
         }
+        let until = Until::Position(moment.at);
+        let (_, model) = self.build(moment, until).await?;
+        Ok(model)
+    }
+
+    /// The model of `account` as of `time`, and the position that moment is: the account's
+    /// last commit stored at or before it (`Position(0)` when there is none). The model is kept
+    /// under that position, so the next pages can ask `at_position` it.
+    pub async fn model_at_time(
+        &self,
+        history: Option<HistoryId>,
+        account: &AccountId,
+        time: DateTime<Utc>,
+    ) -> Result<(Position, Arc<ReadModel>), PastError> {
+        let moment = Moment {
+            history,
+            account: account.clone(),
+            at: Position(0),
+        };
+        self.build(&moment, Until::Time(time)).await
+    }
+
+    /// Reads and replays the account's commits up to `until`, and keeps the model under the
+    /// moment's history, account and the position `until` turned out to be.
+    async fn build(
+        &self,
+        moment: &Moment,
+        until: Until,
+    ) -> Result<(Position, Arc<ReadModel>), PastError> {
+        let account = &moment.account;
         let _reading = self
             .readers
             .try_acquire()
             .map_err(|_| PastError::Busy(self.limits.readers.max(1)))?;
-        let read = self.read(account, at);
+        let read = self.read(account, until);
         let (commits, unreadable) = tokio::time::timeout(self.limits.read_timeout, read)
             .await
             .map_err(|_| PastError::TimedOut {
                 account: account.clone(),
                 limit: self.limits.read_timeout,
             })??;
+        let at = match until {
+            Until::Position(at) => at,
+            Until::Time(_) => commits.last().map_or(Position(0), |c| c.position),
+        };
         let model = Arc::new(read_model::replay_until(
             ReadModel::with_chains(Chains::Dropped),
             &commits,
             unreadable,
             at,
         ));
-        self.keep(moment, model.clone());
-        Ok(model)
+        let kept = Moment {
+            at,
+            ..moment.clone()
+        };
+        self.keep(&kept, model.clone());
+        Ok((at, model))
     }
 
-    /// The account's commits at or before `at`, and the positions of those that could not be
-    /// read; at most `max_commits` of them together.
+    /// The account's commits up to `until`, and the positions of those that could not be read
+    /// (up to the first commit after `until`); at most `max_commits` of them together.
     async fn read(
         &self,
         account: &AccountId,
-        at: Position,
+        until: Until,
     ) -> Result<(Vec<StoredCommit>, Vec<Position>), PastError> {
         let (mut commits, mut unreadable) = (Vec::new(), Vec::new());
         let mut after = Position(0);
@@ -235,9 +301,12 @@ impl Past {
             let mut feed = self.history.account(account, after).await?;
             while let Some(next) = feed.next().await {
                 match next {
-                    Ok(c) if c.position > at => break 'read,
+                    Ok(c) if until.passed_by(&c) => break 'read,
                     Ok(c) => commits.push(c),
-                    Err(StoreError::Corrupt { position, .. }) if position > at => break 'read,
+                    Err(StoreError::Corrupt { position, .. }) if matches!(until, Until::Position(at) if position > at) =>
+                    {
+                        break 'read;
+                    }
                     Err(StoreError::Corrupt { position, .. }) => {
                         unreadable.push(position);
                     }
@@ -246,7 +315,7 @@ impl Past {
                 if commits.len() + unreadable.len() > self.limits.max_commits {
                     return Err(PastError::TooMuchHistory {
                         account: account.clone(),
-                        position: at,
+                        until,
                         limit: self.limits.max_commits,
                     });
                 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use followers_runtime::metrics::{RequestMeters, UNKNOWN};
 use followers_shared::access::Action;
 use followers_shared::error::ErrorCode;
@@ -244,9 +245,11 @@ impl Queries {
         if !self.ready.load(Ordering::Acquire) {
             return not_ready();
         }
+        let (at, at_time) = query.past();
         let when = When {
             min: query.min_position(),
-            at: query.at_position(),
+            at,
+            at_time,
         };
         match query {
             Query::CheckAccess(q) => json(&self.run(a, when, |m| check_access(m, a, q)).await),
@@ -286,13 +289,18 @@ impl Queries {
 
     /// Answers from the live model under its read lock, once it has reached `min_position`; or,
     /// with `at_position`, from the account's model as of that position (once the live model
-    /// has reached it too, so that the history holds it), with that position as the reply's.
+    /// has reached it too, so that the history holds it), with that position as the reply's;
+    /// or, with `at_time`, from the account's model as of its last commit stored by then, with
+    /// that commit's position as the reply's.
     async fn run<T>(
         &self,
         account: &AccountId,
         when: When,
         f: impl FnOnce(&ReadModel) -> Result<T, ErrorBody>,
     ) -> QueryReply<T> {
+        if let Err(e) = when.check(chrono::Utc::now()) {
+            return QueryReply::failure(e);
+        }
         if let Err(e) = self.reach(when.min.max(when.at)).await {
             return QueryReply::failure(e);
         }
@@ -300,12 +308,21 @@ impl Queries {
             Ok(answer) => QueryReply::answer(position, answer),
             Err(e) => QueryReply::failure(e),
         };
-        match when.at {
-            None => self.model.read(|m| answered(m.position(), m)),
-            Some(at) => match self.past.model(&self.moment(account, at)).await {
-                Ok(m) => answered(at, &m),
-                Err(e) => QueryReply::failure(past_error(&e)),
-            },
+        let past = match (when.at, when.at_time) {
+            (None, None) => return self.model.read(|m| answered(m.position(), m)),
+            (Some(at), _) => self
+                .past
+                .model(&self.moment(account, at))
+                .await
+                .map(|m| (at, m)),
+            (None, Some(time)) => {
+                let history = self.model.history();
+                self.past.model_at_time(history, account, time).await
+            }
+        };
+        match past {
+            Ok((at, m)) => answered(at, &m),
+            Err(e) => QueryReply::failure(past_error(&e)),
         }
     }
 
@@ -361,11 +378,31 @@ impl Queries {
     }
 }
 
-/// The positions a query asks about: at least `min` (read-your-writes), as of `at` (the past).
+/// The moments a query asks about: at least `min` (read-your-writes), as of `at` or `at_time`
+/// (the past).
 #[derive(Debug, Clone, Copy)]
 struct When {
     min: Option<Position>,
     at: Option<Position>,
+    at_time: Option<DateTime<Utc>>,
+}
+
+impl When {
+    /// A past moment is one moment, and past: `at_position` and `at_time` are not given
+    /// together, and `at_time` is not later than `now`.
+    fn check(&self, now: DateTime<Utc>) -> Result<(), ErrorBody> {
+        match (self.at, self.at_time) {
+            (Some(_), Some(_)) => Err(malformed(
+                "give `at_position` or `at_time`, not both: each names the moment to answer as of",
+            )),
+            (None, Some(t)) if t > now => Err(malformed(format!(
+                "`at_time` {} is later than now ({}); a past moment is answered, not a future one",
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                now.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn past_error(e: &PastError) -> ErrorBody {

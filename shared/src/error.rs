@@ -49,8 +49,9 @@ pub enum ErrorCode {
     /// HTTP only: a valid bearer token that does not grant the account the request names
     /// (status 403).
     Forbidden,
-    /// A query `at_position` would replay more of the account's history than one query may
-    /// (docs/protocol.md, "Past moments"); ask about an earlier position, or use the audit tool.
+    /// A query `at_position` (or `at_time`) would replay more of the account's history than one
+    /// query may (docs/protocol.md, "Past moments"); ask about an earlier moment, or use the
+    /// audit tool.
     TooMuchHistory,
     /// A bug: please report it. Nothing was appended.
     Internal,

@@ -247,6 +247,26 @@ pub struct StoredCommit {
     pub trace: Option<TraceContext>,
 }
 
+impl StoredCommit {
+    /// When the commit was stored: the time of its events (its first event's `meta.at`).
+    pub fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.commit.events.first().map(|e| e.meta.at)
+    }
+}
+
+/// The position of the last of `commits` (in position order) before the first one stored after
+/// `time`: the moment `time` names in them. `Position(0)` when the first is already later.
+pub fn position_at_time<'a>(
+    commits: impl IntoIterator<Item = &'a StoredCommit>,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Position {
+    commits
+        .into_iter()
+        .take_while(|c| c.time().is_none_or(|at| at <= time))
+        .last()
+        .map_or(Position(0), |c| c.position)
+}
+
 /// Where a commit was written in a distributed trace: the W3C Trace Context headers its history
 /// message carried (<https://www.w3.org/TR/trace-context/>), kept as written so that whoever
 /// applies or reacts to the commit can continue that trace. Parsed only by whoever continues it.

@@ -46,6 +46,8 @@ const QUERY_OF: &[(&str, &str)] = &[
     ("5.12#3", "check_access"),
     ("5.12#4", "check_access"),
     ("5.12#5", "followers"),
+    ("5.12#6", "followers"),
+    ("5.12#7", "followers"),
     // Section 3.17 (dry runs) is about every command; its requests are these.
     ("3.17#1", "change_owner"),
     ("3.17#3", "deactivate_member"),

@@ -199,6 +199,7 @@ async fn a_history_replaced_under_running_services_is_rebuilt_not_mixed() {
         record: contact_ref("c0"),
         min_position: Some(new),
         at_position: None,
+        at_time: None,
     };
     assert_eq!(code(f.query(c0).await), ErrorCode::UnknownRecord);
     let http = reqwest::Client::new();

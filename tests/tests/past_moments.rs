@@ -25,6 +25,16 @@ fn followers_at(record: RecordRef, at: Position) -> FollowersQuery {
         record,
         min_position: None,
         at_position: Some(at),
+        at_time: None,
+    }
+}
+
+fn followers_at_time(record: RecordRef, time: chrono::DateTime<chrono::Utc>) -> FollowersQuery {
+    FollowersQuery {
+        record,
+        min_position: None,
+        at_position: None,
+        at_time: Some(time),
     }
 }
 
@@ -36,6 +46,7 @@ fn check_at(user: &str, action: Action, record: RecordRef, at: Position) -> Chec
         hint: false,
         min_position: None,
         at_position: Some(at),
+        at_time: None,
     }
 }
 
@@ -119,9 +130,32 @@ async fn a_past_position_is_answered_as_the_model_did_then_over_nats_and_http() 
         limit: None,
         min_position: None,
         at_position: Some(live.position),
+        at_time: None,
     };
     let past = acme.query(past).await.unwrap();
     assert_eq!(past.answer, live.answer);
+
+    // at_time: as of the account's last commit stored by then, whose position the reply gives.
+    let c1 = acme.query(history_page(c("c1"), None, 1000)).await.unwrap();
+    let created = c1.events.first().unwrap();
+    let change = c1.events.iter().find(|e| e.position == changed).unwrap();
+    assert!(created.at < change.at);
+    let then = acme
+        .query(followers_at_time(c("c1"), created.at))
+        .await
+        .unwrap();
+    assert_eq!(owner(&then), Some("bob"));
+    assert!(then.position >= created.position && then.position < changed);
+    let now = acme
+        .query(followers_at_time(c("c1"), change.at))
+        .await
+        .unwrap();
+    assert_eq!(owner(&now), Some("cid"));
+    assert!(now.position >= changed);
+    // Before the account's first commit, it did not exist.
+    let early = created.at - chrono::Duration::days(1);
+    let none = acme.query(followers_at_time(c("c1"), early)).await;
+    assert_eq!(code(none), ErrorCode::UnknownAccount);
 
     // HTTP: the same answers on the same routes, with ?at_position=.
     let base = format!("http://{}/v1/accounts/acme", projection.http_addr);
@@ -232,10 +266,28 @@ async fn past_answers_are_bounded_and_their_input_strict() {
         assert_eq!(error.code, ErrorCode::MalformedRequest, "{bad}");
         assert!(error.message.contains("at_position"), "{}", error.message);
     }
+    let both = json!({"record": c1, "at_position": 3, "at_time": "2026-11-24T19:48:39Z"});
+    let future = json!({"record": c1, "at_time": "2999-01-01T00:00:00Z"});
+    let no_time = json!({"record": c1, "at_time": "yesterday"});
+    let local = json!({"record": c1, "at_time": "2026-11-24T19:48:39"});
+    for (body, names) in [
+        (both, "not both"),
+        (future, "later than now"),
+        (no_time, "at_time"),
+        (local, "at_time"),
+    ] {
+        let reply: QueryReply<Value> = raw.query("followers", body.clone()).await;
+        let error = reply.error.expect("refused");
+        assert_eq!(error.code, ErrorCode::MalformedRequest, "{body}");
+        assert!(error.message.contains(names), "{}", error.message);
+    }
     for query in [
         "at_position=x",
         "at_position=-1",
         "at_position=1&at_position=2",
+        "at_time=yesterday",
+        "at_time=2999-01-01T00:00:00Z",
+        "at_position=3&at_time=2026-11-24T19:48:39Z",
     ] {
         let path = format!("/records/contact/c1/followers?{query}");
         let (status, reply) = get::<Value>(&base, &path).await;
@@ -284,6 +336,7 @@ fn account_at(at: Position) -> AccountQuery {
     AccountQuery {
         min_position: None,
         at_position: Some(at),
+        at_time: None,
     }
 }
 

@@ -156,6 +156,7 @@ async fn the_services_run_as_their_own_users_and_callers_reach_them_through_impo
     let past = AccountQuery {
         min_position: None,
         at_position: Some(opened.position()),
+        at_time: None,
     };
     let past = dashboard.query(past).await.unwrap();
     assert_eq!(

@@ -489,7 +489,7 @@ fn normalize(message: &str) -> String {
 /// Examples not replayed, and why.
 const SKIPPED: &[(&str, &str)] = &[
     (
-        "5.12#5",
+        "5.12#7",
         "needs an account with more commits than --max-past-commits (past_moments.rs refuses \
          one with the flag at 4)",
     ),
@@ -547,6 +547,9 @@ enum Request {
     /// A documented request with its `at_position` replaced by the position of the reply to
     /// the run's command `n` (positions differ per run).
     ShownAt(&'static str, u32),
+    /// A documented request with its `at_time` replaced by the time of the reply to the run's
+    /// command `n` (its first event's `at`).
+    ShownAtTime(&'static str, u32),
     Body(Value),
     Raw(String),
 }
@@ -588,7 +591,7 @@ fn member(user: &str, role: &str, scope: &str) -> Value {
 
 /// The recorded run, in command id order.
 fn script() -> Vec<Step> {
-    use Request::{Body, Raw, Shown, ShownAt};
+    use Request::{Body, Raw, Shown, ShownAt, ShownAtTime};
     use Step::{Access, Cmd, Commits, Http, HttpAt, Query, Retry, Setup, SetupAs, Wait};
     let mut s = vec![
         // Command 1, as docs/operations.md shows it.
@@ -884,6 +887,7 @@ fn script() -> Vec<Step> {
         Query("acme.record_history", Shown("5.11#1"), "5.11#2"),
         Query("acme.followers", ShownAt("5.12#1", 37), "5.12#2"),
         Query("acme.check_access", ShownAt("5.12#3", 37), "5.12#4"),
+        Query("acme.followers", ShownAtTime("5.12#5", 37), "5.12#6"),
         // Then c3, owned by dee, and its opportunity o3, owned by cid, whom the sync (R8) makes
         // a follower of c3 (the run's positions 40 to 42).
         Setup(
@@ -970,6 +974,8 @@ struct Replay {
     sent: BTreeMap<u32, (String, Vec<u8>)>,
     /// The positions of the replies to documented command ids (for `at_position`).
     positions: BTreeMap<u32, u64>,
+    /// The times of the replies to documented command ids (for `at_time`).
+    times: BTreeMap<u32, Value>,
 }
 
 impl Replay {
@@ -1055,6 +1061,9 @@ impl Replay {
                 if let Some(p) = reply["position"].as_u64() {
                     self.positions.insert(n, p);
                 }
+                if let Some(at) = reply["events"][0]["meta"].get("at") {
+                    self.times.insert(n, at.clone());
+                }
                 let replies: Vec<&Shown> = shown
                     .iter()
                     .filter(|s| s.json().get("ok").is_some() && s.json().get("replayed").is_none())
@@ -1107,14 +1116,18 @@ impl Replay {
                         }
                         serde_json::to_vec(&body).unwrap()
                     }
-                    Request::ShownAt(label, n) => {
+                    Request::ShownAt(label, n) | Request::ShownAtTime(label, n) => {
                         let doc = self.shown(label).clone();
                         if let Some(named) = doc.subject() {
                             assert_eq!(named, subject, "the subject of {label}");
                         }
                         self.used.insert(label.to_owned());
                         let mut body = doc.json().clone();
-                        body["at_position"] = json!(self.positions[&n]);
+                        if body.get("at_time").is_some() {
+                            body["at_time"] = self.times[&n].clone();
+                        } else {
+                            body["at_position"] = json!(self.positions[&n]);
+                        }
                         serde_json::to_vec(&body).unwrap()
                     }
                 };
@@ -1424,6 +1437,7 @@ async fn recorded_examples_still_hold() {
         failures: Vec::new(),
         sent: BTreeMap::new(),
         positions: BTreeMap::new(),
+        times: BTreeMap::new(),
     };
     for step in script() {
         replay.step(step).await;

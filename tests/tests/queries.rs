@@ -178,6 +178,7 @@ async fn http_answers_the_same(base: &str, at: Position, nats: &FollowersAnswer)
         checks,
         min_position: None,
         at_position: None,
+        at_time: None,
     };
     let batch: QueryReply<Vec<AccessAnswer>> = http
         .post(format!("{base}/v1/accounts/acme/access/batch"))
@@ -220,6 +221,7 @@ async fn pages_and_opportunities(f: &Account) {
         limit: Some(1),
         min_position: None,
         at_position: None,
+        at_time: None,
     };
     let page = f.query(bob(None)).await.unwrap();
     assert_eq!(page.records.len(), 1);
@@ -245,6 +247,7 @@ async fn queries_are_refused_with_a_code(f: &Account, raw: &Followers, at: Posit
         record: c("c1"),
         min_position: Some(Position(at.0 + 1_000_000)),
         at_position: None,
+        at_time: None,
     };
     let far = f.query(far).retry(followers_client::Retry::once(
         std::time::Duration::from_secs(30),

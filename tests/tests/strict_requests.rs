@@ -276,7 +276,7 @@ async fn r24_lenient_queries_are_refused_over_nats_and_http() {
         ),
         (
             "access?user=dee&action=view&kind=contact&id=c1&extra=1",
-            "invalid `check_access` query: `extra`: unknown field `extra`, expected one of `user`, `action`, `record`, `hint`, `min_position`, `at_position`",
+            "invalid `check_access` query: `extra`: unknown field `extra`, expected one of `user`, `action`, `record`, `hint`, `min_position`, `at_position`, `at_time`",
         ),
         (
             "records/task/t1/followers",

@@ -39,6 +39,7 @@ async fn every_page(
             limit: Some(limit),
             min_position: Some(at),
             at_position: None,
+            at_time: None,
         };
         let page = acme.query(request).await.unwrap().into_inner();
         after = page.next.clone();
@@ -121,6 +122,7 @@ async fn who_can_access_lists_every_member_allowed_with_check_access_s_reason() 
         limit: None,
         min_position: None,
         at_position: None,
+        at_time: None,
     });
     assert_eq!(code(unknown.await), ErrorCode::UnknownRecord);
     projection.stop().await;
@@ -150,6 +152,7 @@ async fn http_answers_the_same(base: &str, acme: &Account, at: Position) {
             limit: Some(2),
             min_position: Some(at),
             at_position: None,
+            at_time: None,
         })
         .await
         .unwrap();
@@ -186,6 +189,7 @@ fn check(user: &str, action: Action, record: RecordRef, at: Position) -> CheckAc
         hint: true,
         min_position: Some(at),
         at_position: None,
+        at_time: None,
     }
 }
 
@@ -239,6 +243,7 @@ async fn a_denied_check_asked_for_a_hint_says_what_would_grant_it_and_whom_to_as
         hint: true,
         min_position: Some(at),
         at_position: None,
+        at_time: None,
     };
     let answers = acme.query(batch).await.unwrap().into_inner();
     let hinted: Vec<bool> = answers.iter().map(|a| a.hint.is_some()).collect();
@@ -299,6 +304,7 @@ async fn accessible_records_lists_what_a_user_may_act_on_and_why() {
         limit,
         min_position: Some(at),
         at_position: None,
+        at_time: None,
     };
 
     // R20: dee follows c1, and so reaches o1 through its contact; one record a page.

@@ -34,6 +34,10 @@ pub struct CheckAccess {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 /// One check of a batch.
@@ -62,6 +66,10 @@ pub struct CheckAccessBatch {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 /// A decision and its reason (R21), and for a denial, how to get the access.
@@ -86,6 +94,10 @@ pub struct FollowersQuery {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 /// A user as shown in lists: their name and whether they are active (R3, R18).
@@ -134,6 +146,10 @@ pub struct RecordsOfUser {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -171,6 +187,10 @@ pub struct WhoCanAccess {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 /// A member allowed an action, and why (the reason `check_access` gives them).
@@ -211,6 +231,10 @@ pub struct AccessibleRecords {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 /// A record a user may act on, and why.
@@ -246,6 +270,10 @@ pub struct ContactOpportunities {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -271,6 +299,10 @@ pub struct AccountQuery {
     /// commit at it (docs/protocol.md, "Past moments").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_position: Option<Position>,
+    /// Answer as of this time (RFC 3339): as of the account's last commit stored at or before
+    /// it, whose position the reply gives. Not together with `at_position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -495,19 +527,20 @@ queries! {
 }
 
 impl Query {
-    /// The past position to answer as of, if any (docs/protocol.md, "Past moments");
-    /// `record_history` has none: it lists the past itself.
-    pub fn at_position(&self) -> Option<Position> {
+    /// The past moment to answer as of, if any (docs/protocol.md, "Past moments"):
+    /// `at_position` and `at_time` as given. `record_history` has none: it lists the past
+    /// itself.
+    pub fn past(&self) -> (Option<Position>, Option<DateTime<Utc>>) {
         match self {
-            Query::CheckAccess(q) => q.at_position,
-            Query::CheckAccessBatch(q) => q.at_position,
-            Query::Followers(q) => q.at_position,
-            Query::RecordsOfUser(q) => q.at_position,
-            Query::WhoCanAccess(q) => q.at_position,
-            Query::AccessibleRecords(q) => q.at_position,
-            Query::ContactOpportunities(q) => q.at_position,
-            Query::Account(q) => q.at_position,
-            Query::RecordHistory(_) => None,
+            Query::CheckAccess(q) => (q.at_position, q.at_time),
+            Query::CheckAccessBatch(q) => (q.at_position, q.at_time),
+            Query::Followers(q) => (q.at_position, q.at_time),
+            Query::RecordsOfUser(q) => (q.at_position, q.at_time),
+            Query::WhoCanAccess(q) => (q.at_position, q.at_time),
+            Query::AccessibleRecords(q) => (q.at_position, q.at_time),
+            Query::ContactOpportunities(q) => (q.at_position, q.at_time),
+            Query::Account(q) => (q.at_position, q.at_time),
+            Query::RecordHistory(_) => (None, None),
         }
     }
 }
