@@ -6,10 +6,10 @@ use std::pin::Pin;
 
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, AccountQuery,
-    CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody,
-    FollowersAnswer, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser, RecordsOfUserAnswer,
-    WhoCanAccess, WhoCanAccessAnswer, subject,
+    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, AccountQuery, Changes,
+    ChangesAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer,
+    ErrorBody, FollowersAnswer, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser,
+    RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +47,7 @@ questions! {
     AccessibleRecords => AccessibleRecordsAnswer,
     ContactOpportunities => ContactOpportunitiesAnswer,
     AccountQuery => AccountAnswer,
+    Changes => ChangesAnswer,
 }
 
 /// An answer and the position of the read model that gave it.

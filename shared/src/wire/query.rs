@@ -258,6 +258,53 @@ pub struct AccountAnswer {
     pub members: Vec<MemberView>,
 }
 
+/// `changes`: the access changes of the account after a position, in order, a page at a time
+/// (see [`crate::change`] for what counts and what the filters keep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    /// The position to resume after: the `next` of the previous page, or the `position` of the
+    /// last change seen; 0 (the default) for the account's whole history.
+    #[serde(default, skip_serializing_if = "is_start")]
+    pub after: Position,
+    /// Only the changes that may affect access to this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordRef>,
+    /// Only the changes that may affect this user's access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    /// Page size, 1 to 1000; 100 when absent. Another is refused as `malformed_request` when
+    /// the query is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<usize>,
+    /// When there is no change after `after` yet, wait up to this many milliseconds (at most
+    /// the service's `max_wait`) for one before answering an empty page (a long poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
+fn is_start(p: &Position) -> bool {
+    *p == Position(0)
+}
+
+/// One access change: a stored event and the position of its commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    pub position: Position,
+    pub event: crate::event::Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangesAnswer {
+    pub changes: Vec<Change>,
+    /// Pass as `after` for the next page: the position of the last commit read, which may be
+    /// past the last change listed when later commits changed nothing the filters keep.
+    pub next: Position,
+}
+
 /// Every query answer: `ok`, the read model's position when it answered, and the answer or the
 /// error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -398,4 +445,5 @@ queries! {
     "accessible_records" => AccessibleRecords(AccessibleRecords),
     "contact_opportunities" => ContactOpportunities(ContactOpportunities),
     "account" => Account(AccountQuery),
+    "changes" => Changes(Changes),
 }
