@@ -38,7 +38,7 @@ use followers_runtime::http::{Health, health_routes, metrics_routes};
 pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
-    AccessibleRecords, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
+    AccessibleRecords, AccountQuery, Changes, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ErrorBody, FollowersQuery, QueryReply, QueryRequest, RecordsOfUser, WhoCanAccess,
 };
 use futures::StreamExt;
@@ -52,6 +52,7 @@ use openapi::{HttpQuery, Shape};
 mod docs;
 mod fields;
 pub mod openapi;
+mod stream;
 
 /// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
 pub const ACCESS_LOG: &str = "followers_projection_service::access";
@@ -151,6 +152,10 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
         .api_route(
             "/v1/accounts/{account}/contacts/{contact}/opportunities",
             get_with(query::<ContactOpportunities>, docs::contact_opportunities),
+        )
+        .api_route(
+            "/v1/accounts/{account}/changes",
+            get_with(stream::changes, docs::changes),
         );
     let routes = match auth {
         Some(auth) => routes.route_layer(middleware::from_fn_with_state(auth, require_token)),
@@ -164,6 +169,7 @@ impl HttpQuery for AccountQuery {
         path: &[],
         path_record: None,
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -172,6 +178,7 @@ impl HttpQuery for CheckAccess {
         path: &[],
         path_record: None,
         param_record: Some(("record", "kind", "id")),
+        numbers: &[],
     };
 }
 
@@ -180,6 +187,7 @@ impl HttpQuery for FollowersQuery {
         path: &[],
         path_record: Some("record"),
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -188,6 +196,7 @@ impl HttpQuery for WhoCanAccess {
         path: &[],
         path_record: Some("record"),
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -196,6 +205,7 @@ impl HttpQuery for RecordsOfUser {
         path: &["user"],
         path_record: None,
         param_record: Some(("after", "after_kind", "after_id")),
+        numbers: &[],
     };
 }
 
@@ -204,6 +214,16 @@ impl HttpQuery for AccessibleRecords {
         path: &["user"],
         path_record: None,
         param_record: Some(("after", "after_kind", "after_id")),
+        numbers: &[],
+    };
+}
+
+impl HttpQuery for Changes {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: None,
+        param_record: Some(("record", "record_kind", "record_id")),
+        numbers: &["after", "wait_ms"],
     };
 }
 
@@ -212,6 +232,7 @@ impl HttpQuery for ContactOpportunities {
         path: &["contact"],
         path_record: None,
         param_record: None,
+        numbers: &[],
     };
 }
 
@@ -523,6 +544,7 @@ impl<T: HttpQuery, S: Send + Sync> FromRequestParts<S> for Ask<T> {
         if let Some((field, kind, id)) = shape.param_record {
             fields = fields.param_record(field, kind, id);
         }
+        fields = fields.numbers(shape.numbers);
         Ok(Ask {
             account,
             fields,

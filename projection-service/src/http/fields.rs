@@ -63,6 +63,25 @@ impl Fields {
         fields
     }
 
+    /// The parameters `names` are numbers on this route.
+    pub fn numbers(mut self, names: &[&str]) -> Self {
+        for name in names {
+            if let Some(Value::Text(text)) = self.values.remove(*name) {
+                self.values.insert((*name).to_owned(), Value::Number(text));
+            }
+        }
+        self
+    }
+
+    /// `field` is the number `value` unless a parameter gave it.
+    pub fn number_unless_given(mut self, field: &str, value: String) -> Self {
+        if !self.values.contains_key(field) {
+            self.bytes += value.len();
+            self.values.insert(field.to_owned(), Value::Number(value));
+        }
+        self
+    }
+
     /// `field` is the path segment `value`.
     pub fn path(mut self, field: &str, value: String) -> Self {
         self.bytes += value.len();
