@@ -6,10 +6,11 @@ use std::pin::Pin;
 
 use followers_shared::store::Position;
 use followers_shared::wire::{
-    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, AccountQuery,
-    CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody,
-    FollowersAnswer, FollowersQuery, QueryReply, QueryRequest, RecordHistory, RecordHistoryAnswer,
-    RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer, subject,
+    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, AccountQuery, Changes,
+    ChangesAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer,
+    ErrorBody, FollowersAnswer, FollowersQuery, QueryReply, QueryRequest, RecordHistory,
+    RecordHistoryAnswer, RecordsOfUser, RecordsOfUserAnswer, WhoCanAccess, WhoCanAccessAnswer,
+    subject,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +48,7 @@ questions! {
     AccessibleRecords => AccessibleRecordsAnswer,
     ContactOpportunities => ContactOpportunitiesAnswer,
     AccountQuery => AccountAnswer,
+    Changes => ChangesAnswer,
     RecordHistory => RecordHistoryAnswer,
 }
 

@@ -74,6 +74,32 @@ pub struct Config {
     /// beyond it, `unavailable`.
     #[arg(long, env = "FOLLOWERS_MAX_QUERY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_query_bytes: usize,
+    /// Change streams (`GET .../changes`, Server-Sent Events) open at once; beyond it, a new
+    /// one is refused `unavailable`.
+    #[arg(
+        long,
+        env = "FOLLOWERS_FEED_MAX_STREAMS",
+        default_value_t = 256,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub feed_max_streams: usize,
+    /// Commits' changes buffered for one change stream's client.
+    #[arg(
+        long,
+        env = "FOLLOWERS_FEED_BUFFER",
+        default_value_t = 256,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub feed_buffer: usize,
+    /// How long a change stream's buffer may stay full, in milliseconds, before the stream is
+    /// cut off (`slow_consumer`).
+    #[arg(
+        long,
+        env = "FOLLOWERS_FEED_SLOW_MS",
+        default_value_t = 5_000,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub feed_slow_ms: u64,
     /// How long an HTTP client has to send a request's line and headers, in milliseconds; also
     /// how long an idle keep-alive connection stays open. Then the connection is closed.
     #[arg(
@@ -185,6 +211,15 @@ fn parse_origin(value: &str) -> Result<HeaderValue, String> {
 }
 
 impl Config {
+    /// The bounds of the change streams.
+    pub fn feed_limits(&self) -> crate::feed::FeedLimits {
+        crate::feed::FeedLimits {
+            streams: self.feed_max_streams,
+            buffer: self.feed_buffer,
+            slow_after: Duration::from_millis(self.feed_slow_ms),
+        }
+    }
+
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
     }

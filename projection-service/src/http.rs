@@ -38,7 +38,7 @@ use followers_runtime::http::{Health, health_routes, metrics_routes};
 pub use followers_runtime::http::{HttpLimits, serve};
 use followers_shared::error::ErrorCode;
 use followers_shared::wire::{
-    AccessibleRecords, AccountQuery, CheckAccess, CheckAccessBatch, ContactOpportunities,
+    AccessibleRecords, AccountQuery, Changes, CheckAccess, CheckAccessBatch, ContactOpportunities,
     ErrorBody, FollowersQuery, QueryReply, QueryRequest, RecordHistory, RecordsOfUser,
     WhoCanAccess,
 };
@@ -53,6 +53,7 @@ use openapi::{HttpQuery, Shape};
 mod docs;
 mod fields;
 pub mod openapi;
+mod stream;
 
 /// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
 pub const ACCESS_LOG: &str = "followers_projection_service::access";
@@ -156,6 +157,10 @@ fn api_routes(auth: Option<Arc<Authenticator>>) -> ApiRouter<HttpState> {
         .api_route(
             "/v1/accounts/{account}/contacts/{contact}/opportunities",
             get_with(query::<ContactOpportunities>, docs::contact_opportunities),
+        )
+        .api_route(
+            "/v1/accounts/{account}/changes",
+            get_with(stream::changes, docs::changes),
         );
     let routes = match auth {
         Some(auth) => routes.route_layer(middleware::from_fn_with_state(auth, require_token)),
@@ -224,6 +229,15 @@ impl HttpQuery for RecordHistory {
         path_record: Some("record"),
         param_record: None,
         numbers: &["after"],
+    };
+}
+
+impl HttpQuery for Changes {
+    const SHAPE: Shape = Shape {
+        path: &[],
+        path_record: None,
+        param_record: Some(("record", "record_kind", "record_id")),
+        numbers: &["after", "wait_ms"],
     };
 }
 

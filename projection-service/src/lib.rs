@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the typed configuration.
 //! - [`queries`]: every query, answered from the live model; shared by both transports.
+//! - [`feed`]: the feed of access changes: pages over NATS, Server-Sent Events over HTTP.
 //! - [`nats`], [`http`]: the two transports; [`auth`] (bearer tokens) and [`tls`] guard HTTP.
 //! - [`snapshot`]: a local snapshot for fast restarts.
 //!
@@ -10,6 +11,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod feed;
 pub mod http;
 pub mod nats;
 pub mod past;
@@ -152,18 +154,26 @@ async fn start_prepared<S: EventStore + Clone>(
     // Before any meter is made, so that they record into it.
     let recorder = followers_runtime::metrics::recorder();
     let ready = Arc::new(AtomicBool::new(false));
+    let background = Background::default();
+    let history: Arc<dyn feed::AccountHistory> = Arc::new(store.clone());
+    let feed = feed::Feed::new(
+        model.clone(),
+        history,
+        config.feed_limits(),
+        background.token(),
+    );
     let queries = Arc::new(Queries {
         model: model.clone(),
         max_wait: config.max_wait(),
         ready: ready.clone(),
         budget: queries::Budget::new(config.query_limits()),
         meters: Arc::new(queries::query_meters()),
+        feed,
         past: Arc::new(past::Past::new(
             Arc::new(store.clone()),
             config.past_limits(),
         )),
     });
-    let background = Background::default();
     let health = Health {
         model: model.clone(),
         serving: ready.clone(),

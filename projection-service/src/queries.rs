@@ -16,14 +16,16 @@ use followers_shared::model::RecordRef;
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{Position, StoreError, StoredCommit, StreamId};
 use followers_shared::wire::{
-    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, CheckAccess,
-    CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer, ErrorBody, EventCause,
-    FollowerView, FollowersAnswer, FollowersQuery, GranteeView, HeldRecord, HistoryEvent,
-    LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply, ReachableRecord,
-    RecordHistory, RecordHistoryAnswer, RecordsOfUser, RecordsOfUserAnswer, UserView, WhoCanAccess,
-    WhoCanAccessAnswer,
+    AccessAnswer, AccessibleRecords, AccessibleRecordsAnswer, AccountAnswer, Changes,
+    ChangesAnswer, CheckAccess, CheckAccessBatch, ContactOpportunities, ContactOpportunitiesAnswer,
+    ErrorBody, EventCause, FollowerView, FollowersAnswer, FollowersQuery, GranteeView, HeldRecord,
+    HistoryEvent, LinkedOpportunity, MAX_BATCH_CHECKS, MemberView, Query, QueryReply,
+    ReachableRecord, RecordHistory, RecordHistoryAnswer, RecordsOfUser, RecordsOfUserAnswer,
+    UserView, WhoCanAccess, WhoCanAccessAnswer,
 };
 use followers_store::LiveModel;
+
+use crate::feed::Feed;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -43,6 +45,8 @@ pub struct Queries {
     pub meters: Arc<RequestMeters>,
     /// Answers `at_position` and `record_history`, from the history.
     pub past: Arc<Past>,
+    /// The feed of access changes (`changes`, and the HTTP stream).
+    pub feed: Feed,
 }
 
 /// The meters of the queries: `followers_queries_total{query,outcome}` and
@@ -267,6 +271,60 @@ impl Queries {
             }
             Query::Account(_) => json(&self.run(a, when, |m| account_answer(m, a)).await),
             Query::RecordHistory(q) => json(&self.record_history(a, q).await),
+            Query::Changes(q) => json(&self.changes(a, q).await),
+        }
+    }
+
+    /// Opens a stream of the feed of access changes (HTTP), read as [`Queries::answer_read`]
+    /// reads a query: the request, then readiness, then the account token; the account must
+    /// exist and `min_position` be reached. The stream holds no place of the budget: streams
+    /// have their own bound ([`crate::feed::FeedLimits::streams`]).
+    pub async fn open_stream(
+        &self,
+        account: &str,
+        query: Result<Changes, ErrorBody>,
+    ) -> Result<impl futures::Stream<Item = crate::feed::FeedEvent> + Send + use<>, Answer> {
+        let fail = |e: ErrorBody| json(&QueryReply::<()>::failure(e));
+        let query = query.map_err(fail)?;
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(not_ready());
+        }
+        let account = account
+            .parse::<AccountId>()
+            .map_err(|e| fail(malformed(e.to_string())))?;
+        let checked = self
+            .run(&account, When::live(query.min_position), |m| {
+                require_account(m, &account)
+            })
+            .await;
+        if let Some(error) = checked.error {
+            return Err(fail(error));
+        }
+        self.feed.stream(&account, &query).map_err(fail)
+    }
+
+    /// A page of the feed of access changes. A long poll (`wait_ms`) holds a place of the
+    /// waiting share, like a query waiting for its `min_position`.
+    async fn changes(&self, account: &AccountId, q: Changes) -> QueryReply<ChangesAnswer> {
+        let limit = match page_size(q.limit) {
+            Ok(limit) => limit,
+            Err(e) => return QueryReply::failure(e),
+        };
+        let reply = self
+            .run(account, When::live(q.min_position), |m| {
+                require_account(m, account)
+            })
+            .await;
+        if let Some(error) = reply.error {
+            return QueryReply::failure(error);
+        }
+        let _waiting = match q.wait_ms.filter(|&ms| ms > 0).map(|_| self.budget.wait()) {
+            Some(Err(refusal)) => return QueryReply::failure(refusal.error()),
+            place => place,
+        };
+        match self.feed.page(account, &q, limit, self.max_wait).await {
+            Ok(answer) => QueryReply::answer(self.model.position(), answer),
+            Err(e) => QueryReply::failure(e),
         }
     }
 
@@ -388,6 +446,15 @@ struct When {
 }
 
 impl When {
+    /// The live model's answer, at least as of `min`.
+    fn live(min: Option<Position>) -> Self {
+        Self {
+            min,
+            at: None,
+            at_time: None,
+        }
+    }
+
     /// A past moment is one moment, and past: `at_position` and `at_time` are not given
     /// together, and `at_time` is not later than `now`.
     fn check(&self, now: DateTime<Utc>) -> Result<(), ErrorBody> {
@@ -749,6 +816,7 @@ mod tests {
                 Arc::new(followers_store::MemoryStore::new()),
                 crate::past::PastLimits::default(),
             )),
+            feed: crate::feed::tests::feed(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use followers_projection_service::feed::{Feed, FeedLimits};
 use followers_projection_service::http::{HttpLimits, HttpSecurity, HttpState, openapi, router};
 use followers_projection_service::past::{Past, PastLimits};
 use followers_projection_service::queries::{Budget, Queries, QueryLimits, query_meters};
@@ -218,6 +219,16 @@ fn state() -> HttpState {
             Arc::new(MemoryStore::new()),
             PastLimits::default(),
         )),
+        feed: Feed::new(
+            model.clone(),
+            Arc::new(followers_store::MemoryStore::new()),
+            FeedLimits {
+                streams: 1,
+                buffer: 1,
+                slow_after: Duration::from_millis(10),
+            },
+            tokio_util::sync::CancellationToken::new(),
+        ),
     };
     HttpState {
         queries: Arc::new(queries),

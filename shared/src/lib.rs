@@ -13,6 +13,7 @@
 //! - [`decision`]: routes a command to its aggregate's decider with context from the read model
 //!   (`decision::decide_command`, the one entry point of deciding).
 //! - [`preview`]: a dry run's access changes: who would gain or lose which action where.
+//! - [`change`]: the feed of access changes: which events count, and what a reader's filter keeps.
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
@@ -25,6 +26,7 @@ pub mod access;
 pub mod account;
 pub mod bounded;
 pub mod caller;
+pub mod change;
 pub mod command;
 pub mod decision;
 pub mod error;

@@ -11,7 +11,7 @@
 //!   of "Request on `…`" where the doc gives one;
 //! - a command reply (`ok` and `command_id`): `replies/command.json`;
 //! - a query request (no `ok`) or reply (`ok`, no `command_id`): the query its section's heading
-//!   names (5.3 to 5.11), or for sections 2.2, 5.1, 5.2 and 5.12 the query of [`QUERY_OF`];
+//!   names (5.3 to 5.12), or for sections 2.2, 5.1, 5.2 and 5.13 the query of [`QUERY_OF`];
 //! - a stored commit (`command_id` and `events`) and an event (`v`, `meta`, `type`): the history's;
 //! - a curl: its body (`-d`) against the request and its JSON output against the reply of the
 //!   query its route names (docs/protocol.md 6.1);
@@ -40,14 +40,14 @@ const QUERY_OF: &[(&str, &str)] = &[
     ("5.1#3", "followers"),
     ("5.2#1", "account"),
     ("5.1#1", "account"),
-    // Section 5.12 (past moments) is about every query; its examples are these.
-    ("5.12#1", "followers"),
-    ("5.12#2", "followers"),
-    ("5.12#3", "check_access"),
-    ("5.12#4", "check_access"),
-    ("5.12#5", "followers"),
-    ("5.12#6", "followers"),
-    ("5.12#7", "followers"),
+    // Section 5.13 (past moments) is about every query; its examples are these.
+    ("5.13#1", "followers"),
+    ("5.13#2", "followers"),
+    ("5.13#3", "check_access"),
+    ("5.13#4", "check_access"),
+    ("5.13#5", "followers"),
+    ("5.13#6", "followers"),
+    ("5.13#7", "followers"),
     // Section 3.17 (dry runs) is about every command; its requests are these.
     ("3.17#1", "change_owner"),
     ("3.17#3", "deactivate_member"),

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use followers_shared::read_model::ReadModel;
-use followers_shared::store::{EventStore, HistoryId, Position, StoreError};
+use followers_shared::store::{EventStore, HistoryId, Position, StoreError, StoredCommit};
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The model did not reach a position in time.
@@ -54,7 +54,14 @@ pub struct LiveModel {
     replaced: watch::Sender<u64>,
     /// Signature checks before applying ([`LiveModel::with_verifier`]).
     screen: Arc<Screen>,
+    /// Each commit as it is applied, for readers that follow changes live (the feed of access
+    /// changes). Sent only while somebody listens; a receiver that falls behind by more than
+    /// [`APPLIED_BACKLOG`] is told it lagged and reads the rest from the store.
+    applied: broadcast::Sender<Arc<StoredCommit>>,
 }
+
+/// How many applied commits a live listener may fall behind before it is told it lagged.
+pub const APPLIED_BACKLOG: usize = 4096;
 
 impl LiveModel {
     /// A live model starting from `model`, whose history is learnt when following starts.
@@ -68,6 +75,7 @@ impl LiveModel {
             rebuild_until: Arc::default(),
             replaced: watch::Sender::new(0),
             screen: Arc::default(),
+            applied: broadcast::Sender::new(APPLIED_BACKLOG),
         }
     }
 
@@ -86,6 +94,11 @@ impl LiveModel {
     /// Changes each time the history is found replaced (see the module doc).
     pub fn replacements(&self) -> watch::Receiver<u64> {
         self.replaced.subscribe()
+    }
+
+    /// Every commit applied from now on, in order.
+    pub fn applied_commits(&self) -> broadcast::Receiver<Arc<StoredCommit>> {
+        self.applied.subscribe()
     }
 
     /// Changes whenever the model's position does.
@@ -191,13 +204,17 @@ impl LiveModel {
     }
 
     /// Applies one commit (once: a commit at or before the position is ignored).
-    fn apply(&self, commit: &followers_shared::store::StoredCommit) {
+    fn apply(&self, commit: &StoredCommit) {
         let events = commit.commit.events.len() as u64;
         let position = commit.position;
         let fresh = {
             let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
             let fresh = position > model.position();
             model.apply(commit);
+            // Under the lock, so that listeners get commits in the order they were applied.
+            if fresh && self.applied.receiver_count() > 0 {
+                let _ = self.applied.send(Arc::new(commit.clone()));
+            }
             fresh
         };
         if fresh {

@@ -6,9 +6,9 @@ use aide::openapi::ReferenceOr;
 use aide::transform::TransformOperation;
 use serde_json::{Value, json};
 
-use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, query};
+use super::openapi::{BODY_ERRORS, CHECK_ERRORS, GET_ERRORS, event_stream, query};
 use followers_shared::wire::{
-    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, ContactOpportunitiesAnswer,
+    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, Change, ContactOpportunitiesAnswer,
     FollowersAnswer, RecordHistoryAnswer, RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 
@@ -218,5 +218,34 @@ pub fn record_history(op: TransformOperation<'_>) -> TransformOperation<'_> {
     .description(
         "Each event's `position` can be given as `at_position` to the other queries to see the \
          record as it was right after it. `after` is the `next` of the previous page.",
+    )
+}
+
+pub fn changes(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let change = json!({
+        "position": 42,
+        "event": {
+            "v": 1,
+            "type": "owner_changed",
+            "meta": {
+                "event_id": "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6b",
+                "command_id": "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6c",
+                "correlation": "0192b3a4-5c6d-7e8f-9a0b-1c2d3e4f5a6d",
+                "actor": {"kind": "user", "user": "ann"},
+                "at": "2026-11-26T10:00:00Z"
+            },
+            "record": {"kind": "contact", "id": "c1"},
+            "from": "bob",
+            "to": "cid"
+        }
+    });
+    event_stream::<Change>(
+        op,
+        "changes",
+        "The account's access changes after a position, live, as Server-Sent Events \
+         (the HTTP side of query `changes`). Resume with `after` (or the `Last-Event-ID` \
+         header) set to the last position seen.",
+        GET_ERRORS,
+        change,
     )
 }

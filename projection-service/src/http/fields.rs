@@ -77,6 +77,15 @@ impl Fields {
         self
     }
 
+    /// `field` is the number `value` unless a parameter gave it.
+    pub fn number_unless_given(mut self, field: &str, value: String) -> Self {
+        if !self.values.contains_key(field) {
+            self.bytes += value.len();
+            self.values.insert(field.to_owned(), Value::Number(value));
+        }
+        self
+    }
+
     /// `field` is the path segment `value`.
     pub fn path(mut self, field: &str, value: String) -> Self {
         self.bytes += value.len();

@@ -64,8 +64,8 @@ pub struct Shape {
     pub path_record: Option<&'static str>,
     /// A record field whose kind and id are two parameters: (field, kind, id).
     pub param_record: Option<(&'static str, &'static str, &'static str)>,
-    /// Parameters read as numbers in this route besides `min_position`, `at_position` and
-    /// `limit` (`after` where it is a position).
+    /// Parameters read as numbers on this route besides `min_position`, `at_position` and
+    /// `limit` (a name that is text on other routes, like `after`).
     pub numbers: &'static [&'static str],
 }
 
@@ -381,6 +381,48 @@ pub fn query<'t, A: JsonSchema>(
         StatusCode::Code(200),
         ReferenceOr::Item(json_response("The answer.", reply, Some(example))),
     );
+    for status in errors {
+        if let Some(name) = error_name(*status) {
+            responses.responses.insert(
+                StatusCode::Code(*status),
+                ReferenceOr::ref_(&format!("#/components/responses/{name}")),
+            );
+        }
+    }
+    op
+}
+
+/// Documents a Server-Sent Events route: like [`query`], but its 200 answer is a
+/// `text/event-stream` whose `change` events carry an `A` each (the schema given).
+pub fn event_stream<'t, A: JsonSchema>(
+    op: TransformOperation<'t>,
+    id: &str,
+    summary: &str,
+    errors: &[u16],
+    example: Value,
+) -> TransformOperation<'t> {
+    let mut op = op
+        .id(id)
+        .tag(QUERIES)
+        .summary(summary)
+        .security_requirement(BEARER);
+    let event = in_context(|ctx| ctx.schema.subschema_for::<A>());
+    let responses = op
+        .inner_mut()
+        .responses
+        .get_or_insert_with(Default::default);
+    let stream = media_response(
+        "A stream of Server-Sent Events: `change` events (the schema and example are one \
+         event's `data`; its `id` is the change's position), then one last `end` event whose \
+         `data` has `code` (`slow_consumer`, `closing` or `unavailable`), `message` and \
+         `resume_after`.",
+        "text/event-stream",
+        event,
+        Some(example),
+    );
+    responses
+        .responses
+        .insert(StatusCode::Code(200), ReferenceOr::Item(stream));
     for status in errors {
         if let Some(name) = error_name(*status) {
             responses.responses.insert(

@@ -341,6 +341,34 @@ pub struct RecordHistory {
     pub min_position: Option<Position>,
 }
 
+/// `changes`: the access changes of the account after a position, in order, a page at a time
+/// (see [`crate::change`] for what counts and what the filters keep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    /// The position to resume after: the `next` of the previous page, or the `position` of the
+    /// last change seen; 0 (the default) for the account's whole history.
+    #[serde(default, skip_serializing_if = "is_start")]
+    pub after: Position,
+    /// Only the changes that may affect access to this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordRef>,
+    /// Only the changes that may affect this user's access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    /// Page size, 1 to 1000; 100 when absent. Another is refused as `malformed_request` when
+    /// the query is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<usize>,
+    /// When there is no change after `after` yet, wait up to this many milliseconds (at most
+    /// the service's `max_wait`) for one before answering an empty page (a long poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<Position>,
+}
+
 /// The event that caused a reaction of the follower sync (its `meta.causation`): the owner
 /// change it followed, and where that is stored, when it is found in the record it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -381,6 +409,25 @@ pub struct RecordHistoryAnswer {
     pub events: Vec<HistoryEvent>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next: Option<Position>,
+}
+
+fn is_start(p: &Position) -> bool {
+    *p == Position(0)
+}
+
+/// One access change: a stored event and the position of its commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    pub position: Position,
+    pub event: crate::event::Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangesAnswer {
+    pub changes: Vec<Change>,
+    /// Pass as `after` for the next page: the position of the last commit read, which may be
+    /// past the last change listed when later commits changed nothing the filters keep.
+    pub next: Position,
 }
 
 /// Every query answer: `ok`, the read model's position when it answered, and the answer or the
@@ -523,13 +570,14 @@ queries! {
     "accessible_records" => AccessibleRecords(AccessibleRecords),
     "contact_opportunities" => ContactOpportunities(ContactOpportunities),
     "account" => Account(AccountQuery),
+    "changes" => Changes(Changes),
     "record_history" => RecordHistory(RecordHistory),
 }
 
 impl Query {
     /// The past moment to answer as of, if any (docs/protocol.md, "Past moments"):
-    /// `at_position` and `at_time` as given. `record_history` has none: it lists the past
-    /// itself.
+    /// `at_position` and `at_time` as given. `record_history` and `changes` have none: they
+    /// list the past themselves.
     pub fn past(&self) -> (Option<Position>, Option<DateTime<Utc>>) {
         match self {
             Query::CheckAccess(q) => (q.at_position, q.at_time),
@@ -540,7 +588,7 @@ impl Query {
             Query::AccessibleRecords(q) => (q.at_position, q.at_time),
             Query::ContactOpportunities(q) => (q.at_position, q.at_time),
             Query::Account(q) => (q.at_position, q.at_time),
-            Query::RecordHistory(_) => (None, None),
+            Query::RecordHistory(_) | Query::Changes(_) => (None, None),
         }
     }
 }

@@ -30,9 +30,9 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{
-    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, CommandReply, ContactOpportunitiesAnswer,
-    ErrorBody, FollowersAnswer, Query, QueryReply, RecordHistoryAnswer, RecordsOfUserAnswer,
-    WhoCanAccessAnswer,
+    AccessAnswer, AccessibleRecordsAnswer, AccountAnswer, ChangesAnswer, CommandReply,
+    ContactOpportunitiesAnswer, ErrorBody, FollowersAnswer, Query, QueryReply, RecordHistoryAnswer,
+    RecordsOfUserAnswer, WhoCanAccessAnswer,
 };
 use crate::command::{AccountCommand, COMMAND_NAMES, RecordCommand};
 use crate::event::Event;
@@ -263,6 +263,7 @@ fn query_reply(name: &str) -> Value {
         "accessible_records" => g.root_schema_for::<QueryReply<AccessibleRecordsAnswer>>(),
         "contact_opportunities" => g.root_schema_for::<QueryReply<ContactOpportunitiesAnswer>>(),
         "account" => g.root_schema_for::<QueryReply<AccountAnswer>>(),
+        "changes" => g.root_schema_for::<QueryReply<ChangesAnswer>>(),
         "record_history" => g.root_schema_for::<QueryReply<RecordHistoryAnswer>>(),
         other => panic!("no answer type for the query `{other}`: add it here"),
     };
