@@ -1,7 +1,7 @@
-//! Answers as of a past moment (`at_position`) and a record's own history (`record_history`),
-//! read from the history rather than the live model.
+//! Answers as of a past moment (`at_position`, `at_time`) and a record's own history
+//! (`record_history`), read from the history rather than the live model.
 //!
-//! A past answer is the live answer of that moment: the account's commits up to the position
+//! A past answer is the live answer of that moment: the account's commits up to the moment
 //! are read ([`EventStore::read_account`]) and folded into a fresh [`ReadModel`] with
 //! [`read_model::replay_until`], the very fold of the audit tool's `at`, and the query is then
 //! answered by the same function as a live one. An account's state depends on its own commits
@@ -10,8 +10,8 @@
 //! What bounds it (docs/protocol.md, "Past moments"; docs/performance.md):
 //!
 //! - at most [`PastLimits::max_commits`] commits of the account are read for one answer: a
-//!   position whose replay needs more is refused `too_much_history` after reading that many,
-//!   never after reading the rest;
+//!   moment whose replay needs more is refused `too_much_history` after reading one more than
+//!   that, never after reading the rest;
 //! - the read must end within [`PastLimits::read_timeout`], else `store_unavailable`;
 //! - at most [`PastLimits::readers`] past models are built at once; another query that needs
 //!   one is answered `unavailable` at once (retry), so past answers cannot take the whole query
