@@ -426,8 +426,12 @@ fn followers(
             active: member.is_some_and(|m| m.active),
         }
     });
+    let contact = m
+        .record(account, &q.record)
+        .and_then(|r| r.state.contact.clone());
     Ok(FollowersAnswer {
         record: q.record,
+        contact,
         owner,
         followers: view
             .followers

@@ -98,6 +98,9 @@ pub struct FollowerView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FollowersAnswer {
     pub record: RecordRef,
+    /// For an opportunity: its contact (R4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<crate::ids::ContactId>,
     pub owner: Option<UserView>,
     pub followers: Vec<FollowerView>,
 }
