@@ -59,6 +59,10 @@ pub struct AddedFollower {
     pub user: UserId,
     #[serde(flatten)]
     pub how: AddedHow,
+    /// When the system removes this follower (issue 17.4); absent: until removed. Events
+    /// written before `until` existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// What happened.
@@ -128,6 +132,20 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner_sync_from: Option<RecordRef>,
     },
+    /// A follower's `until` was set, moved or cleared (`None`) by `change_follower_until`
+    /// (issue 17.4).
+    FollowerUntilChanged {
+        record: RecordRef,
+        user: UserId,
+        until: Option<DateTime<Utc>>,
+    },
+    /// The system removed a follower because its `until` came (issue 17.4): once per expiry,
+    /// whichever instance of the command service saw it due.
+    FollowerExpired {
+        record: RecordRef,
+        user: UserId,
+        until: DateTime<Utc>,
+    },
     /// The owner sync left a user alone, and why (R10).
     FollowerSyncSkipped {
         record: RecordRef,
@@ -154,6 +172,8 @@ impl EventBody {
             EventBody::OwnerChanged { .. } => "owner_changed",
             EventBody::FollowersAdded { .. } => "followers_added",
             EventBody::FollowersRemoved { .. } => "followers_removed",
+            EventBody::FollowerUntilChanged { .. } => "follower_until_changed",
+            EventBody::FollowerExpired { .. } => "follower_expired",
             EventBody::FollowerSyncSkipped { .. } => "follower_sync_skipped",
         }
     }

@@ -14,6 +14,7 @@
 //!   (`decision::decide_command`, the one entry point of deciding).
 //! - [`preview`]: a dry run's access changes: who would gain or lose which action where.
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
+//! - [`expiry`]: followers until a date: the expiries due, as the system's commands (17.4).
 //! - [`store`]: the event-store interface the backends implement.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
 //! - [`wire`]: the JSON contract of commands, replies and queries, the subjects, and the
@@ -29,6 +30,7 @@ pub mod command;
 pub mod decision;
 pub mod error;
 pub mod event;
+pub mod expiry;
 pub mod grantees;
 pub mod hint;
 pub mod ids;

@@ -317,6 +317,10 @@ pub struct Follower {
     pub added_by: Actor,
     #[serde(flatten)]
     pub how: AddedHow,
+    /// When the system removes the follower (issue 17.4): a `follower_expired` event at that
+    /// time. `None`: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Why the owner sync left a user alone (R10). Recorded in the history, never silent.

@@ -51,7 +51,8 @@ pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
 /// replayed instead), never misread. Bump it whenever the body's types change.
 /// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
 /// 4: whether the streams' chain values are in it. 5: binary (this module), users by index.
-pub const SNAPSHOT_FORMAT: u32 = 5;
+/// 6: each follower's `until` (issue 17.4).
+pub const SNAPSHOT_FORMAT: u32 = 6;
 
 /// Where the body's SHA-256 is in the header.
 pub const DIGEST_RANGE: std::ops::Range<usize> = 22..54;
@@ -276,6 +277,7 @@ struct FollowerRow {
     added_at: Time,
     added_by: By,
     how: How,
+    until: Option<Time>,
 }
 
 /// A time to the nanosecond, as [`DateTime::timestamp`] and its nanoseconds.
@@ -283,6 +285,20 @@ struct FollowerRow {
 struct Time {
     secs: i64,
     nanos: u32,
+}
+
+impl Time {
+    fn of(t: DateTime<Utc>) -> Self {
+        Time {
+            secs: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos(),
+        }
+    }
+
+    fn into_time(self) -> Result<DateTime<Utc>, SnapshotError> {
+        let Time { secs, nanos } = self;
+        DateTime::from_timestamp(secs, nanos).ok_or(SnapshotError::Time { secs, nanos })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -399,10 +415,8 @@ impl Record {
             .iter()
             .map(|f| FollowerRow {
                 user: users.of(&f.user),
-                added_at: Time {
-                    secs: f.added_at.timestamp(),
-                    nanos: f.added_at.timestamp_subsec_nanos(),
-                },
+                added_at: Time::of(f.added_at),
+                until: f.until.map(Time::of),
                 added_by: match &f.added_by {
                     Actor::User { user } => By::User(users.of(user)),
                     Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
@@ -567,9 +581,8 @@ impl FollowerRow {
         users: &[UserId],
         workflows: &[WorkflowId],
     ) -> Result<Follower, SnapshotError> {
-        let Time { secs, nanos } = self.added_at;
-        let added_at: DateTime<Utc> =
-            DateTime::from_timestamp(secs, nanos).ok_or(SnapshotError::Time { secs, nanos })?;
+        let added_at = self.added_at.into_time()?;
+        let until = self.until.map(Time::into_time).transpose()?;
         let added_by = match self.added_by {
             By::User(i) => Actor::User {
                 user: entry(users, i, "user")?,
@@ -594,6 +607,7 @@ impl FollowerRow {
             added_at,
             added_by,
             how,
+            until,
         })
     }
 }
@@ -613,6 +627,7 @@ mod tests {
             added_at: DateTime::from_timestamp(1_764_115_200, 123_456_789).unwrap(),
             added_by,
             how,
+            until: None,
         }
     }
 
@@ -640,7 +655,10 @@ mod tests {
                 created: true,
                 owner: Some(user("ann")),
                 followers: vec![
-                    follower("bob", Actor::System, AddedHow::System),
+                    Follower {
+                        until: DateTime::from_timestamp(1_764_201_600, 5),
+                        ..follower("bob", Actor::System, AddedHow::System)
+                    },
                     follower(
                         "cid",
                         Actor::Workflow {

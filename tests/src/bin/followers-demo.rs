@@ -70,6 +70,7 @@ async fn load(demo: &Account) -> Option<Reply> {
         .await
         .expect("create_opportunity");
     let by_workflow = AddFollowers {
+        until: Default::default(),
         record: Some(renewal.clone()),
         users: SomeUsers::new(vec![id("dana")]).unwrap(),
     };

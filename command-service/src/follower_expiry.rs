@@ -1,0 +1,135 @@
+//! The expiry scheduler (issue 17.4): removes a follower when its `until` comes, through the
+//! same handler as every other command, exactly once whichever instances run.
+//!
+//! The schedule is the live model itself: it indexes every follower's `until`, earliest first,
+//! and is rebuilt from the history at start like everything else. The scheduler sleeps until
+//! the earliest is due, or until the model moves (a new `until`, a changed or removed one), and
+//! then sends the system's `expire_follower` command of each due expiry
+//! ([`followers_shared::expiry`]). An expiry that fell due while the service was stopped is due
+//! in the model loaded at start, and is sent at once.
+//!
+//! Exactly once: the command id is derived from (record, user, until), so a second instance
+//! that sees the same expiry due, or this one after a crash, sends the same command, and the
+//! handler recognises it from the history (R24); the decision appends nothing unless the user
+//! still follows with that `until`.
+//!
+//! Why not JetStream's own message scheduling (nats-server 2.12, `AllowMsgSchedules`): the
+//! schedule would be a second source of truth beside the history (a scheduled message to keep
+//! in step with every later change or removal of the `until`, or to recognise as stale), the
+//! EventStoreDB backend has no such thing, and it needs a stream option only the administrative
+//! step could set on 2.12 or newer servers. The model already knows every `until`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use followers_shared::command::Command;
+use followers_shared::expiry;
+use followers_shared::read_model::Expiry;
+use followers_shared::store::EventStore;
+use followers_store::LiveModel;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{CommandError, Handler};
+
+/// At most this many expiries are sent per round; the next round follows at once.
+const BATCH: usize = 100;
+
+/// The longest sleep between two looks at the wall clock: a sleep is measured on the monotonic
+/// clock, and an `until` is a wall-clock time.
+const LONGEST_SLEEP: Duration = Duration::from_secs(30);
+
+/// Runs the scheduler until `shutdown`.
+pub async fn run<S: EventStore>(
+    model: LiveModel,
+    handler: Arc<Handler<S>>,
+    shutdown: CancellationToken,
+) {
+    tracing::info!("follower expiry scheduler started");
+    let mut updates = model.position_updates();
+    // Expiries sent that the model still lists: their command appended nothing (it was
+    // overtaken) or was refused. Not sent again while they are listed; forgotten once not.
+    let mut done: HashSet<Expiry> = HashSet::new();
+    while !shutdown.is_cancelled() {
+        let now = Utc::now();
+        let (due, next) = model.read(|m| {
+            done.retain(|e| m.has_expiry(e));
+            let mut pending = m.expiries().filter(|e| !done.contains(e));
+            let mut due = Vec::new();
+            let mut next = None;
+            for e in pending.by_ref() {
+                if e.until > now {
+                    next = Some(e.until);
+                    break;
+                }
+                due.push(e.clone());
+                if due.len() == BATCH {
+                    break;
+                }
+            }
+            (due, next)
+        });
+        if !due.is_empty() {
+            for e in due {
+                let cmd = expiry::command(&e, Utc::now());
+                if !apply(&handler, &cmd, &shutdown).await {
+                    return;
+                }
+                done.insert(e);
+            }
+            continue;
+        }
+        let sleep = next.map_or(LONGEST_SLEEP, |next| {
+            (next - now).to_std().unwrap_or_default().min(LONGEST_SLEEP)
+        });
+        updates.borrow_and_update();
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = updates.changed() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+    tracing::info!("follower expiry scheduler stopped");
+}
+
+/// Sends one expiry, trying again while the store or the model is not ready or other commands
+/// keep winning the race (the same command id never applies twice); a refusal is final. False
+/// if stopped by shutdown first.
+async fn apply<S: EventStore>(
+    handler: &Handler<S>,
+    cmd: &Command,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        match handler.handle(cmd).await {
+            Ok(applied) => {
+                let outcome = if applied.events.is_empty() {
+                    "unchanged"
+                } else if applied.replayed {
+                    "replayed"
+                } else {
+                    "expired"
+                };
+                metrics::counter!("followers_expiries_total", "outcome" => outcome).increment(1);
+                return true;
+            }
+            Err(CommandError::Refused { rule, .. }) => {
+                metrics::counter!("followers_expiries_total", "outcome" => "refused").increment(1);
+                tracing::warn!(
+                    code = rule.code().as_str(),
+                    "a follower expiry was refused: {rule}"
+                );
+                return true;
+            }
+            Err(
+                CommandError::Conflict { .. } | CommandError::Rebuilding | CommandError::Store(_),
+            ) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+}
