@@ -142,13 +142,9 @@ pub enum DomainError {
     RecordRequired { command: &'static str },
     /// Issue 17.4: an `until` must lie in the future when the command is decided.
     #[error(
-        "the `until` of `{user}` ({until}) is not in the future (it is {now}); give a later time, or none to follow until removed"
+        "the `until` of `{user}` ({until}) is not in the future; give a later time, or none to follow until removed"
     )]
-    UntilPassed {
-        user: UserId,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    },
+    UntilPassed { user: UserId, until: DateTime<Utc> },
     /// Issue 17.4: `add_followers` gives an `until` to a user it does not add. The wire parser
     /// refuses it too, as a malformed request.
     #[error(

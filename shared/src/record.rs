@@ -146,7 +146,6 @@ fn require_future(
         Err(DomainError::UntilPassed {
             user: user.clone(),
             until,
-            now: input.meta.at,
         })
     }
 }
