@@ -8,7 +8,8 @@
 //! ([`followers_shared::expiry`]). An expiry that fell due while the service was stopped is due
 //! in the model loaded at start, and is sent at once.
 //!
-//! Exactly once: the command id is derived from (record, user, until), so a second instance
+//! Exactly once: the command id is derived from the event that set the `until` and from
+//! (record, user, until) ([`followers_shared::expiry::command_id`]), so a second instance
 //! that sees the same expiry due, or this one after a crash, sends the same command, and the
 //! handler recognises it from the history (R24); the decision appends nothing unless the user
 //! still follows with that `until`.
@@ -52,13 +53,14 @@ pub async fn run<S: EventStore>(
     // overtaken) or was refused. Not sent again while they are listed; forgotten once not.
     let mut done: HashSet<Expiry> = HashSet::new();
     while !shutdown.is_cancelled() {
+        // Seen before the model is read: a change after this read wakes the wait below.
+        updates.borrow_and_update();
         let now = Utc::now();
         let (due, next) = model.read(|m| {
             done.retain(|e| m.has_expiry(e));
-            let mut pending = m.expiries().filter(|e| !done.contains(e));
             let mut due = Vec::new();
             let mut next = None;
-            for e in pending.by_ref() {
+            for e in m.expiries().filter(|e| !done.contains(e)) {
                 if e.until > now {
                     next = Some(e.until);
                     break;
@@ -83,7 +85,6 @@ pub async fn run<S: EventStore>(
         let sleep = next.map_or(LONGEST_SLEEP, |next| {
             (next - now).to_std().unwrap_or_default().min(LONGEST_SLEEP)
         });
-        updates.borrow_and_update();
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = updates.changed() => {}

@@ -147,6 +147,7 @@ fn benches(c: &mut Criterion) {
         .into_iter()
         .map(|user| Follower {
             until: None,
+            until_set_by: None,
             user,
             added_at: Utc::now(),
             added_by: admin(),

@@ -353,7 +353,8 @@ pub struct SyncFollower {
 }
 
 /// Remove `user` from `record` because its `until` came (issue 17.4): the expiry scheduler's
-/// command, with an id derived from the three fields ([`CommandId::for_expiry`]). Nothing
+/// command, with an id derived from the event that set the `until` and the three fields
+/// ([`crate::expiry::command_id`]). Nothing
 /// happens unless `user` still follows with this very `until`, and it is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpireFollower {

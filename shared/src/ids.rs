@@ -172,18 +172,6 @@ impl CommandId {
     }
 }
 
-impl CommandId {
-    /// The id of the system's command that expires `user`'s following of `record` at `until`
-    /// (issue 17.4). Every instance of the command service, before or after a restart, derives
-    /// the same id for the same expiry, so it is applied once (R24). The triple names one expiry
-    /// for good: an `until` must lie in the future when it is set, so once due, the same triple
-    /// cannot be set again. `record` and `user` are given as their wire forms.
-    pub fn for_expiry(record: &str, user: &str, until_nanos: i128) -> Self {
-        let name = format!("expire:{record}:{user}:{until_nanos}");
-        Self(Uuid::new_v5(&EXPIRY_COMMAND_NAMESPACE, name.as_bytes()))
-    }
-}
-
 impl Default for CommandId {
     fn default() -> Self {
         Self::new()
@@ -231,7 +219,6 @@ impl fmt::Debug for EventId {
 
 const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x5d1f_0c2a_6f7e_4c59_9a43_2f0f_7c1e_a001);
 const DERIVED_COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x5d1f_0c2a_6f7e_4c59_9a43_2f0f_7c1e_a002);
-const EXPIRY_COMMAND_NAMESPACE: Uuid = Uuid::from_u128(0x5d1f_0c2a_6f7e_4c59_9a43_2f0f_7c1e_a003);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use crate::account::{self, AccountState};
 use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
-use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
+use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
@@ -185,14 +185,16 @@ pub struct Expiry {
     pub account: AccountId,
     pub record: RecordRef,
     pub user: UserId,
+    /// The event that set `until` ([`Follower::until_set_by`]).
+    pub set_by: EventId,
 }
 
-/// The `until`s of a record's followers.
-fn untils(state: &RecordState) -> Vec<(UserId, DateTime<Utc>)> {
+/// The `until`s of a record's followers, each with the event that set it.
+fn untils(state: &RecordState) -> Vec<(UserId, DateTime<Utc>, EventId)> {
     state
         .followers
         .iter()
-        .filter_map(|f| f.until.map(|u| (f.user.clone(), u)))
+        .filter_map(|f| Some((f.user.clone(), f.until?, f.until_set_by?)))
         .collect()
 }
 
@@ -313,11 +315,12 @@ impl ReadModel {
                     .get(&record)
                     .map(|r| untils(&r.state))
                     .unwrap_or_default();
-                let expiry = |(user, until): &(UserId, DateTime<Utc>)| Expiry {
+                let expiry = |(user, until, set_by): &(UserId, DateTime<Utc>, EventId)| Expiry {
                     until: *until,
                     account: stored.stream.account.clone(),
                     record: record.clone(),
                     user: user.clone(),
+                    set_by: *set_by,
                 };
                 for gone in until_before.iter().filter(|u| !until_after.contains(u)) {
                     self.expiries.remove(&expiry(gone));
@@ -620,12 +623,13 @@ impl ReadModel {
         let mut expiries = BTreeSet::new();
         for a in snapshot.accounts {
             for (record, rec) in &a.records {
-                for (user, until) in untils(&rec.state) {
+                for (user, until, set_by) in untils(&rec.state) {
                     expiries.insert(Expiry {
                         until,
                         account: a.account.clone(),
                         record: record.clone(),
                         user,
+                        set_by,
                     });
                 }
             }

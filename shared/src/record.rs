@@ -561,6 +561,7 @@ pub fn evolve(mut state: RecordState, event: &Event) -> RecordState {
                         added_by: event.meta.actor.clone(),
                         how: f.how.clone(),
                         until: f.until,
+                        until_set_by: f.until.map(|_| event.meta.event_id),
                     });
                 }
             }
@@ -571,6 +572,7 @@ pub fn evolve(mut state: RecordState, event: &Event) -> RecordState {
         EventBody::FollowerUntilChanged { user, until, .. } => {
             if let Some(f) = state.followers.iter_mut().find(|f| &f.user == user) {
                 f.until = *until;
+                f.until_set_by = until.map(|_| event.meta.event_id);
             }
         }
         EventBody::FollowerExpired { user, .. } => {

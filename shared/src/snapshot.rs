@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::account::AccountState;
 use crate::event::EVENT_SCHEMA;
-use crate::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId, WorkflowId};
+use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId, WorkflowId};
 use crate::model::{
     AccountSettings, Actor, AddedHow, DataScope, Follower, Membership, RecordRef, Role,
 };
@@ -277,7 +277,8 @@ struct FollowerRow {
     added_at: Time,
     added_by: By,
     how: How,
-    until: Option<Time>,
+    /// The `until` and the event that set it.
+    until: Option<(Time, [u8; 16])>,
 }
 
 /// A time to the nanosecond, as [`DateTime::timestamp`] and its nanoseconds.
@@ -416,7 +417,10 @@ impl Record {
             .map(|f| FollowerRow {
                 user: users.of(&f.user),
                 added_at: Time::of(f.added_at),
-                until: f.until.map(Time::of),
+                until: f
+                    .until
+                    .zip(f.until_set_by)
+                    .map(|(t, by)| (Time::of(t), by.0.into_bytes())),
                 added_by: match &f.added_by {
                     Actor::User { user } => By::User(users.of(user)),
                     Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
@@ -582,7 +586,13 @@ impl FollowerRow {
         workflows: &[WorkflowId],
     ) -> Result<Follower, SnapshotError> {
         let added_at = self.added_at.into_time()?;
-        let until = self.until.map(Time::into_time).transpose()?;
+        let (until, until_set_by) = match self.until {
+            Some((t, by)) => (
+                Some(t.into_time()?),
+                Some(EventId(uuid::Uuid::from_bytes(by))),
+            ),
+            None => (None, None),
+        };
         let added_by = match self.added_by {
             By::User(i) => Actor::User {
                 user: entry(users, i, "user")?,
@@ -608,6 +618,7 @@ impl FollowerRow {
             added_by,
             how,
             until,
+            until_set_by,
         })
     }
 }
@@ -628,6 +639,7 @@ mod tests {
             added_by,
             how,
             until: None,
+            until_set_by: None,
         }
     }
 
@@ -657,6 +669,7 @@ mod tests {
                 followers: vec![
                     Follower {
                         until: DateTime::from_timestamp(1_764_201_600, 5),
+                        until_set_by: Some(EventId(uuid::Uuid::from_u128(7))),
                         ..follower("bob", Actor::System, AddedHow::System)
                     },
                     follower(

@@ -290,7 +290,7 @@ pub fn purpose(cmd: &SyncCommand) -> String {
             };
             format!("sync:{}:{user}:{action}", record(r))
         }
-        // Not a reaction: its id is derived from the expiry itself ([`CommandId::for_expiry`]).
+        // Not a reaction: its id is derived in `crate::expiry::command_id`.
         SyncCommand::ExpireFollower(crate::command::ExpireFollower {
             record: r,
             user,

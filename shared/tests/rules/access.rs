@@ -367,6 +367,7 @@ fn r21_every_reason_is_given_by_the_access_rule() {
     let other = user("other");
     let entry = |u: &UserId| Follower {
         until: None,
+        until_set_by: None,
         user: u.clone(),
         added_at: at(),
         added_by: Actor::System,

@@ -237,3 +237,29 @@ fn r17_4_a_replay_and_a_snapshot_keep_every_until() {
     let decided = decide_command(&restored, &expiry::due(&model, later(30), 10)[0]);
     assert_eq!(decided.unwrap().events.len(), 1);
 }
+
+#[test]
+fn r17_4_an_until_set_again_to_the_same_time_is_another_expiry() {
+    // A clock behind another instance's may accept an `until` that has already expired once;
+    // the expiry's id derives from the event that set it, so the second is not taken for a
+    // retry of the first.
+    let mut h = with_contact();
+    let c1 = contact("c1");
+    h.given(h.cmd(system(), add_until(&c1, &["olga"], &[("olga", later(60))])));
+    let first = expiry::due(&h.replay(), later(60), 10).remove(0);
+    assert_eq!(
+        first.meta.causation,
+        Some(h.events().last().unwrap().meta.event_id)
+    );
+    h.when(first.clone())
+        .then_events(&[EventBody::FollowerExpired {
+            record: c1.clone(),
+            user: user("olga"),
+            until: later(60),
+        }]);
+    h.given(h.cmd(system(), add_until(&c1, &["olga"], &[("olga", later(60))])));
+    let second = expiry::due(&h.replay(), later(60), 10).remove(0);
+    assert_ne!(first.meta.command_id, second.meta.command_id);
+    assert_eq!(expire_due(&mut h, later(60)).len(), 1);
+    assert!(h.followers(&c1).is_empty());
+}

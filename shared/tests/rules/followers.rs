@@ -511,6 +511,7 @@ fn r18_follower_entries_remember_when_by_whom_and_how_they_were_added() {
         .collect();
     let entry = |u: &str, added_by: Actor, how: AddedHow| Follower {
         until: None,
+        until_set_by: None,
         user: user(u),
         added_at: at(),
         added_by,
