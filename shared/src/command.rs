@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::bounded::{SomeUsers, Text, Users};
 use crate::caller::Caller;
-use crate::event::{EVENT_SCHEMA, Event, EventBody, EventMeta, SyncAction};
+use crate::event::{Event, EventBody, EventMeta, SyncAction};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
 use crate::wire::strict::{self, StrictError};
@@ -50,7 +50,7 @@ impl CommandMeta {
     /// The `index`-th event of this command's commit.
     pub fn event(&self, index: usize, body: EventBody) -> Event {
         Event {
-            v: EVENT_SCHEMA,
+            v: body.schema(),
             meta: EventMeta {
                 event_id: EventId::derive(self.command_id, index),
                 command_id: self.command_id,

@@ -73,6 +73,8 @@ fn r17_4_a_follower_added_with_an_until_carries_it_and_is_scheduled() {
     }]);
     assert_eq!(h.follower(&c1, "olga").unwrap().until, Some(later(60)));
     assert_eq!(h.follower(&c1, "pia").unwrap().until, None);
+    // Written with schema 2, which a reader of schema 1 refuses rather than read without it (R22).
+    assert_eq!(h.events().last().unwrap().v, 2);
     let model = h.replay();
     assert_eq!(expiry::next(&model), Some(later(60)));
     assert!(expiry::due(&model, later(59), 10).is_empty(), "not due yet");
@@ -185,6 +187,7 @@ fn r17_4_a_due_follower_expires_once_by_the_system() {
     assert_eq!(cmd.meta.command_id, again.meta.command_id);
     h.when(cmd.clone()).then_events(&[expired]);
     assert!(h.followers(&c1).is_empty());
+    assert_eq!(h.events().last().unwrap().v, 2);
     assert_eq!(h.events().last().unwrap().meta.actor, system());
     // Sent again (a second instance, a restart): nothing more to do.
     h.when(cmd).then_no_events();
