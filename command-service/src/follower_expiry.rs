@@ -134,3 +134,90 @@ async fn apply<S: EventStore>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Instant;
+
+    use followers_shared::event::EventBody;
+    use followers_shared::read_model::ReadModel;
+    use followers_shared::store::{Position, StreamId};
+    use followers_shared::wire::parse_command;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::handler::tests::{Appends, Electing, store};
+
+    /// An instance: a model following `store`, its handler and its scheduler.
+    fn instance(store: &Electing, stop: &CancellationToken) -> (LiveModel, Arc<Handler<Electing>>) {
+        let model = LiveModel::new(ReadModel::tracking_commands());
+        tokio::spawn({
+            let (model, store, stop) = (model.clone(), store.clone(), stop.clone());
+            async move { model.follow(store, stop).await }
+        });
+        let handler = Arc::new(Handler::new(store.clone(), model.clone(), 4, 100));
+        tokio::spawn(run(model.clone(), handler.clone(), stop.clone()));
+        (model, handler)
+    }
+
+    async fn send(handler: &Handler<Electing>, name: &str, mut fields: Value) -> Position {
+        fields["command_id"] = json!(uuid::Uuid::now_v7());
+        fields["actor"] = json!({"kind": "system"});
+        let body = serde_json::to_vec(&fields).unwrap();
+        let cmd = parse_command("acme", name, &body, Utc::now()).unwrap();
+        handler.handle(&cmd).await.unwrap().position
+    }
+
+    async fn expired(store: &Electing) -> usize {
+        let stream = StreamId::record(
+            "acme".parse().unwrap(),
+            followers_shared::model::RecordRef::Contact("c1".parse().unwrap()),
+        );
+        store
+            .read_stream(&stream)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.commit.events.iter())
+            .filter(|e| matches!(e.body, EventBody::FollowerExpired { .. }))
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_schedulers_expire_a_follower_once() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let stop = CancellationToken::new();
+        let (model_a, a) = instance(&store, &stop);
+        let (model_b, _b) = instance(&store, &stop);
+        send(&a, "open_account", json!({"name": "Acme"})).await;
+        let member = json!({"user": "bob", "name": "Bob", "email": "bob@example.com",
+                            "role": "user", "data_scope": "all"});
+        send(&a, "register_member", member).await;
+        send(&a, "create_contact", json!({"contact": "c1"})).await;
+        let until = Utc::now() + chrono::Duration::milliseconds(300);
+        let record = json!({"kind": "contact", "id": "c1"});
+        send(
+            &a,
+            "add_followers",
+            json!({"record": record, "users": ["bob"], "until": {"bob": until}}),
+        )
+        .await;
+        // The expiry shows in the history: bounded wait on that condition.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while expired(&store).await == 0 {
+            assert!(Instant::now() < deadline, "never expired");
+            let mut updates = model_a.position_updates();
+            let _ = tokio::time::timeout(Duration::from_millis(100), updates.changed()).await;
+        }
+        // Both models pass a later commit: both schedulers had their go at the expiry.
+        let later = send(&a, "create_contact", json!({"contact": "c2"})).await;
+        for m in [&model_a, &model_b] {
+            m.wait_for(later, Duration::from_secs(5)).await.unwrap();
+            assert!(m.read(|m| m.next_expiry().is_none()));
+        }
+        assert_eq!(expired(&store).await, 1, "exactly once");
+        stop.cancel();
+    }
+}
