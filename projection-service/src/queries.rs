@@ -443,6 +443,7 @@ fn followers(
                 added_at: f.added_at,
                 added_by: f.added_by.clone(),
                 how: f.how.clone(),
+                until: f.until,
             })
             .collect(),
     })

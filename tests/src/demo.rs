@@ -57,6 +57,7 @@ pub async fn load(demo: &Account) -> Option<Reply> {
         .await
         .expect("create_opportunity");
     let by_workflow = AddFollowers {
+        until: Default::default(),
         record: Some(renewal.clone()),
         users: SomeUsers::new(vec![id("dana")]).expect("demo data"),
     };

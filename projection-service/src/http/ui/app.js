@@ -144,9 +144,10 @@ async function showRecord(account, kind, id) {
     el("td", {}, how(f)),
     el("td", {}, f.added_at),
     el("td", {}, actor(f.added_by)),
+    el("td", {}, f.until ? `until ${f.until}` : "no end"),
     el("td", {}, f.active ? "active" : "deactivated")));
   const followerTable = rows.length
-    ? table("Followers", ["Follower", "How", "Added at", "Added by", "Membership"], rows)
+    ? table("Followers", ["Follower", "How", "Added at", "Added by", "Follows", "Membership"], rows)
     : el("p", {}, "No followers.");
   const grid = await matrix(account, record, members.answer.members);
   view.replaceChildren(
