@@ -142,7 +142,9 @@ fn given_to(body: &EventBody, user: &UserId) -> bool {
         | EventBody::MemberDataScopeChanged { user: u, .. }
         | EventBody::MemberDeactivated { user: u }
         | EventBody::MemberReactivated { user: u }
-        | EventBody::FollowerSyncSkipped { user: u, .. } => u == user,
+        | EventBody::FollowerSyncSkipped { user: u, .. }
+        | EventBody::FollowerUntilChanged { user: u, .. }
+        | EventBody::FollowerExpired { user: u, .. } => u == user,
         EventBody::ContactCreated { owner, .. } | EventBody::OpportunityCreated { owner, .. } => {
             owner.as_ref() == Some(user)
         }
@@ -184,6 +186,13 @@ fn record_label(r: &RecordRef) -> String {
 /// A sentence about an event.
 pub fn describe(body: &EventBody) -> String {
     match body {
+        EventBody::FollowerUntilChanged { user, until, .. } => match until {
+            Some(until) => format!("follower {user} now follows until {until}"),
+            None => format!("follower {user} now follows until removed"),
+        },
+        EventBody::FollowerExpired { user, until, .. } => {
+            format!("follower {user} expired (until {until})")
+        }
         EventBody::AccountOpened { name, .. } => format!("account opened ({name})"),
         EventBody::MemberRegistered {
             user,
@@ -234,7 +243,10 @@ pub fn describe(body: &EventBody) -> String {
             "followers added: {}",
             followers
                 .iter()
-                .map(|f| format!("{} ({})", f.user, how(&f.how)))
+                .map(|f| match f.until {
+                    Some(until) => format!("{} ({}, until {until})", f.user, how(&f.how)),
+                    None => format!("{} ({})", f.user, how(&f.how)),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -123,6 +123,7 @@ impl Dataset {
         let record = RecordRef::Contact(id::<ContactId>(&contact(i)));
         let followers: Vec<AddedFollower> = (1..=self.followers as u64)
             .map(|k| AddedFollower {
+                until: None,
                 user: id::<UserId>(&user((owner + k * 7) % users)),
                 how: AddedHow::Manual,
             })
@@ -206,6 +207,7 @@ pub fn command_payload_sizes(account: &str) -> [usize; 3] {
         commit(EventBody::FollowersAdded {
             record: record.clone(),
             followers: vec![AddedFollower {
+                until: None,
                 user: id(&user(17)),
                 how: AddedHow::Manual,
             }],

@@ -188,7 +188,11 @@ async fn send_command(account: &Account, c: u64, n: u64, data: &Dataset) -> Resu
     let (first, second, third) = (pick(), pick(), pick());
     let admin = user(&UserId::new(ADMIN).expect("user id"));
     let once = Retry::once(Duration::from_secs(10));
-    let add = |(record, users)| AddFollowers { record, users };
+    let add = |(record, users)| AddFollowers {
+        until: Default::default(),
+        record,
+        users,
+    };
     let remove = |(record, users)| RemoveFollowers { record, users };
     match n % 5 {
         0 => account.command(admin, add(first)).retry(once).await,

@@ -5,8 +5,8 @@ use std::ops::Deref;
 use std::pin::Pin;
 
 use followers_shared::command::{
-    AccountCommand, AddFollowers, ChangeMemberDataScope, ChangeMemberRole, ChangeOwner,
-    ChangeSettings, CreateContact, CreateOpportunity, DeactivateMember, OpenAccount,
+    AccountCommand, AddFollowers, ChangeFollowerUntil, ChangeMemberDataScope, ChangeMemberRole,
+    ChangeOwner, ChangeSettings, CreateContact, CreateOpportunity, DeactivateMember, OpenAccount,
     ReactivateMember, RecordCommand, RegisterMember, RemoveFollowers,
 };
 use followers_shared::event::Event;
@@ -63,6 +63,7 @@ payloads! {
     CreateContact => "create_contact" { contact, owner, followers },
     CreateOpportunity => "create_opportunity" { opportunity, contact, owner, followers },
     ChangeOwner => "change_owner" { record, owner },
+    ChangeFollowerUntil => "change_follower_until" { record, user, until },
 }
 
 /// `change_settings`: on the wire, the settings' own fields.
@@ -88,6 +89,7 @@ macro_rules! follower_payloads {
                 let mut fields = Map::new();
                 fields.insert("record".to_owned(), json!(self.record));
                 fields.insert("users".to_owned(), json!(self.users));
+                self.extra_fields(&mut fields);
                 fields
             }
 
@@ -103,8 +105,26 @@ follower_payloads! {
     RemoveFollowers => "remove_followers",
 }
 
+/// The fields a follower command has beyond `record` and `users`.
+trait ExtraFields {
+    fn extra_fields(&self, fields: &mut Map<String, Value>);
+}
+
+/// `until` (issue 17.4), sent only when some user has one.
+impl ExtraFields for AddFollowers {
+    fn extra_fields(&self, fields: &mut Map<String, Value>) {
+        if !self.until.is_empty() {
+            fields.insert("until".to_owned(), json!(self.until));
+        }
+    }
+}
+
+impl ExtraFields for RemoveFollowers {
+    fn extra_fields(&self, _: &mut Map<String, Value>) {}
+}
+
 /// Every command name this client can send, to check against the service's table.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     OpenAccount::NAME,
     RegisterMember::NAME,
     ChangeMemberRole::NAME,
@@ -117,6 +137,7 @@ pub const NAMES: [&str; 12] = [
     ChangeOwner::NAME,
     AddFollowers::NAME,
     RemoveFollowers::NAME,
+    ChangeFollowerUntil::NAME,
 ];
 
 // The service's table has as many commands as this client: a new one fails to compile here.
@@ -445,6 +466,7 @@ mod tests {
         read_back(
             s.clone(),
             AddFollowers {
+                until: Default::default(),
                 record: record.clone(),
                 users: users.clone(),
             },
@@ -462,6 +484,7 @@ mod tests {
         read_back(
             w.clone(),
             AddFollowers {
+                until: Default::default(),
                 record: None,
                 users: users.clone(),
             },
@@ -488,6 +511,7 @@ mod tests {
     fn a_follower_command_without_record_is_only_a_workflows() {
         let users = SomeUsers::new(vec![u("a")]).unwrap();
         let add = AddFollowers {
+            until: Default::default(),
             record: None,
             users,
         };

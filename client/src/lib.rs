@@ -60,6 +60,7 @@
 //!     .command(user(&ada), AddFollowers {
 //!         record: Some(record.clone()),
 //!         users: SomeUsers::new(vec![bob.clone()])?,
+//!         until: Default::default(), // or, per user, when the system removes them again
 //!     })
 //!     .await?;
 //! assert_eq!(added.added.as_deref(), Some(&[bob.clone()][..]));
@@ -144,6 +145,7 @@
 //! let add = acme.command(workflow(&WorkflowId::new("big-deals")?), AddFollowers {
 //!     record: Some(RecordRef::Opportunity(OpportunityId::new("o-7")?)),
 //!     users: SomeUsers::new(vec![UserId::new("dana")?])?,
+//!     until: Default::default(),
 //! });
 //! let body: serde_json::Value = serde_json::from_slice(&add.body()?)?;
 //! assert_eq!(body["record"], serde_json::json!({"kind": "opportunity", "id": "o-7"}));

@@ -4,6 +4,7 @@
 //! - [`handler`]: one command: decide, append with optimistic concurrency, recognise retries.
 //! - [`server`]: the NATS request-reply loop with its limits and clean shutdown.
 //! - [`follower_sync`]: the process that reacts to owner changes (R7-R10).
+//! - [`follower_expiry`]: the scheduler that removes followers when their `until` comes (17.4).
 //! - [`signed_head`]: the signed head of the history, for `followers-audit verify`.
 //!
 //! Start-up loads the whole history into a live model before taking commands, so every decision
@@ -12,6 +13,7 @@
 //! 200 once commands are taken, and is 503 while the model rebuilds from a replaced history).
 
 pub mod config;
+pub mod follower_expiry;
 pub mod follower_sync;
 pub mod handler;
 mod reply_cache;
@@ -128,6 +130,10 @@ pub async fn start_with<S: EventStore + Clone>(
         let (store, model, handler) = (store.clone(), model.clone(), handler.clone());
         let stop = background.token();
         background.spawn(follower_sync::run(store, model, handler, progress, stop));
+    }
+    {
+        let (model, handler, stop) = (model.clone(), handler.clone(), background.token());
+        background.spawn(follower_expiry::run(model, handler, stop));
     }
     let spec = service_spec(&config);
     let registered = background.register(&client, &spec).await?;

@@ -74,6 +74,10 @@ pub struct Config {
     /// beyond it, `unavailable`.
     #[arg(long, env = "FOLLOWERS_MAX_QUERY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_query_bytes: usize,
+    /// Serve the access explorer page at `/ui/` (a page and script that read the `/v1` API
+    /// with the user's token). Off by default.
+    #[arg(long, env = "FOLLOWERS_UI")]
+    pub ui: bool,
     /// Change streams (`GET .../changes`, Server-Sent Events) open at once; beyond it, a new
     /// one is refused `unavailable`.
     #[arg(

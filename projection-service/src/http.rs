@@ -54,6 +54,7 @@ mod docs;
 mod fields;
 pub mod openapi;
 mod stream;
+mod ui;
 
 /// The target of the access log's lines, to filter them (`FOLLOWERS_LOG`).
 pub const ACCESS_LOG: &str = "followers_projection_service::access";
@@ -74,6 +75,9 @@ pub struct HttpSecurity {
     pub cors_origins: Vec<HeaderValue>,
     /// Serve `/metrics` on this address (false when it has one of its own).
     pub serve_metrics: bool,
+    /// Serve the access explorer page at `/ui/` (`--ui`): files without data, open like
+    /// `/openapi.json`; the page reads `/v1` with the user's token.
+    pub ui: bool,
 }
 
 /// The HTTP API: the query routes (behind the bearer-token check when configured), health,
@@ -94,6 +98,9 @@ pub fn router(state: HttpState, limits: HttpLimits, security: &HttpSecurity) -> 
         .layer(Extension(limits))
         .with_state(state)
         .merge(health);
+    if security.ui {
+        app = app.merge(ui::routes());
+    }
     if !security.cors_origins.is_empty() {
         app = app
             .layer(cors(&security.cors_origins))

@@ -96,6 +96,7 @@ impl HttpSetup {
                 auth: auth.map(Arc::new),
                 cors_origins: config.http_cors_origins.clone(),
                 serve_metrics: config.metrics_addr.is_none(),
+                ui: config.ui,
             },
             tls,
         })

@@ -631,8 +631,12 @@ fn followers(
             active: member.is_some_and(|m| m.active),
         }
     });
+    let contact = m
+        .record(account, &q.record)
+        .and_then(|r| r.state.contact.clone());
     Ok(FollowersAnswer {
         record: q.record,
+        contact,
         owner,
         followers: view
             .followers
@@ -644,6 +648,7 @@ fn followers(
                 added_at: f.added_at,
                 added_by: f.added_by.clone(),
                 how: f.how.clone(),
+                until: f.until,
             })
             .collect(),
     })

@@ -125,6 +125,7 @@ fn model_of(
                     record,
                     followers: (1..=3)
                         .map(|k| AddedFollower {
+                            until: None,
                             user: user((owner + k * 7) % users),
                             how: AddedHow::Manual,
                         })
@@ -145,6 +146,8 @@ fn benches(c: &mut Criterion) {
     let followers: Vec<Follower> = [user(3), user(4), user(5)]
         .into_iter()
         .map(|user| Follower {
+            until: None,
+            until_set_by: None,
             user,
             added_at: Utc::now(),
             added_by: admin(),
@@ -206,6 +209,7 @@ fn benches(c: &mut Criterion) {
             account: account.clone(),
             meta: meta(admin()),
             body: AddFollowers {
+                until: Default::default(),
                 record: Some(contact((i * 37) % RECORDS)),
                 users: SomeUsers::new(vec![user((i * 13 + 100) % USERS)])
                     .expect("one user is within bounds"),
@@ -240,6 +244,7 @@ fn benches(c: &mut Criterion) {
                     EventBody::FollowersAdded {
                         record: record.clone(),
                         followers: vec![AddedFollower {
+                            until: None,
                             user: u,
                             how: AddedHow::Manual,
                         }],

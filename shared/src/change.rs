@@ -4,7 +4,8 @@
 //! The feed is the history itself, narrowed: each change is a stored event with its position, so
 //! a reader that resumes after the last position it saw misses nothing and sees nothing twice.
 //! Two events never change access and are left out: `account_opened` (nobody is a member yet)
-//! and `follower_sync_skipped` (the sync recorded that it changed nothing, R10).
+//! and `follower_sync_skipped` (the sync recorded that it changed nothing, R10). A follower's
+//! `until` being set or moved (`follower_until_changed`) is kept: it says when access will end.
 //!
 //! What a filter keeps (both must hold when both are given):
 //! - **a record**: the events about the record, and for an opportunity also those about its
@@ -103,6 +104,8 @@ impl ChangeFilter {
                 followers.iter().any(|f| &f.user == user)
             }
             EventBody::FollowersRemoved { users, .. } => users.contains(user),
+            EventBody::FollowerUntilChanged { user: u, .. }
+            | EventBody::FollowerExpired { user: u, .. } => u == user,
             EventBody::AccountOpened { .. } | EventBody::FollowerSyncSkipped { .. } => false,
         }
     }
@@ -118,6 +121,8 @@ fn about_record(body: &EventBody) -> Option<RecordRef> {
         EventBody::OwnerChanged { record, .. }
         | EventBody::FollowersAdded { record, .. }
         | EventBody::FollowersRemoved { record, .. }
+        | EventBody::FollowerUntilChanged { record, .. }
+        | EventBody::FollowerExpired { record, .. }
         | EventBody::FollowerSyncSkipped { record, .. } => Some(record.clone()),
         EventBody::AccountOpened { .. }
         | EventBody::MemberRegistered { .. }
@@ -148,6 +153,7 @@ mod tests {
         EventBody::FollowersAdded {
             record,
             followers: vec![AddedFollower {
+                until: None,
                 user: user(u),
                 how: AddedHow::Manual,
             }],

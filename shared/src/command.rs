@@ -16,6 +16,8 @@
 //! Every command's name (the last token of its subject) is written once, in the
 //! `commands!` table below, which gives both `name()` and the parsing by name.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -24,7 +26,7 @@ use uuid::Uuid;
 
 use crate::bounded::{SomeUsers, Text, Users};
 use crate::caller::Caller;
-use crate::event::{EVENT_SCHEMA, Event, EventBody, EventMeta, SyncAction};
+use crate::event::{Event, EventBody, EventMeta, SyncAction};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{Actor, DataScope, RecordRef, Role, SettingsChange};
 use crate::wire::strict::{self, StrictError};
@@ -48,7 +50,7 @@ impl CommandMeta {
     /// The `index`-th event of this command's commit.
     pub fn event(&self, index: usize, body: EventBody) -> Event {
         Event {
-            v: EVENT_SCHEMA,
+            v: body.schema(),
             meta: EventMeta {
                 event_id: EventId::derive(self.command_id, index),
                 command_id: self.command_id,
@@ -168,14 +170,17 @@ commands!(wire
         "change_owner" => ChangeOwner(ChangeOwner),
         "add_followers" => AddFollowers(AddFollowers),
         "remove_followers" => RemoveFollowers(RemoveFollowers),
+        "change_follower_until" => ChangeFollowerUntil(ChangeFollowerUntil),
     }
 );
 
 commands!(internal
-    /// The follower sync's commands (R7-R10). Not `Deserialize`: no request can name one.
+    /// The system's own commands: the follower sync's reactions (R7-R10) and the expiry of a
+    /// follower whose `until` came (issue 17.4). Not `Deserialize`: no request can name one.
     SyncCommand {
         "align_owner" => AlignOwner(AlignOwner),
         "sync_follower" => SyncFollower(SyncFollower),
+        "expire_follower" => ExpireFollower(ExpireFollower),
     }
 );
 
@@ -284,12 +289,39 @@ fn owner_required(schema: &mut schemars::Schema) {
 }
 
 /// `record: None` only from a workflow without record context: nothing happens (R17).
+///
+/// `until` (issue 17.4): for some of `users`, when the system removes them again. Each key must
+/// be one of `users`, each time in the future when the command is decided. A user who already
+/// follows keeps their entry, `until` included (`change_follower_until` changes it).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddFollowers {
     #[serde(default)]
     pub record: Option<RecordRef>,
     pub users: SomeUsers,
+    #[serde(default)]
+    pub until: BTreeMap<UserId, DateTime<Utc>>,
+}
+
+/// Sets, moves or clears (`until: null`) when the system removes one follower (issue 17.4).
+/// On the wire `until` is required, so that a forgotten field never clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = until_required)]
+pub struct ChangeFollowerUntil {
+    pub record: RecordRef,
+    pub user: UserId,
+    #[serde(deserialize_with = "required")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The schema of [`ChangeFollowerUntil`]: `until` is required and may be `null`.
+fn until_required(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required")
+        && !required.iter().any(|r| r == "until")
+    {
+        required.push("until".into());
+    }
 }
 
 /// `record: None` only from a workflow without record context: nothing happens (R17).
@@ -318,6 +350,17 @@ pub struct SyncFollower {
     pub user: UserId,
     pub action: SyncAction,
     pub trigger: RecordRef,
+}
+
+/// Remove `user` from `record` because its `until` came (issue 17.4): the expiry scheduler's
+/// command, with an id derived from the event that set the `until` and the three fields
+/// ([`crate::expiry::command_id`]). Nothing
+/// happens unless `user` still follows with this very `until`, and it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpireFollower {
+    pub record: RecordRef,
+    pub user: UserId,
+    pub until: DateTime<Utc>,
 }
 
 /// Every command name a request may carry: the account's, then the records'.
@@ -350,6 +393,7 @@ impl RecordCommand {
             RecordCommand::ChangeOwner(c) => Some(c.record.clone()),
             RecordCommand::AddFollowers(c) => c.record.clone(),
             RecordCommand::RemoveFollowers(c) => c.record.clone(),
+            RecordCommand::ChangeFollowerUntil(c) => Some(c.record.clone()),
         }
     }
 }
@@ -360,6 +404,7 @@ impl SyncCommand {
         match self {
             SyncCommand::AlignOwner(c) => &c.record,
             SyncCommand::SyncFollower(c) => &c.record,
+            SyncCommand::ExpireFollower(c) => &c.record,
         }
     }
 }
@@ -430,5 +475,5 @@ macro_rules! payload_into {
 payload_into!(AccountCommand: OpenAccount, RegisterMember, ChangeMemberRole,
     ChangeMemberDataScope, DeactivateMember, ReactivateMember, ChangeSettings);
 payload_into!(RecordCommand: CreateContact, CreateOpportunity, ChangeOwner, AddFollowers,
-    RemoveFollowers);
-payload_into!(SyncCommand: AlignOwner, SyncFollower);
+    RemoveFollowers, ChangeFollowerUntil);
+payload_into!(SyncCommand: AlignOwner, SyncFollower, ExpireFollower);

@@ -1,5 +1,6 @@
 //! Errors with stable codes (R24). The code is the contract; the sentence is for people.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,10 @@ pub enum ErrorCode {
     AccessDenied,
     /// Owners of a contact and its opportunities are coupled (R7).
     OwnersCoupled,
+    /// A follower's `until` is not in the future (issue 17.4).
+    UntilPassed,
+    /// `change_follower_until` names a user who does not follow the record (issue 17.4).
+    NotFollower,
     /// Too many concurrent writers to the same record; retry with the same command id.
     Conflict,
     /// The service is overloaded or shutting down; retry with the same command id.
@@ -73,6 +78,8 @@ impl ErrorCode {
             ErrorCode::FollowerLimit => "follower_limit",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::OwnersCoupled => "owners_coupled",
+            ErrorCode::UntilPassed => "until_passed",
+            ErrorCode::NotFollower => "not_follower",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StoreUnavailable => "store_unavailable",
@@ -138,6 +145,22 @@ pub enum DomainError {
     /// nothing happens). The wire parser refuses it too, as a malformed request.
     #[error("`{command}` needs a `record`; only a workflow may send it without one (R17)")]
     RecordRequired { command: &'static str },
+    /// Issue 17.4: an `until` must lie in the future when the command is decided.
+    #[error(
+        "the `until` of `{user}` ({until}) is not in the future; give a later time, or none to follow until removed"
+    )]
+    UntilPassed { user: UserId, until: DateTime<Utc> },
+    /// Issue 17.4: `add_followers` gives an `until` to a user it does not add. The wire parser
+    /// refuses it too, as a malformed request.
+    #[error(
+        "`until` names `{0}`, who is not in `users`; give an `until` only to a user being added"
+    )]
+    UntilWithoutUser(UserId),
+    /// Issue 17.4: only a follower's `until` can be changed.
+    #[error(
+        "`{user}` does not follow {record}; add them with `add_followers` (which takes an `until`)"
+    )]
+    NotFollower { record: RecordRef, user: UserId },
 }
 
 impl DomainError {
@@ -155,7 +178,11 @@ impl DomainError {
                 ErrorCode::AccessDenied
             }
             DomainError::OwnersCoupled { .. } => ErrorCode::OwnersCoupled,
-            DomainError::RecordRequired { .. } => ErrorCode::MalformedRequest,
+            DomainError::RecordRequired { .. } | DomainError::UntilWithoutUser(_) => {
+                ErrorCode::MalformedRequest
+            }
+            DomainError::UntilPassed { .. } => ErrorCode::UntilPassed,
+            DomainError::NotFollower { .. } => ErrorCode::NotFollower,
         }
     }
 }

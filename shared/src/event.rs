@@ -13,9 +13,15 @@ use crate::caller::Caller;
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, RecordRef, Role, SkipReason};
 
-/// The schema version this code writes. Readers accept every version up to this one and upcast
-/// older ones; a newer version is refused rather than misread.
-pub const EVENT_SCHEMA: u16 = 1;
+/// The newest schema version this code writes and reads. Readers accept every version up to
+/// this one and upcast older ones; a newer version is refused rather than misread.
+///
+/// Each event is written with the lowest version that can read it ([`EventBody::schema`]):
+/// 1 for everything a reader of version 1 reads in full; 2 for what followers until a date
+/// (issue 17.4) added (`follower_until_changed`, `follower_expired`, and a `followers_added`
+/// that gives an `until`), so that a reader of version 1 refuses those, never reads a follower
+/// with an `until` as one without.
+pub const EVENT_SCHEMA: u16 = 2;
 
 /// Who, when, and why (R22): carried by every event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -59,6 +65,10 @@ pub struct AddedFollower {
     pub user: UserId,
     #[serde(flatten)]
     pub how: AddedHow,
+    /// When the system removes this follower (issue 17.4); absent: until removed. Events
+    /// written before `until` existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// What happened.
@@ -128,6 +138,20 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner_sync_from: Option<RecordRef>,
     },
+    /// A follower's `until` was set, moved or cleared (`None`) by `change_follower_until`
+    /// (issue 17.4).
+    FollowerUntilChanged {
+        record: RecordRef,
+        user: UserId,
+        until: Option<DateTime<Utc>>,
+    },
+    /// The system removed a follower because its `until` came (issue 17.4): once per expiry,
+    /// whichever instance of the command service saw it due.
+    FollowerExpired {
+        record: RecordRef,
+        user: UserId,
+        until: DateTime<Utc>,
+    },
     /// The owner sync left a user alone, and why (R10).
     FollowerSyncSkipped {
         record: RecordRef,
@@ -139,6 +163,19 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// The lowest schema version that reads this event in full: what it is written with.
+    pub fn schema(&self) -> u16 {
+        match self {
+            EventBody::FollowerUntilChanged { .. } | EventBody::FollowerExpired { .. } => 2,
+            EventBody::FollowersAdded { followers, .. }
+                if followers.iter().any(|f| f.until.is_some()) =>
+            {
+                2
+            }
+            _ => 1,
+        }
+    }
+
     /// The event's `type` tag, as written in JSON.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -154,6 +191,8 @@ impl EventBody {
             EventBody::OwnerChanged { .. } => "owner_changed",
             EventBody::FollowersAdded { .. } => "followers_added",
             EventBody::FollowersRemoved { .. } => "followers_removed",
+            EventBody::FollowerUntilChanged { .. } => "follower_until_changed",
+            EventBody::FollowerExpired { .. } => "follower_expired",
             EventBody::FollowerSyncSkipped { .. } => "follower_sync_skipped",
         }
     }
@@ -176,8 +215,9 @@ pub enum DecodeError {
 }
 
 impl Event {
-    /// Checks the schema version after deserializing. Version 1 is the only one so far, so there
-    /// is nothing to upcast yet; a future version 2 would convert older bodies here.
+    /// Checks the schema version after deserializing. Version 2 only added fields and types that
+    /// version 1 events never have (17.4), so there is nothing to upcast yet; a future version
+    /// that changes a body's shape would convert older bodies here.
     pub fn check_schema(&self) -> Result<(), DecodeError> {
         if self.v > EVENT_SCHEMA {
             return Err(DecodeError::NewerSchema { found: self.v });

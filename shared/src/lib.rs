@@ -15,7 +15,9 @@
 //! - [`preview`]: a dry run's access changes: who would gain or lose which action where.
 //! - [`change`]: the feed of access changes: which events count, and what a reader's filter keeps.
 //! - [`sync`]: the follower sync's reactions to owner changes (R7-R10).
+//! - [`expiry`]: followers until a date: the expiries due, as the system's commands (17.4).
 //! - [`store`]: the event-store interface the backends implement.
+//! - [`partition`]: which partition an account belongs to, as NATS's subject mapping computes it.
 //! - [`signing`]: Ed25519 signatures of commits and of the history's head.
 //! - [`wire`]: the JSON contract of commands, replies and queries, the subjects, and the
 //!   contract's JSON Schemas ([`wire::schema`]).
@@ -31,11 +33,13 @@ pub mod command;
 pub mod decision;
 pub mod error;
 pub mod event;
+pub mod expiry;
 pub mod grantees;
 pub mod hint;
 pub mod ids;
 pub mod json;
 pub mod model;
+pub mod partition;
 pub mod preview;
 pub mod read_model;
 pub mod record;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ContactId, OpportunityId, UserId, WorkflowId};
+use crate::ids::{ContactId, EventId, OpportunityId, UserId, WorkflowId};
 
 /// Who issued a command (R22): a user, a workflow of the CRM, or the system itself (the follower
 /// sync, an import, an operator).
@@ -317,6 +317,14 @@ pub struct Follower {
     pub added_by: Actor,
     #[serde(flatten)]
     pub how: AddedHow,
+    /// When the system removes the follower (issue 17.4): a `follower_expired` event at that
+    /// time. `None`: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The event that set `until`: the expiry's command id and cause derive from it, so an
+    /// `until` set again to the same time (by a later event) is a new expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_set_by: Option<EventId>,
 }
 
 /// Why the owner sync left a user alone (R10). Recorded in the history, never silent.

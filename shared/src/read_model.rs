@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use crate::account::{self, AccountState};
 use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
-use crate::ids::{AccountId, CommandId, OpportunityId, UserId};
+use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
@@ -172,6 +173,29 @@ pub struct ReadModel {
     /// Whether the streams' chain values are kept. The head's is kept either way: it names the
     /// commit a snapshot was taken at.
     chains: Chains,
+    /// Every follower with an `until`, earliest first (issue 17.4): what the expiry scheduler
+    /// waits for. Derived from the records, never stored.
+    expiries: BTreeSet<Expiry>,
+}
+
+/// One follower's `until` (issue 17.4), ordered by when it falls due.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expiry {
+    pub until: DateTime<Utc>,
+    pub account: AccountId,
+    pub record: RecordRef,
+    pub user: UserId,
+    /// The event that set `until` ([`Follower::until_set_by`]).
+    pub set_by: EventId,
+}
+
+/// The `until`s of a record's followers, each with the event that set it.
+fn untils(state: &RecordState) -> Vec<(UserId, DateTime<Utc>, EventId)> {
+    state
+        .followers
+        .iter()
+        .filter_map(|f| Some((f.user.clone(), f.until?, f.until_set_by?)))
+        .collect()
 }
 
 impl ReadModel {
@@ -231,6 +255,31 @@ impl ReadModel {
         self.accounts.get(account)?.records.get(record)
     }
 
+    /// The earliest follower's `until` of all accounts (issue 17.4), if any follower has one.
+    pub fn next_expiry(&self) -> Option<&Expiry> {
+        self.expiries.first()
+    }
+
+    /// Every follower's `until`, earliest first.
+    pub fn expiries(&self) -> impl Iterator<Item = &Expiry> {
+        self.expiries.iter()
+    }
+
+    /// Whether some follower still has this `until`.
+    pub fn has_expiry(&self, e: &Expiry) -> bool {
+        self.expiries.contains(e)
+    }
+
+    /// Every follower's `until` at or before `now`, earliest first, at most `limit`.
+    pub fn due_expiries(&self, now: DateTime<Utc>, limit: usize) -> Vec<Expiry> {
+        self.expiries
+            .iter()
+            .take_while(|e| e.until <= now)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Where command `id` of `account` is stored, if it appended.
     pub fn command(&self, account: &AccountId, id: &CommandId) -> Option<CommandLocation> {
         self.commands.as_ref()?.get(account)?.get(id).copied()
@@ -255,7 +304,30 @@ impl ReadModel {
         match stored.stream.aggregate.record() {
             None => entry.fold_account(stored, self.chains),
             Some(record) => {
+                let until_before = entry
+                    .records
+                    .get(&record)
+                    .map(|r| untils(&r.state))
+                    .unwrap_or_default();
                 let (before, after) = entry.fold_record(&record, stored, self.chains);
+                let until_after = entry
+                    .records
+                    .get(&record)
+                    .map(|r| untils(&r.state))
+                    .unwrap_or_default();
+                let expiry = |(user, until, set_by): &(UserId, DateTime<Utc>, EventId)| Expiry {
+                    until: *until,
+                    account: stored.stream.account.clone(),
+                    record: record.clone(),
+                    user: user.clone(),
+                    set_by: *set_by,
+                };
+                for gone in until_before.iter().filter(|u| !until_after.contains(u)) {
+                    self.expiries.remove(&expiry(gone));
+                }
+                for new in until_after.iter().filter(|u| !until_before.contains(u)) {
+                    self.expiries.insert(expiry(new));
+                }
                 entry.index_holders(&record, &before, after);
                 entry.link_opportunities(stored);
             }
@@ -574,7 +646,19 @@ impl ReadModel {
     /// Rebuilds a model from a snapshot, its maps sized from the snapshot's counts.
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
         let mut accounts = HashMap::with_capacity(snapshot.accounts.len());
+        let mut expiries = BTreeSet::new();
         for a in snapshot.accounts {
+            for (record, rec) in &a.records {
+                for (user, until, set_by) in untils(&rec.state) {
+                    expiries.insert(Expiry {
+                        until,
+                        account: a.account.clone(),
+                        record: record.clone(),
+                        user,
+                        set_by,
+                    });
+                }
+            }
             accounts.insert(a.account.clone(), AccountEntry::from_snapshot(a));
         }
         ReadModel {
@@ -583,6 +667,7 @@ impl ReadModel {
             head: snapshot.head,
             commands: None,
             chains: snapshot.chains,
+            expiries,
         }
     }
 }

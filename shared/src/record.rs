@@ -11,9 +11,13 @@
 
 use crate::access::{self, Action, Holders, RecordAccess};
 use crate::account::AccountState;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
 use crate::command::{
-    AddFollowers, AlignOwner, ChangeOwner, CommandMeta, CreateContact, CreateOpportunity,
-    RecordCommand, RemoveFollowers, SyncCommand, SyncFollower,
+    AddFollowers, AlignOwner, ChangeFollowerUntil, ChangeOwner, CommandMeta, CreateContact,
+    CreateOpportunity, ExpireFollower, RecordCommand, RemoveFollowers, SyncCommand, SyncFollower,
 };
 use crate::error::DomainError;
 use crate::event::{AddedFollower, Event, EventBody, SyncAction};
@@ -85,6 +89,7 @@ pub fn decide_record(input: &Input<'_>, cmd: &RecordCommand) -> Result<Vec<Event
         RecordCommand::ChangeOwner(c) => change_owner(input, c)?,
         RecordCommand::AddFollowers(c) => add_followers(input, c)?,
         RecordCommand::RemoveFollowers(c) => remove_followers(input, c)?,
+        RecordCommand::ChangeFollowerUntil(c) => change_follower_until(input, c)?,
     };
     Ok(input.meta.events(bodies))
 }
@@ -95,6 +100,7 @@ pub fn decide_sync(input: &Input<'_>, cmd: &SyncCommand) -> Result<Vec<Event>, D
     let bodies = match cmd {
         SyncCommand::AlignOwner(c) => align_owner(input, c)?,
         SyncCommand::SyncFollower(c) => sync_follower(input, c)?,
+        SyncCommand::ExpireFollower(c) => expire_follower(input, c)?,
     };
     Ok(input.meta.events(bodies))
 }
@@ -108,6 +114,38 @@ pub fn without_record(actor: &Actor, cmd: &RecordCommand) -> Result<(), DomainEr
     } else {
         Err(DomainError::RecordRequired {
             command: cmd.name(),
+        })
+    }
+}
+
+/// Issue 17.4: an `add_followers` gives an `until` only to users it names. `Ok` for every
+/// other command.
+pub fn until_of_users(cmd: &RecordCommand) -> Result<(), DomainError> {
+    match cmd {
+        RecordCommand::AddFollowers(c) => until_of_added(c),
+        _ => Ok(()),
+    }
+}
+
+fn until_of_added(c: &AddFollowers) -> Result<(), DomainError> {
+    match c.until.keys().find(|u| !c.users.contains(u)) {
+        Some(u) => Err(DomainError::UntilWithoutUser(u.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Issue 17.4: an `until` must lie after the time the command is decided at.
+fn require_future(
+    input: &Input<'_>,
+    user: &UserId,
+    until: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    if until > input.meta.at {
+        Ok(())
+    } else {
+        Err(DomainError::UntilPassed {
+            user: user.clone(),
+            until,
         })
     }
 }
@@ -220,12 +258,21 @@ fn followers_to_add(input: &Input<'_>, users: &[UserId]) -> Result<Vec<UserId>, 
     Ok(new)
 }
 
-fn added(record: &RecordRef, users: Vec<UserId>, how: &AddedHow) -> Option<EventBody> {
+/// Until removed: no follower added this way expires.
+static NO_UNTIL: BTreeMap<UserId, DateTime<Utc>> = BTreeMap::new();
+
+fn added(
+    record: &RecordRef,
+    users: Vec<UserId>,
+    how: &AddedHow,
+    until: &BTreeMap<UserId, DateTime<Utc>>,
+) -> Option<EventBody> {
     (!users.is_empty()).then(|| EventBody::FollowersAdded {
         record: record.clone(),
         followers: users
             .into_iter()
             .map(|user| AddedFollower {
+                until: until.get(&user).copied(),
                 user,
                 how: how.clone(),
             })
@@ -255,7 +302,7 @@ fn create_contact(input: &Input<'_>, c: &CreateContact) -> Result<Vec<EventBody>
         contact: c.contact.clone(),
         owner: c.owner.clone(),
     }];
-    bodies.extend(added(input.record, followers, &how(input)));
+    bodies.extend(added(input.record, followers, &how(input), &NO_UNTIL));
     Ok(bodies)
 }
 
@@ -284,7 +331,7 @@ fn create_opportunity(
         contact: c.contact.clone(),
         owner,
     }];
-    bodies.extend(added(input.record, followers, &how(input)));
+    bodies.extend(added(input.record, followers, &how(input), &NO_UNTIL));
     Ok(bodies)
 }
 
@@ -318,10 +365,65 @@ fn change_owner(input: &Input<'_>, c: &ChangeOwner) -> Result<Vec<EventBody>, Do
 }
 
 /// R11-R13, R15, R16: add followers, atomically, without repeating who already follows.
+/// Issue 17.4: each new follower's `until`, if given, lies in the future; who already follows
+/// keeps their entry, their `until` included.
 fn add_followers(input: &Input<'_>, c: &AddFollowers) -> Result<Vec<EventBody>, DomainError> {
     require_on_existing(input, Action::ManageFollowers)?;
+    until_of_added(c)?;
     let new = followers_to_add(input, &c.users)?;
-    Ok(added(input.record, new, &how(input)).into_iter().collect())
+    for u in &new {
+        if let Some(until) = c.until.get(u) {
+            require_future(input, u, *until)?;
+        }
+    }
+    Ok(added(input.record, new, &how(input), &c.until)
+        .into_iter()
+        .collect())
+}
+
+/// Issue 17.4: set, move or clear one follower's `until`; the same `until` again is a no-op.
+fn change_follower_until(
+    input: &Input<'_>,
+    c: &ChangeFollowerUntil,
+) -> Result<Vec<EventBody>, DomainError> {
+    require_on_existing(input, Action::ManageFollowers)?;
+    let Some(follower) = input.state.follower(&c.user) else {
+        return Err(DomainError::NotFollower {
+            record: input.record.clone(),
+            user: c.user.clone(),
+        });
+    };
+    if let Some(until) = c.until {
+        require_future(input, &c.user, until)?;
+    }
+    if follower.until == c.until {
+        return Ok(Vec::new());
+    }
+    Ok(vec![EventBody::FollowerUntilChanged {
+        record: input.record.clone(),
+        user: c.user.clone(),
+        until: c.until,
+    }])
+}
+
+/// Issue 17.4: the system removes a follower whose `until` came. Nothing happens (and nothing
+/// is refused) when the user no longer follows, follows with another `until`, or it is not due
+/// yet: the expiry was overtaken by a removal or a change, or the scheduler's clock runs ahead.
+fn expire_follower(input: &Input<'_>, c: &ExpireFollower) -> Result<Vec<EventBody>, DomainError> {
+    require_created(input.record, input.state)?;
+    let due = input
+        .state
+        .follower(&c.user)
+        .is_some_and(|f| f.until == Some(c.until) && c.until <= input.meta.at);
+    Ok(if due {
+        vec![EventBody::FollowerExpired {
+            record: input.record.clone(),
+            user: c.user.clone(),
+            until: c.until,
+        }]
+    } else {
+        Vec::new()
+    })
 }
 
 /// R14, R15: remove followers; removing a non-follower is a no-op.
@@ -392,6 +494,7 @@ fn sync_add(input: &Input<'_>, c: &SyncFollower) -> Option<EventBody> {
             &AddedHow::OwnerSync {
                 from: c.trigger.clone(),
             },
+            &NO_UNTIL,
         ),
     }
 }
@@ -457,12 +560,23 @@ pub fn evolve(mut state: RecordState, event: &Event) -> RecordState {
                         added_at: event.meta.at,
                         added_by: event.meta.actor.clone(),
                         how: f.how.clone(),
+                        until: f.until,
+                        until_set_by: f.until.map(|_| event.meta.event_id),
                     });
                 }
             }
         }
         EventBody::FollowersRemoved { users, .. } => {
             state.followers.retain(|f| !users.contains(&f.user));
+        }
+        EventBody::FollowerUntilChanged { user, until, .. } => {
+            if let Some(f) = state.followers.iter_mut().find(|f| &f.user == user) {
+                f.until = *until;
+                f.until_set_by = until.map(|_| event.meta.event_id);
+            }
+        }
+        EventBody::FollowerExpired { user, .. } => {
+            state.followers.retain(|f| &f.user != user);
         }
         _ => {}
     }

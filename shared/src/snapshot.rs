@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::account::AccountState;
 use crate::event::EVENT_SCHEMA;
-use crate::ids::{AccountId, CommandId, ContactId, OpportunityId, UserId, WorkflowId};
+use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId, WorkflowId};
 use crate::model::{
     AccountSettings, Actor, AddedHow, DataScope, Follower, Membership, RecordRef, Role,
 };
@@ -51,7 +51,8 @@ pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
 /// replayed instead), never misread. Bump it whenever the body's types change.
 /// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
 /// 4: whether the streams' chain values are in it. 5: binary (this module), users by index.
-pub const SNAPSHOT_FORMAT: u32 = 5;
+/// 6: each follower's `until` (issue 17.4).
+pub const SNAPSHOT_FORMAT: u32 = 6;
 
 /// Where the body's SHA-256 is in the header.
 pub const DIGEST_RANGE: std::ops::Range<usize> = 22..54;
@@ -276,6 +277,8 @@ struct FollowerRow {
     added_at: Time,
     added_by: By,
     how: How,
+    /// The `until` and the event that set it.
+    until: Option<(Time, [u8; 16])>,
 }
 
 /// A time to the nanosecond, as [`DateTime::timestamp`] and its nanoseconds.
@@ -283,6 +286,20 @@ struct FollowerRow {
 struct Time {
     secs: i64,
     nanos: u32,
+}
+
+impl Time {
+    fn of(t: DateTime<Utc>) -> Self {
+        Time {
+            secs: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos(),
+        }
+    }
+
+    fn into_time(self) -> Result<DateTime<Utc>, SnapshotError> {
+        let Time { secs, nanos } = self;
+        DateTime::from_timestamp(secs, nanos).ok_or(SnapshotError::Time { secs, nanos })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -399,10 +416,11 @@ impl Record {
             .iter()
             .map(|f| FollowerRow {
                 user: users.of(&f.user),
-                added_at: Time {
-                    secs: f.added_at.timestamp(),
-                    nanos: f.added_at.timestamp_subsec_nanos(),
-                },
+                added_at: Time::of(f.added_at),
+                until: f
+                    .until
+                    .zip(f.until_set_by)
+                    .map(|(t, by)| (Time::of(t), by.0.into_bytes())),
                 added_by: match &f.added_by {
                     Actor::User { user } => By::User(users.of(user)),
                     Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
@@ -567,9 +585,14 @@ impl FollowerRow {
         users: &[UserId],
         workflows: &[WorkflowId],
     ) -> Result<Follower, SnapshotError> {
-        let Time { secs, nanos } = self.added_at;
-        let added_at: DateTime<Utc> =
-            DateTime::from_timestamp(secs, nanos).ok_or(SnapshotError::Time { secs, nanos })?;
+        let added_at = self.added_at.into_time()?;
+        let (until, until_set_by) = match self.until {
+            Some((t, by)) => (
+                Some(t.into_time()?),
+                Some(EventId(uuid::Uuid::from_bytes(by))),
+            ),
+            None => (None, None),
+        };
         let added_by = match self.added_by {
             By::User(i) => Actor::User {
                 user: entry(users, i, "user")?,
@@ -594,6 +617,8 @@ impl FollowerRow {
             added_at,
             added_by,
             how,
+            until,
+            until_set_by,
         })
     }
 }
@@ -613,6 +638,8 @@ mod tests {
             added_at: DateTime::from_timestamp(1_764_115_200, 123_456_789).unwrap(),
             added_by,
             how,
+            until: None,
+            until_set_by: None,
         }
     }
 
@@ -640,7 +667,11 @@ mod tests {
                 created: true,
                 owner: Some(user("ann")),
                 followers: vec![
-                    follower("bob", Actor::System, AddedHow::System),
+                    Follower {
+                        until: DateTime::from_timestamp(1_764_201_600, 5),
+                        until_set_by: Some(EventId(uuid::Uuid::from_u128(7))),
+                        ..follower("bob", Actor::System, AddedHow::System)
+                    },
                     follower(
                         "cid",
                         Actor::Workflow {

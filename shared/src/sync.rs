@@ -290,6 +290,12 @@ pub fn purpose(cmd: &SyncCommand) -> String {
             };
             format!("sync:{}:{user}:{action}", record(r))
         }
+        // Not a reaction: its id is derived in `crate::expiry::command_id`.
+        SyncCommand::ExpireFollower(crate::command::ExpireFollower {
+            record: r,
+            user,
+            until,
+        }) => format!("expire:{}:{user}:{}", record(r), until.to_rfc3339()),
     }
 }
 

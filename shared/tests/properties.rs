@@ -11,6 +11,9 @@
 //!   `check_access` allows, with the same reasons; and so is what a user may do it to
 //!   (`reachable`, paged).
 //! - R23: a model rebuilt from its snapshot file equals the model, chain values kept or dropped.
+//! - 17.4: followers added with an `until`, `until`s changed, and the expiries due at random
+//!   times decided as the scheduler sends them: all of the above still hold, and the model's
+//!   index of `until`s (part of the model) is rebuilt the same by a replay and a snapshot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,8 +22,9 @@ mod support;
 use std::collections::{BTreeSet, HashSet};
 
 use followers_shared::access::{Action, Reason};
-use followers_shared::command::{ChangeMemberDataScope, ChangeMemberRole};
+use followers_shared::command::{ChangeFollowerUntil, ChangeMemberDataScope, ChangeMemberRole};
 use followers_shared::event::{Event, EventBody};
+use followers_shared::expiry;
 use followers_shared::ids::UserId;
 use followers_shared::model::{Actor, DataScope, MAX_FOLLOWERS, RecordRef, Role, SettingsChange};
 use followers_shared::read_model::{Chains, ReadModel};
@@ -79,7 +83,18 @@ enum Op {
         who: Who,
         record: usize,
         users: Vec<usize>,
+        /// 17.4: seconds from the harness's time, for the first user.
+        until: Option<i64>,
     },
+    /// 17.4: `change_follower_until`, seconds from the harness's time or cleared.
+    Until {
+        who: Who,
+        record: usize,
+        user: usize,
+        until: Option<i64>,
+    },
+    /// 17.4: the expiries due this many seconds after the harness's time, sent.
+    Expire(i64),
     Remove {
         who: Who,
         record: usize,
@@ -136,8 +151,11 @@ fn opening_settings() -> impl Strategy<Value = SettingsChange> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (who(), a_record(), some_users())
-            .prop_map(|(who, record, users)| Op::Add { who, record, users }),
+        6 => (who(), a_record(), some_users(), prop::option::weighted(0.3, -5..60i64))
+            .prop_map(|(who, record, users, until)| Op::Add { who, record, users, until }),
+        1 => (who(), a_record(), member(), prop::option::weighted(0.8, -5..60i64))
+            .prop_map(|(who, record, user, until)| Op::Until { who, record, user, until }),
+        1 => (0..70i64).prop_map(Op::Expire),
         1 => (who(), a_record(), some_users())
             .prop_map(|(who, record, users)| Op::Remove { who, record, users }),
         3 => (who(), a_record(), prop::option::weighted(0.9, member()))
@@ -210,16 +228,46 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+fn later(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    at() + chrono::Duration::seconds(secs)
+}
+
+/// The commands of `op`: one, or for an expiry, every one due.
+fn commands(h: &Harness, op: &Op) -> Vec<followers_shared::command::Command> {
+    match op {
+        Op::Expire(secs) => expiry::due(&h.model, later(*secs), 100),
+        op => vec![command(h, op)],
+    }
+}
+
 fn command(h: &Harness, op: &Op) -> followers_shared::command::Command {
     match op {
         Op::Add {
             who,
             record: r,
             users,
+            until,
+        } => {
+            let mut add = add_followers(&record(*r), &strs(&names(users)));
+            if let Some(secs) = until {
+                add.until.insert(user(&name(users[0])), later(*secs));
+            }
+            h.cmd(who.actor(), add)
+        }
+        Op::Until {
+            who,
+            record: r,
+            user: u,
+            until,
         } => h.cmd(
             who.actor(),
-            add_followers(&record(*r), &strs(&names(users))),
+            ChangeFollowerUntil {
+                record: record(*r),
+                user: user(&name(*u)),
+                until: until.map(later),
+            },
         ),
+        Op::Expire(_) => unreachable!("an expiry is its due commands"),
         Op::Remove {
             who,
             record: r,
@@ -485,8 +533,9 @@ proptest! {
         let mut h = fixture(settings);
         for (op, settle) in &steps {
             let before = h.log.len();
-            let cmd = command(&h, op);
-            let _ = h.when(cmd);
+            for cmd in commands(&h, op) {
+                let _ = h.when(cmd);
+            }
             // Sometimes the next command comes before the sync has reacted.
             if *settle {
                 h.settle();
@@ -518,12 +567,13 @@ proptest! {
     ) {
         let mut h = fixture(settings);
         for op in &ops {
-            let (model, log) = (h.model.clone(), h.log.len());
-            let cmd = command(&h, op);
-            if h.when(cmd).result.is_err() {
-                prop_assert_eq!(&h.model, &model);
-                prop_assert_eq!(h.log.len(), log);
-                prop_assert!(h.pending().is_empty());
+            for cmd in commands(&h, op) {
+                let (model, log) = (h.model.clone(), h.log.len());
+                if h.when(cmd).result.is_err() {
+                    prop_assert_eq!(&h.model, &model);
+                    prop_assert_eq!(h.log.len(), log);
+                    prop_assert!(h.pending().is_empty());
+                }
             }
             h.settle();
         }

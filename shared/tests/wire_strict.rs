@@ -91,7 +91,13 @@ fn examples() -> Vec<Request> {
         command(
             "add_followers",
             flow.clone(),
-            json!({"record": c1.clone(), "users": ["bob", "cid"]}),
+            json!({"record": c1.clone(), "users": ["bob", "cid"],
+                   "until": {"bob": "2099-01-01T00:00:00Z"}}),
+        ),
+        command(
+            "change_follower_until",
+            ann.clone(),
+            json!({"record": c1.clone(), "user": "bob", "until": "2099-01-01T00:00:00Z"}),
         ),
         command(
             "remove_followers",
@@ -371,6 +377,38 @@ fn the_issues_examples_are_refused() {
             r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
                 "user": "bob", "name": "Bob", "email": "bob@example.com\n", "role": "user",
                 "data_scope": "all"}"#,
+        ),
+        // 17.4: an `until` for a user the add does not name, one that is no time, one named
+        // twice; `change_follower_until` without `until` (required, so never cleared by
+        // mistake) or with a field it does not know.
+        (
+            "add_followers",
+            r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
+                "record": {"kind": "contact", "id": "c1"}, "users": ["bob"],
+                "until": {"cid": "2099-01-01T00:00:00Z"}}"#,
+        ),
+        (
+            "add_followers",
+            r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
+                "record": {"kind": "contact", "id": "c1"}, "users": ["bob"],
+                "until": {"bob": "tomorrow"}}"#,
+        ),
+        (
+            "add_followers",
+            r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
+                "record": {"kind": "contact", "id": "c1"}, "users": ["bob"],
+                "until": {"bob": "2099-01-01T00:00:00Z", "bob": "2099-02-01T00:00:00Z"}}"#,
+        ),
+        (
+            "change_follower_until",
+            r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
+                "record": {"kind": "contact", "id": "c1"}, "user": "bob"}"#,
+        ),
+        (
+            "change_follower_until",
+            r#"{"command_id": "0192f0a0-0000-7000-8000-00000000000a", "actor": {"kind": "system"},
+                "record": {"kind": "contact", "id": "c1"}, "user": "bob", "until": null,
+                "users": ["bob"]}"#,
         ),
         (
             "check_access",

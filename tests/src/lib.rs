@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod contract;
+pub mod demo;
 pub mod nats;
 pub mod shipped;
 pub mod stack;

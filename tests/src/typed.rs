@@ -87,6 +87,7 @@ pub fn new_opportunity<S: AsRef<str>>(
 
 pub fn add<S: AsRef<str>>(record: RecordRef, users: &[S]) -> AddFollowers {
     AddFollowers {
+        until: Default::default(),
         record: Some(record),
         users: some_users(users),
     }

@@ -84,6 +84,7 @@ async fn the_crate_example_runs() {
         .command(
             user(&ada),
             AddFollowers {
+                until: Default::default(),
                 record: Some(c("c-1")),
                 users: SomeUsers::new(vec![id("bob")]).unwrap(),
             },

@@ -273,6 +273,7 @@ async fn r17_a_workflow_command_without_record_does_nothing_and_says_so() {
     let head = history(&server).await.head().await.unwrap();
     let users = followers_tests::typed::some_users(&["bob"]);
     let no_record = followers_shared::command::AddFollowers {
+        until: Default::default(),
         record: None,
         users,
     };

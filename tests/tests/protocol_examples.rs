@@ -24,7 +24,7 @@
 //! the sync's effect through the `followers` query. No doc edits were needed for the replay.
 //!
 //! Checked, in this order (the test prints the counts):
-//! - commands (sections 1.3, 3.2, 3.3 and 3.5 to 3.17): every documented reply, 55 (a reply shown
+//! - commands (sections 1.3, 3.2, 3.3 and 3.5 to 3.18): every documented reply, 60 (a reply shown
 //!   in two sections is checked twice against the same actual reply), including section 3.3's
 //!   replayed reply (the request of 3.15 sent again); the unassignment request of 3.14, shown
 //!   without a reply, must be accepted;
@@ -951,6 +951,37 @@ fn script() -> Vec<Step> {
             304,
             "acme.create_contact",
             Some(json!({"actor": ann(), "contact": "c8", "dry_run": "yes"})),
+        ),
+        // Section 3.18, followers until a date (issue 17.4): c20, owned by ann.
+        Setup(
+            "acme.create_contact",
+            json!({"actor": ann(), "contact": "c20", "owner": "ann"}),
+        ),
+        Cmd(401, "acme.add_followers", None),
+        Cmd(402, "acme.change_follower_until", None),
+        Cmd(
+            403,
+            "acme.change_follower_until",
+            Some(
+                json!({"actor": ann(), "record": contact("c20"), "user": "cid",
+                        "until": "2020-01-01T00:00:00Z"}),
+            ),
+        ),
+        Cmd(
+            404,
+            "acme.change_follower_until",
+            Some(
+                json!({"actor": ann(), "record": contact("c20"), "user": "eve",
+                        "until": "2099-01-01T00:00:00Z"}),
+            ),
+        ),
+        Cmd(
+            405,
+            "acme.add_followers",
+            Some(
+                json!({"actor": ann(), "record": contact("c20"), "users": ["dee"],
+                        "until": {"eve": "2099-01-01T00:00:00Z"}}),
+            ),
         ),
     ]);
     s

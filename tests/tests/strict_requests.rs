@@ -120,6 +120,34 @@ fn bad_commands() -> Vec<(&'static str, String, &'static str)> {
             ),
             "dry_run",
         ),
+        // 17.4: an `until` map given as pairs, or naming a user twice, would be read as some
+        // other follower's time, or the last one.
+        (
+            "add_followers",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}},
+                    "record": {{"kind": "contact", "id": "c1"}}, "users": ["bob"],
+                    "until": [["bob", "2099-01-01T00:00:00Z"]]}}"#
+            ),
+            "until",
+        ),
+        (
+            "add_followers",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}},
+                    "record": {{"kind": "contact", "id": "c1"}}, "users": ["bob"],
+                    "until": {{"bob": "2099-01-01T00:00:00Z", "bob": "2098-01-01T00:00:00Z"}}}}"#
+            ),
+            "until",
+        ),
+        (
+            "change_follower_until",
+            format!(
+                r#"{{"command_id": "{id}", "actor": {{"kind": "system"}},
+                    "record": {{"kind": "contact", "id": "c1"}}, "user": "bob"}}"#
+            ),
+            "until",
+        ),
         (
             "register_member",
             format!(

@@ -286,6 +286,7 @@ fn command_body(name: &str, actor: &Actor, rest: Value) -> Result<CommandBody, E
     // request is refused as malformed before it is decided (and its reply remembered).
     if let CommandBody::Record(cmd) = &body {
         record::without_record(actor, cmd).map_err(|e| ErrorBody::from(&e))?;
+        record::until_of_users(cmd).map_err(|e| ErrorBody::from(&e))?;
     }
     Ok(body)
 }

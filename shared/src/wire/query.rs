@@ -118,11 +118,17 @@ pub struct FollowerView {
     pub added_by: Actor,
     #[serde(flatten)]
     pub how: AddedHow,
+    /// When the system removes this follower (issue 17.4); absent: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FollowersAnswer {
     pub record: RecordRef,
+    /// For an opportunity: its contact (R4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<crate::ids::ContactId>,
     pub owner: Option<UserView>,
     pub followers: Vec<FollowerView>,
 }

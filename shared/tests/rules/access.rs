@@ -366,6 +366,8 @@ fn r21_every_reason_is_given_by_the_access_rule() {
     let me = user("me");
     let other = user("other");
     let entry = |u: &UserId| Follower {
+        until: None,
+        until_set_by: None,
         user: u.clone(),
         added_at: at(),
         added_by: Actor::System,

@@ -403,6 +403,7 @@ fn r17_a_workflow_command_without_record_does_nothing_and_says_so() {
     let before = h.model.clone();
     for body in [
         CommandBody::from(AddFollowers {
+            until: Default::default(),
             record: None,
             users: some_users(&["olga"]),
         }),
@@ -509,6 +510,8 @@ fn r18_follower_entries_remember_when_by_whom_and_how_they_were_added() {
         .map(|(f, m)| ((*f).clone(), m.unwrap().name.clone(), m.unwrap().active))
         .collect();
     let entry = |u: &str, added_by: Actor, how: AddedHow| Follower {
+        until: None,
+        until_set_by: None,
         user: user(u),
         added_at: at(),
         added_by,

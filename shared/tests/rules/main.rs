@@ -15,6 +15,7 @@ mod shorthands;
 mod access;
 mod accounts;
 mod bad_input;
+mod expiry;
 mod followers;
 mod history;
 mod ownership;

@@ -37,6 +37,7 @@ pub fn added(record: &RecordRef, followers: &[&str], how: AddedHow) -> EventBody
         followers: followers
             .iter()
             .map(|u| AddedFollower {
+                until: None,
                 user: user(u),
                 how: how.clone(),
             })

@@ -476,6 +476,7 @@ pub fn change_owner(record: &RecordRef, owner: Option<&str>) -> ChangeOwner {
 
 pub fn add_followers(record: &RecordRef, followers: &[&str]) -> AddFollowers {
     AddFollowers {
+        until: Default::default(),
         record: Some(record.clone()),
         users: some_users(followers),
     }
