@@ -553,10 +553,12 @@ mod tests {
                 followers_shared::event::AddedFollower {
                     user: user("bob"),
                     how: AddedHow::OwnerSync { from: c1.clone() },
+                    until: None,
                 },
                 followers_shared::event::AddedFollower {
                     user: user("dee"),
                     how: AddedHow::Manual,
+                    until: None,
                 },
             ],
         };

@@ -410,6 +410,7 @@ async fn measure_a_past_answer_at_the_bound() {
                         .map(|k| AddedFollower {
                             user: user(k),
                             how: AddedHow::Manual,
+                            until: None,
                         })
                         .collect(),
                 },
