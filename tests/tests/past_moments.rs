@@ -483,3 +483,41 @@ async fn measure_a_past_answer_at_the_bound() {
     projection.stop().await;
     commands.stop().await;
 }
+
+/// A `follower_expired` (issue 17.4) is caused by the event that set the `until`, on the record
+/// itself: the history names it as it names the sync's causes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expirys_cause_is_the_event_that_set_the_until() {
+    use followers_shared::command::AddFollowers;
+    use followers_tests::typed::some_users;
+    let server = NatsServer::start();
+    let commands = start_command_service(&server, &[]).await;
+    let projection = start_projection_service(&server, &[]).await;
+    let acme = account(&server, "acme").await;
+    small_account(&acme).await;
+    let until = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let add = AddFollowers {
+        record: Some(c("c2")),
+        users: some_users(&["fay"]),
+        until: [(uid("fay"), until)].into_iter().collect(),
+    };
+    let added = acme.command(by("ann"), add).await.unwrap().position();
+    let expired = || async {
+        let page = acme.query(history_page(c("c2"), Some(added), 10)).await;
+        let events = page.unwrap().into_inner().events;
+        events
+            .into_iter()
+            .find(|e| e.event_type == "follower_expired")
+    };
+    eventually("fay's following of c2 expires", || async {
+        expired().await.is_some()
+    })
+    .await;
+    let expiry = expired().await.unwrap();
+    let cause = expiry.cause.expect("an expiry names its cause");
+    assert_eq!(cause.position, Some(added));
+    assert_eq!(cause.record, Some(c("c2")));
+    assert_eq!(cause.event_type.as_deref(), Some("followers_added"));
+    projection.stop().await;
+    commands.stop().await;
+}

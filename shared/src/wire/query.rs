@@ -375,8 +375,9 @@ pub struct Changes {
     pub min_position: Option<Position>,
 }
 
-/// The event that caused a reaction of the follower sync (its `meta.causation`): the owner
-/// change it followed, and where that is stored, when it is found in the record it names.
+/// The event that caused another (its `meta.causation`): for a reaction of the follower sync,
+/// the owner change it followed; for a `follower_expired`, the event that set the `until`; and
+/// where that is stored, when it is found in the record the reaction names or the record itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventCause {
     pub event_id: EventId,
@@ -402,7 +403,8 @@ pub struct HistoryEvent {
     /// The event's `type`, e.g. `owner_changed`.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// For a reaction of the follower sync: the event that caused it (`event.meta.causation`).
+    /// For a reaction of the follower sync, or an expiry: the event that caused it
+    /// (`event.meta.causation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<EventCause>,
     /// The event as stored: its schema version, `meta` and its own fields.
