@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end in a real browser: the access explorer page (`--ui`) shows the demo account's
-//! opportunity as the queries do: its owner, each follower with how it was added (R18), and for
-//! members the decision and reason `check_access` gives (R19-R21). Headless Chromium
+//! opportunity as the queries do: its owner, each follower with how it was added (R18), for
+//! members the decision and reason `check_access` gives (R19-R21), its history with the sync's
+//! causes, and the record as it was at a past position. Headless Chromium
 //! (`CHROMIUM_BIN`, installed by scripts/install-chromium, which scripts/test runs) loads the
 //! page, runs its script against the projection's HTTP API, and hands back the rendered DOM.
 //!
@@ -15,9 +16,11 @@ use followers_client::Account;
 use followers_shared::access::Action;
 use followers_shared::model::RecordRef;
 use followers_shared::store::Position;
-use followers_shared::wire::FollowersAnswer;
-use followers_tests::stack::{opportunity_ref, start_command_service, start_projection_service};
-use followers_tests::typed::{account, uid};
+use followers_shared::wire::{FollowersAnswer, RecordHistory};
+use followers_tests::stack::{
+    contact_ref, opportunity_ref, start_command_service, start_projection_service,
+};
+use followers_tests::typed::{account, by, change_owner, uid};
 use followers_tests::{NatsServer, demo, eventually};
 
 fn chromium() -> PathBuf {
@@ -190,6 +193,88 @@ async fn the_explorer_shows_a_record_in_a_real_browser() {
             );
         }
     }
+
+    // Bruno hands the contact to Chen; owners being coupled, the follower sync mirrors it
+    // onto the opportunity (R7). The history shows each event with a link to the record as it
+    // was then, and the sync's owner change names its cause.
+    let handover = change_owner(contact_ref("acme-corp"), Some("chen"));
+    demo_account.command(by("alice"), handover).await.unwrap();
+    eventually(
+        "the sync makes chen the opportunity's owner (R7)",
+        || async {
+            let answer = demo_account.followers(&renewal).await.unwrap();
+            answer
+                .owner
+                .as_ref()
+                .is_some_and(|o| o.user.as_str() == "chen")
+        },
+    )
+    .await;
+    let now = demo_account.followers(&renewal).await.unwrap().position;
+    let story = demo_account
+        .query(RecordHistory {
+            record: renewal.clone(),
+            after: None,
+            limit: None,
+            min_position: Some(now),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let current = format!(
+        "http://{}/ui/?account=demo&kind=opportunity&id=acme-renewal&min_position={}",
+        projection.http_addr, now.0
+    );
+    let dom = tokio::task::spawn_blocking(move || render(&current, None))
+        .await
+        .unwrap();
+    for event in &story.events {
+        let link = format!(
+            "at_position={}\">as of {}</a>",
+            event.position.0, event.position.0
+        );
+        assert!(
+            dom.contains(&link),
+            "no link to position {}: {dom}",
+            event.position.0
+        );
+    }
+    let synced = story
+        .events
+        .iter()
+        .find(|e| e.event_type == "owner_changed")
+        .expect("the sync's owner change (R7)");
+    let cause = synced
+        .cause
+        .as_ref()
+        .expect("the sync's reaction names its cause");
+    assert!(dom.contains("owner bruno → chen"), "{dom}");
+    assert!(
+        dom.contains(&format!("caused by event {}", cause.event_id)),
+        "{dom}"
+    );
+
+    // As of the opportunity's creation: Dana, added later by the workflow, did not follow it
+    // yet, and the page says it shows a past moment.
+    let created = story.events[0].position;
+    let past = format!(
+        "http://{}/ui/?account=demo&kind=opportunity&id=acme-renewal&at_position={}",
+        projection.http_addr, created.0
+    );
+    let then = tokio::task::spawn_blocking(move || render(&past, None))
+        .await
+        .unwrap();
+    assert!(then.contains("data-state=\"ready\""), "{then}");
+    let said = format!("As it was at position {}, a past moment.", created.0);
+    assert!(then.contains(&said), "{then}");
+    assert!(
+        then.contains("Chen Closer (chen)</a></th><td>added by hand"),
+        "{then}"
+    );
+    assert!(
+        !then.contains("Dana Dispatcher (dana)</a></th><td>added by"),
+        "{then}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

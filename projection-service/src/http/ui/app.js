@@ -7,6 +7,8 @@ const params = new URLSearchParams(location.search);
 const view = document.getElementById("view");
 const enc = encodeURIComponent;
 const minPosition = params.get("min_position") || "";
+// A past moment: every query of the view answers as of this position.
+const atPosition = params.get("at_position") || "";
 
 for (const [name, value] of params) {
   const field = document.querySelector(`#ask [name="${CSS.escape(name)}"]`);
@@ -41,9 +43,19 @@ async function api(path, body) {
   return reply;
 }
 
-/** `?min_position=N` (or `&...`) when the address bar gives one. */
+/** `?min_position=N&at_position=M` (or `&...`), as the address bar gives them. */
 function at(separator) {
-  return minPosition ? `${separator}min_position=${enc(minPosition)}` : "";
+  const parts = [];
+  if (minPosition) parts.push(`min_position=${enc(minPosition)}`);
+  if (atPosition) parts.push(`at_position=${enc(atPosition)}`);
+  return parts.length ? separator + parts.join("&") : "";
+}
+
+/** The address of this page for `record`, optionally as of `position`. */
+function recordHref(account, record, position) {
+  const moment = position === undefined ? "" : `&at_position=${position}`;
+  const min = minPosition ? `&min_position=${enc(minPosition)}` : "";
+  return `?account=${enc(account)}&kind=${record.kind}&id=${enc(record.id)}${min}${moment}`;
 }
 
 function el(tag, attrs, ...children) {
@@ -103,6 +115,7 @@ async function matrix(account, record, members) {
     const checks = chunk.flatMap((m) => ACTIONS.map((action) => ({ user: m.user, action, record })));
     const body = { checks, hint: true };
     if (minPosition) body.min_position = Number(minPosition);
+    if (atPosition) body.at_position = Number(atPosition);
     const reply = await api(`/v1/accounts/${enc(account)}/access/batch`, body);
     chunk.forEach((m, n) => {
       const cells = ACTIONS.map((_, a) => decisionCell(reply.answer[n * ACTIONS.length + a]));
@@ -118,6 +131,56 @@ async function matrix(account, record, members) {
     for (const row of rows) row.hidden = wanted !== "" && !row.dataset.name.includes(wanted);
   });
   return [el("label", {}, "Filter members by name", filter), grid];
+}
+
+/** A sentence for one event of a record's history. */
+function describe(e) {
+  const ev = e.event;
+  const users = (list) => list.map((f) => f.user || f).join(", ");
+  switch (e.type) {
+    case "contact_created":
+    case "opportunity_created":
+      return `created, owner ${ev.owner || "nobody"}`;
+    case "owner_changed":
+      return `owner ${ev.from || "nobody"} → ${ev.to || "nobody"}`;
+    case "followers_added":
+      return `followers added: ${ev.followers.map((f) => `${f.user} (${how(f)})`).join(", ")}`;
+    case "followers_removed":
+      return `followers removed: ${users(ev.users)}`;
+    case "follower_until_changed":
+      return `${ev.user} follows ${ev.until ? `until ${ev.until}` : "with no end"}`;
+    case "follower_expired":
+      return `${ev.user} stopped following: the until ${ev.until} came`;
+    case "follower_sync_skipped":
+      return `the owner sync left ${ev.user} alone (${ev.reason.replaceAll("_", " ")})`;
+    default:
+      return e.type.replaceAll("_", " ");
+  }
+}
+
+/** The record's events, each a link to the record as it was right after it. */
+async function history(account, record) {
+  const path = `/v1/accounts/${enc(account)}/records/${record.kind}/${enc(record.id)}/history`;
+  const min = minPosition ? `&min_position=${enc(minPosition)}` : "";
+  const reply = await api(`${path}?limit=1000${min}`);
+  const rows = reply.answer.events.map((e) => {
+    const what = el("td", {}, describe(e));
+    if (e.cause) {
+      const from = e.cause.record
+        ? ` (${e.cause.type.replaceAll("_", " ")} of ${e.cause.record.kind} ${e.cause.record.id} at position ${e.cause.position})`
+        : "";
+      what.append(el("span", { class: "hint" }, `caused by event ${e.cause.event_id}${from}`));
+    }
+    const moment = el("a", { href: recordHref(account, record, e.position) }, `as of ${e.position}`);
+    return el("tr", {},
+      el("th", { scope: "row" }, String(e.position)),
+      el("td", {}, e.at),
+      el("td", {}, actor(e.actor)),
+      what,
+      el("td", {}, moment));
+  });
+  const more = reply.answer.next === null ? [] : [el("p", {}, "The first 1000 commits are shown.")];
+  return [table("History", ["Position", "At", "By", "What happened", "See it then"], rows), ...more];
 }
 
 async function showRecord(account, kind, id) {
@@ -150,12 +213,18 @@ async function showRecord(account, kind, id) {
     ? table("Followers", ["Follower", "How", "Added at", "Added by", "Follows", "Membership"], rows)
     : el("p", {}, "No followers.");
   const grid = await matrix(account, record, members.answer.members);
+  const story = await history(account, record);
+  const moment = atPosition
+    ? [`As it was at position ${followers.position}, a past moment. `,
+       el("a", { href: recordHref(account, record) }, "See it now.")]
+    : [`As of position ${followers.position}.`];
   view.replaceChildren(
     el("h2", {}, `${kind} ${id} in ${account}`),
-    el("p", {}, `As of position ${followers.position}.`),
+    el("p", {}, ...moment),
     definitions(facts),
     followerTable,
-    ...grid);
+    ...grid,
+    ...story);
 }
 
 async function showMember(account, user) {
