@@ -4,8 +4,10 @@
 //!
 //! **Where changes come from.** The history itself, narrowed by [`followers_shared::change`]:
 //! a reader first reads the account's commits after its position straight from the store
-//! ([`EventStore::read_account`], one account's subjects only), then takes the commits the live
-//! model applies ([`LiveModel::applied_commits`]). It listens before it reads, and skips every
+//! ([`EventStore::read_account`], one account's subjects only) up to the live model's position,
+//! then takes the commits the live model applies ([`LiveModel::applied_commits`]). Commits the
+//! model refused (`--require-signatures`) are never given: the feed is the history the queries
+//! answer from. It listens before it reads, and skips every
 //! commit at or before the last position it passed, so the switch from the store to the live
 //! commits loses nothing and repeats nothing. A reader that falls behind the live commits (it
 //! is told it lagged) reads the rest from the store again. So resuming after any position
@@ -101,6 +103,13 @@ pub struct Ending {
 pub enum FeedEvent {
     Change(Box<Change>),
     End(Ending),
+}
+
+/// See [`Feed::screen`].
+enum Read {
+    Give,
+    Skip,
+    Stop,
 }
 
 /// A reader's place: the account, what it asks about, and the last position it passed.
@@ -217,6 +226,7 @@ impl Feed {
         out: &mut Vec<Change>,
         limit: usize,
     ) -> Result<(), ErrorBody> {
+        let applied = self.model.position();
         let mut commits = self
             .history
             .read_account(&cursor.account, cursor.after)
@@ -227,9 +237,27 @@ impl Feed {
                 break;
             };
             let commit = commit.map_err(|e| unavailable(&e))?;
-            out.extend(cursor.read(&commit).unwrap_or_default());
+            match self.screen(&commit, applied) {
+                Read::Stop => break,
+                Read::Skip => {}
+                Read::Give => out.extend(cursor.read(&commit).unwrap_or_default()),
+            }
         }
         Ok(())
+    }
+
+    /// What a catch-up does with a commit read from the store: it gives only what the live
+    /// model had passed when the read began (later commits come as the model applies them), and
+    /// never a commit the model refused (`--require-signatures`: unsigned or forged), so the
+    /// feed shows exactly the history the queries answer from.
+    fn screen(&self, commit: &StoredCommit, applied: Position) -> Read {
+        if commit.position > applied {
+            Read::Stop
+        } else if self.model.refused_at(commit.position) {
+            Read::Skip
+        } else {
+            Read::Give
+        }
     }
 
     /// Opens a stream of the changes after `q.after`, or refuses it `unavailable` when
@@ -345,10 +373,15 @@ impl Pump {
             .feed
             .history
             .read_account(&self.cursor.account, self.cursor.after);
+        let applied = self.feed.model.position();
         let mut commits = read.await.map_err(|e| history_failed(&e))?;
         while let Some(commit) = commits.next().await {
             let commit = commit.map_err(|e| history_failed(&e))?;
-            self.deliver(&commit).await?;
+            match self.feed.screen(&commit, applied) {
+                Read::Stop => break,
+                Read::Skip => {}
+                Read::Give => self.deliver(&commit).await?,
+            }
         }
         Ok(())
     }
@@ -500,6 +533,38 @@ pub(crate) mod tests {
         };
         assert_eq!(end.code, "closing");
         assert_eq!(Some(end.resume_after.0), stored[2]);
+    }
+
+    /// With `--require-signatures`, a commit the model refused (here: every one, as no key is
+    /// configured) is in the store but never in the feed: the feed is what the queries see.
+    #[tokio::test]
+    async fn a_commit_the_model_refused_is_not_a_change() {
+        let store = MemoryStore::new();
+        let refusing = Some(followers_shared::signing::Verifier::new());
+        let model = LiveModel::new(ReadModel::default()).with_verifier(refusing);
+        let stop = CancellationToken::new();
+        let following = (model.clone(), store.clone(), stop.clone());
+        tokio::spawn(async move { following.0.follow(following.1, following.2).await });
+        let acme = AccountId::new("acme").unwrap();
+        let mut last = Position(0);
+        for n in 0..2 {
+            let (stream, commit) = deactivated(&acme, n);
+            last = store
+                .append(&stream, Expected::NoStream, &commit)
+                .await
+                .unwrap()
+                .position;
+        }
+        model.wait_for(last, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(model.refused(), 2);
+        let history: Arc<dyn AccountHistory> = Arc::new(store.clone());
+        let feed = Feed::new(model, history, feed().limits, stop.clone());
+        let page = feed
+            .page(&acme, &Changes::default(), 100, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(page.changes.is_empty(), "{page:?}");
+        stop.cancel();
     }
 
     /// A feed on an empty model and store, for tests of the query side.
