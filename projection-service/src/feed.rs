@@ -436,10 +436,8 @@ fn history_failed(e: &StoreError) -> Stop {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use followers_shared::command::CommandMeta;
     use followers_shared::event::EventBody;
-    use followers_shared::ids::{CommandId, ContactId, UserId};
-    use followers_shared::model::Actor;
+    use followers_shared::ids::{ContactId, UserId};
     use followers_shared::read_model::ReadModel;
     use followers_shared::store::{Commit, Expected, StreamId};
     use followers_store::MemoryStore;
@@ -447,19 +445,13 @@ pub(crate) mod tests {
     use super::*;
 
     fn deactivated(account: &AccountId, n: usize) -> (StreamId, Commit) {
-        let meta = CommandMeta {
-            command_id: CommandId::new(),
-            actor: Actor::System,
-            caller: None,
-            correlation: uuid::Uuid::now_v7(),
-            causation: None,
-            at: chrono::Utc::now(),
-        };
         let user = UserId::new(format!("u{n}")).unwrap();
-        let event = meta.event(0, EventBody::MemberDeactivated { user });
         let record = RecordRef::Contact(ContactId::new(format!("c{n}")).unwrap());
         let stream = StreamId::record(account.clone(), record);
-        (stream, Commit::new(meta.command_id, vec![event]))
+        (
+            stream,
+            Commit::of_system(vec![EventBody::MemberDeactivated { user }]),
+        )
     }
 
     fn positions(events: &[FeedEvent]) -> Vec<Option<u64>> {

@@ -396,9 +396,7 @@ pub async fn find_cause(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use followers_shared::command::CommandMeta;
-    use followers_shared::ids::{CommandId, UserId};
-    use followers_shared::model::Actor;
+    use followers_shared::ids::UserId;
     use followers_shared::store::{Commit, Expected, StoredCommit, StreamId};
     use followers_store::MemoryStore;
 
@@ -410,15 +408,7 @@ mod tests {
 
     /// Appends one commit of `bodies` to `stream` and returns it as stored.
     async fn append(store: &MemoryStore, stream: StreamId, bodies: Vec<EventBody>) -> StoredCommit {
-        let meta = CommandMeta {
-            command_id: CommandId::new(),
-            actor: Actor::System,
-            caller: None,
-            correlation: uuid::Uuid::now_v7(),
-            causation: None,
-            at: chrono::Utc::now(),
-        };
-        let commit = Commit::new(meta.command_id, meta.events(bodies));
+        let commit = Commit::of_system(bodies);
         let before = store.read_stream(&stream).await.unwrap();
         let expected = Expected::from_version(before.last().map(|c| c.version));
         let appended = store.append(&stream, expected, &commit).await.unwrap();

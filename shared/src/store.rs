@@ -193,6 +193,20 @@ pub fn chain_hash(previous: Option<&str>, events: &[Event]) -> String {
 }
 
 impl Commit {
+    /// A commit of the system, now, under a fresh command id, holding `bodies`: for tools and
+    /// tests that write a history directly rather than through the command service.
+    pub fn of_system(bodies: Vec<crate::event::EventBody>) -> Self {
+        let meta = crate::command::CommandMeta {
+            command_id: CommandId::new(),
+            actor: crate::model::Actor::System,
+            caller: None,
+            correlation: uuid::Uuid::now_v7(),
+            causation: None,
+            at: chrono::Utc::now(),
+        };
+        Self::new(meta.command_id, meta.events(bodies))
+    }
+
     /// A commit without a chain value.
     pub fn new(command_id: CommandId, events: Vec<Event>) -> Self {
         Self {

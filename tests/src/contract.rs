@@ -5,11 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use followers_shared::command::CommandMeta;
 use followers_shared::event::EventBody;
-use followers_shared::ids::{AccountId, CommandId, ContactId, UserId};
-use followers_shared::model::{Actor, RecordRef};
+use followers_shared::ids::{AccountId, ContactId, UserId};
+use followers_shared::model::RecordRef;
 use followers_shared::store::{Commit, EventStore, Expected, Position, StoreError, StreamId};
 use futures::StreamExt;
 
@@ -27,23 +25,8 @@ pub fn contact_stream(account: &AccountId, id: &str) -> StreamId {
 
 /// A commit with one small event, under a new command id.
 pub fn commit(n: usize) -> Commit {
-    let meta = CommandMeta {
-        command_id: CommandId::new(),
-        actor: Actor::System,
-        caller: None,
-        correlation: uuid::Uuid::now_v7(),
-        causation: None,
-        at: Utc::now(),
-    };
-    Commit::new(
-        meta.command_id,
-        vec![meta.event(
-            0,
-            EventBody::MemberDeactivated {
-                user: UserId::new(format!("u{n}")).unwrap(),
-            },
-        )],
-    )
+    let user = UserId::new(format!("u{n}")).unwrap();
+    Commit::of_system(vec![EventBody::MemberDeactivated { user }])
 }
 
 /// Commits of one stream come back in order; versions and positions grow; head is the last.

@@ -347,10 +347,8 @@ fn account_at(at: Position) -> AccountQuery {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run it with --ignored --nocapture"]
 async fn measure_a_past_answer_at_the_bound() {
-    use followers_shared::command::CommandMeta;
     use followers_shared::event::{AddedFollower, EventBody};
-    use followers_shared::ids::CommandId;
-    use followers_shared::model::{AccountSettings, Actor, AddedHow, DataScope, Role};
+    use followers_shared::model::{AccountSettings, AddedHow, DataScope, Role};
     use followers_shared::store::{Commit, EventStore, Expected, StreamId};
     use futures::StreamExt;
     use std::time::Instant;
@@ -359,17 +357,7 @@ async fn measure_a_past_answer_at_the_bound() {
     let server = NatsServer::start();
     let store = followers_tests::stack::history(&server).await;
     let acme = followers_tests::typed::account_id("acme");
-    let commit = |bodies: Vec<EventBody>| {
-        let meta = CommandMeta {
-            command_id: CommandId::new(),
-            actor: Actor::System,
-            caller: None,
-            correlation: uuid::Uuid::now_v7(),
-            causation: None,
-            at: chrono::Utc::now(),
-        };
-        Commit::new(meta.command_id, meta.events(bodies))
-    };
+    let commit = Commit::of_system;
     // The account and 20 members in one commit, then a contact per commit (an owner and two
     // followers each), loaded straight into JetStream, 64 appends in flight.
     let mut opened = vec![EventBody::AccountOpened {

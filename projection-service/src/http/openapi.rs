@@ -381,14 +381,7 @@ pub fn query<'t, A: JsonSchema>(
         StatusCode::Code(200),
         ReferenceOr::Item(json_response("The answer.", reply, Some(example))),
     );
-    for status in errors {
-        if let Some(name) = error_name(*status) {
-            responses.responses.insert(
-                StatusCode::Code(*status),
-                ReferenceOr::ref_(&format!("#/components/responses/{name}")),
-            );
-        }
-    }
+    add_errors(responses, errors);
     op
 }
 
@@ -423,6 +416,12 @@ pub fn event_stream<'t, A: JsonSchema>(
     responses
         .responses
         .insert(StatusCode::Code(200), ReferenceOr::Item(stream));
+    add_errors(responses, errors);
+    op
+}
+
+/// The shared error responses of `errors` (names of [`ERRORS`]).
+fn add_errors(responses: &mut aide::openapi::Responses, errors: &[u16]) {
     for status in errors {
         if let Some(name) = error_name(*status) {
             responses.responses.insert(
@@ -431,7 +430,6 @@ pub fn event_stream<'t, A: JsonSchema>(
             );
         }
     }
-    op
 }
 
 /// The error response answered with `status`.
