@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::Utc;
 use followers_shared::command::Command;
 use followers_shared::event::EventBody;
+use followers_shared::partition::{Partition, Partitions};
 use followers_shared::store::{EventStore, Position, StoredCommit};
 use followers_shared::sync;
 use followers_store::LiveModel;
@@ -25,8 +26,30 @@ use tracing::Instrument;
 
 use crate::handler::{CommandError, Handler};
 
-/// The checkpoint's name in the store.
+/// The checkpoint's name in the store; in a partitioned history, followed by `.p<partition>`:
+/// one per partition, so that an instance started for a partition resumes where whichever
+/// instance served it before stopped.
 pub const CHECKPOINT: &str = "follower-sync";
+
+/// The checkpoints of the partitions `partitions` serves (of the whole history without them).
+fn checkpoint_names(partitions: &Partitions) -> Vec<String> {
+    if partitions.count.is_none() {
+        return vec![CHECKPOINT.to_owned()];
+    }
+    partitions
+        .served()
+        .into_iter()
+        .map(|p| checkpoint_name(Some(p)))
+        .collect()
+}
+
+/// The checkpoint of one partition (of the whole history for `None`).
+pub fn checkpoint_name(partition: Option<Partition>) -> String {
+    match partition {
+        Some(p) => format!("{CHECKPOINT}.p{p}"),
+        None => CHECKPOINT.to_owned(),
+    }
+}
 
 /// Save the checkpoint at least every this many commits even when nothing needed a reaction.
 const CHECKPOINT_EVERY: u64 = 1000;
@@ -80,7 +103,8 @@ pub async fn run<S: EventStore + Clone>(
     progress: Progress,
     shutdown: CancellationToken,
 ) {
-    let Some(done) = load_checkpoint(&store, &shutdown).await else {
+    let partitions = store.partitions();
+    let Some(done) = load_checkpoints(&store, &partitions, &shutdown).await else {
         return;
     };
     tracing::info!(from = done.0, "follower sync started");
@@ -88,6 +112,7 @@ pub async fn run<S: EventStore + Clone>(
     let mut replacements = model.replacements();
     let mut sync = Sync {
         store,
+        partitions,
         model,
         handler,
         shutdown,
@@ -108,32 +133,42 @@ pub async fn run<S: EventStore + Clone>(
         }
         replaced = sync.follow(&mut replacements).await == Left::Replaced;
     }
-    save(&sync.store, sync.done).await;
+    sync.save_all(sync.done).await;
     tracing::info!(at = sync.done.0, "follower sync stopped");
 }
 
-/// Where the sync stopped last time, waiting while the store cannot say; `None` if shut down
-/// meanwhile.
-async fn load_checkpoint<S: EventStore>(
+/// Where the sync stopped last time: the earliest checkpoint of the partitions served (a
+/// partition never served yet starts at the beginning; reacting again is harmless, the
+/// reactions' command ids being derived). Waits while the store cannot say; `None` if shut
+/// down meanwhile.
+async fn load_checkpoints<S: EventStore>(
     store: &S,
+    partitions: &Partitions,
     shutdown: &CancellationToken,
 ) -> Option<Position> {
-    loop {
-        match store.load_checkpoint(CHECKPOINT).await {
-            Ok(p) => return Some(p.unwrap_or_default()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the follower-sync checkpoint; retrying");
-                if pause(shutdown, Duration::from_secs(1)).await {
-                    return None;
+    let mut earliest: Option<Position> = None;
+    for name in checkpoint_names(partitions) {
+        let at = loop {
+            match store.load_checkpoint(&name).await {
+                Ok(p) => break p.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = %e, checkpoint = name, "cannot load the follower-sync checkpoint; retrying");
+                    if pause(shutdown, Duration::from_secs(1)).await {
+                        return None;
+                    }
                 }
             }
-        }
+        };
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
     }
+    Some(earliest.unwrap_or_default())
 }
 
 /// The sync between two feeds of the history.
 struct Sync<S> {
     store: S,
+    /// The history's partitions and those this sync serves (each has its checkpoint).
+    partitions: Partitions,
     model: LiveModel,
     handler: Arc<Handler<S>>,
     shutdown: CancellationToken,
@@ -157,6 +192,14 @@ enum Left {
 }
 
 impl<S: EventStore> Sync<S> {
+    /// Every partition served is done up to `position`: the feed brings their commits in order.
+    async fn save_all(&mut self, position: Position) {
+        for name in checkpoint_names(&self.partitions) {
+            save(&self.store, &name, position).await;
+        }
+        self.since_save = 0;
+    }
+
     fn passed(&mut self, position: Position) {
         self.done = position;
         self.progress.set(position);
@@ -202,14 +245,14 @@ impl<S: EventStore> Sync<S> {
             if !reacting.instrument(reaction_span(commit)).await {
                 return false;
             }
-            save(&self.store, commit.position).await;
+            let partition = self.partitions.of(&commit.stream.account);
+            save(&self.store, &checkpoint_name(partition), commit.position).await;
             self.since_save = 0;
         } else {
             self.no_trigger.increment(1);
             self.since_save += 1;
             if self.since_save >= CHECKPOINT_EVERY {
-                save(&self.store, commit.position).await;
-                self.since_save = 0;
+                self.save_all(commit.position).await;
             }
         }
         self.passed(commit.position);
@@ -294,9 +337,9 @@ async fn apply<S: EventStore>(
     }
 }
 
-async fn save<S: EventStore>(store: &S, position: Position) {
-    if let Err(e) = store.save_checkpoint(CHECKPOINT, position).await {
-        tracing::warn!(error = %e, "cannot save the follower-sync checkpoint");
+async fn save<S: EventStore>(store: &S, name: &str, position: Position) {
+    if let Err(e) = store.save_checkpoint(name, position).await {
+        tracing::warn!(error = %e, checkpoint = name, "cannot save the follower-sync checkpoint");
     }
 }
 

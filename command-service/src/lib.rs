@@ -28,6 +28,7 @@ use std::time::Duration;
 use followers_runtime::http::{Health, HttpLimits, ListenError};
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::caller::CallerPolicy;
+use followers_shared::partition::Partitions;
 use followers_shared::read_model::ReadModel;
 use followers_shared::signing::Signer;
 use followers_shared::store::EventStore;
@@ -135,7 +136,7 @@ pub async fn start_with<S: EventStore + Clone>(
         let (model, handler, stop) = (model.clone(), handler.clone(), background.token());
         background.spawn(follower_expiry::run(model, handler, stop));
     }
-    let spec = service_spec(&config);
+    let spec = service_spec(&config, &store.partitions());
     let registered = background.register(&client, &spec).await?;
     // After registering, so that its first write (a JetStream publish) cannot hold up the
     // subscriptions on the connection.
@@ -146,7 +147,7 @@ pub async fn start_with<S: EventStore + Clone>(
     }
     let commands = Arc::new(server::Commands::new(
         handler,
-        serve_options(&config, caller_policy),
+        serve_options(&config, caller_policy, store.partitions()),
     ));
     let shutdown = CancellationToken::new();
     let serve = followers_runtime::serve(client, registered, commands, shutdown.clone());
@@ -236,25 +237,28 @@ fn trusted_caller_policy(
 pub const SERVICE_NAME: &str = "followers-command";
 
 /// The command service in the NATS services API: one endpoint per command, on
-/// `{prefix}.cmd.*.{command}`.
-fn service_spec(config: &Config) -> ServiceSpec {
+/// `{prefix}.cmd.*.{command}`; in a partitioned history, on the subjects the server's mapping
+/// sends the served partitions' commands to (see [`followers_runtime::endpoints`]).
+fn service_spec(config: &Config, partitions: &Partitions) -> ServiceSpec {
     let prefix = &config.service.subject_prefix;
-    let endpoints = COMMAND_NAMES
-        .iter()
-        .map(|name| (name.to_string(), format!("{prefix}.cmd.*.{name}")));
     ServiceSpec {
         name: SERVICE_NAME,
         description: "Decides followers commands and appends their events to the history",
         queue_group: config.queue_group.clone(),
-        endpoints: endpoints.collect(),
+        endpoints: followers_runtime::endpoints(prefix, "cmd", &COMMAND_NAMES, partitions),
     }
 }
 
-fn serve_options(config: &Config, caller_policy: Option<Arc<CallerPolicy>>) -> ServeOptions {
+fn serve_options(
+    config: &Config,
+    caller_policy: Option<Arc<CallerPolicy>>,
+    partitions: Partitions,
+) -> ServeOptions {
     ServeOptions {
         prefix: config.service.subject_prefix.clone(),
         max_request_bytes: config.max_request_bytes,
         max_in_flight: config.max_in_flight,
         caller_policy,
+        partitions,
     }
 }

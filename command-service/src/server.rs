@@ -15,7 +15,8 @@ use followers_runtime::metrics::{RequestMeters, UNKNOWN};
 use followers_shared::caller::{Caller, CallerPolicy, REQUEST_INFO_HEADER};
 use followers_shared::command::Command;
 use followers_shared::error::ErrorCode;
-use followers_shared::ids::CommandId;
+use followers_shared::ids::{AccountId, CommandId};
+use followers_shared::partition::Partitions;
 use followers_shared::store::EventStore;
 use followers_shared::wire::{self, COMMAND_NAMES, CommandReply, ErrorBody, subject};
 use metrics::Counter;
@@ -31,6 +32,24 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// Which NATS callers may send what; `None`: every caller may claim any actor.
     pub caller_policy: Option<Arc<CallerPolicy>>,
+    /// The history's partitions and those this instance serves.
+    pub partitions: Partitions,
+}
+
+/// The reply to a command for an account of a partition this instance does not serve: only a
+/// request sent to another partition's subject, or a server mapping with another number of
+/// partitions, gets here. Nothing is decided; retrying reaches the right instance once the
+/// routing is right.
+pub fn not_served(partitions: &Partitions, account: &AccountId) -> ErrorBody {
+    let p = partitions.of(account).map_or(0, |p| p.0);
+    ErrorBody::new(
+        ErrorCode::Unavailable,
+        format!(
+            "account {account} is in partition {p}, which this instance does not serve \
+             (--partitions {}); check the server's subject mapping (docs/scaling.md)",
+            partitions.owned
+        ),
+    )
 }
 
 /// Turns one admitted request into a reply. Every input gets a reply; none panics.
@@ -54,6 +73,10 @@ pub async fn process<S: EventStore>(
         Ok(cmd) => cmd,
         Err((id, error)) => return CommandReply::failure(id, error),
     };
+    if !options.partitions.owns(&cmd.account) {
+        let refusal = not_served(&options.partitions, &cmd.account);
+        return CommandReply::failure(Some(cmd.meta.command_id), refusal);
+    }
     if let Some(policy) = &options.caller_policy {
         let caller = headers
             .and_then(|h| h.get(REQUEST_INFO_HEADER))

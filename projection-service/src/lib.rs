@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod feed;
+pub mod forward;
 pub mod http;
 pub mod nats;
 pub mod past;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use followers_runtime::http::{Health, bind};
 use followers_runtime::{Background, ServiceHandle, ServiceSpec};
+use followers_shared::partition::Partitions;
 use followers_shared::read_model::{Chains, ReadModel};
 use followers_shared::signing::Verifier;
 use followers_shared::store::{EventStore, Position};
@@ -34,6 +36,7 @@ use followers_store::{LiveModel, StreamSetup};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use forward::Elsewhere;
 use queries::Queries;
 
 /// Why the service could not start.
@@ -174,6 +177,7 @@ async fn start_prepared<S: EventStore + Clone>(
             Arc::new(store.clone()),
             config.past_limits(),
         )),
+        elsewhere: elsewhere(&client, &config, store.partitions()),
     });
     let health = Health {
         model: model.clone(),
@@ -192,7 +196,7 @@ async fn start_prepared<S: EventStore + Clone>(
         metrics_addr = metrics_addr.map(tracing::field::display),
         "read models ready"
     );
-    let spec = service_spec(&config);
+    let spec = service_spec(&config, &store.partitions());
     let registered = background.register(&client, &spec).await?;
     tracing::info!(service = spec.name, "serving queries");
     keep_current(&background, &config, store, &model, &ready, snapshot_at);
@@ -216,17 +220,32 @@ pub const SERVICE_NAME: &str = "followers-projection";
 
 /// The projection in the NATS services API: one endpoint per query, on
 /// `{prefix}.query.*.{query}`.
-fn service_spec(config: &Config) -> ServiceSpec {
+fn service_spec(config: &Config, partitions: &Partitions) -> ServiceSpec {
     let prefix = &config.service.subject_prefix;
-    let endpoints = Query::NAMES
-        .iter()
-        .map(|name| (name.to_string(), format!("{prefix}.query.*.{name}")));
     ServiceSpec {
         name: SERVICE_NAME,
         description: "Answers access checks and follower queries from the read models",
         queue_group: config.queue_group.clone(),
-        endpoints: endpoints.collect(),
+        endpoints: followers_runtime::endpoints(prefix, "query", Query::NAMES, partitions),
     }
+}
+
+/// How long a query passed on to another instance may take beyond its own wait.
+const FORWARD_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Where queries about the partitions this instance does not serve go; `None` when it serves
+/// every account.
+fn elsewhere(
+    client: &async_nats::Client,
+    config: &Config,
+    partitions: Partitions,
+) -> Option<Elsewhere> {
+    (!partitions.owns_all()).then(|| Elsewhere {
+        client: client.clone(),
+        prefix: config.service.subject_prefix.clone(),
+        partitions,
+        patience: FORWARD_PATIENCE,
+    })
 }
 
 /// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with

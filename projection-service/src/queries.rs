@@ -26,6 +26,7 @@ use followers_shared::wire::{
 use followers_store::LiveModel;
 
 use crate::feed::Feed;
+use crate::forward::Elsewhere;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -47,6 +48,8 @@ pub struct Queries {
     pub past: Arc<Past>,
     /// The feed of access changes (`changes`, and the HTTP stream).
     pub feed: Feed,
+    /// In a partitioned history, where the queries about other partitions' accounts go.
+    pub elsewhere: Option<Elsewhere>,
 }
 
 /// The meters of the queries: `followers_queries_total{query,outcome}` and
@@ -246,6 +249,9 @@ impl Queries {
     }
 
     async fn dispatch(&self, a: &AccountId, query: Query) -> Answer {
+        if let Some(elsewhere) = self.elsewhere.as_ref().filter(|e| e.asked_of_others(a)) {
+            return elsewhere.ask(a, &query, self.max_wait).await;
+        }
         if !self.ready.load(Ordering::Acquire) {
             return not_ready();
         }
@@ -292,6 +298,13 @@ impl Queries {
         let account = account
             .parse::<AccountId>()
             .map_err(|e| fail(malformed(e.to_string())))?;
+        if let Some(elsewhere) = self
+            .elsewhere
+            .as_ref()
+            .filter(|e| e.asked_of_others(&account))
+        {
+            return Err(fail(elsewhere.feed_not_here(&account)));
+        }
         let checked = self
             .run(&account, When::live(query.min_position), |m| {
                 require_account(m, &account)
@@ -821,6 +834,7 @@ mod tests {
                 Arc::new(followers_store::MemoryStore::new()),
                 crate::past::PastLimits::default(),
             )),
+            elsewhere: None,
             feed: crate::feed::tests::feed(),
         }
     }

@@ -219,6 +219,7 @@ fn state() -> HttpState {
             Arc::new(MemoryStore::new()),
             PastLimits::default(),
         )),
+        elsewhere: None,
         feed: Feed::new(
             model.clone(),
             Arc::new(followers_store::MemoryStore::new()),

@@ -17,6 +17,6 @@ pub use args::{ServiceArgs, SignatureArgs};
 pub use cli::ShownCli;
 pub use lifecycle::{ServiceHandle, run_until_signal, shutdown_signal};
 pub use nats::round_trip;
-pub use serve::{Registered, Responder, ServiceSpec, serve};
+pub use serve::{Registered, Responder, ServiceSpec, endpoints, serve};
 pub use startup::{Background, StartError};
 pub use telemetry::{Telemetry, TelemetryArgs, init_logging};

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use async_nats::service::{Request, ServiceExt};
 use bytes::Bytes;
+use followers_shared::partition::Partitions;
+use followers_shared::wire::subject;
 use futures::StreamExt;
 use futures::stream::SelectAll;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,42 @@ pub struct ServiceSpec {
     pub queue_group: String,
     /// Each endpoint's name (a command or query name) and subject.
     pub endpoints: Vec<(String, String)>,
+}
+
+/// The endpoints of a service taking requests `names` of kind `kind` (`cmd`, `query`): one per
+/// name on `{prefix}.{kind}.*.{name}`. In a partitioned history the server's mapping adds the
+/// partition (`{prefix}.{kind}.{partition}.{account}.{name}`, docs/scaling.md): an instance
+/// serving every partition takes them all on `{prefix}.{kind}.*.*.{name}`, one serving some
+/// takes each of theirs, as `{name}-p{partition}`. All in the service's queue group, so
+/// instances serving the same partition share its requests.
+pub fn endpoints(
+    prefix: &str,
+    kind: &str,
+    names: &[&str],
+    partitions: &Partitions,
+) -> Vec<(String, String)> {
+    if partitions.count.is_none() {
+        return names
+            .iter()
+            .map(|name| (name.to_string(), format!("{prefix}.{kind}.*.{name}")))
+            .collect();
+    }
+    if partitions.owns_all() {
+        return names
+            .iter()
+            .map(|name| (name.to_string(), format!("{prefix}.{kind}.*.*.{name}")))
+            .collect();
+    }
+    let served = partitions.served();
+    served
+        .iter()
+        .flat_map(|&p| {
+            names.iter().map(move |name| {
+                let subject = subject::partition_filter(prefix, kind, p, name);
+                (format!("{name}-p{p}"), subject)
+            })
+        })
+        .collect()
 }
 
 /// A service registered with the NATS services API, with the requests of all its endpoints.

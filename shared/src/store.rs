@@ -389,8 +389,16 @@ pub trait EventStore: Send + Sync + 'static {
         position: Position,
     ) -> impl Future<Output = Result<Option<StoredCommit>, StoreError>> + Send;
 
-    /// The position of the last commit (`Position(0)` when empty).
+    /// The position of the last commit (`Position(0)` when empty): of the commits this store
+    /// serves, when it serves only some partitions ([`EventStore::partitions`]).
     fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// How the history is partitioned, and which partitions this store reads and writes
+    /// (issue 15). `follow`, `head` and the checkpoints are of those partitions only. The
+    /// default: a history without partitions, served whole.
+    fn partitions(&self) -> crate::partition::Partitions {
+        crate::partition::Partitions::whole()
+    }
 
     /// The identity of this history ([`HistoryId`]).
     fn identity(&self) -> impl Future<Output = Result<HistoryId, StoreError>> + Send;

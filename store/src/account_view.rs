@@ -128,9 +128,15 @@ impl AccountView {
         format!("audit-{}", self.account)
     }
 
-    /// The account's subjects: `<prefix>.<account>.>`.
+    /// The account's subjects: `<prefix>.<account>.>`, or `<prefix>.<partition>.<account>.>`
+    /// in a history of `--partition-count` partitions (the auditor may not read the stream's
+    /// metadata, so the number comes from the configuration; docs/scaling.md).
     pub fn filter(&self) -> String {
-        format!("{}.{}.>", self.config.subject_prefix, self.account)
+        let prefix = &self.config.subject_prefix;
+        match self.config.partition_count {
+            Some(count) => format!("{prefix}.{}.{}.>", count.of(&self.account), self.account),
+            None => format!("{prefix}.{}.>", self.account),
+        }
     }
 
     /// The subject that creates the consumer, the one an auditor's grant allows.
@@ -179,6 +185,7 @@ impl AccountView {
             stream: self.stream.clone(),
             consumer: self.consumer_name(),
             prefix: self.config.subject_prefix.clone(),
+            partitioned: self.config.partition_count.is_some(),
             total,
             read: 0,
             messages,
@@ -270,6 +277,8 @@ fn already_exists(e: &ConsumerCreateStrictError) -> bool {
 pub struct AccountFeed {
     stream: jetstream::stream::Stream<()>,
     consumer: String,
+    /// Whether the history subjects carry a partition.
+    partitioned: bool,
     prefix: String,
     total: u64,
     read: u64,
@@ -315,6 +324,7 @@ impl AccountFeed {
         Some(
             decode(
                 &self.prefix,
+                self.partitioned,
                 &message.subject,
                 seq,
                 message.headers.as_ref(),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use followers_shared::ids::AccountId;
+use followers_shared::partition::{PartitionCount, PartitionSet, Partitions};
 use followers_shared::store::{
     Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
     StoredCommit, StreamId,
@@ -77,6 +78,15 @@ pub struct StoreArgs {
     /// JetStream: seconds the server remembers command ids for deduplication.
     #[arg(long, env = "FOLLOWERS_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
     pub duplicate_window_secs: u64,
+    /// JetStream: the number of partitions of a history created now (fixed for the stream's
+    /// life; docs/scaling.md). Without it a new history has no partitions. An existing stream
+    /// keeps its own, and a different number here is refused.
+    #[arg(long, env = "FOLLOWERS_PARTITION_COUNT")]
+    pub partition_count: Option<PartitionCount>,
+    /// JetStream: the partitions this instance serves, e.g. `0-31` or `2,5,8-9` (default: all).
+    /// It subscribes to their requests and reads only their history.
+    #[arg(long, env = "FOLLOWERS_PARTITIONS", default_value = "all")]
+    pub partitions: PartitionSet,
     /// EventStoreDB: connection string, e.g. `esdb://127.0.0.1:2113?tls=false`.
     #[arg(long, env = "EVENTSTOREDB_URL")]
     pub eventstoredb_url: Option<String>,
@@ -110,6 +120,8 @@ impl StoreArgs {
             },
             max_bytes: self.max_bytes,
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+            partition_count: self.partition_count,
+            owned: self.partitions.clone(),
         }
     }
 
@@ -215,6 +227,10 @@ impl EventStore for AnyStore {
 
     async fn follow(&self, after: Position) -> Result<CommitStream, StoreError> {
         delegate!(self, s => s.follow(after).await)
+    }
+
+    fn partitions(&self) -> Partitions {
+        delegate!(self, s => s.partitions())
     }
 
     async fn identity(&self) -> Result<HistoryId, StoreError> {

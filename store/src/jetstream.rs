@@ -2,6 +2,12 @@
 //!
 //! - One JetStream stream holds the whole history; each aggregate has its own subject,
 //!   `{prefix}.{account}.{kind}.{id}` (e.g. `followers.history.acme.contact.c-1`).
+//! - A partitioned history (issue 15, docs/scaling.md) puts the account's partition first:
+//!   `{prefix}.{partition}.{account}.{kind}.{id}`, so an instance serving some partitions
+//!   follows only theirs with consumer subject filters, instead of reading and discarding the
+//!   rest. The number of partitions is fixed when the stream is created and kept in the stream's
+//!   metadata ([`PARTITIONS_METADATA`]); a stream without it is the unpartitioned layout, which
+//!   an instance can only serve whole.
 //! - One message per commit. A stream's *version* is the stream sequence of its last message and
 //!   the global *position* is the stream sequence, so both come straight from the publish ack.
 //! - Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence` carries the expected version
@@ -34,6 +40,7 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use followers_shared::event::DecodeError;
 use followers_shared::ids::AccountId;
+use followers_shared::partition::{PartitionCount, PartitionSet, Partitions};
 use followers_shared::store::{
     Appended, BackendError, Commit, CommitStream, EventStore, Expected, Failed, HistoryId,
     Position, StoreError, StoredCommit, StreamId, Version,
@@ -48,6 +55,9 @@ pub const EVENTS_HEADER: &str = "Followers-Events";
 pub const CORRELATION_HEADER: &str = "Followers-Correlation";
 /// History message header: the event a follower-sync reaction answers.
 pub const CAUSATION_HEADER: &str = "Followers-Causation";
+
+/// The stream metadata key that holds a partitioned history's number of partitions.
+pub const PARTITIONS_METADATA: &str = "followers.partitions";
 
 /// Where the stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +80,12 @@ pub struct JetStreamConfig {
     pub max_bytes: i64,
     /// How long the server remembers message ids for deduplication.
     pub duplicate_window: Duration,
+    /// The number of partitions a history created by this process gets (`None`: none, the
+    /// layout before partitions). An existing stream keeps its own; a different one configured
+    /// here is refused rather than ignored.
+    pub partition_count: Option<PartitionCount>,
+    /// The partitions this process reads and writes.
+    pub owned: PartitionSet,
 }
 
 impl Default for JetStreamConfig {
@@ -81,6 +97,8 @@ impl Default for JetStreamConfig {
             storage: StorageKind::File,
             max_bytes: -1,
             duplicate_window: Duration::from_secs(120),
+            partition_count: None,
+            owned: PartitionSet::All,
         }
     }
 }
@@ -107,6 +125,8 @@ pub struct JetStreamStore {
     /// `None` when bound to a history whose checkpoint bucket this process cannot see.
     checkpoints: Option<kv::Store>,
     config: JetStreamConfig,
+    /// The stream's layout and the partitions this process serves.
+    partitions: Partitions,
 }
 
 fn unavailable(e: impl Into<BackendError>) -> StoreError {
@@ -168,6 +188,8 @@ async fn manage_stream(
     {
         let updated = stream::Config {
             subjects: existing.subjects.clone(),
+            // The number of partitions is the stream's for life, as created.
+            metadata: existing.metadata.clone(),
             ..desired
         };
         js.update_stream(updated).await.map_err(|e| {
@@ -252,8 +274,59 @@ fn check_compatible(config: &JetStreamConfig, existing: &stream::Config) -> Resu
     Ok(())
 }
 
+/// The stream's partitions, from its metadata, and those of them `config` serves.
+fn partitions_of(
+    config: &JetStreamConfig,
+    existing: &stream::Config,
+) -> Result<Partitions, StoreError> {
+    let incompatible = |msg: String| StoreError::Incompatible(msg.into());
+    let count = match existing.metadata.get(PARTITIONS_METADATA) {
+        None => None,
+        Some(n) => Some(n.parse::<PartitionCount>().map_err(|e| {
+            incompatible(format!(
+                "stream {} has metadata {PARTITIONS_METADATA}={n:?}: {e}",
+                config.stream
+            ))
+        })?),
+    };
+    if config.partition_count.is_some() && config.partition_count != count {
+        return Err(incompatible(format!(
+            "stream {} has {}, configured {} partitions; the number of partitions is fixed \
+             for the stream's life (docs/scaling.md)",
+            config.stream,
+            count.map_or("no partitions".to_owned(), |c| format!("{c} partitions")),
+            config.partition_count.map_or(0, PartitionCount::get),
+        )));
+    }
+    match count {
+        None if config.owned != PartitionSet::All => Err(incompatible(format!(
+            "stream {} is not partitioned, so an instance serves all of it; --partitions {} \
+             needs a partitioned history (docs/scaling.md, \"Existing histories\")",
+            config.stream, config.owned
+        ))),
+        Some(c) => match config.owned.within(c) {
+            Err(p) => Err(incompatible(format!(
+                "--partitions names partition {p}, but stream {} has {c} (0 to {})",
+                config.stream,
+                c.get() - 1
+            ))),
+            Ok(_) => Ok(Partitions {
+                count,
+                owned: config.owned.clone(),
+            }),
+        },
+        None => Ok(Partitions::whole()),
+    }
+}
+
 fn desired_stream(config: &JetStreamConfig) -> stream::Config {
+    let metadata = config
+        .partition_count
+        .map(|c| (PARTITIONS_METADATA.to_owned(), c.to_string()))
+        .into_iter()
+        .collect();
     stream::Config {
+        metadata,
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
         storage: match config.storage {
@@ -332,6 +405,7 @@ impl JetStreamStore {
             // A reader needs no checkpoints; it may not even be allowed to see the bucket.
             StreamSetup::Bind => js.get_key_value(checkpoint_bucket(&config)).await.ok(),
         };
+        let partitions = partitions_of(&config, &stream.cached_info().config)?;
         // The data path's requests are bounded; the setup above waited as long as the
         // connection lets it.
         let mut js = js;
@@ -345,6 +419,7 @@ impl JetStreamStore {
             stream,
             checkpoints,
             config,
+            partitions,
         })
     }
 
@@ -360,7 +435,31 @@ impl JetStreamStore {
     /// The subject of one aggregate's history.
     pub fn subject(&self, stream: &StreamId) -> String {
         let [a, k, i] = stream.tokens();
-        format!("{}.{a}.{k}.{i}", self.config.subject_prefix)
+        let prefix = &self.config.subject_prefix;
+        match self.partitions.of(&stream.account) {
+            Some(p) => format!("{prefix}.{p}.{a}.{k}.{i}"),
+            None => format!("{prefix}.{a}.{k}.{i}"),
+        }
+    }
+
+    /// Where one account's commits are: the filter of its subjects.
+    fn account_filter(&self, account: &AccountId) -> String {
+        let prefix = &self.config.subject_prefix;
+        match self.partitions.of(account) {
+            Some(p) => format!("{prefix}.{p}.{account}.>"),
+            None => format!("{prefix}.{account}.>"),
+        }
+    }
+
+    /// The subject filters of the partitions this process serves: one for the whole history
+    /// when it serves all of it.
+    fn served_filters(&self) -> Vec<String> {
+        let prefix = &self.config.subject_prefix;
+        if self.partitions.owns_all() {
+            return vec![format!("{prefix}.>")];
+        }
+        let served = self.partitions.served();
+        served.iter().map(|p| format!("{prefix}.{p}.>")).collect()
     }
 
     fn decode(
@@ -370,7 +469,15 @@ impl JetStreamStore {
         headers: Option<&HeaderMap>,
         payload: &[u8],
     ) -> Result<StoredCommit, StoreError> {
-        decode(&self.config.subject_prefix, subject, seq, headers, payload)
+        let partitioned = self.partitions.count.is_some();
+        decode(
+            &self.config.subject_prefix,
+            partitioned,
+            subject,
+            seq,
+            headers,
+            payload,
+        )
     }
 
     /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
@@ -419,10 +526,14 @@ impl JetStreamStore {
     }
 }
 
-/// The aggregate stream a history subject `{prefix}.{account}.{kind}.{id}` names.
-fn stream_id(prefix: &str, subject: &str) -> Option<StreamId> {
+/// The aggregate stream a history subject `{prefix}.{account}.{kind}.{id}` names (after the
+/// partition, `{prefix}.{partition}.{account}.{kind}.{id}`, in a partitioned history).
+fn stream_id(prefix: &str, partitioned: bool, subject: &str) -> Option<StreamId> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
     let mut tokens = rest.split('.');
+    if partitioned {
+        tokens.next()?.parse::<u16>().ok()?;
+    }
     let (a, k, i) = (tokens.next()?, tokens.next()?, tokens.next()?);
     if tokens.next().is_some() {
         return None;
@@ -433,13 +544,14 @@ fn stream_id(prefix: &str, subject: &str) -> Option<StreamId> {
 /// The stored commit of the message at stream sequence `seq` on `subject`.
 pub(crate) fn decode(
     prefix: &str,
+    partitioned: bool,
     subject: &str,
     seq: u64,
     headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Result<StoredCommit, StoreError> {
     let position = Position(seq);
-    let stream = stream_id(prefix, subject).ok_or_else(|| StoreError::Corrupt {
+    let stream = stream_id(prefix, partitioned, subject).ok_or_else(|| StoreError::Corrupt {
         position,
         source: DecodeError::Misplaced(format!(
             "subject {subject} does not name a followers stream"
@@ -510,7 +622,7 @@ impl JetStreamStore {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("{}.>", self.config.subject_prefix),
+                filter_subjects: self.served_filters(),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: last + 1,
                 },
@@ -531,7 +643,7 @@ impl JetStreamStore {
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("{}.{account}.>", self.config.subject_prefix),
+                filter_subject: self.account_filter(account),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: after.0 + 1,
                 },
@@ -595,8 +707,8 @@ impl JetStreamStore {
                         if tx.is_closed() {
                             return;
                         }
-                        let behind = match self.stream.get_info().await {
-                            Ok(info) => info.state.last_sequence > last,
+                        let behind = match self.head().await {
+                            Ok(head) => head.0 > last,
                             Err(_) => true,
                         };
                         if behind {
@@ -691,16 +803,46 @@ impl EventStore for JetStreamStore {
         }
     }
 
+    /// The stream's last sequence; for a process serving some partitions, the last of theirs
+    /// (the last message on each partition's subjects).
     async fn head(&self) -> Result<Position, StoreError> {
-        let info = self.stream.get_info().await.map_err(unavailable)?;
-        Ok(Position(info.state.last_sequence))
+        if self.partitions.owns_all() {
+            let info = self.stream.get_info().await.map_err(unavailable)?;
+            return Ok(Position(info.state.last_sequence));
+        }
+        let mut head = 0;
+        for filter in self.served_filters() {
+            match self
+                .stream
+                .raw_message_builder()
+                .last_by_subject(filter)
+                .send()
+                .await
+            {
+                Ok(last) => head = head.max(last.sequence),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(Position(head))
     }
 
-    /// The stream's name and creation time: a stream deleted and created again differs.
+    fn partitions(&self) -> Partitions {
+        self.partitions.clone()
+    }
+
+    /// The stream's name and creation time: a stream deleted and created again differs. A
+    /// process serving some partitions adds them: what it holds is their history only, so a
+    /// snapshot it wrote fits only a process serving the same ones.
     async fn identity(&self) -> Result<HistoryId, StoreError> {
         let info = self.stream.get_info().await.map_err(unavailable)?;
+        let served = if self.partitions.owns_all() {
+            String::new()
+        } else {
+            format!(" partitions {}", self.partitions.owned)
+        };
         Ok(HistoryId(format!(
-            "jetstream:{}@{}",
+            "jetstream:{}@{}{served}",
             info.config.name,
             info.created.unix_timestamp_nanos()
         )))
@@ -777,9 +919,12 @@ mod tests {
     #[test]
     fn a_message_outside_the_followers_subjects_is_misplaced_not_bad_json() {
         let commit = Commit::new(CommandId::new(), Vec::new()).encode();
-        let stored = decode("h", "h.acme.account._", 7, None, &commit).expect("decodes");
+        let stored = decode("h", false, "h.acme.account._", 7, None, &commit).expect("decodes");
+        let partitioned = decode("h", true, "h.5.acme.account._", 7, None, &commit);
+        assert_eq!(partitioned.expect("decodes").stream, stored.stream);
+        assert!(decode("h", true, "h.acme.account._", 7, None, &commit).is_err());
         assert_eq!(stored.position, Position(7));
-        let misplaced = decode("h", "h.acme.planet.x", 8, None, &commit);
+        let misplaced = decode("h", false, "h.acme.planet.x", 8, None, &commit);
         assert!(
             matches!(
                 misplaced,
@@ -790,7 +935,7 @@ mod tests {
             ),
             "{misplaced:?}"
         );
-        let garbage = decode("h", "h.acme.account._", 9, None, b"{not json");
+        let garbage = decode("h", false, "h.acme.account._", 9, None, b"{not json");
         assert!(
             matches!(
                 garbage,

@@ -552,6 +552,14 @@ macro_rules! queries {
                 }
             }
 
+            /// The query's request as JSON, as [`Query::parse`] reads it back: what an instance
+            /// sends when it asks another instance (a partition it does not serve).
+            pub fn to_body(&self) -> Vec<u8> {
+                match self {
+                    $(Query::$variant(q) => crate::json::to_vec(q),)*
+                }
+            }
+
             /// The query's wire name.
             pub fn name(&self) -> &'static str {
                 match self {

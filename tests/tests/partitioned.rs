@@ -1,0 +1,213 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! A partitioned history served by instances that each serve some partitions (issue 15,
+//! docs/scaling.md), against a real nats-server whose subject mapping puts every request in its
+//! account's partition: callers keep sending to `followers.cmd.<account>.<command>` and
+//! `followers.query.<account>.<query>`.
+//!
+//! Eight partitions; three command and three projection instances serving 0-3, 4-7 and 2-5 (the
+//! third overlaps both others); two accounts in every partition. Rule numbers refer to
+//! docs/rules.md.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use followers_client::{Account, system};
+use followers_shared::ids::AccountId;
+use followers_shared::partition::{Partition, PartitionCount};
+use followers_shared::wire::{FollowersAnswer, QueryReply, subject};
+use followers_tests::stack::{
+    TEAM, contact_ref, open_team, opportunity_ref, start_command_service, start_projection_service,
+};
+use followers_tests::typed::{account, by, change_owner, new_contact, new_opportunity};
+use followers_tests::{NatsServer, eventually};
+
+const P: u16 = 8;
+const NONE: &[&str] = &[];
+
+/// A nats-server mapping commands and queries to their account's partition, as
+/// docs/scaling.md tells an operator to configure it.
+fn mapped_server() -> NatsServer {
+    let count = PartitionCount::new(P).unwrap();
+    let (cmd_from, cmd_to) = subject::partition_mapping("followers", "cmd", count);
+    let (query_from, query_to) = subject::partition_mapping("followers", "query", count);
+    let mappings =
+        format!("mappings = {{ \"{cmd_from}\": \"{cmd_to}\", \"{query_from}\": \"{query_to}\" }}");
+    NatsServer::start_configured("", &mappings)
+}
+
+/// Two account ids in each partition, and each one's partition.
+fn accounts_in_every_partition() -> Vec<(AccountId, Partition)> {
+    let count = PartitionCount::new(P).unwrap();
+    let mut per = [0u8; P as usize];
+    let mut out = Vec::new();
+    for n in 0.. {
+        let id = AccountId::new(format!("tenant-{n}")).unwrap();
+        let p = count.of(&id);
+        if per[usize::from(p.0)] < 2 {
+            per[usize::from(p.0)] += 1;
+            out.push((id, p));
+        }
+        if out.len() == 2 * usize::from(P) {
+            return out;
+        }
+    }
+    unreachable!()
+}
+
+fn flags(partitions: &str) -> [&str; 4] {
+    ["--partition-count", "8", "--partitions", partitions]
+}
+
+fn serves(partitions: &str, p: Partition) -> bool {
+    let set: followers_shared::partition::PartitionSet = partitions.parse().unwrap();
+    set.contains(p)
+}
+
+/// Every command and query of every account is answered, whichever instances serve its
+/// partition; the follower sync (R7) runs for every partition; each projection holds exactly the
+/// accounts of its partitions; and any projection's HTTP API answers for any account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_serving_some_partitions_answer_for_every_account() {
+    let server = mapped_server();
+    const SETS: [&str; 3] = ["0-3", "4-7", "2-5"];
+    let mut commands = Vec::new();
+    let mut projections = Vec::new();
+    for set in SETS {
+        commands.push(start_command_service(&server, &flags(set)).await);
+        projections.push(start_projection_service(&server, &flags(set)).await);
+    }
+    let accounts = accounts_in_every_partition();
+    for (id, _) in &accounts {
+        let tenant = account(&server, id.as_str()).await;
+        open_team(&tenant, TEAM).await;
+        let c1 = new_contact("c1", Some("bob"), &["dee"]);
+        tenant.command(by("ann"), c1).await.expect("create c1");
+        let o1 = new_opportunity("o1", "c1", None, NONE);
+        tenant.command(by("ann"), o1).await.expect("create o1");
+        // R7: the contact's new owner becomes its opportunity's, by the follower sync of the
+        // account's partition.
+        let to_cid = change_owner(contact_ref("c1"), Some("cid"));
+        tenant
+            .command(by("ann"), to_cid)
+            .await
+            .expect("change owner");
+    }
+    for (id, p) in &accounts {
+        let tenant = account(&server, id.as_str()).await;
+        eventually(&format!("R7 in {id} (partition {p})"), || {
+            owner_is(&tenant, "cid")
+        })
+        .await;
+    }
+    for (set, projection) in SETS.iter().zip(&projections) {
+        let held: BTreeSet<AccountId> = projection
+            .model
+            .read(|m| m.accounts().map(|(a, _)| a.clone()).collect());
+        let theirs: BTreeSet<AccountId> = accounts
+            .iter()
+            .filter(|(_, p)| serves(set, *p))
+            .map(|(a, _)| a.clone())
+            .collect();
+        assert_eq!(
+            held, theirs,
+            "projection {set} holds its partitions' accounts only"
+        );
+        for (id, p) in &accounts {
+            let has = projection
+                .model
+                .read(|m| m.record(id, &contact_ref("c1")).is_some());
+            assert_eq!(has, serves(set, *p), "projection {set}, record c1 of {id}");
+        }
+    }
+    // HTTP: the first projection (0-3) answers for an account of every partition, passing the
+    // others' queries on to the instances that serve them.
+    let http = reqwest::Client::new();
+    let first = projections[0].http_addr;
+    for (id, p) in &accounts {
+        let url = format!("http://{first}/v1/accounts/{id}/records/opportunity/o1/followers");
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{id} in partition {p}");
+        let reply: QueryReply<FollowersAnswer> = response.json().await.unwrap();
+        let answer = reply.answer.expect("an answer");
+        let owner = answer.owner.map(|o| o.user.to_string());
+        assert_eq!(owner.as_deref(), Some("cid"), "{id} in partition {p}");
+    }
+    let unknown = http
+        .get(format!(
+            "http://{first}/v1/accounts/nobody-here/records/contact/c1/followers"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.status(),
+        404,
+        "an unknown account, wherever it is served"
+    );
+    for running in commands {
+        running.stop().await;
+    }
+    for running in projections {
+        running.stop().await;
+    }
+}
+
+async fn owner_is(tenant: &Account, want: &str) -> bool {
+    match tenant.followers(&opportunity_ref("o1")).await {
+        Ok(answer) => answer.answer.owner.map(|o| o.user.to_string()).as_deref() == Some(want),
+        Err(_) => false,
+    }
+}
+
+/// One of the two command instances serving a partition stops while commands for that
+/// partition keep coming: every command is acknowledged (the client retries with the same
+/// command id, R24), and every acknowledged one is in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_one_of_two_instances_of_a_partition_loses_no_command() {
+    const COMMANDS: usize = 60;
+    let server = mapped_server();
+    let keeps = start_command_service(&server, &flags("0-3")).await;
+    let leaves = start_command_service(&server, &flags("2-5")).await;
+    let (id, p) = accounts_in_every_partition()
+        .into_iter()
+        .find(|(_, p)| p.0 == 2 || p.0 == 3)
+        .unwrap();
+    let tenant = account(&server, id.as_str()).await;
+    open_team(&tenant, TEAM).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (tenant, done) = (tenant.clone(), done.clone());
+        tokio::spawn(async move {
+            for n in 0..COMMANDS {
+                let contact = new_contact(&format!("k{n}"), Some("bob"), NONE);
+                tenant
+                    .command(system(), contact)
+                    .await
+                    .unwrap_or_else(|e| panic!("command {n} acknowledged: {e}"));
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    eventually("a third of the load sent", || {
+        let done = done.clone();
+        async move { done.load(Ordering::SeqCst) >= COMMANDS / 3 }
+    })
+    .await;
+    leaves.stop().await;
+    load.await.expect("every command acknowledged");
+    let store = followers_tests::stack::history(&server).await;
+    for n in 0..COMMANDS {
+        let stream =
+            followers_shared::store::StreamId::record(id.clone(), contact_ref(&format!("k{n}")));
+        let commits = followers_shared::store::EventStore::read_stream(&store, &stream)
+            .await
+            .unwrap();
+        assert_eq!(
+            commits.len(),
+            1,
+            "contact k{n} of {id} (partition {p}) stored once"
+        );
+    }
+    keeps.stop().await;
+}
