@@ -53,6 +53,9 @@ pub trait History: Send + Sync + 'static {
         &'a self,
         stream: &'a StreamId,
     ) -> BoxFuture<'a, Result<Vec<StoredCommit>, StoreError>>;
+
+    /// The position of the last commit of the partitions served ([`EventStore::head`]).
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
 }
 
 impl<S: EventStore> History for S {
@@ -69,6 +72,10 @@ impl<S: EventStore> History for S {
         stream: &'a StreamId,
     ) -> BoxFuture<'a, Result<Vec<StoredCommit>, StoreError>> {
         Box::pin(self.read_stream(stream))
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(EventStore::head(self))
     }
 }
 
@@ -182,6 +189,11 @@ impl std::fmt::Debug for Past {
 }
 
 impl Past {
+    /// The position of the last commit of the partitions this instance serves.
+    pub async fn served_head(&self) -> Result<Position, StoreError> {
+        self.history.head().await
+    }
+
     pub fn new(history: Arc<dyn History>, limits: PastLimits) -> Self {
         Self {
             history,

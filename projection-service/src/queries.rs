@@ -343,12 +343,24 @@ impl Queries {
 
     /// Waits for `min` if given and not reached yet (holding a place of the waiting share, or
     /// refused `unavailable` when it is full).
+    ///
+    /// An instance serving some partitions follows only their commits, so its position stays
+    /// at its partitions' last commit, which may be below a `min` taken from a commit of
+    /// another partition: it has reached `min` once it has every commit of its partitions up
+    /// to `min`, so it waits for the last of theirs the history holds now, if that is lower.
     async fn reach(&self, min: Option<Position>) -> Result<(), ErrorBody> {
         let Some(min) = min.filter(|&min| self.model.position() < min) else {
             return Ok(());
         };
         let waiting = self.budget.wait().map_err(Refusal::error)?;
-        let reached = self.model.wait_for(min, self.max_wait).await;
+        let wanted = match &self.elsewhere {
+            None => min,
+            Some(_) => match self.past.served_head().await {
+                Ok(head) => min.min(head),
+                Err(e) => return Err(ErrorBody::new(ErrorCode::Unavailable, e.to_string())),
+            },
+        };
+        let reached = self.model.wait_for(wanted, self.max_wait).await;
         drop(waiting);
         reached.map_err(|e| {
             ErrorBody::new(
@@ -379,8 +391,11 @@ impl Queries {
             Ok(answer) => QueryReply::answer(position, answer),
             Err(e) => QueryReply::failure(e),
         };
+        // An instance serving some partitions has reached `min` without its position (see
+        // `reach`): the answer reflects every commit up to `min` all the same.
+        let floor = when.min.filter(|_| self.elsewhere.is_some()).unwrap_or_default();
         let past = match (when.at, when.at_time) {
-            (None, None) => return self.model.read(|m| answered(m.position(), m)),
+            (None, None) => return self.model.read(|m| answered(m.position().max(floor), m)),
             (Some(at), _) => self
                 .past
                 .model(&self.moment(account, at))

@@ -133,6 +133,22 @@ async fn instances_serving_some_partitions_answer_for_every_account() {
         let owner = answer.owner.map(|o| o.user.to_string());
         assert_eq!(owner.as_deref(), Some("cid"), "{id} in partition {p}");
     }
+    // Read-your-writes across partitions: a position from a commit of one partition is
+    // reached by the instances of another, which never see that commit.
+    let (last_id, last_p) = accounts.last().unwrap();
+    let last = account(&server, last_id.as_str()).await;
+    let written = last
+        .command(by("ann"), new_contact("c2", None, NONE))
+        .await
+        .expect("create c2");
+    for (id, p) in accounts.iter().filter(|(_, p)| p != last_p) {
+        let other = account(&server, id.as_str()).await.after(&written);
+        let answer = other
+            .followers(&opportunity_ref("o1"))
+            .await
+            .unwrap_or_else(|e| panic!("{id} (partition {p}) after a write in {last_p}: {e}"));
+        assert!(answer.position >= written.position(), "{id}: {answer:?}");
+    }
     let unknown = http
         .get(format!(
             "http://{first}/v1/accounts/nobody-here/records/contact/c1/followers"
