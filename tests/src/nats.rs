@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use followers_shared::partition::PartitionCount;
+use followers_shared::wire::subject;
 
 /// A free TCP port on loopback (bound and released; the OS does not hand it out again at once).
 pub fn free_port() -> u16 {
@@ -31,6 +33,14 @@ pub struct NatsServer {
     env: Vec<(String, String)>,
 }
 
+/// The `mappings` block that puts every command and query in its account's partition
+/// (docs/scaling.md).
+pub fn partition_mappings(prefix: &str, count: PartitionCount) -> String {
+    let (cmd_from, cmd_to) = subject::partition_mapping(prefix, "cmd", count);
+    let (query_from, query_to) = subject::partition_mapping(prefix, "query", count);
+    format!("mappings = {{ \"{cmd_from}\": \"{cmd_to}\", \"{query_from}\": \"{query_to}\" }}")
+}
+
 impl NatsServer {
     /// A single server with `sync_interval: always`: an acknowledged commit is on disk.
     pub fn start() -> Self {
@@ -43,7 +53,10 @@ impl NatsServer {
     }
 
     fn start_with(jetstream_extra: &str) -> Self {
-        Self::start_configured(jetstream_extra, "")
+        let mappings = crate::stack::partition_count()
+            .map(|count| partition_mappings(subject::DEFAULT_PREFIX, count))
+            .unwrap_or_default();
+        Self::start_configured(jetstream_extra, &mappings)
     }
 
     /// `jetstream_extra`: more settings inside the one `jetstream {}` block (a second block

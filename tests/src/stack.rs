@@ -3,7 +3,16 @@
 use crate::nats::NatsServer;
 use clap::Parser;
 use followers_command_service as command_service;
+use followers_shared::partition::PartitionCount;
 use followers_store::{JetStreamConfig, JetStreamStore};
+
+/// With `FOLLOWERS_TEST_PARTITION_COUNT=N`, the tests' servers map requests to N partitions
+/// and their histories are created with N partitions, so the same end-to-end tests run against
+/// the partitioned layout (`scripts/test` runs the rules' tests both ways; docs/scaling.md).
+pub fn partition_count() -> Option<PartitionCount> {
+    let n = std::env::var("FOLLOWERS_TEST_PARTITION_COUNT").ok()?;
+    Some(n.parse().expect("FOLLOWERS_TEST_PARTITION_COUNT is a number of partitions"))
+}
 
 /// Flags for a command-service instance talking to `server`.
 pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::Config {
@@ -16,6 +25,12 @@ pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::C
         "--manage-stream",
         "true",
     ];
+    let count = partition_count().map(|c| c.to_string());
+    if let Some(count) = &count
+        && !extra.contains(&"--partition-count")
+    {
+        args.extend(["--partition-count", count.as_str()]);
+    }
     args.extend_from_slice(extra);
     command_service::Config::parse_from(args)
 }

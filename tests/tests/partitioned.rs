@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use followers_client::{Account, system};
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{Partition, PartitionCount};
-use followers_shared::wire::{FollowersAnswer, QueryReply, subject};
+use followers_shared::wire::{FollowersAnswer, QueryReply};
 use followers_tests::stack::{
     TEAM, contact_ref, open_team, opportunity_ref, start_command_service, start_projection_service,
 };
 use followers_tests::typed::{account, by, change_owner, new_contact, new_opportunity};
+use followers_tests::nats::partition_mappings;
 use followers_tests::{NatsServer, eventually};
 
 const P: u16 = 8;
@@ -29,11 +30,7 @@ const NONE: &[&str] = &[];
 /// docs/scaling.md tells an operator to configure it.
 fn mapped_server() -> NatsServer {
     let count = PartitionCount::new(P).unwrap();
-    let (cmd_from, cmd_to) = subject::partition_mapping("followers", "cmd", count);
-    let (query_from, query_to) = subject::partition_mapping("followers", "query", count);
-    let mappings =
-        format!("mappings = {{ \"{cmd_from}\": \"{cmd_to}\", \"{query_from}\": \"{query_to}\" }}");
-    NatsServer::start_configured("", &mappings)
+    NatsServer::start_configured("", &partition_mappings("followers", count))
 }
 
 /// Two account ids in each partition, and each one's partition.
