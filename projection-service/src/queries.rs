@@ -393,7 +393,10 @@ impl Queries {
         };
         // An instance serving some partitions has reached `min` without its position (see
         // `reach`): the answer reflects every commit up to `min` all the same.
-        let floor = when.min.filter(|_| self.elsewhere.is_some()).unwrap_or_default();
+        let floor = when
+            .min
+            .filter(|_| self.elsewhere.is_some())
+            .unwrap_or_default();
         let past = match (when.at, when.at_time) {
             (None, None) => return self.model.read(|m| answered(m.position().max(floor), m)),
             (Some(at), _) => self

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
 use followers_shared::partition::PartitionCount;
 use followers_shared::wire::subject;
+use tempfile::TempDir;
 
 /// A free TCP port on loopback (bound and released; the OS does not hand it out again at once).
 pub fn free_port() -> u16 {
@@ -329,6 +329,15 @@ pub struct NatsCluster {
 impl NatsCluster {
     pub fn start() -> Self {
         Self::start_nodes(|cluster| NatsServer::try_start_configured("", cluster))
+    }
+
+    /// A cluster whose nodes map every command and query to its account's partition, of
+    /// `count` (docs/scaling.md).
+    pub fn start_partitioned(count: PartitionCount) -> Self {
+        let mappings = partition_mappings(subject::DEFAULT_PREFIX, count);
+        Self::start_nodes(|cluster| {
+            NatsServer::try_start_configured("", &format!("{cluster}{mappings}\n"))
+        })
     }
 
     /// A cluster whose nodes include the shipped `accounts` file (deploy/nats/accounts.conf),

@@ -11,7 +11,10 @@ use followers_store::{JetStreamConfig, JetStreamStore};
 /// the partitioned layout (`scripts/test` runs the rules' tests both ways; docs/scaling.md).
 pub fn partition_count() -> Option<PartitionCount> {
     let n = std::env::var("FOLLOWERS_TEST_PARTITION_COUNT").ok()?;
-    Some(n.parse().expect("FOLLOWERS_TEST_PARTITION_COUNT is a number of partitions"))
+    Some(
+        n.parse()
+            .expect("FOLLOWERS_TEST_PARTITION_COUNT is a number of partitions"),
+    )
 }
 
 /// Flags for a command-service instance talking to `server`.

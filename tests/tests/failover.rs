@@ -15,6 +15,7 @@ use followers_client::{Client, Retry, system};
 use followers_command_service as command_service;
 use followers_shared::bounded::Text;
 use followers_shared::command::OpenAccount;
+use followers_shared::partition::PartitionCount;
 use followers_shared::store::EventStore;
 use followers_shared::wire::Outcome;
 use followers_store::{JetStreamConfig, JetStreamStore};
@@ -119,7 +120,10 @@ static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// every command was applied exactly once.
 async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
     let _alone = ONE_CLUSTER.lock().await;
-    let mut cluster = NatsCluster::start();
+    // The history is partitioned (8 partitions, the nodes mapping requests to them), so the
+    // cluster test runs with partitions (issue 15).
+    let partitions = PartitionCount::new(8).unwrap();
+    let mut cluster = NatsCluster::start_partitioned(partitions);
     let all = cluster.urls();
     let setup = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
@@ -128,6 +132,7 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
         .unwrap();
     let config = JetStreamConfig {
         replicas: 3,
+        partition_count: Some(partitions),
         ..JetStreamConfig::default()
     };
     // The cluster elects its JetStream meta leader after the nodes meet: wait for it, bounded.
@@ -203,6 +208,8 @@ async fn kill_the_stream_leader_under_load(with_meta_leader: bool) {
         seeds.as_str(),
         "--replicas",
         "3",
+        "--partition-count",
+        "8",
     ]))
     .await
     .expect("command service starts");

@@ -16,11 +16,11 @@ use followers_client::{Account, system};
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{Partition, PartitionCount};
 use followers_shared::wire::{FollowersAnswer, QueryReply};
+use followers_tests::nats::partition_mappings;
 use followers_tests::stack::{
     TEAM, contact_ref, open_team, opportunity_ref, start_command_service, start_projection_service,
 };
 use followers_tests::typed::{account, by, change_owner, new_contact, new_opportunity};
-use followers_tests::nats::partition_mappings;
 use followers_tests::{NatsServer, eventually};
 
 const P: u16 = 8;
