@@ -176,6 +176,123 @@ async fn the_services_run_as_their_own_users_and_callers_reach_them_through_impo
     assert!(!log.contains("Violation"), "{log}");
 }
 
+/// The shipped configuration for a partitioned history (docs/scaling.md): accounts.conf with
+/// its mapping block uncommented for 8 partitions, the history created with 8, two instances of
+/// each service serving half the partitions each, all as their own users.
+async fn partitioned_deployment() -> (Deployment, tempfile::TempDir, Vec<Running>) {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = std::fs::read_to_string(shipped("accounts.conf")).unwrap();
+    let mapped = accounts
+        .lines()
+        .map(
+            |line| match line.trim_start().strip_prefix('#').map(str::trim_start) {
+                Some(rest) if rest.starts_with("mappings") || rest.starts_with("\"followers.") => {
+                    rest.replace("partition(64,", "partition(8,")
+                }
+                Some("}") => "}".to_owned(),
+                _ => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        mapped.contains("{{partition(8,1)}}"),
+        "the block is uncommented"
+    );
+    std::fs::write(dir.path().join("accounts.conf"), mapped).unwrap();
+    std::fs::copy(shipped("single.conf"), dir.path().join("single.conf")).unwrap();
+    let keys = Keys::provision();
+    let server = NatsServer::start_from_file(&dir.path().join("single.conf"), keys.env.clone());
+    let d = Deployment {
+        server,
+        keys,
+        command: None,
+        projection: None,
+    };
+    let mut admin = d.flags("admin", "_INBOX_followers_admin");
+    admin.extend(["--partition-count".to_owned(), "8".to_owned()]);
+    let init = Init::parse_from(std::iter::once("followers-admin".to_owned()).chain(admin));
+    followers_admin::init(&init.store)
+        .await
+        .expect("admin init");
+    let mut running = Vec::new();
+    for half in ["0-3", "4-7"] {
+        let mut command = vec!["command-service".to_owned()];
+        command.extend(d.flags("command", "_INBOX_followers_command"));
+        command.extend(["--partitions".to_owned(), half.to_owned()]);
+        command.extend([
+            "--caller-policy".to_owned(),
+            path(&shipped("caller-policy.json")),
+        ]);
+        let command = followers_command_service::Config::parse_from(command);
+        let command = followers_command_service::start(command).await;
+        let command = command.expect("a command service for half the partitions");
+        let mut projection = vec![
+            "projection-service".to_owned(),
+            "--http-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--partitions".to_owned(),
+            half.to_owned(),
+        ];
+        projection.extend(d.flags("projection", "_INBOX_followers_projection"));
+        let projection = followers_projection_service::Config::parse_from(projection);
+        let projection = followers_projection_service::start(projection).await;
+        let projection = projection.expect("a projection service for half the partitions");
+        running.push(Running {
+            command,
+            projection,
+        });
+    }
+    (d, dir, running)
+}
+
+/// A command and a projection instance serving the same partitions.
+struct Running {
+    command: followers_command_service::Running,
+    projection: followers_projection_service::Running,
+}
+
+/// Partitions as shipped: callers in their own NATS accounts reach the instances serving
+/// their account's partition through the FOLLOWERS account's mapping, and either projection's
+/// HTTP API answers for both tenants, asking the other projection over NATS with the grants
+/// accounts.conf gives it; the server refused nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
+    let (d, _dir, running) = partitioned_deployment().await;
+    let count = followers_shared::partition::PartitionCount::new(8).unwrap();
+    let tenants = [
+        ("caller-acme", "_INBOX_acme_crm", "acme"),
+        ("caller-globex", "_INBOX_globex_crm", "globex"),
+    ];
+    for (user, inbox, tenant) in tenants {
+        let partition = count.of(&account_id(tenant));
+        let (caller, _c) = d.caller(user, inbox, tenant).await;
+        let opened = caller.command(system(), open_account(tenant)).await;
+        let opened = opened.unwrap_or_else(|e| panic!("{tenant} ({partition}): {e:?}"));
+        let answer = caller.after(&opened).settings_and_members().await;
+        let answer = answer.unwrap_or_else(|e| panic!("{tenant}: {e:?}\n{}", d.server.log()));
+        assert_eq!(answer.name, tenant);
+        for instance in &running {
+            let url = format!(
+                "http://{}/v1/accounts/{tenant}",
+                instance.projection.http_addr
+            );
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(
+                response.status(),
+                200,
+                "{url}: {tenant} in partition {partition}"
+            );
+        }
+    }
+    let log = d.server.log();
+    assert!(!log.contains("Violation"), "{log}");
+    for instance in running {
+        instance.command.stop().await;
+        instance.projection.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_sees_both_services_in_the_services_api_and_a_caller_does_not() {
     let d = Deployment::start().await;
