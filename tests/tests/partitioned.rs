@@ -12,13 +12,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use followers_audit::progress::Progress;
+use followers_audit::source::{self, Range};
+use followers_audit::transfer::{export, import};
+use followers_audit::verify::{self, Options};
 use followers_client::{Account, system};
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{Partition, PartitionCount};
 use followers_shared::wire::{FollowersAnswer, QueryReply};
+use followers_store::{JetStreamConfig, JetStreamStore};
 use followers_tests::nats::partition_mappings;
 use followers_tests::stack::{
-    TEAM, contact_ref, open_team, opportunity_ref, start_command_service, start_projection_service,
+    TEAM, contact_ref, history, open_team, opportunity_ref, start_command_service,
+    start_projection_service,
 };
 use followers_tests::typed::{account, by, change_owner, new_contact, new_opportunity};
 use followers_tests::{NatsServer, eventually};
@@ -209,7 +215,7 @@ async fn stopping_one_of_two_instances_of_a_partition_loses_no_command() {
     .await;
     leaves.stop().await;
     load.await.expect("every command acknowledged");
-    let store = followers_tests::stack::history(&server).await;
+    let store = history(&server).await;
     for n in 0..COMMANDS {
         let stream =
             followers_shared::store::StreamId::record(id.clone(), contact_ref(&format!("k{n}")));
@@ -223,4 +229,96 @@ async fn stopping_one_of_two_instances_of_a_partition_loses_no_command() {
         );
     }
     keeps.stop().await;
+}
+
+/// A history written before partitions moves into a partitioned stream by export and import
+/// (docs/scaling.md, "Existing histories"): every commit keeps its position, command id and
+/// chain value, the copy verifies, and instances serving half the partitions each answer from
+/// it as the instance of the old history did, and take new commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_without_partitions_moves_into_a_partitioned_one() {
+    let old = NatsServer::start_configured("sync_interval: always", "");
+    let writer = start_command_service(&old, &[]).await;
+    let reader = start_projection_service(&old, &[]).await;
+    let tenants: Vec<AccountId> = accounts_in_every_partition()
+        .into_iter()
+        .step_by(3)
+        .map(|(a, _)| a)
+        .collect();
+    for id in &tenants {
+        let tenant = account(&old, id.as_str()).await;
+        open_team(&tenant, TEAM).await;
+        tenant
+            .command(by("ann"), new_contact("c1", Some("bob"), &["dee"]))
+            .await
+            .unwrap();
+        let o1 = new_opportunity("o1", "c1", None, NONE);
+        tenant.command(by("ann"), o1).await.unwrap();
+        let to_cid = change_owner(contact_ref("c1"), Some("cid"));
+        tenant.command(by("ann"), to_cid).await.unwrap();
+        eventually(&format!("R7 in {id}"), || owner_is(&tenant, "cid")).await;
+    }
+    writer.stop().await;
+    reader.stop().await;
+    let before = source::read(&history(&old).await, Range::ALL, &Progress::hidden())
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    export(&before, &mut lines).unwrap();
+
+    let new = mapped_server();
+    let config = JetStreamConfig {
+        partition_count: Some(PartitionCount::new(P).unwrap()),
+        ..JetStreamConfig::default()
+    };
+    let target = JetStreamStore::connect(new.client().await, config)
+        .await
+        .unwrap();
+    let imported = import(&target, &mut lines.as_slice(), &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(imported.appended, before.commits.len());
+    let after = source::read(&target, Range::ALL, &Progress::hidden())
+        .await
+        .unwrap();
+    let marks = |h: &source::History| {
+        h.commits
+            .iter()
+            .map(|c| (c.position, c.commit.command_id, c.commit.chain.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        marks(&after),
+        marks(&before),
+        "positions, ids and chains kept"
+    );
+    let report = verify::verify(&after, None, Options::default(), &Progress::hidden());
+    assert!(report.ok(), "{report:?}");
+
+    let mut running = Vec::new();
+    for half in ["0-3", "4-7"] {
+        running.push(start_command_service(&new, &flags(half)).await);
+    }
+    let projection = start_projection_service(&new, &["--partitions", "0-3"]).await;
+    let other = start_projection_service(&new, &["--partitions", "4-7"]).await;
+    for id in &tenants {
+        let tenant = account(&new, id.as_str()).await;
+        assert!(owner_is(&tenant, "cid").await, "{id}: as before the move");
+        let c2 = new_contact("c2", Some("dee"), NONE);
+        tenant
+            .command(by("ann"), c2)
+            .await
+            .expect("a new command after the move");
+    }
+    let held = projection.model.read(|m| m.accounts().count());
+    let ours = tenants
+        .iter()
+        .filter(|a| serves("0-3", PartitionCount::new(P).unwrap().of(a)))
+        .count();
+    assert_eq!(held, ours, "the projection of 0-3 holds its accounts only");
+    projection.stop().await;
+    other.stop().await;
+    for r in running {
+        r.stop().await;
+    }
 }
