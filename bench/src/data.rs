@@ -159,6 +159,15 @@ pub fn subject(prefix: &str, stream: &StreamId) -> String {
 /// Publishes the dataset with many publishes in flight, each with its command id as
 /// `Nats-Msg-Id` like the store does. Returns the number of commits.
 pub async fn publish(js: &jetstream::Context, prefix: &str, data: &Dataset) -> anyhow::Result<u64> {
+    publish_on(js, data, |stream| subject(prefix, stream)).await
+}
+
+/// [`publish`] on the subjects `subject_of` gives each history stream.
+pub async fn publish_on(
+    js: &jetstream::Context,
+    data: &Dataset,
+    subject_of: impl Fn(&StreamId) -> String,
+) -> anyhow::Result<u64> {
     const IN_FLIGHT: usize = 2048;
     let mut acks = FuturesUnordered::new();
     let total = data.records as u64 + 1;
@@ -171,11 +180,7 @@ pub async fn publish(js: &jetstream::Context, prefix: &str, data: &Dataset) -> a
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, commit.command_id.to_string().as_str());
         let ack = js
-            .publish_with_headers(
-                subject(prefix, &stream),
-                headers,
-                Bytes::from(commit.encode()),
-            )
+            .publish_with_headers(subject_of(&stream), headers, Bytes::from(commit.encode()))
             .await?;
         acks.push(ack.into_future());
         if i == 0 {

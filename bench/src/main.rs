@@ -7,6 +7,7 @@
 
 mod data;
 mod load;
+mod partitions;
 mod report;
 mod rows;
 
@@ -23,6 +24,7 @@ pub enum Row {
     Lag,
     Replay,
     Memory,
+    Partitions,
     Criterion,
 }
 
@@ -101,6 +103,10 @@ fn main() -> anyhow::Result<()> {
     let mut failed = false;
     if let Err(e) = runtime.block_on(rows::run(&args, &mut report)) {
         eprintln!("a row failed: {e:#}");
+        failed = true;
+    }
+    if let Err(e) = runtime.block_on(partitions::run(&args, &mut report)) {
+        eprintln!("the partitions row failed: {e:#}");
         failed = true;
     }
     drop(runtime);

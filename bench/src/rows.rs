@@ -684,7 +684,7 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
 // 6. memory and restart
 
 /// The release build of `projection-service`, next to this binary; built if missing.
-fn projection_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn projection_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe
         .parent()
@@ -702,7 +702,7 @@ fn projection_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines()
         .find(|l| l.starts_with(field))?
@@ -712,18 +712,33 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-struct Child {
-    child: std::process::Child,
+pub(crate) struct Child {
+    pub(crate) child: std::process::Child,
 }
 
 impl Child {
     fn spawn(bin: &Path, server: &NatsServer, port: u16, snapshot: &Path) -> anyhow::Result<Self> {
+        let snapshot = snapshot.to_str().unwrap_or_default();
+        let flags = [
+            "--snapshot-path",
+            snapshot,
+            "--snapshot-every-secs",
+            "86400",
+        ];
+        Self::spawn_with(bin, server, port, &flags)
+    }
+
+    /// The projection service on `server`, its HTTP API on `port`, with more `flags`.
+    pub(crate) fn spawn_with(
+        bin: &Path,
+        server: &NatsServer,
+        port: u16,
+        flags: &[&str],
+    ) -> anyhow::Result<Self> {
         let child = std::process::Command::new(bin)
             .args(["--nats-url", &server.url()])
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
-            .arg("--snapshot-path")
-            .arg(snapshot)
-            .args(["--snapshot-every-secs", "86400"])
+            .args(flags)
             .env("FOLLOWERS_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()?;
@@ -731,7 +746,7 @@ impl Child {
     }
 
     /// SIGTERM (the service writes its last snapshot), then waits.
-    fn terminate(mut self) -> anyhow::Result<()> {
+    pub(crate) fn terminate(mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -754,7 +769,7 @@ impl Drop for Child {
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(http: &reqwest::Client, port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         if let Ok(r) = http
