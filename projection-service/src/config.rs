@@ -34,8 +34,17 @@ pub struct Config {
     )]
     pub queue_group: String,
     /// Where the read-model snapshot is kept; none: replay the whole history at every start.
-    #[arg(long, env = "FOLLOWERS_SNAPSHOT_PATH")]
+    #[arg(
+        long,
+        env = "FOLLOWERS_SNAPSHOT_PATH",
+        conflicts_with = "snapshot_in_jetstream"
+    )]
     pub snapshot_path: Option<PathBuf>,
+    /// Keep the snapshot in the JetStream object store (the bucket `<stream>_snapshots`, made
+    /// by the administrative step) instead of a file, as an object named after the partitions
+    /// served: an instance started for the same partitions, on any machine, starts from it.
+    #[arg(long, env = "FOLLOWERS_SNAPSHOT_IN_JETSTREAM")]
+    pub snapshot_in_jetstream: bool,
     /// Seconds between snapshots (only when the model has moved on).
     #[arg(long, env = "FOLLOWERS_SNAPSHOT_EVERY_SECS", default_value_t = 60)]
     pub snapshot_every_secs: u64,

@@ -154,7 +154,8 @@ async fn start_prepared<S: EventStore + Clone>(
     config: Config,
     setup: HttpSetup,
 ) -> Result<Running, StartError> {
-    let (model, snapshot_at) = restore(&config, &store).await?;
+    let place = snapshot_place(&client, &config, &store).await?;
+    let (model, snapshot_at) = restore(&config, &store, place.as_ref()).await?;
     // Before any meter is made, so that they record into it.
     let recorder = followers_runtime::metrics::recorder();
     let ready = Arc::new(AtomicBool::new(false));
@@ -199,7 +200,14 @@ async fn start_prepared<S: EventStore + Clone>(
     let spec = service_spec(&config, &store.partitions());
     let registered = background.register(&client, &spec).await?;
     tracing::info!(service = spec.name, "serving queries");
-    keep_current(&background, &config, store, &model, &ready, snapshot_at);
+    keep_current(
+        &background,
+        &config,
+        store,
+        &model,
+        &ready,
+        (place, snapshot_at),
+    );
     let nats = Arc::new(nats::NatsQueries {
         queries,
         prefix: config.service.subject_prefix.clone(),
@@ -248,11 +256,40 @@ fn elsewhere(
     })
 }
 
+/// Where the snapshot is kept, if anywhere: `--snapshot-path`, or with `--snapshot-in-jetstream`
+/// the object of the partitions served in the bucket the administrative step made.
+async fn snapshot_place<S: EventStore>(
+    client: &async_nats::Client,
+    config: &Config,
+    store: &S,
+) -> Result<Option<snapshot::Place>, StartError> {
+    if let Some(path) = &config.snapshot_path {
+        return Ok(Some(snapshot::Place::File(path.clone())));
+    }
+    if !config.snapshot_in_jetstream {
+        return Ok(None);
+    }
+    let name = followers_store::jetstream::snapshot_bucket(&config.service.store.stream);
+    let bucket = async_nats::jetstream::new(client.clone())
+        .get_object_store(&name)
+        .await
+        .map_err(|e| {
+            let why = format!(
+                "--snapshot-in-jetstream: cannot open the object store bucket {name} (the \
+                 administrative step `followers-admin init` creates it): {e}"
+            );
+            followers_runtime::StartError::from(followers_shared::store::StoreError::Missing(why))
+        })?;
+    let name = snapshot::Place::object_name(&store.partitions().owned);
+    Ok(Some(snapshot::Place::Object { bucket, name }))
+}
+
 /// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with
 /// --require-signatures, commits not signed by a configured key are refused, not applied.
 async fn restore<S: EventStore>(
     config: &Config,
     store: &S,
+    place: Option<&snapshot::Place>,
 ) -> Result<(LiveModel, Option<Position>), StartError> {
     let verifier = config
         .service
@@ -260,8 +297,8 @@ async fn restore<S: EventStore>(
         .verifier(None)
         .map_err(followers_runtime::StartError::from)?;
     let chains = chains_for(verifier.as_ref());
-    let loaded = match config.snapshot_path.as_deref() {
-        Some(path) => snapshot::load_fitting(path, store, chains).await,
+    let loaded = match place {
+        Some(place) => snapshot::load_fitting(place, store, chains).await,
         None => None,
     };
     let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
@@ -319,7 +356,7 @@ fn keep_current<S: EventStore + Clone>(
     store: S,
     model: &LiveModel,
     ready: &Arc<AtomicBool>,
-    snapshot_at: Option<Position>,
+    (place, snapshot_at): (Option<snapshot::Place>, Option<Position>),
 ) {
     let stop = background.token();
     background.spawn(watch_lag(store, model.clone(), stop.clone()));
@@ -328,9 +365,15 @@ fn keep_current<S: EventStore + Clone>(
         ready.clone(),
         stop.clone(),
     ));
-    if let Some(path) = config.snapshot_path.clone() {
+    if let Some(place) = place {
         let every = Duration::from_secs(config.snapshot_every_secs.max(1));
-        background.spawn(snapshot_loop(path, model.clone(), snapshot_at, every, stop));
+        background.spawn(snapshot_loop(
+            place,
+            model.clone(),
+            snapshot_at,
+            every,
+            stop,
+        ));
     }
 }
 
@@ -377,7 +420,7 @@ async fn watch_replacements(model: LiveModel, ready: Arc<AtomicBool>, stop: Canc
 /// loaded, or the history moved on), then every `every` when the model has moved, and a last
 /// one on shutdown. Not while the model rebuilds from a replaced history.
 async fn snapshot_loop(
-    path: std::path::PathBuf,
+    place: snapshot::Place,
     model: LiveModel,
     loaded: Option<Position>,
     every: Duration,
@@ -394,16 +437,14 @@ async fn snapshot_loop(
             let mut snap = model.read(ReadModel::to_snapshot);
             snap.history = history.unwrap_or_default();
             let position = snap.position;
-            let target = path.clone();
-            match tokio::task::spawn_blocking(move || snapshot::save(&target, &snap)).await {
-                Ok(Ok(())) => {
+            match place.save(snap).await {
+                Ok(()) => {
                     written = Some(position);
-                    tracing::debug!(position = position.0, "snapshot written");
+                    tracing::debug!(position = position.0, %place, "snapshot written");
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %snapshot::error_chain(&e), "cannot write the snapshot");
+                Err(e) => {
+                    tracing::warn!(error = %snapshot::error_chain(&e), %place, "cannot write the snapshot");
                 }
-                Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
             }
         }
         if stopping {

@@ -1,4 +1,7 @@
-//! Snapshots of the read model in a local file, so a restart does not replay everything.
+//! Snapshots of the read model, so a restart does not replay everything: in a local file
+//! (`--snapshot-path`), or in the JetStream object store (`--snapshot-bucket`), as an object
+//! named after the partitions the instance serves, so that an instance started for the same
+//! partitions on any machine starts from it (docs/scaling.md).
 //!
 //! The file is [`followers_shared::snapshot`]'s binary format. It is written to a temporary
 //! file, flushed and synced, then renamed over the old one, so a crash leaves either the old
@@ -17,15 +20,94 @@ use followers_shared::read_model::{Chains, ReadModel, Snapshot};
 use followers_shared::snapshot::{self as file, SnapshotError};
 use followers_shared::store::{EventStore, HistoryId};
 
-/// The model in the snapshot at `path`, if there is one that fits the history `store` holds and
+/// Where the snapshot is kept.
+#[derive(Clone)]
+pub enum Place {
+    File(PathBuf),
+    /// An object of a JetStream object store bucket.
+    Object {
+        bucket: async_nats::jetstream::object_store::ObjectStore,
+        name: String,
+    },
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::File(path) => write!(f, "{}", path.display()),
+            Place::Object { name, .. } => write!(f, "object {name}"),
+        }
+    }
+}
+
+impl Place {
+    /// The object a projection serving `partitions` keeps its snapshot in.
+    pub fn object_name(partitions: &followers_shared::partition::PartitionSet) -> String {
+        format!("projection.{partitions}")
+    }
+
+    /// The snapshot's bytes; `None` when there is none.
+    async fn read_bytes(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Place::File(path) => match std::fs::read(path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            Place::Object { bucket, name } => {
+                use async_nats::jetstream::object_store::GetErrorKind;
+                use tokio::io::AsyncReadExt;
+                let mut object = match bucket.get(name).await {
+                    Ok(o) => o,
+                    Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(std::io::Error::other(e)),
+                };
+                let mut bytes = Vec::new();
+                object.read_to_end(&mut bytes).await?;
+                Ok(Some(bytes))
+            }
+        }
+    }
+
+    /// Writes `snapshot` here, replacing the last one whole: a file atomically (temporary file,
+    /// fsync, rename); an object as a new version whose chunks replace the old one's once all
+    /// are stored.
+    pub async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        match self {
+            Place::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || save(&path, &snapshot))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
+            Place::Object { bucket, name } => {
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                file::write(&snapshot, &mut bytes)?;
+                bucket
+                    .put(name.as_str(), &mut bytes.get_ref().as_slice())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The model in the snapshot at `place`, if there is one that fits the history `store` holds and
 /// keeps the streams' chain values as `chains` says: a snapshot without them cannot serve a
 /// model that checks signatures, and one with them would spend the memory dropping them saves.
 pub async fn load_fitting<S: EventStore>(
-    path: &Path,
+    place: &Place,
     store: &S,
     chains: Chains,
 ) -> Option<(ReadModel, HistoryId)> {
-    let snapshot = read(path)?;
+    let snapshot = read(place).await?;
     let fits = async {
         let identity = store.identity().await?;
         let head = store.head().await?;
@@ -43,11 +125,11 @@ pub async fn load_fitting<S: EventStore>(
         }
     };
     if let Err(why) = snapshot.fits(&identity, head, at.as_ref()) {
-        tracing::warn!(path = %path.display(), reason = %why, "ignoring the snapshot; replaying the history");
+        tracing::warn!(place = %place, reason = %why, "ignoring the snapshot; replaying the history");
         return None;
     }
     if snapshot.chains != chains {
-        tracing::warn!(path = %path.display(), snapshot = ?snapshot.chains, wanted = ?chains,
+        tracing::warn!(place = %place, snapshot = ?snapshot.chains, wanted = ?chains,
             "ignoring a snapshot that keeps the streams' chain values otherwise; replaying the history");
         return None;
     }
@@ -57,20 +139,19 @@ pub async fn load_fitting<S: EventStore>(
     Some((model, identity))
 }
 
-/// Reads the snapshot file at `path`, if there is a whole one of this program's format.
-fn read(path: &Path) -> Option<Snapshot> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+/// Reads the snapshot at `place`, if there is a whole one of this program's format.
+async fn read(place: &Place) -> Option<Snapshot> {
+    let bytes = match place.read_bytes().await {
+        Ok(b) => b?,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the snapshot; replaying the history");
+            tracing::warn!(place = %place, error = %e, "cannot read the snapshot; replaying the history");
             return None;
         }
     };
     match file::decode(&bytes) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(path = %path.display(), reason = %error_chain(&e), "ignoring the snapshot; replaying the history");
+            tracing::warn!(place = %place, reason = %error_chain(&e), "ignoring the snapshot; replaying the history");
             None
         }
     }
@@ -119,44 +200,44 @@ mod tests {
         (dir, path, snapshot)
     }
 
-    #[test]
-    fn a_saved_snapshot_reads_back_and_leaves_no_temporary_file() {
+    #[tokio::test]
+    async fn a_saved_snapshot_reads_back_and_leaves_no_temporary_file() {
         let (dir, path, snapshot) = saved();
-        assert_eq!(read(&path), Some(snapshot));
+        assert_eq!(read(&Place::File(path.clone())).await, Some(snapshot));
         let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(files.len(), 1);
     }
 
-    #[test]
-    fn a_truncated_snapshot_file_is_ignored() {
+    #[tokio::test]
+    async fn a_truncated_snapshot_file_is_ignored() {
         let (_dir, path, _) = saved();
         let bytes = std::fs::read(&path).unwrap();
         for len in [0, 10, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..len]).unwrap();
-            assert_eq!(read(&path), None, "{len} bytes");
+            assert_eq!(read(&Place::File(path.clone())).await, None, "{len} bytes");
         }
     }
 
-    #[test]
-    fn a_damaged_snapshot_file_is_ignored() {
+    #[tokio::test]
+    async fn a_damaged_snapshot_file_is_ignored() {
         let (_dir, path, _) = saved();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(read(&path), None);
+        assert_eq!(read(&Place::File(path.clone())).await, None);
     }
 
-    #[test]
-    fn an_old_json_snapshot_file_is_ignored() {
+    #[tokio::test]
+    async fn an_old_json_snapshot_file_is_ignored() {
         let (_dir, path, _) = saved();
         std::fs::write(&path, br#"{"format":4,"accounts":[]}"#).unwrap();
-        assert_eq!(read(&path), None);
+        assert_eq!(read(&Place::File(path.clone())).await, None);
     }
 
-    #[test]
-    fn a_missing_snapshot_file_is_none() {
+    #[tokio::test]
+    async fn a_missing_snapshot_file_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(&dir.path().join("none")), None);
+        assert_eq!(read(&Place::File(dir.path().join("none"))).await, None);
     }
 }

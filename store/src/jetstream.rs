@@ -158,6 +158,33 @@ fn checkpoint_bucket(config: &JetStreamConfig) -> String {
     format!("{}_checkpoints", config.stream)
 }
 
+/// The object store bucket where projections may keep their snapshots (`--snapshot-bucket`),
+/// so that an instance on any machine starts from the latest one of its partitions.
+pub fn snapshot_bucket(stream: &str) -> String {
+    format!("{stream}_snapshots")
+}
+
+/// The snapshot bucket: created if missing, an existing one used as it is.
+async fn manage_snapshots(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<(), StoreError> {
+    let bucket = snapshot_bucket(&config.stream);
+    if js.get_object_store(&bucket).await.is_ok() {
+        return Ok(());
+    }
+    js.create_object_store(async_nats::jetstream::object_store::Config {
+        bucket,
+        description: Some("followers projection snapshots".to_owned()),
+        num_replicas: config.replicas,
+        storage: desired_stream(config).storage,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(unavailable)
+}
+
 /// The history stream as configured: created if missing, its adjustable settings brought in line.
 async fn manage_stream(
     js: &jetstream::Context,
@@ -399,9 +426,11 @@ impl JetStreamStore {
         };
         let checkpoints = match setup {
             // Only ever created, never changed: see `manage_checkpoints`.
-            StreamSetup::Manage | StreamSetup::CreateIfMissing => {
+            StreamSetup::Manage => {
+                manage_snapshots(&js, &config).await?;
                 Some(manage_checkpoints(&js, &config).await?)
             }
+            StreamSetup::CreateIfMissing => Some(manage_checkpoints(&js, &config).await?),
             // A reader needs no checkpoints; it may not even be allowed to see the bucket.
             StreamSetup::Bind => js.get_key_value(checkpoint_bucket(&config)).await.ok(),
         };

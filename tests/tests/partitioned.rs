@@ -322,3 +322,43 @@ async fn a_history_without_partitions_moves_into_a_partitioned_one() {
         r.stop().await;
     }
 }
+
+/// Snapshots in the JetStream object store: an instance serving partitions 0-3 leaves its
+/// snapshot there when it stops; another instance for the same partitions, without any local
+/// file (as on another machine), starts from it and replays nothing, answering as the first
+/// did; an instance for other partitions does not use it and replays its own history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_from_its_partitions_snapshot_in_the_object_store() {
+    let server = mapped_server();
+    let writer = start_command_service(&server, &flags("all")).await;
+    let accounts = accounts_in_every_partition();
+    for (id, _) in accounts.iter().step_by(2) {
+        let tenant = account(&server, id.as_str()).await;
+        open_team(&tenant, TEAM).await;
+    }
+    let snapshot = ["--partitions", "0-3", "--snapshot-in-jetstream"];
+    // Ready once it has caught up with its partitions' history, all written before.
+    let first = start_projection_service(&server, &snapshot).await;
+    let replayed = first.model.counts().0;
+    assert!(replayed > 0, "the first start replays its partitions");
+    let before = first.model.read(|m| m.clone());
+    first.stop().await; // writes the snapshot
+
+    let second = start_projection_service(&server, &snapshot).await;
+    assert_eq!(
+        second.model.counts().0,
+        0,
+        "nothing replayed: the snapshot was used"
+    );
+    assert_eq!(second.model.read(|m| m.clone()), before, "the same model");
+    let other =
+        start_projection_service(&server, &["--partitions", "4-7", "--snapshot-in-jetstream"])
+            .await;
+    assert!(
+        other.model.counts().0 > 0,
+        "another set of partitions replays its own"
+    );
+    other.stop().await;
+    second.stop().await;
+    writer.stop().await;
+}

@@ -233,6 +233,7 @@ async fn partitioned_deployment() -> (Deployment, tempfile::TempDir, Vec<Running
             "127.0.0.1:0".to_owned(),
             "--partitions".to_owned(),
             half.to_owned(),
+            "--snapshot-in-jetstream".to_owned(),
         ];
         projection.extend(d.flags("projection", "_INBOX_followers_projection"));
         let projection = followers_projection_service::Config::parse_from(projection);
@@ -255,7 +256,8 @@ struct Running {
 /// Partitions as shipped: callers in their own NATS accounts reach the instances serving
 /// their account's partition through the FOLLOWERS account's mapping, and either projection's
 /// HTTP API answers for both tenants, asking the other projection over NATS with the grants
-/// accounts.conf gives it; the server refused nothing.
+/// accounts.conf gives it; the projections keep their snapshots in the object store; the
+/// server refused nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
     let (d, _dir, running) = partitioned_deployment().await;
@@ -285,12 +287,26 @@ async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
             );
         }
     }
-    let log = d.server.log();
-    assert!(!log.contains("Violation"), "{log}");
+    // Stopping writes each projection's snapshot into the object store; a projection started
+    // again for the same partitions reads it.
     for instance in running {
         instance.command.stop().await;
         instance.projection.stop().await;
     }
+    let mut again = vec!["projection-service".to_owned(), "--http-addr".to_owned()];
+    again.extend([
+        "127.0.0.1:0".to_owned(),
+        "--partitions".to_owned(),
+        "0-3".to_owned(),
+    ]);
+    again.push("--snapshot-in-jetstream".to_owned());
+    again.extend(d.flags("projection", "_INBOX_followers_projection"));
+    let again = followers_projection_service::Config::parse_from(again);
+    let again = followers_projection_service::start(again).await.unwrap();
+    assert_eq!(again.model.counts().0, 0, "started from its snapshot");
+    again.stop().await;
+    let log = d.server.log();
+    assert!(!log.contains("Violation"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
