@@ -125,3 +125,26 @@ pub fn contact_ref(id: &str) -> followers_shared::model::RecordRef {
 pub fn opportunity_ref(id: &str) -> followers_shared::model::RecordRef {
     followers_shared::model::RecordRef::Opportunity(id.parse().expect("opportunity id"))
 }
+
+/// The path of one of the workspace's service binaries (`command-service`,
+/// `projection-service`), for tests that must kill a service the way a crash does. `cargo test`
+/// builds them beside the test binaries (the services' own integration tests need them); if one
+/// is missing, it is built.
+pub fn service_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the target folder");
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let package = format!("followers-{name}");
+        let built = std::process::Command::new(cargo)
+            .args(["build", "-p", &package])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "cannot build {name}");
+    }
+    bin
+}

@@ -23,7 +23,7 @@ use followers_shared::wire::{FollowersAnswer, QueryReply};
 use followers_store::{JetStreamConfig, JetStreamStore};
 use followers_tests::nats::partition_mappings;
 use followers_tests::stack::{
-    TEAM, contact_ref, history, open_team, opportunity_ref, start_command_service,
+    TEAM, contact_ref, history, open_team, opportunity_ref, service_binary, start_command_service,
     start_projection_service,
 };
 use followers_tests::typed::{account, by, change_owner, new_contact, new_opportunity};
@@ -361,4 +361,107 @@ async fn an_instance_starts_from_its_partitions_snapshot_in_the_object_store() {
     other.stop().await;
     second.stop().await;
     writer.stop().await;
+}
+
+/// One of the two command instances serving a partition is killed (SIGKILL, as a crash) while
+/// commands for that partition keep coming from several callers: every command is acknowledged
+/// in the end (the client retries an unanswered one with the same command id, R24), and every
+/// acknowledged one is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_instances_of_a_partition_under_load_loses_no_command() {
+    const CALLERS: usize = 6;
+    const EACH: usize = 20;
+    let server = mapped_server();
+    let keeps = start_command_service(&server, &flags("0-3")).await;
+    let port = followers_tests::nats::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let doomed = std::process::Command::new(service_binary("command-service"))
+        .args(["--nats-url", &server.url(), "--http-addr", &addr])
+        .args(flags("2-5"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the second instance starts");
+    let mut doomed = KilledOnDrop(doomed);
+    let http = reqwest::Client::new();
+    let ready = format!("http://{addr}/ready");
+    eventually("the second instance is ready", || {
+        let (http, ready) = (http.clone(), ready.clone());
+        async move {
+            let answer = http.get(&ready).send().await;
+            answer.is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    let (id, p) = accounts_in_every_partition()
+        .into_iter()
+        .find(|(_, p)| p.0 == 2 || p.0 == 3)
+        .unwrap();
+    let tenant = account(&server, id.as_str()).await;
+    open_team(&tenant, TEAM).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for c in 0..CALLERS {
+        let (tenant, done) = (tenant.clone(), done.clone());
+        callers.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                let contact = new_contact(&format!("k{c}-{n}"), Some("bob"), NONE);
+                tenant
+                    .command(system(), contact)
+                    .await
+                    .unwrap_or_else(|e| panic!("command {c}-{n} acknowledged: {e}"));
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let metrics = format!("http://{addr}/metrics");
+    eventually(
+        "the second instance has served commands of the load",
+        || {
+            let (http, metrics) = (http.clone(), metrics.clone());
+            async move {
+                let Ok(r) = http.get(&metrics).send().await else {
+                    return false;
+                };
+                let text = r.text().await.unwrap_or_default();
+                text.lines().any(|l| {
+                    l.starts_with("followers_commands_total{command=\"create_contact\"")
+                        && !l.ends_with(" 0")
+                })
+            }
+        },
+    )
+    .await;
+    doomed.0.kill().expect("SIGKILL");
+    doomed.0.wait().expect("the killed instance is gone");
+    for caller in callers {
+        caller.await.expect("every command acknowledged");
+    }
+    assert_eq!(done.load(Ordering::SeqCst), CALLERS * EACH);
+    let store = history(&server).await;
+    for c in 0..CALLERS {
+        for n in 0..EACH {
+            let record = contact_ref(&format!("k{c}-{n}"));
+            let stream = followers_shared::store::StreamId::record(id.clone(), record);
+            let commits = followers_shared::store::EventStore::read_stream(&store, &stream)
+                .await
+                .unwrap();
+            assert_eq!(
+                commits.len(),
+                1,
+                "contact k{c}-{n} of {id} (partition {p}) once"
+            );
+        }
+    }
+    keeps.stop().await;
+}
+
+/// A child process that does not outlive a failed test.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
