@@ -281,7 +281,10 @@ async fn snapshot_place<S: EventStore>(
             followers_runtime::StartError::from(followers_shared::store::StoreError::Missing(why))
         })?;
     let name = snapshot::Place::object_name(&store.partitions().owned);
-    Ok(Some(snapshot::Place::Object { bucket, name }))
+    Ok(Some(snapshot::Place::Object {
+        bucket: Box::new(bucket),
+        name,
+    }))
 }
 
 /// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with

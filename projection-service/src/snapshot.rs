@@ -26,7 +26,7 @@ pub enum Place {
     File(PathBuf),
     /// An object of a JetStream object store bucket.
     Object {
-        bucket: async_nats::jetstream::object_store::ObjectStore,
+        bucket: Box<async_nats::jetstream::object_store::ObjectStore>,
         name: String,
     },
 }
