@@ -139,6 +139,13 @@ impl StoreArgs {
             #[cfg(feature = "eventstoredb")]
             Backend::Eventstoredb => {
                 let _ = (client, setup);
+                if self.partition_count.is_some() || self.partitions != PartitionSet::All {
+                    return Err(StoreError::Incompatible(
+                        "partitions (--partition-count, --partitions) need the JetStream \
+                         backend: NATS routes them (docs/scaling.md)"
+                            .into(),
+                    ));
+                }
                 let url = self.eventstoredb_url.as_deref().ok_or_else(|| {
                     StoreError::Incompatible(
                         "--store eventstoredb needs --eventstoredb-url (or EVENTSTOREDB_URL)"
