@@ -430,3 +430,46 @@ fn the_issues_examples_are_refused() {
         );
     }
 }
+
+/// A query written back as JSON ([`Query::to_body`], what an instance sends when it passes a
+/// query on to the instances of another partition) reads back as the same query, for a valid
+/// request of every query.
+#[test]
+fn a_query_written_back_reads_as_the_same_query() {
+    let contact = json!({"kind": "contact", "id": "c1"});
+    let later = [
+        query(
+            "who_can_access",
+            json!({"record": contact, "action": "edit", "after": "bob", "limit": 5,
+                   "min_position": 3, "at_position": 2}),
+        ),
+        query(
+            "accessible_records",
+            json!({"user": "bob", "action": "view", "after": contact, "limit": 5,
+                   "at_time": "2026-01-01T00:00:00Z"}),
+        ),
+        query(
+            "changes",
+            json!({"after": 4, "record": contact, "user": "bob", "limit": 3, "wait_ms": 10,
+                   "min_position": 4}),
+        ),
+        query(
+            "record_history",
+            json!({"record": contact, "after": 1, "limit": 2}),
+        ),
+        query(
+            "who_can_access",
+            json!({"record": contact, "action": "view"}),
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for request in examples().into_iter().chain(later).filter(|r| !r.command) {
+        let body = request.body.to_string();
+        let query = Query::parse(request.name, body.as_bytes()).expect("a valid example");
+        let again = Query::parse(query.name(), &query.to_body());
+        assert_eq!(again, Ok(query), "{}", request.name);
+        seen.insert(request.name);
+    }
+    let every: std::collections::BTreeSet<&str> = Query::NAMES.iter().copied().collect();
+    assert_eq!(seen, every, "an example of every query");
+}
