@@ -145,10 +145,15 @@ async fn commands(
     let (ours, applied) = command_load(args, server, &data).await;
     service.stop().await;
     let floor_after = raw_publish_floor(args, server, "after").await?;
+    // Group commit's floor: as many messages a batch as there are clients, the most commands
+    // that can be waiting at once.
+    let batch = args.clients.max(2);
+    let batch_floor = raw_batch_floor(args, server, mode_token(mode), batch).await?;
     eprintln!(
-        "raw publish floor: {:.0}/s before, {:.0}/s after the service",
+        "raw publish floor: {:.0}/s before, {:.0}/s after the service; atomic batches of {batch}: {:.0}/s",
         floor_before.rate(),
-        floor_after.rate()
+        floor_after.rate(),
+        batch_floor.rate()
     );
     let floor = if floor_after.rate() > floor_before.rate() {
         floor_after
@@ -159,19 +164,34 @@ async fn commands(
     let ratio = ours.rate() / floor.rate();
     let p99_ratio = ours.p99() / floor.p99();
     let met = ratio >= 0.8 && p99_ratio <= 2.0;
+    let batch_ratio = ours.rate() / batch_floor.rate();
     report.add(
         Line {
             row: format!("1. commands, {mode}"),
             ours: format!("{} ({applied_pct:.0} % appended a commit)", rate_text(&ours, "cmd")),
-            floor: format!("raw JetStream publish: {}", rate_text(&floor, "msg")),
-            ratio: format!("rate {ratio:.2}, p99 {p99_ratio:.2}x"),
+            floor: format!(
+                "raw JetStream publish: {}; atomic batches of {batch}: {}",
+                rate_text(&floor, "msg"),
+                rate_text(&batch_floor, "msg")
+            ),
+            ratio: format!("rate {ratio:.2}, p99 {p99_ratio:.2}x; of batches {batch_ratio:.2}"),
             target: "rate >= 0.8, p99 <= 2x".to_owned(),
             met: Some(met),
         },
         json!({"kind": "commands", "mode": mode, "ours": stats_json(&ours),
-               "applied_pct": applied_pct, "floor": stats_json(&floor), "rate_ratio": ratio, "p99_ratio": p99_ratio}),
+               "applied_pct": applied_pct, "floor": stats_json(&floor), "rate_ratio": ratio, "p99_ratio": p99_ratio,
+               "batch_floor": stats_json(&batch_floor), "batch": batch, "batch_rate_ratio": batch_ratio}),
     );
     Ok(ours.rate())
+}
+
+/// A subject token for a durability mode.
+fn mode_token(mode: &str) -> &'static str {
+    if mode.contains("always") {
+        "always"
+    } else {
+        "default"
+    }
 }
 
 /// Command `n` of client `c`. The mix, in rounds of five: add a follower to a random record,
@@ -249,10 +269,8 @@ async fn command_load(args: &Args, server: &NatsServer, data: &Dataset) -> (Stat
     (stats, share)
 }
 
-/// The floor of row 1: JetStream publishes with the headers the store sends (message id and
-/// expected last subject sequence), the command mix's payload size, to a stream configured as
-/// the history, from `clients` tasks each awaiting every ack.
-async fn raw_publish_floor(args: &Args, server: &NatsServer, run: &str) -> anyhow::Result<Stats> {
+/// The floors' stream, configured as the history (`allow_atomic` included).
+async fn raw_publish_floor_stream(server: &NatsServer) -> anyhow::Result<jetstream::Context> {
     let client = server.client().await;
     let js = jetstream::new(client);
     let history = JetStreamConfig::default();
@@ -267,12 +285,25 @@ async fn raw_publish_floor(args: &Args, server: &NatsServer, run: &str) -> anyho
         allow_direct: true,
         deny_delete: true,
         deny_purge: true,
+        allow_atomic_publish: true,
         ..Default::default()
     })
     .await?;
+    Ok(js)
+}
+
+/// The mean payload of the command mix: 40 % add, 40 % remove, 20 % owner change.
+fn mix_payload_size() -> usize {
     let sizes = data::command_payload_sizes("acme");
-    // The mix: 40 % add, 40 % remove, 20 % owner change.
-    let size = (4 * sizes[0] + 4 * sizes[1] + 2 * sizes[2]) / 10;
+    (4 * sizes[0] + 4 * sizes[1] + 2 * sizes[2]) / 10
+}
+
+/// The floor of row 1: JetStream publishes with the headers the store sends (message id and
+/// expected last subject sequence), the command mix's payload size, to a stream configured as
+/// the history, from `clients` tasks each awaiting every ack.
+async fn raw_publish_floor(args: &Args, server: &NatsServer, run: &str) -> anyhow::Result<Stats> {
+    let js = raw_publish_floor_stream(server).await?;
+    let size = mix_payload_size();
     let payload = Bytes::from(vec![b'x'; size]);
     let per_client = (args.records() / args.clients).max(1);
     let run: Arc<str> = run.into();
@@ -306,6 +337,86 @@ async fn raw_publish_floor(args: &Args, server: &NatsServer, run: &str) -> anyho
                 }
                 Err(_) => Err(()),
             }
+        }
+    })
+    .await;
+    Ok(stats)
+}
+
+/// The group-commit floor of row 1: one publisher sending atomic batches (nats-server 2.12+,
+/// `allow_atomic`) of `batch` messages, each with its own message id and expected last subject
+/// sequence on a subject of its own, the command mix's payload size: the messages but the last
+/// go without an ack, the last commits the batch and is acknowledged for all of them. What a
+/// service that commits whatever commands are waiting as one batch could reach at best.
+async fn raw_batch_floor(
+    args: &Args,
+    server: &NatsServer,
+    run: &str,
+    batch: usize,
+) -> anyhow::Result<Stats> {
+    // The same stream as the per-message floor, under other subjects.
+    raw_publish_floor_stream(server).await?;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let payload = Bytes::from(vec![b'x'; mix_payload_size()]);
+    let records = args.records().max(batch);
+    let run: Arc<str> = run.into();
+    let seqs = Arc::new(std::sync::Mutex::new(vec![0_u64; records]));
+    let stats = closed_loop(1, args.warmup(), args.duration(), move |_, n| {
+        let (client, js, payload, seqs, run) = (
+            client.clone(),
+            js.clone(),
+            payload.clone(),
+            seqs.clone(),
+            run.clone(),
+        );
+        async move {
+            let first = (n as usize * batch) % records;
+            let keys: Vec<usize> = (0..batch).map(|i| (first + i) % records).collect();
+            let expected: Vec<u64> = {
+                let seqs = seqs.lock().expect("lock");
+                keys.iter().map(|k| seqs[*k]).collect()
+            };
+            let id = data::fresh_uuid().simple().to_string();
+            for (i, (k, expected)) in keys.iter().zip(&expected).enumerate() {
+                let mut headers = HeaderMap::new();
+                headers.insert(NATS_MESSAGE_ID, data::fresh_uuid().to_string().as_str());
+                headers.insert(
+                    NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    expected.to_string().as_str(),
+                );
+                headers.insert("Nats-Batch-Id", id.as_str());
+                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+                let subject = format!("floor.batch.{run}.r{k}");
+                if i + 1 < batch {
+                    if client
+                        .publish_with_headers(subject, headers, payload.clone())
+                        .await
+                        .is_err()
+                    {
+                        return Err(());
+                    }
+                    continue;
+                }
+                headers.insert("Nats-Batch-Commit", "1");
+                let ack = match js
+                    .publish_with_headers(subject, headers, payload.clone())
+                    .await
+                {
+                    Ok(f) => f.await,
+                    Err(e) => Err(e),
+                };
+                let Ok(ack) = ack else {
+                    return Err(());
+                };
+                // The batch is stored in order, ending at the commit's sequence.
+                let first_seq = ack.sequence + 1 - batch as u64;
+                let mut seqs = seqs.lock().expect("lock");
+                for (j, k) in keys.iter().enumerate() {
+                    seqs[*k] = first_seq + j as u64;
+                }
+            }
+            Ok(batch as u64)
         }
     })
     .await;

@@ -16,7 +16,8 @@ use followers_shared::event::Event;
 use followers_shared::preview::{self, AccessPreview};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{
-    Appended, Commit, EventStore, Expected, Failed, Position, StoreError, StreamId,
+    Appended, Commit, EncodedCommit, EventStore, Expected, Failed, Position, StoreError,
+    StoredCommit, StreamId,
 };
 use followers_store::LiveModel;
 use tracing::Instrument;
@@ -221,12 +222,18 @@ impl<S: EventStore> Handler<S> {
             };
             return Some(self.remember(cmd, Ok(unchanged)));
         };
-        let commit = self.seal(&stream, cmd, decision.events, chain.as_deref());
+        let commit = EncodedCommit::seal(
+            &stream,
+            cmd.meta.command_id,
+            decision.events,
+            chain.as_deref(),
+            self.signer.as_ref(),
+        );
         match self
             .append_patiently(&stream, decision.expected, &commit, deadline)
             .await
         {
-            Ok(appended) => Some(self.appended(commit, appended).await),
+            Ok(appended) => Some(self.appended(stream, commit.into_commit(), appended).await),
             Err(StoreError::Conflict { .. }) => None,
             Err(e) => Some(Err(CommandError::Store(e))),
         }
@@ -266,33 +273,36 @@ impl<S: EventStore> Handler<S> {
         })
     }
 
-    /// The commit of `events`, linked to the stream's chain and signed if there is a key.
-    fn seal(
-        &self,
-        stream: &StreamId,
-        cmd: &Command,
-        events: Vec<Event>,
-        chain: Option<&str>,
-    ) -> Commit {
-        match &self.signer {
-            Some(signer) => signer.seal(stream, cmd.meta.command_id, events, chain),
-            None => Commit::sealed(cmd.meta.command_id, events, chain),
-        }
-    }
-
     /// The result of a stored commit, once our own model shows it, so that the next command
-    /// (on any instance that has caught up to this position) sees it. A commit an earlier try
-    /// stored is replayed from the history.
-    async fn appended(&self, commit: Commit, appended: Appended) -> Result<Applied, CommandError> {
-        self.see_own_commit(appended.position).await;
+    /// (on any instance that has caught up to this position) sees it. When the commit is the
+    /// next one for the model, it is applied at once from what was appended; otherwise the
+    /// commits before it must come first, through the feed. A commit an earlier try stored is
+    /// replayed from the history.
+    async fn appended(
+        &self,
+        stream: StreamId,
+        commit: Commit,
+        appended: Appended,
+    ) -> Result<Applied, CommandError> {
         if appended.already_stored {
+            self.see_own_commit(appended.position).await;
             return self
                 .replay(appended.position)
                 .await
                 .map_err(CommandError::Store);
         }
+        let stored = StoredCommit {
+            stream,
+            version: appended.version,
+            position: appended.position,
+            commit,
+            trace: None,
+        };
+        if !self.model.apply_next(&stored, appended.previous) {
+            self.see_own_commit(appended.position).await;
+        }
         Ok(Applied {
-            events: commit.events,
+            events: stored.commit.events,
             position: appended.position,
             replayed: false,
             access_changes: None,
@@ -332,22 +342,24 @@ impl<S: EventStore> Handler<S> {
         &self,
         stream: &StreamId,
         expected: Expected,
-        commit: &Commit,
+        commit: &EncodedCommit,
         deadline: tokio::time::Instant,
     ) -> Result<Appended, StoreError> {
         let mut pause = Duration::from_millis(25);
         let mut tries = 0_u32;
         loop {
             tries += 1;
-            let tried =
-                tokio::time::timeout_at(deadline, self.store.append(stream, expected, commit))
-                    .await
-                    .unwrap_or_else(|elapsed| {
-                        Err(StoreError::Unavailable(Failed::doing(
-                            "no acknowledgement before the command's deadline",
-                            elapsed,
-                        )))
-                    });
+            let tried = tokio::time::timeout_at(
+                deadline,
+                self.store.append_encoded(stream, expected, commit),
+            )
+            .await
+            .unwrap_or_else(|elapsed| {
+                Err(StoreError::Unavailable(Failed::doing(
+                    "no acknowledgement before the command's deadline",
+                    elapsed,
+                )))
+            });
             match tried {
                 Err(StoreError::Unavailable(why))
                     if tokio::time::Instant::now() + pause < deadline =>
@@ -434,21 +446,30 @@ impl<S: EventStore> Handler<S> {
     }
 }
 
-/// The span every log line about `cmd` is in.
+/// The span every log line about `cmd` is in. Its fields are formatted only when the span is
+/// enabled: nothing is written per command otherwise.
 fn command_span(cmd: &Command) -> tracing::Span {
-    let record = match cmd.body.target() {
-        Target::Record(r) => format!("{r}"),
-        Target::Account => "account".to_owned(),
-        Target::Nothing => "none".to_owned(),
-    };
     tracing::info_span!("command",
         command_id = %cmd.meta.command_id,
         account = %cmd.account,
         command = cmd.body.name(),
-        record = %record,
+        record = %TargetName(cmd),
         actor = %cmd.meta.actor,
         dry_run = cmd.dry_run,
     )
+}
+
+/// What a command acts on, as the span shows it.
+struct TargetName<'a>(&'a Command);
+
+impl std::fmt::Display for TargetName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.body.target() {
+            Target::Record(r) => write!(f, "{r}"),
+            Target::Account => f.write_str("account"),
+            Target::Nothing => f.write_str("none"),
+        }
+    }
 }
 
 /// The stream's hash chain value after its last commit, as the model has it.
@@ -489,6 +510,8 @@ pub(crate) mod tests {
         inner: MemoryStore,
         appends: Appends,
         pub(crate) tries: Arc<AtomicU32>,
+        /// Commits read back one at a time (`read_at`).
+        pub(crate) reads: Arc<AtomicU32>,
     }
 
     impl EventStore for Electing {
@@ -516,6 +539,7 @@ pub(crate) mod tests {
             self.inner.read_stream(stream).await
         }
         async fn read_at(&self, position: Position) -> Result<Option<StoredCommit>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
             self.inner.read_at(position).await
         }
         async fn head(&self) -> Result<Position, StoreError> {
@@ -551,13 +575,17 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn open_account() -> Command {
+        open_account_of("acme")
+    }
+
+    fn open_account_of(account: &str) -> Command {
         let body = serde_json::json!({
             "command_id": uuid::Uuid::now_v7(),
             "actor": {"kind": "system"},
             "name": "Acme",
         });
         followers_shared::wire::parse_command(
-            "acme",
+            account,
             "open_account",
             &serde_json::to_vec(&body).unwrap(),
             chrono::Utc::now(),
@@ -570,6 +598,7 @@ pub(crate) mod tests {
             inner: MemoryStore::new(),
             appends,
             tries: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
@@ -588,6 +617,62 @@ pub(crate) mod tests {
         assert_eq!(store.head().await.unwrap(), Position(1), "stored once");
         assert_eq!(applied.position, Position(1));
         stop.cancel();
+    }
+
+    /// A handler whose model follows nothing: it sees only what the handler applies itself and
+    /// what it reads back from the store.
+    fn unfollowed(store: Electing) -> Handler<Electing> {
+        let model = LiveModel::new(ReadModel::tracking_commands());
+        Handler::new(store, model, 4, 100).with_append_patience(Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn a_commands_own_commit_is_applied_at_once_when_it_is_the_next_one() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let handler = unfollowed(store.clone());
+        let open = open_account();
+        let applied = handler.handle(&open).await.unwrap();
+        assert_eq!(applied.position, Position(1));
+        assert_eq!(handler.model.position(), Position(1));
+        // R24: the model knows the command, so a retry is recognised without the feed.
+        let again = handler.handle(&open).await.unwrap();
+        assert!(again.replayed, "{again:?}");
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            1,
+            "only the replay read the store; the commit was applied from its append"
+        );
+        assert_eq!(store.head().await.unwrap(), Position(1));
+    }
+
+    #[tokio::test]
+    async fn a_commit_after_one_the_model_has_not_seen_waits_for_the_one_before() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let handler = unfollowed(store.clone());
+        // Another writer's commit, which this model has not seen.
+        let other = open_account_of("initech");
+        store
+            .append(
+                &StreamId::account(other.account.clone()),
+                Expected::NoStream,
+                &Commit::sealed(other.meta.command_id, Vec::new(), None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(handler.model.position(), Position(0));
+        let open = open_account_of("globex");
+        let applied = handler.handle(&open).await.unwrap();
+        assert_eq!(applied.position, Position(2));
+        // Not applied out of order: the commit before it was read first, then it.
+        assert_eq!(handler.model.position(), Position(2));
+        assert!(store.reads.load(Ordering::SeqCst) >= 2, "read 1 and 2 back");
+        assert!(
+            handler
+                .model
+                .read(|m| m.command(&other.account, &other.meta.command_id))
+                .is_some(),
+            "the other writer's commit is in the model"
+        );
     }
 
     #[tokio::test]

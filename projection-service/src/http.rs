@@ -366,6 +366,9 @@ async fn cors_only_for_allowed_origins(request: Request, next: Next) -> Response
 /// are query content), status and the time to the response's head. Never a header, so never a
 /// token.
 async fn access_log(request: Request, next: Next) -> Response {
+    if !tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO) {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();

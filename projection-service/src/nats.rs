@@ -1,9 +1,10 @@
 //! Queries over NATS request-reply, on `{prefix}.query.*.*`: the projection's side of the
 //! request loop ([`followers_runtime::serve`]).
 //!
-//! Each query is admitted into the shared [`Budget`](crate::queries::Budget) before a task is
-//! spawned for it: one that does not fit is answered `unavailable` from the loop at once, so a
-//! flood of queries costs neither tasks nor memory.
+//! Each query is admitted into the shared [`Budget`](crate::queries::Budget) before anything is
+//! spent on it: one that does not fit is answered `unavailable` from the loop at once, so a
+//! flood of queries costs neither tasks nor memory. One answered from memory at once is answered
+//! in the loop; only one that waits gets a task ([`followers_runtime::serve`]).
 
 use std::sync::Arc;
 

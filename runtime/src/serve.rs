@@ -3,9 +3,10 @@
 //! so `nats micro ls`, `nats micro info` and `nats micro stats` show it, its endpoints, their
 //! queue group, request counts and processing times.
 //!
-//! The loop admits a request before a task is spawned for it (so a flood costs neither tasks
-//! nor memory), answers every request that has a reply subject, and on shutdown takes no new
-//! requests and finishes the ones in flight. Replies are the services' JSON bodies, refusals
+//! The loop admits a request before anything is spent on it (so a flood costs neither tasks
+//! nor memory), answers a request that can be answered at once in the loop itself and spawns a
+//! task only for one that has to wait, answers every request that has a reply subject, and on
+//! shutdown takes no new requests and finishes the ones in flight. Replies are the services' JSON bodies, refusals
 //! included: the micro error headers carry no body, so they are not used.
 //!
 //! What a service answers, and what its limits are, is its [`Responder`]'s business.
@@ -151,10 +152,16 @@ pub async fn serve<R: Responder>(
             }
         };
         let responder = responder.clone();
-        tasks.spawn(async move {
+        let mut answering = Box::pin(async move {
             let answer = responder.respond(ticket, &request.message).await;
             reply(&request, answer).await;
         });
+        // Most queries are answered from memory at once: those are answered right here, and
+        // only a request that has to wait (a command for its store, a query for a position) gets
+        // a task of its own. A task per request cost more than the answer itself.
+        if futures::poll!(answering.as_mut()).is_pending() {
+            tasks.spawn(answering);
+        }
     }
     if let Err(e) = service.stop().await {
         tracing::debug!(error = %e, "stopping the service failed");

@@ -348,16 +348,21 @@ impl Signer {
         previous: Option<&str>,
     ) -> Commit {
         let chain = chain_hash(previous, &events);
-        let message = commit_message(self.key_id.as_str(), stream, command_id, &chain);
-        let signature = self.key.sign(&message);
+        let signature = self.sign(stream, command_id, &chain);
         Commit {
             command_id,
             events,
             chain: Some(chain),
-            signature: Some(CommitSignature {
-                key_id: self.key_id.to_string(),
-                ed25519: hex::encode(signature.to_bytes()),
-            }),
+            signature: Some(signature),
+        }
+    }
+
+    /// The signature of a commit of `command_id` to `stream` whose chain value is `chain`.
+    pub fn sign(&self, stream: &StreamId, command_id: CommandId, chain: &str) -> CommitSignature {
+        let message = commit_message(self.key_id.as_str(), stream, command_id, chain);
+        CommitSignature {
+            key_id: self.key_id.to_string(),
+            ed25519: hex::encode(self.key.sign(&message).to_bytes()),
         }
     }
 

@@ -185,11 +185,85 @@ pub struct Commit {
 /// commit, or after a commit without one) followed by the canonical JSON of `events` (as this
 /// code serializes them). Changing, removing or inserting a commit breaks every later link.
 pub fn chain_hash(previous: Option<&str>, events: &[Event]) -> String {
+    chain_hash_of_json(previous, &crate::json::to_vec(events))
+}
+
+/// [`chain_hash`] of events already serialized (`json::to_vec(events)`): for a writer that
+/// stores the very bytes it hashed.
+fn chain_hash_of_json(previous: Option<&str>, events_json: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(previous.unwrap_or_default().as_bytes());
-    hasher.update(crate::json::to_vec(events));
+    hasher.update(events_json);
     hex::encode(hasher.finalize())
+}
+
+/// A sealed commit with its stored form ([`Commit::encode`]), made together so that the events
+/// are serialized once: the chain value hashes the very bytes the body carries. Read-only, so
+/// the body can never disagree with the commit.
+#[derive(Debug, Clone)]
+pub struct EncodedCommit {
+    commit: Commit,
+    body: std::sync::Arc<[u8]>,
+}
+
+impl EncodedCommit {
+    /// The commit of `events` to `stream`, linked to `previous` (the stream's chain value before
+    /// it) and signed by `signer` if there is one; see [`Commit::sealed`] and
+    /// [`crate::signing::Signer::seal`].
+    pub fn seal(
+        stream: &StreamId,
+        command_id: CommandId,
+        events: Vec<Event>,
+        previous: Option<&str>,
+        signer: Option<&crate::signing::Signer>,
+    ) -> Self {
+        let events_json = crate::json::to_vec(&events);
+        let chain = chain_hash_of_json(previous, &events_json);
+        let signature = signer.map(|s| s.sign(stream, command_id, &chain));
+        let commit = Commit {
+            command_id,
+            events,
+            chain: Some(chain),
+            signature,
+        };
+        // The layout `Commit`'s derived `Serialize` writes, with the events' bytes spliced in.
+        let mut body = Vec::with_capacity(events_json.len() + 320);
+        body.extend_from_slice(b"{\"command_id\":");
+        push_json(&mut body, &commit.command_id);
+        body.extend_from_slice(b",\"events\":");
+        body.extend_from_slice(&events_json);
+        if let Some(chain) = &commit.chain {
+            body.extend_from_slice(b",\"chain\":");
+            push_json(&mut body, chain);
+        }
+        if let Some(signature) = &commit.signature {
+            body.extend_from_slice(b",\"signature\":");
+            push_json(&mut body, signature);
+        }
+        body.push(b'}');
+        Self {
+            commit,
+            body: body.into(),
+        }
+    }
+
+    pub fn commit(&self) -> &Commit {
+        &self.commit
+    }
+
+    pub fn into_commit(self) -> Commit {
+        self.commit
+    }
+
+    /// The commit as stored: the bytes [`Commit::encode`] would write.
+    pub fn body(&self) -> &std::sync::Arc<[u8]> {
+        &self.body
+    }
+}
+
+fn push_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("the project's own types always serialize to JSON");
 }
 
 impl Commit {
@@ -300,6 +374,12 @@ pub struct Appended {
     /// The commit was already stored by an earlier try of the same command; nothing new was
     /// appended.
     pub already_stored: bool,
+    /// The position of the commit stored right before this one in the whole history, when the
+    /// backend knows it from the append (JetStream and memory: positions are consecutive);
+    /// `None` when it does not (EventStoreDB's positions leave gaps) or for `already_stored`.
+    /// A writer whose model is at this position may apply its own commit at once
+    /// (`LiveModel::apply_next`) instead of waiting for the feed to bring it.
+    pub previous: Option<Position>,
 }
 
 /// A backend's own error, kept as the source of a [`StoreError`]: this crate does no I/O, so it
@@ -376,6 +456,17 @@ pub trait EventStore: Send + Sync + 'static {
         expected: Expected,
         commit: &Commit,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// [`EventStore::append`] of a commit already encoded: a backend that stores the commit's
+    /// JSON uses its body instead of serializing the commit again.
+    fn append_encoded(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &EncodedCommit,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send {
+        self.append(stream, expected, commit.commit())
+    }
 
     /// Every commit of one stream, in order.
     fn read_stream(
@@ -510,5 +601,28 @@ mod tests {
         assert!(!String::from_utf8_lossy(&plain.encode()).contains("chain"));
         assert_eq!(Commit::decode(&second.encode()).expect("decodes"), second);
         assert_eq!(first.chain.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn an_encoded_commit_is_the_sealed_commit_and_its_encoding() {
+        let stream = StreamId::account(crate::ids::AccountId::new("acme").expect("valid id"));
+        let signer = crate::signing::Signer::new(
+            crate::signing::KeyId::new("k1").expect("valid key id"),
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        );
+        let id = CommandId::new();
+        for previous in [None, Some("ab".repeat(32))] {
+            let evs = events("a");
+            let plain = EncodedCommit::seal(&stream, id, evs.clone(), previous.as_deref(), None);
+            let sealed = Commit::sealed(id, evs.clone(), previous.as_deref());
+            assert_eq!(plain.commit(), &sealed);
+            assert_eq!(&**plain.body(), sealed.encode().as_slice());
+            let signed =
+                EncodedCommit::seal(&stream, id, evs.clone(), previous.as_deref(), Some(&signer));
+            let expected = signer.seal(&stream, id, evs, previous.as_deref());
+            assert_eq!(signed.commit(), &expected);
+            assert_eq!(&**signed.body(), expected.encode().as_slice());
+            assert_eq!(Commit::decode(signed.body()).expect("decodes"), expected);
+        }
     }
 }

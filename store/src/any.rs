@@ -6,8 +6,8 @@ use std::time::Duration;
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{PartitionCount, PartitionSet, Partitions};
 use followers_shared::store::{
-    Appended, Commit, CommitStream, EventStore, Expected, HistoryId, Position, StoreError,
-    StoredCommit, StreamId,
+    Appended, Commit, CommitStream, EncodedCommit, EventStore, Expected, HistoryId, Position,
+    StoreError, StoredCommit, StreamId,
 };
 
 use crate::MemoryStore;
@@ -218,6 +218,15 @@ impl EventStore for AnyStore {
         commit: &Commit,
     ) -> Result<Appended, StoreError> {
         delegate!(self, s => s.append(stream, expected, commit).await)
+    }
+
+    async fn append_encoded(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &EncodedCommit,
+    ) -> Result<Appended, StoreError> {
+        delegate!(self, s => s.append_encoded(stream, expected, commit).await)
     }
 
     async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {

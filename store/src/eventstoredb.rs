@@ -276,6 +276,8 @@ impl EventStoreDb {
                 version: Version(write.next_expected_version),
                 position,
                 already_stored: false,
+                // Commit positions are log offsets: the one before is not known from this one.
+                previous: None,
             });
         }
         // An idempotent write answered without the stored event's position: look it up.
@@ -287,6 +289,7 @@ impl EventStoreDb {
                 version: Version(event.revision),
                 position: event_position(&event)?,
                 already_stored: true,
+                previous: None,
             }),
             _ => Err(StoreError::Other(
                 format!(
@@ -315,6 +318,7 @@ impl EventStoreDb {
                 version: Version(event.revision),
                 position: event_position(&event)?,
                 already_stored: true,
+                previous: None,
             }),
             last => Err(StoreError::Conflict {
                 stream: stream.clone(),

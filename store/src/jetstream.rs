@@ -42,8 +42,8 @@ use followers_shared::event::DecodeError;
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{PartitionCount, PartitionSet, Partitions};
 use followers_shared::store::{
-    Appended, BackendError, Commit, CommitStream, EventStore, Expected, Failed, HistoryId,
-    Position, StoreError, StoredCommit, StreamId, Version,
+    Appended, BackendError, Commit, CommitStream, EncodedCommit, EventStore, Expected, Failed,
+    HistoryId, Position, StoreError, StoredCommit, StreamId, Version,
 };
 use futures::StreamExt;
 
@@ -509,6 +509,50 @@ impl JetStreamStore {
         )
     }
 
+    /// Publishes `payload`, the encoded `commit`, to `stream`'s subject expecting `expected`.
+    async fn append_body(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+        payload: Bytes,
+    ) -> Result<Appended, StoreError> {
+        let subject = self.subject(stream);
+        let mut headers = commit_headers(commit);
+        headers.insert(NATS_MESSAGE_ID, message_id(stream, commit).as_str());
+        let expected_seq = match expected {
+            Expected::NoStream => 0,
+            Expected::At(Version(v)) => v,
+        };
+        headers.insert(
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected_seq.to_string().as_str(),
+        );
+        let ack = match self
+            .js
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+        {
+            Ok(future) => future.await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) => Ok(Appended {
+                version: Version(ack.sequence),
+                position: Position(ack.sequence),
+                already_stored: ack.duplicate,
+                // The stream holds only the history, so its sequences are the positions,
+                // without gaps.
+                previous: (!ack.duplicate).then(|| Position(ack.sequence - 1)),
+            }),
+            Err(e) if wrong_last_sequence(&e) => {
+                self.resolve_conflict(stream, &subject, expected, commit)
+                    .await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
     async fn resolve_conflict(
         &self,
@@ -534,6 +578,7 @@ impl JetStreamStore {
                         version: Version(last.sequence),
                         position: Position(last.sequence),
                         already_stored: true,
+                        previous: None,
                     })
                 } else {
                     Err(StoreError::Conflict {
@@ -757,38 +802,19 @@ impl EventStore for JetStreamStore {
         expected: Expected,
         commit: &Commit,
     ) -> Result<Appended, StoreError> {
-        let subject = self.subject(stream);
-        let mut headers = commit_headers(commit);
-        headers.insert(NATS_MESSAGE_ID, message_id(stream, commit).as_str());
-        let expected_seq = match expected {
-            Expected::NoStream => 0,
-            Expected::At(Version(v)) => v,
-        };
-        headers.insert(
-            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected_seq.to_string().as_str(),
-        );
-        let payload = Bytes::from(commit.encode());
-        let ack = match self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload)
+        self.append_body(stream, expected, commit, Bytes::from(commit.encode()))
             .await
-        {
-            Ok(future) => future.await,
-            Err(e) => Err(e),
-        };
-        match ack {
-            Ok(ack) => Ok(Appended {
-                version: Version(ack.sequence),
-                position: Position(ack.sequence),
-                already_stored: ack.duplicate,
-            }),
-            Err(e) if wrong_last_sequence(&e) => {
-                self.resolve_conflict(stream, &subject, expected, commit)
-                    .await
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+    }
+
+    async fn append_encoded(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &EncodedCommit,
+    ) -> Result<Appended, StoreError> {
+        let body = Bytes::from_owner(commit.body().clone());
+        self.append_body(stream, expected, commit.commit(), body)
+            .await
     }
 
     async fn read_stream(&self, stream: &StreamId) -> Result<Vec<StoredCommit>, StoreError> {

@@ -184,11 +184,10 @@ impl LiveModel {
                     },
                 };
                 match next {
-                    Some(Ok(commit)) if !self.admits(&commit) => self.refuse(&commit),
                     Some(Ok(commit)) => {
                         backoff = Duration::from_millis(50);
                         let _applying = applying(&commit).entered();
-                        self.apply(&commit);
+                        self.offer(&commit, None);
                     }
                     Some(Err(StoreError::Corrupt { position, source })) => {
                         self.skip(position, &source);
@@ -203,25 +202,62 @@ impl LiveModel {
         }
     }
 
-    /// Applies one commit (once: a commit at or before the position is ignored).
-    fn apply(&self, commit: &StoredCommit) {
-        let events = commit.commit.events.len() as u64;
-        let position = commit.position;
-        let fresh = {
-            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
-            let fresh = position > model.position();
-            model.apply(commit);
-            // Under the lock, so that listeners get commits in the order they were applied.
-            if fresh && self.applied.receiver_count() > 0 {
-                let _ = self.applied.send(Arc::new(commit.clone()));
-            }
-            fresh
-        };
-        if fresh {
-            self.counters.commits.fetch_add(1, Ordering::Relaxed);
-            self.counters.events.fetch_add(events, Ordering::Relaxed);
+    /// Applies a command's own acknowledged commit at once when it is the next one: when the
+    /// model is at `previous`, the position of the commit stored right before it (as the store
+    /// said in its ack). Otherwise it is left for the feed, which brings the commits in between
+    /// first. Returns whether the model now has the commit's position (applied now, before, or
+    /// refused by the screen, like any commit of the feed).
+    pub fn apply_next(&self, commit: &StoredCommit, previous: Option<Position>) -> bool {
+        match previous {
+            Some(previous) => self.offer(commit, Some(previous)),
+            None => self.position() >= commit.position,
         }
-        self.advance(position);
+    }
+
+    /// Offers one commit to the model: applied once (a commit at or before the position, such as
+    /// a command's own commit applied before the feed brings it, is ignored), or refused when the
+    /// screen refuses it. With `only_after`, only when the model is exactly there. Returns whether
+    /// the model has the commit's position afterwards.
+    ///
+    /// The screen reads the model under the read lock (a signature check takes tens of
+    /// microseconds; queries go on meanwhile); the commit is applied under the write lock only if
+    /// the model has not moved since, else the check is made again.
+    fn offer(&self, commit: &StoredCommit, only_after: Option<Position>) -> bool {
+        loop {
+            let checked = self.read(|m| {
+                let at = m.position();
+                let new = commit.position > at && only_after.is_none_or(|p| p == at);
+                (at, new.then(|| self.admits(m, commit)))
+            });
+            let (at, admitted) = match checked {
+                (at, None) => return at >= commit.position,
+                (at, Some(admitted)) => (at, admitted),
+            };
+            let fresh = {
+                let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+                if model.position() != at {
+                    continue;
+                }
+                if admitted {
+                    model.apply(commit);
+                    // Under the lock, so that listeners get commits in the order they were
+                    // applied.
+                    if self.applied.receiver_count() > 0 {
+                        let _ = self.applied.send(Arc::new(commit.clone()));
+                    }
+                } else {
+                    self.refuse(&mut model, commit.position);
+                }
+                admitted
+            };
+            if fresh {
+                let events = commit.commit.events.len() as u64;
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters.events.fetch_add(events, Ordering::Relaxed);
+            }
+            self.advance(commit.position);
+            return true;
+        }
     }
 
     /// Steps over a commit that cannot be read, so one bad message cannot stop every reader.
@@ -257,8 +293,9 @@ impl LiveModel {
         while self.position() < upto {
             let next = Position(self.position().0 + 1);
             match store.read_at(next).await {
-                Ok(Some(commit)) if !self.admits(&commit) => self.refuse(&commit),
-                Ok(Some(commit)) => self.apply(&commit),
+                Ok(Some(commit)) => {
+                    self.offer(&commit, None);
+                }
                 Ok(None) => return Ok(()),
                 Err(StoreError::Corrupt { position, source }) => self.skip(position, &source),
                 Err(e) => return Err(e),
@@ -349,11 +386,12 @@ impl LiveModel {
         positions.contains(&position)
     }
 
-    fn admits(&self, commit: &followers_shared::store::StoredCommit) -> bool {
+    /// Whether the screen lets `commit` into `model` (always, without a verifier).
+    fn admits(&self, model: &ReadModel, commit: &StoredCommit) -> bool {
         let Some(verifier) = &self.screen.verifier else {
             return true;
         };
-        let Err(e) = self.read(|m| verifier.admit_into(m, commit)) else {
+        let Err(e) = verifier.admit_into(model, commit) else {
             return true;
         };
         tracing::error!(position = commit.position.0, stream = %commit.stream,
@@ -362,25 +400,15 @@ impl LiveModel {
         false
     }
 
-    fn refuse(&self, commit: &followers_shared::store::StoredCommit) {
-        let position = commit.position;
+    /// Steps `model` over a refused commit at `position`, remembering that it was refused.
+    fn refuse(&self, model: &mut ReadModel, position: Position) {
         self.screen.refused.fetch_add(1, Ordering::Relaxed);
         self.screen
             .positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(position);
-        {
-            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
-            model.skip_to(position);
-        }
-        self.position.send_if_modified(|p| {
-            let advanced = position > *p;
-            if advanced {
-                *p = position;
-            }
-            advanced
-        });
+        model.skip_to(position);
     }
 }
 

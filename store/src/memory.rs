@@ -77,6 +77,7 @@ impl EventStore for MemoryStore {
                 version: stored.version,
                 position: stored.position,
                 already_stored: true,
+                previous: None,
             });
         }
         let actual = indexes.last().map(|&i| inner.commits[i].version);
@@ -104,6 +105,7 @@ impl EventStore for MemoryStore {
             version,
             position,
             already_stored: false,
+            previous: Some(Position(position.0 - 1)),
         })
     }
 
