@@ -271,6 +271,17 @@ impl LiveModel {
         self.advance(position);
     }
 
+    /// Steps over a commit of a partition this model does not hold.
+    fn step_over(&self, position: Position) {
+        {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            if position > model.position() {
+                model.skip_to(position);
+            }
+        }
+        self.advance(position);
+    }
+
     fn advance(&self, position: Position) {
         self.position.send_if_modified(|p| {
             let advanced = position > *p;
@@ -281,7 +292,8 @@ impl LiveModel {
         });
     }
 
-    /// Reads the commits up to `upto` straight from the store and applies them, in order: for a
+    /// Reads the commits up to `upto` straight from the store and applies those of the
+    /// partitions it serves, in order: for a
     /// writer that must see its own acknowledged commit while the live feed is slow to deliver
     /// it (its consumer is being recreated after a leader change). The feed delivers the same
     /// commits later; they are applied once.
@@ -290,9 +302,15 @@ impl LiveModel {
         store: &S,
         upto: Position,
     ) -> Result<(), StoreError> {
+        // A model of some partitions steps over the others' commits: its feed would never have
+        // brought them.
+        let partitions = store.partitions();
         while self.position() < upto {
             let next = Position(self.position().0 + 1);
             match store.read_at(next).await {
+                Ok(Some(commit)) if !partitions.owns(&commit.stream.account) => {
+                    self.step_over(commit.position);
+                }
                 Ok(Some(commit)) => {
                     self.offer(&commit, None);
                 }

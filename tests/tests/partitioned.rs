@@ -465,3 +465,38 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A command instance reads the history straight from the store when its feed is slow to bring
+/// its own commit (`LiveModel::read_up_to`): an instance of some partitions steps over the
+/// others' commits there too, as its feed would, and never holds their accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_up_to_a_position_keeps_a_model_to_its_partitions() {
+    let server = mapped_server();
+    let writer = start_command_service(&server, &flags("all")).await;
+    let accounts = accounts_in_every_partition();
+    for (id, _) in &accounts {
+        open_team(&account(&server, id.as_str()).await, TEAM).await;
+    }
+    let all = history(&server).await;
+    let head = followers_shared::store::EventStore::head(&all)
+        .await
+        .unwrap();
+    let config = JetStreamConfig {
+        owned: "0-3".parse().unwrap(),
+        ..JetStreamConfig::default()
+    };
+    let half = JetStreamStore::bind(server.client().await, config)
+        .await
+        .unwrap();
+    let model = followers_store::LiveModel::new(followers_shared::read_model::ReadModel::new());
+    model.read_up_to(&half, head).await.unwrap();
+    assert_eq!(model.position(), head, "every position passed");
+    let held: BTreeSet<AccountId> = model.read(|m| m.accounts().map(|(a, _)| a.clone()).collect());
+    let ours: BTreeSet<AccountId> = accounts
+        .iter()
+        .filter(|(_, p)| serves("0-3", *p))
+        .map(|(a, _)| a.clone())
+        .collect();
+    assert_eq!(held, ours, "only the accounts of partitions 0-3");
+    writer.stop().await;
+}
