@@ -16,9 +16,9 @@ use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
-use crate::model::{Follower, Membership, RecordRef};
+use crate::model::{Actor, AddedHow, Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
-use crate::records::{Held, RecordIndex, Records};
+use crate::records::{Held, Interned, RecordIndex, Records};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
 
 /// One record and where its stream stands.
@@ -47,6 +47,9 @@ pub struct AccountEntry {
     /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
     /// from `state`, rebuilt on each account commit.
     pub broad: BroadAccess,
+    /// Who added the followers, and how: each kept once ([`Interned`]).
+    added_by: Interned<Actor>,
+    how: Interned<AddedHow>,
 }
 
 impl PartialEq for AccountEntry {
@@ -110,6 +113,12 @@ impl AccountEntry {
         rec.state = stored.commit.events.iter().fold(state, record::evolve);
         // Followers are added one push at a time: no room kept for more.
         rec.state.followers.shrink_to_fit();
+        if adds_followers(stored) {
+            for f in &mut rec.state.followers {
+                self.added_by.share(&mut f.added_by);
+                self.how.share(&mut f.how);
+            }
+        }
         rec.version = Some(stored.version);
         if chains == Chains::Kept {
             rec.chain.clone_from(&stored.commit.chain);
@@ -542,6 +551,12 @@ pub struct FollowersView<'a> {
     pub followers: Vec<(&'a Follower, Option<&'a Membership>)>,
 }
 
+/// Whether a commit adds followers (so has actors and hows to share).
+fn adds_followers(stored: &StoredCommit) -> bool {
+    let adds = |e: &crate::event::Event| matches!(e.body, EventBody::FollowersAdded { .. });
+    stored.commit.events.iter().any(adds)
+}
+
 /// Everyone who owns or follows the record.
 fn holders(state: &RecordState) -> Vec<UserId> {
     let mut users: Vec<UserId> = state.followers.iter().map(|f| f.user.clone()).collect();
@@ -721,6 +736,10 @@ impl AccountEntry {
             chain: a.chain,
             records,
             by_user,
+            // The snapshot's followers share their actors already ([`crate::snapshot`]); these
+            // start empty and share what later commits add.
+            added_by: Interned::default(),
+            how: Interned::default(),
         }
     }
 }

@@ -11,10 +11,12 @@
 //! for the model's life. Two stores are equal when they hold the same records, whatever order
 //! they were added in (a model loaded from a snapshot and one replayed from the history).
 
+use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::ops::Index;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
@@ -275,6 +277,37 @@ impl Held {
     /// The records' ids, in record order.
     pub fn refs<'a>(&'a self, records: &'a Records) -> impl Iterator<Item = &'a RecordRef> + 'a {
         self.blocks.iter().flatten().map(|&i| records.key(i))
+    }
+}
+
+/// Values kept once and shared ([`Arc`]): each follower's actor and how it was added, of which an
+/// account has a few, held by every follower.
+#[derive(Debug, Clone)]
+pub struct Interned<T> {
+    values: HashSet<Arc<T>>,
+}
+
+impl<T> Default for Interned<T> {
+    fn default() -> Self {
+        Self {
+            values: HashSet::new(),
+        }
+    }
+}
+
+impl<T: Hash + Eq> Interned<T> {
+    /// Makes `value` the shared copy of what it holds, the first one seen becoming it.
+    pub fn share(&mut self, value: &mut Arc<T>) {
+        match self.values.get(&**value) {
+            Some(kept) => {
+                if !Arc::ptr_eq(kept, value) {
+                    *value = Arc::clone(kept);
+                }
+            }
+            None => {
+                self.values.insert(Arc::clone(value));
+            }
+        }
     }
 }
 
