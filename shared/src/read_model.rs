@@ -867,6 +867,55 @@ mod tests {
         assert_eq!(before.position(), Position(2));
     }
 
+    /// Issue 14: followers added by one actor the same way, on different records and in
+    /// different commits, share one actor and one how.
+    #[test]
+    fn followers_share_their_actor_and_how_across_records() {
+        let account: AccountId = "acme".parse().unwrap();
+        let mut model = ReadModel::new();
+        for (i, name) in ["c1", "c2"].into_iter().enumerate() {
+            let contact = ContactId::new(name).unwrap();
+            let record = RecordRef::Contact(contact.clone());
+            let meta = crate::command::CommandMeta {
+                command_id: CommandId::new(),
+                actor: Actor::System,
+                caller: None,
+                correlation: uuid::Uuid::now_v7(),
+                causation: None,
+                at: chrono::Utc::now(),
+            };
+            let added = crate::event::AddedFollower {
+                user: UserId::new("ann").unwrap(),
+                how: crate::model::AddedHow::System,
+                until: None,
+            };
+            let bodies = vec![
+                EventBody::ContactCreated {
+                    contact,
+                    owner: None,
+                },
+                EventBody::FollowersAdded {
+                    record: record.clone(),
+                    followers: vec![added],
+                },
+            ];
+            model.apply(&StoredCommit {
+                stream: StreamId::record(account.clone(), record),
+                version: Version(1),
+                position: Position(i as u64 + 1),
+                commit: Commit::new(meta.command_id, meta.events(bodies)),
+                trace: None,
+            });
+        }
+        let follower = |c: &str| {
+            let record = RecordRef::Contact(ContactId::new(c).unwrap());
+            model.record(&account, &record).unwrap().state.followers[0].clone()
+        };
+        let (one, two) = (follower("c1"), follower("c2"));
+        assert!(std::sync::Arc::ptr_eq(&one.added_by, &two.added_by));
+        assert!(std::sync::Arc::ptr_eq(&one.how, &two.how));
+    }
+
     #[test]
     fn a_model_dropping_chains_holds_none_and_the_command_services_holds_each() {
         let history = history();

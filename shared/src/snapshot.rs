@@ -796,7 +796,13 @@ mod tests {
         let taken = snapshot();
         let bytes = encode(&taken).unwrap();
         assert_eq!(bytes[..8], MAGIC);
-        assert_eq!(decode(&bytes).unwrap(), taken);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, taken);
+        // Followers added by the same actor share it, as the read model keeps them.
+        let records = &back.accounts[0].records;
+        let bob = &records[0].1.state.followers[0];
+        let dee = &records[1].1.state.followers[1];
+        assert!(Arc::ptr_eq(&bob.added_by, &dee.added_by));
         // The same snapshot gives the same bytes, whatever the order of the members' map.
         assert_eq!(encode(&taken).unwrap(), bytes);
     }
