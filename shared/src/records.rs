@@ -19,6 +19,7 @@ use std::ops::Index;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use crate::model::RecordRef;
 use crate::read_model::RecordEntry;
@@ -116,14 +117,29 @@ impl Records {
         }
     }
 
-    /// Puts `entry` at `record`, replacing what was there; returns its index.
+    /// Puts `entry` at `record`, replacing what was there; returns its index. The id is hashed
+    /// once (loading a snapshot inserts every record).
     pub fn insert(&mut self, record: RecordRef, entry: RecordEntry) -> RecordIndex {
-        match self.index_of(&record) {
-            Some(i) => {
-                *self.at_mut(i) = entry;
+        let next =
+            RecordIndex::try_from(self.slots.len()).expect("fewer than 2^32 records an account");
+        let hash = self.hasher.hash_one(&record);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let found = self.index.entry(
+            hash,
+            |&i| slots[i as usize].0 == record,
+            |&i| hasher.hash_one(&slots[i as usize].0),
+        );
+        match found {
+            Entry::Occupied(o) => {
+                let i = *o.get();
+                self.slots[i as usize].1 = entry;
                 i
             }
-            None => self.push(record, entry),
+            Entry::Vacant(v) => {
+                v.insert(next);
+                self.slots.push((record, entry));
+                next
+            }
         }
     }
 
