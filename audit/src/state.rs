@@ -160,8 +160,8 @@ pub fn record_at(history: &History, query: &AtQuery) -> Result<RecordAt, AuditEr
         .map(|(f, _)| FollowerAt {
             user: f.user.clone(),
             added_at: f.added_at,
-            added_by: f.added_by.clone(),
-            how: f.how.clone(),
+            added_by: (*f.added_by).clone(),
+            how: (*f.how).clone(),
         })
         .collect();
     let account = model.account(&query.account);

@@ -677,8 +677,8 @@ fn followers(
                 name: member.map(|m| m.name.clone()),
                 active: member.is_some_and(|m| m.active),
                 added_at: f.added_at,
-                added_by: f.added_by.clone(),
-                how: f.how.clone(),
+                added_by: (*f.added_by).clone(),
+                how: (*f.how).clone(),
                 until: f.until,
             })
             .collect(),

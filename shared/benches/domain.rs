@@ -150,8 +150,8 @@ fn benches(c: &mut Criterion) {
             until_set_by: None,
             user,
             added_at: Utc::now(),
-            added_by: admin(),
-            how: AddedHow::Manual,
+            added_by: admin().into(),
+            how: AddedHow::Manual.into(),
         })
         .collect();
     let membership = Membership {

@@ -159,12 +159,11 @@ fn candidates<'m>(
     action: Action,
     after: Option<&RecordRef>,
 ) -> impl Iterator<Item = &'m RecordRef> {
-    let held = entry.by_user.get(user);
-    let mut records: BTreeSet<&RecordRef> = held.into_iter().flatten().collect();
+    let mut records: BTreeSet<&RecordRef> = entry.held_by(user).collect();
     if entry.state.settings.contact_access_includes_opportunities && action != Action::ChangeOwner {
         let linked = records
             .iter()
-            .filter_map(|r| entry.records.get(*r))
+            .filter_map(|r| entry.records.get(r))
             .flat_map(|c| c.opportunities.iter())
             .filter_map(|o| {
                 entry

@@ -8,7 +8,8 @@
 //!   (command, state -> events) and `evolve(state, event) -> state`, pure and synchronous.
 //! - [`caller`]: who sent a command, as NATS vouches for it, and the caller policy.
 //! - [`access`]: the access rule (R19-R21), shared by both sides.
-//! - [`read_model`]: all states plus query indexes, built only from stored commits.
+//! - [`read_model`]: all states plus query indexes, built only from stored commits; [`records`]:
+//!   how an account's records and its per-user index are stored.
 //! - [`snapshot`]: a read model frozen at a position, as a compact binary file.
 //! - [`decision`]: routes a command to its aggregate's decider with context from the read model
 //!   (`decision::decide_command`, the one entry point of deciding).
@@ -43,6 +44,7 @@ pub mod partition;
 pub mod preview;
 pub mod read_model;
 pub mod record;
+pub mod records;
 pub mod signing;
 pub mod snapshot;
 pub mod store;

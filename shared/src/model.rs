@@ -1,6 +1,7 @@
 //! The nouns of the rules (docs/rules.md): actors, memberships, account settings, records and follower entries.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -314,9 +315,11 @@ impl AddedHow {
 pub struct Follower {
     pub user: UserId,
     pub added_at: DateTime<Utc>,
-    pub added_by: Actor,
+    /// Shared: the read model keeps each actor and each way of adding once per account (issue
+    /// 14), as most followers of an account were added by a few actors the same way.
+    pub added_by: Arc<Actor>,
     #[serde(flatten)]
-    pub how: AddedHow,
+    pub how: Arc<AddedHow>,
     /// When the system removes the follower (issue 17.4): a `follower_expired` event at that
     /// time. `None`: until removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

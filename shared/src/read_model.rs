@@ -16,8 +16,9 @@ use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
-use crate::model::{Follower, Membership, RecordRef};
+use crate::model::{Actor, AddedHow, Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
+use crate::records::{Held, Interned, RecordIndex, Records};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
 
 /// One record and where its stream stands.
@@ -34,21 +35,59 @@ pub struct RecordEntry {
 }
 
 /// One account: its own state and its records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct AccountEntry {
     pub state: AccountState,
     pub version: Option<Version>,
     /// The account stream's hash chain value after its last commit (`None` when dropped).
     pub chain: Option<String>,
-    pub records: HashMap<RecordRef, RecordEntry>,
-    /// The records each user owns or follows.
-    pub by_user: HashMap<UserId, BTreeSet<RecordRef>>,
+    pub records: Records,
+    /// The records each user owns or follows ([`AccountEntry::held_by`]).
+    by_user: HashMap<UserId, Held>,
     /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
     /// from `state`, rebuilt on each account commit.
     pub broad: BroadAccess,
+    /// Who added the followers, and how: each kept once ([`Interned`]).
+    added_by: Interned<Actor>,
+    how: Interned<AddedHow>,
 }
 
+impl PartialEq for AccountEntry {
+    /// The same states, records and index, whatever order the records were added in.
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+            && self.version == other.version
+            && self.chain == other.chain
+            && self.records == other.records
+            && self.broad == other.broad
+            && self.by_user.len() == other.by_user.len()
+            && self.by_user.iter().all(|(user, held)| {
+                other
+                    .by_user
+                    .get(user)
+                    .is_some_and(|theirs| held.refs(&self.records).eq(theirs.refs(&other.records)))
+            })
+    }
+}
+
+impl Eq for AccountEntry {}
+
 impl AccountEntry {
+    /// The records `user` owns or follows, in record order.
+    pub fn held_by<'a>(&'a self, user: &UserId) -> impl Iterator<Item = &'a RecordRef> + 'a {
+        let held = self.by_user.get(user);
+        held.into_iter().flat_map(|h| h.refs(&self.records))
+    }
+
+    /// Every user who owns or follows a record, with those records in record order.
+    pub fn holders_index(
+        &self,
+    ) -> impl Iterator<Item = (&UserId, impl Iterator<Item = &RecordRef>)> {
+        self.by_user
+            .iter()
+            .map(|(user, held)| (user, held.refs(&self.records)))
+    }
+
     /// The state fold of an account commit: the account's own `evolve` (R23).
     fn fold_account(&mut self, stored: &StoredCommit, chains: Chains) {
         let state = std::mem::take(&mut self.state);
@@ -64,14 +103,22 @@ impl AccountEntry {
     /// followed the record before and after it.
     fn fold_record(
         &mut self,
-        record: &RecordRef,
+        record: RecordIndex,
         stored: &StoredCommit,
         chains: Chains,
     ) -> (Vec<UserId>, Vec<UserId>) {
-        let rec = self.records.entry(record.clone()).or_default();
+        let rec = self.records.at_mut(record);
         let before = holders(&rec.state);
         let state = std::mem::take(&mut rec.state);
         rec.state = stored.commit.events.iter().fold(state, record::evolve);
+        // Followers are added one push at a time: no room kept for more.
+        rec.state.followers.shrink_to_fit();
+        if adds_followers(stored) {
+            for f in &mut rec.state.followers {
+                self.added_by.share(&mut f.added_by);
+                self.how.share(&mut f.how);
+            }
+        }
         rec.version = Some(stored.version);
         if chains == Chains::Kept {
             rec.chain.clone_from(&stored.commit.chain);
@@ -81,17 +128,18 @@ impl AccountEntry {
 
     /// The index update: `record` leaves the records of those who no longer own or follow it,
     /// and joins those of who now does.
-    fn index_holders(&mut self, record: &RecordRef, before: &[UserId], after: Vec<UserId>) {
+    fn index_holders(&mut self, record: RecordIndex, before: &[UserId], after: Vec<UserId>) {
         for user in before.iter().filter(|u| !after.contains(u)) {
-            if let Some(set) = self.by_user.get_mut(user) {
-                set.remove(record);
-                if set.is_empty() {
+            if let Some(held) = self.by_user.get_mut(user) {
+                held.remove(record, &self.records);
+                if held.is_empty() {
                     self.by_user.remove(user);
                 }
             }
         }
         for user in after.into_iter().filter(|u| !before.contains(u)) {
-            self.by_user.entry(user).or_default().insert(record.clone());
+            let held = self.by_user.entry(user).or_default();
+            held.insert(record, &self.records);
         }
     }
 
@@ -109,8 +157,8 @@ impl AccountEntry {
             };
             let c = self
                 .records
-                .entry(RecordRef::Contact(contact.clone()))
-                .or_default();
+                .index_or_insert(&RecordRef::Contact(contact.clone()));
+            let c = self.records.at_mut(c);
             if !c.opportunities.contains(opportunity) {
                 c.opportunities.push(opportunity.clone());
             }
@@ -304,17 +352,10 @@ impl ReadModel {
         match stored.stream.aggregate.record() {
             None => entry.fold_account(stored, self.chains),
             Some(record) => {
-                let until_before = entry
-                    .records
-                    .get(&record)
-                    .map(|r| untils(&r.state))
-                    .unwrap_or_default();
-                let (before, after) = entry.fold_record(&record, stored, self.chains);
-                let until_after = entry
-                    .records
-                    .get(&record)
-                    .map(|r| untils(&r.state))
-                    .unwrap_or_default();
+                let index = entry.records.index_or_insert(&record);
+                let until_before = untils(&entry.records.at(index).1.state);
+                let (before, after) = entry.fold_record(index, stored, self.chains);
+                let until_after = untils(&entry.records.at(index).1.state);
                 let expiry = |(user, until, set_by): &(UserId, DateTime<Utc>, EventId)| Expiry {
                     until: *until,
                     account: stored.stream.account.clone(),
@@ -328,7 +369,7 @@ impl ReadModel {
                 for new in until_after.iter().filter(|u| !until_before.contains(u)) {
                     self.expiries.insert(expiry(new));
                 }
-                entry.index_holders(&record, &before, after);
+                entry.index_holders(index, &before, after);
                 entry.link_opportunities(stored);
             }
         }
@@ -442,22 +483,14 @@ impl ReadModel {
         let Some(entry) = self.accounts.get(account) else {
             return Vec::new();
         };
-        let Some(set) = entry.by_user.get(user) else {
+        let Some(held) = entry.by_user.get(user) else {
             return Vec::new();
         };
-        let range: Box<dyn Iterator<Item = &RecordRef>> = match after {
-            Some(a) => {
-                Box::new(set.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)))
-            }
-            None => Box::new(set.iter()),
-        };
-        range
+        held.after(after, &entry.records)
             .take(limit)
-            .map(|r| {
-                let owner = entry
-                    .records
-                    .get(r)
-                    .is_some_and(|e| e.state.owner.as_ref() == Some(user));
+            .map(|i| {
+                let (r, e) = entry.records.at(i);
+                let owner = e.state.owner.as_ref() == Some(user);
                 let relation = if owner {
                     Relation::Owner
                 } else {
@@ -516,6 +549,12 @@ pub fn record_access<'a>(entry: &'a AccountEntry, record: &RecordRef) -> Option<
 pub struct FollowersView<'a> {
     pub owner: Option<&'a UserId>,
     pub followers: Vec<(&'a Follower, Option<&'a Membership>)>,
+}
+
+/// Whether a commit adds followers (so has actors and hows to share).
+fn adds_followers(stored: &StoredCommit) -> bool {
+    let adds = |e: &crate::event::Event| matches!(e.body, EventBody::FollowersAdded { .. });
+    stored.commit.events.iter().any(adds)
 }
 
 /// Everyone who owns or follows the record.
@@ -674,20 +713,21 @@ impl ReadModel {
 
 impl AccountEntry {
     fn from_snapshot(a: AccountSnapshot) -> Self {
-        let mut records = HashMap::with_capacity(a.records.len());
-        // Each user's records gathered first, then each set built at once: a set built from
-        // sorted records (the snapshot's order) is built in one pass, not one insert at a time.
-        let mut held: HashMap<UserId, Vec<RecordRef>> =
+        let mut records = Records::with_capacity(a.records.len());
+        // Each user's records gathered first, then each user's index built at once (already in
+        // record order when the snapshot's records are, as written).
+        let mut held: HashMap<UserId, Vec<RecordIndex>> =
             HashMap::with_capacity(a.state.members.len());
         for (record, rec) in a.records {
-            for user in holders(&rec.state) {
-                held.entry(user).or_default().push(record.clone());
+            let users = holders(&rec.state);
+            let index = records.insert(record, rec);
+            for user in users {
+                held.entry(user).or_default().push(index);
             }
-            records.insert(record, rec);
         }
         let by_user = held
             .into_iter()
-            .map(|(user, refs)| (user, refs.into_iter().collect()))
+            .map(|(user, indexes)| (user, Held::of(indexes, &records)))
             .collect();
         AccountEntry {
             broad: BroadAccess::of(&a.state),
@@ -696,6 +736,10 @@ impl AccountEntry {
             chain: a.chain,
             records,
             by_user,
+            // The snapshot's followers share their actors already ([`crate::snapshot`]); these
+            // start empty and share what later commits add.
+            added_by: Interned::default(),
+            how: Interned::default(),
         }
     }
 }
@@ -821,6 +865,55 @@ mod tests {
         assert_eq!(past.head(), None);
         let before = replay_until(ReadModel::new(), &history[..2], [Position(3)], Position(2));
         assert_eq!(before.position(), Position(2));
+    }
+
+    /// Issue 14: followers added by one actor the same way, on different records and in
+    /// different commits, share one actor and one how.
+    #[test]
+    fn followers_share_their_actor_and_how_across_records() {
+        let account: AccountId = "acme".parse().unwrap();
+        let mut model = ReadModel::new();
+        for (i, name) in ["c1", "c2"].into_iter().enumerate() {
+            let contact = ContactId::new(name).unwrap();
+            let record = RecordRef::Contact(contact.clone());
+            let meta = crate::command::CommandMeta {
+                command_id: CommandId::new(),
+                actor: Actor::System,
+                caller: None,
+                correlation: uuid::Uuid::now_v7(),
+                causation: None,
+                at: chrono::Utc::now(),
+            };
+            let added = crate::event::AddedFollower {
+                user: UserId::new("ann").unwrap(),
+                how: crate::model::AddedHow::System,
+                until: None,
+            };
+            let bodies = vec![
+                EventBody::ContactCreated {
+                    contact,
+                    owner: None,
+                },
+                EventBody::FollowersAdded {
+                    record: record.clone(),
+                    followers: vec![added],
+                },
+            ];
+            model.apply(&StoredCommit {
+                stream: StreamId::record(account.clone(), record),
+                version: Version(1),
+                position: Position(i as u64 + 1),
+                commit: Commit::new(meta.command_id, meta.events(bodies)),
+                trace: None,
+            });
+        }
+        let follower = |c: &str| {
+            let record = RecordRef::Contact(ContactId::new(c).unwrap());
+            model.record(&account, &record).unwrap().state.followers[0].clone()
+        };
+        let (one, two) = (follower("c1"), follower("c2"));
+        assert!(std::sync::Arc::ptr_eq(&one.added_by, &two.added_by));
+        assert!(std::sync::Arc::ptr_eq(&one.how, &two.how));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use crate::access::{self, Action, Holders, RecordAccess};
 use crate::account::AccountState;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -507,7 +508,7 @@ fn sync_remove(input: &Input<'_>, c: &SyncFollower) -> Option<EventBody> {
     match input.state.follower(&c.user) {
         // Nothing to remove: nothing happens.
         None => None,
-        Some(f) if f.how == by_this_sync => Some(EventBody::FollowersRemoved {
+        Some(f) if *f.how == by_this_sync => Some(EventBody::FollowersRemoved {
             record: input.record.clone(),
             users: vec![c.user.clone()],
             owner_sync_from: Some(c.trigger.clone()),
@@ -553,13 +554,14 @@ pub fn evolve(mut state: RecordState, event: &Event) -> RecordState {
         }
         EventBody::OwnerChanged { to, .. } => state.owner = to.clone(),
         EventBody::FollowersAdded { followers, .. } => {
+            let added_by = Arc::new(event.meta.actor.clone());
             for f in followers {
                 if !state.follows(&f.user) {
                     state.followers.push(Follower {
                         user: f.user.clone(),
                         added_at: event.meta.at,
-                        added_by: event.meta.actor.clone(),
-                        how: f.how.clone(),
+                        added_by: Arc::clone(&added_by),
+                        how: Arc::new(f.how.clone()),
                         until: f.until,
                         until_set_by: f.until.map(|_| event.meta.event_id),
                     });

@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -421,12 +422,12 @@ impl Record {
                     .until
                     .zip(f.until_set_by)
                     .map(|(t, by)| (Time::of(t), by.0.into_bytes())),
-                added_by: match &f.added_by {
+                added_by: match &*f.added_by {
                     Actor::User { user } => By::User(users.of(user)),
                     Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
                     Actor::System => By::System,
                 },
-                how: match &f.how {
+                how: match &*f.how {
                     AddedHow::Manual => How::Manual,
                     AddedHow::Workflow { workflow } => How::Workflow(workflows.of(workflow)),
                     AddedHow::OwnerSync { from } => How::OwnerSync(Key::of(from)),
@@ -519,11 +520,11 @@ impl Account {
             };
             members.insert(entry(&self.users, m.user, "user")?, membership);
         }
-        let (users, workflows) = (&self.users, &self.workflows);
+        let mut shared = Shared::new(&self.users, &self.workflows);
         let records = self
             .records
             .into_iter()
-            .map(|r| r.into_entry(users, workflows))
+            .map(|r| r.into_entry(&mut shared))
             .collect::<Result<_, _>>()?;
         let s = self.settings;
         Ok(AccountSnapshot {
@@ -551,16 +552,15 @@ impl Account {
 impl Record {
     fn into_entry(
         self,
-        users: &[UserId],
-        workflows: &[WorkflowId],
+        shared: &mut Shared<'_>,
     ) -> Result<(RecordRef, RecordEntry), SnapshotError> {
         let followers = self
             .followers
             .into_iter()
-            .map(|f| f.into_follower(users, workflows))
+            .map(|f| f.into_follower(shared))
             .collect::<Result<_, _>>()?;
         let owner = match self.owner {
-            Some(i) => Some(entry(users, i, "user")?),
+            Some(i) => Some(entry(shared.users, i, "user")?),
             None => None,
         };
         let state = RecordState {
@@ -580,11 +580,7 @@ impl Record {
 }
 
 impl FollowerRow {
-    fn into_follower(
-        self,
-        users: &[UserId],
-        workflows: &[WorkflowId],
-    ) -> Result<Follower, SnapshotError> {
+    fn into_follower(self, shared: &mut Shared<'_>) -> Result<Follower, SnapshotError> {
         let added_at = self.added_at.into_time()?;
         let (until, until_set_by) = match self.until {
             Some((t, by)) => (
@@ -593,34 +589,92 @@ impl FollowerRow {
             ),
             None => (None, None),
         };
-        let added_by = match self.added_by {
-            By::User(i) => Actor::User {
-                user: entry(users, i, "user")?,
-            },
-            By::Workflow(i) => Actor::Workflow {
-                workflow: entry(workflows, i, "workflow")?,
-            },
-            By::System => Actor::System,
-        };
-        let how = match self.how {
-            How::Manual => AddedHow::Manual,
-            How::Workflow(i) => AddedHow::Workflow {
-                workflow: entry(workflows, i, "workflow")?,
-            },
-            How::OwnerSync(from) => AddedHow::OwnerSync {
-                from: from.into_ref(),
-            },
-            How::System => AddedHow::System,
-        };
         Ok(Follower {
-            user: entry(users, self.user, "user")?,
+            user: entry(shared.users, self.user, "user")?,
             added_at,
-            added_by,
-            how,
+            added_by: shared.actor(self.added_by)?,
+            how: shared.how(self.how)?,
             until,
             until_set_by,
         })
     }
+}
+
+/// One account's tables, and the actors and hows of its followers each made once and shared
+/// by every follower that names it, as the read model keeps them (issue 14).
+struct Shared<'a> {
+    users: &'a [UserId],
+    workflows: &'a [WorkflowId],
+    by_user: Vec<Option<Arc<Actor>>>,
+    by_workflow: Vec<Option<Arc<Actor>>>,
+    by_system: Arc<Actor>,
+    manual: Arc<AddedHow>,
+    how_workflow: Vec<Option<Arc<AddedHow>>>,
+    how_system: Arc<AddedHow>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(users: &'a [UserId], workflows: &'a [WorkflowId]) -> Self {
+        Self {
+            users,
+            workflows,
+            by_user: vec![None; users.len()],
+            by_workflow: vec![None; workflows.len()],
+            by_system: Arc::new(Actor::System),
+            manual: Arc::new(AddedHow::Manual),
+            how_workflow: vec![None; workflows.len()],
+            how_system: Arc::new(AddedHow::System),
+        }
+    }
+
+    fn actor(&mut self, by: By) -> Result<Arc<Actor>, SnapshotError> {
+        let (users, workflows) = (self.users, self.workflows);
+        match by {
+            By::User(i) => once(&mut self.by_user, i, || {
+                Ok(Actor::User {
+                    user: entry(users, i, "user")?,
+                })
+            }),
+            By::Workflow(i) => once(&mut self.by_workflow, i, || {
+                Ok(Actor::Workflow {
+                    workflow: entry(workflows, i, "workflow")?,
+                })
+            }),
+            By::System => Ok(Arc::clone(&self.by_system)),
+        }
+    }
+
+    fn how(&mut self, how: How) -> Result<Arc<AddedHow>, SnapshotError> {
+        let workflows = self.workflows;
+        match how {
+            How::Manual => Ok(Arc::clone(&self.manual)),
+            How::Workflow(i) => once(&mut self.how_workflow, i, || {
+                Ok(AddedHow::Workflow {
+                    workflow: entry(workflows, i, "workflow")?,
+                })
+            }),
+            How::OwnerSync(from) => Ok(Arc::new(AddedHow::OwnerSync {
+                from: from.into_ref(),
+            })),
+            How::System => Ok(Arc::clone(&self.how_system)),
+        }
+    }
+}
+
+/// The value cached at `index`, made by `make` (which checks the index) the first time.
+fn once<T>(
+    cache: &mut [Option<Arc<T>>],
+    index: u32,
+    make: impl FnOnce() -> Result<T, SnapshotError>,
+) -> Result<Arc<T>, SnapshotError> {
+    if let Some(Some(kept)) = cache.get(index as usize) {
+        return Ok(Arc::clone(kept));
+    }
+    let value = Arc::new(make()?);
+    if let Some(slot) = cache.get_mut(index as usize) {
+        *slot = Some(Arc::clone(&value));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -636,8 +690,8 @@ mod tests {
         Follower {
             user: user(id),
             added_at: DateTime::from_timestamp(1_764_115_200, 123_456_789).unwrap(),
-            added_by,
-            how,
+            added_by: added_by.into(),
+            how: how.into(),
             until: None,
             until_set_by: None,
         }
@@ -742,7 +796,13 @@ mod tests {
         let taken = snapshot();
         let bytes = encode(&taken).unwrap();
         assert_eq!(bytes[..8], MAGIC);
-        assert_eq!(decode(&bytes).unwrap(), taken);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, taken);
+        // Followers added by the same actor share it, as the read model keeps them.
+        let records = &back.accounts[0].records;
+        let bob = &records[0].1.state.followers[0];
+        let dee = &records[1].1.state.followers[1];
+        assert!(Arc::ptr_eq(&bob.added_by, &dee.added_by));
         // The same snapshot gives the same bytes, whatever the order of the members' map.
         assert_eq!(encode(&taken).unwrap(), bytes);
     }

@@ -369,9 +369,13 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
             held.entry(u).or_default().insert(r.clone());
         }
     }
-    prop_assert_eq!(held.len(), entry.by_user.len());
-    for (u, records) in &entry.by_user {
-        prop_assert_eq!(Some(records), held.get(u), "index of {:?}", u);
+    let index: Vec<_> = entry.holders_index().collect();
+    prop_assert_eq!(held.len(), index.len());
+    for (u, records) in index {
+        // In record order, each once.
+        let records: Vec<RecordRef> = records.cloned().collect();
+        let expected: Option<Vec<RecordRef>> = held.get(u).map(|s| s.iter().cloned().collect());
+        prop_assert_eq!(Some(records), expected, "index of {:?}", u);
     }
     // R3: nobody is newly added while inactive. No step both deactivates and adds, so whoever a
     // step added must be active after it.

@@ -587,7 +587,7 @@ async fn r9_new_opportunity_follows_its_contact_owner_end_to_end() {
                 .await
                 .follower(&uid("ann"))
                 .is_some_and(|f| {
-                    f.how == followers_shared::model::AddedHow::OwnerSync { from: c("c1") }
+                    *f.how == followers_shared::model::AddedHow::OwnerSync { from: c("c1") }
                 })
         },
     )

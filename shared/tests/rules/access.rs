@@ -370,8 +370,8 @@ fn r21_every_reason_is_given_by_the_access_rule() {
         until_set_by: None,
         user: u.clone(),
         added_at: at(),
-        added_by: Actor::System,
-        how: AddedHow::System,
+        added_by: Actor::System.into(),
+        how: AddedHow::System.into(),
     };
     let on = AccountSettings::default();
     let off = AccountSettings {

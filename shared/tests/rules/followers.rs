@@ -346,7 +346,7 @@ fn r16_a_new_opportunity_may_be_created_with_its_first_followers() {
         added_manually(&o1, &["olga", "otto"]),
     ]);
     assert_eq!(h.followers(&o1), users(&["olga", "otto"]));
-    assert_eq!(h.follower(&o1, "olga").unwrap().added_by, by("bob"));
+    assert_eq!(*h.follower(&o1, "olga").unwrap().added_by, by("bob"));
     assert_eq!(
         h.check("olga", Action::Edit, &o1),
         allowed(Reason::Follower)
@@ -514,8 +514,8 @@ fn r18_follower_entries_remember_when_by_whom_and_how_they_were_added() {
         until_set_by: None,
         user: user(u),
         added_at: at(),
-        added_by,
-        how,
+        added_by: added_by.into(),
+        how: how.into(),
     };
     assert_eq!(
         listed,

@@ -416,8 +416,8 @@ fn r8_sync_adds_new_opportunity_owner_as_contact_follower_and_removes_previous_o
         vec![sync_added(&c1, "bob", &o1)]
     );
     let bob = h.follower(&c1, "bob").unwrap();
-    assert_eq!(bob.how, AddedHow::OwnerSync { from: o1.clone() });
-    assert_eq!(bob.added_by, Actor::System);
+    assert_eq!(*bob.how, AddedHow::OwnerSync { from: o1.clone() });
+    assert_eq!(*bob.added_by, Actor::System);
 
     h.set_owner(&o1, Some("dora"));
     assert_eq!(
@@ -469,7 +469,7 @@ fn r8_previous_owner_who_did_not_follow_through_the_sync_stays_and_the_skip_is_r
         ]
     );
     assert_eq!(h.followers(&c1), users(&["eve", "fay"]));
-    assert_eq!(h.follower(&c1, "eve").unwrap().how, AddedHow::Manual);
+    assert_eq!(*h.follower(&c1, "eve").unwrap().how, AddedHow::Manual);
 }
 
 #[test]
@@ -492,7 +492,7 @@ fn r8_sync_replaces_its_own_entry_on_a_full_contact() {
     );
     assert_eq!(h.followers(&c1).len(), MAX_FOLLOWERS, "still full");
     assert_eq!(
-        h.follower(&c1, "dora").map(|f| f.how),
+        h.follower(&c1, "dora").map(|f| (*f.how).clone()),
         Some(AddedHow::OwnerSync { from: o1.clone() })
     );
     assert_eq!(h.follower(&c1, "bob"), None);
@@ -663,7 +663,7 @@ fn r9_new_opportunity_gets_the_contact_owner_as_follower() {
         vec![sync_added(&o1, "bob", &c1)]
     );
     let bob = h.follower(&o1, "bob").unwrap();
-    assert_eq!(bob.how, AddedHow::OwnerSync { from: c1.clone() });
+    assert_eq!(*bob.how, AddedHow::OwnerSync { from: c1.clone() });
     assert_eq!(h.owner(&o1), Some(user("dora")));
 
     // Like any R9 entry, it goes when the contact's owner changes.

@@ -1,0 +1,114 @@
+//! The read model's resident memory a record, on the memory row's data (one account, 200
+//! members, contacts with an owner and three followers added by an admin; issue 14).
+//!
+//! `model_bytes apply N FILE`: applies N records' commits, prints the RSS they added a record,
+//! and writes the model's snapshot to FILE. `model_bytes load FILE`: reads the snapshot back (a
+//! restart) and prints the RSS the model takes a record. Each in its own process, so neither
+//! reuses the other's freed memory:
+//!
+//! `cargo run --release -p followers-shared --example model_bytes -- apply 100000 /tmp/s`, then
+//! `... -- load /tmp/s`.
+
+use followers_shared::command::CommandMeta;
+use followers_shared::event::{AddedFollower, EventBody};
+use followers_shared::ids::{AccountId, CommandId, ContactId, UserId};
+use followers_shared::model::{Actor, AddedHow, RecordRef};
+use followers_shared::read_model::{Chains, ReadModel};
+use followers_shared::store::{Commit, Position, StoredCommit, StreamId, Version};
+
+/// This process's resident set, in bytes.
+fn rss() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .expect("VmRSS");
+    kb * 1024.0
+}
+
+const USERS: u64 = 200;
+const FOLLOWERS: u64 = 3;
+
+fn commit(account: &AccountId, i: u64) -> StoredCommit {
+    let user = |u: u64| UserId::new(format!("u-{u}")).expect("valid id");
+    let contact = ContactId::new(format!("c-{i}")).expect("valid id");
+    let record = RecordRef::Contact(contact.clone());
+    let owner = i % USERS;
+    let followers = (1..=FOLLOWERS)
+        .map(|k| AddedFollower {
+            user: user((owner + k * 7) % USERS),
+            how: AddedHow::Manual,
+            until: None,
+        })
+        .collect();
+    let meta = CommandMeta {
+        command_id: CommandId::new(),
+        actor: Actor::User {
+            user: UserId::new("admin").expect("valid id"),
+        },
+        caller: None,
+        correlation: uuid::Uuid::now_v7(),
+        causation: None,
+        at: chrono::Utc::now(),
+    };
+    let bodies = vec![
+        EventBody::ContactCreated {
+            contact,
+            owner: Some(user(owner)),
+        },
+        EventBody::FollowersAdded {
+            record: record.clone(),
+            followers,
+        },
+    ];
+    StoredCommit {
+        stream: StreamId::record(account.clone(), record),
+        version: Version(1),
+        position: Position(i + 1),
+        commit: Commit::new(meta.command_id, meta.events(bodies)),
+        trace: None,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["apply", n, file] => apply(n.parse().expect("a number of records"), file),
+        ["load", file] => load(file),
+        _ => eprintln!("usage: model_bytes apply N FILE | load FILE"),
+    }
+}
+
+fn apply(records: u64, file: &str) {
+    let account: AccountId = "big".parse().expect("valid id");
+    let before = rss();
+    let mut model = ReadModel::with_chains(Chains::Dropped);
+    // Each commit made and dropped in turn, so that only the model stays.
+    for i in 0..records {
+        model.apply(&commit(&account, i));
+    }
+    let applied = rss() - before;
+    let bytes = followers_shared::snapshot::encode(&model.to_snapshot()).expect("encodes");
+    std::fs::write(file, &bytes).expect("writes the snapshot");
+    println!(
+        "{records} records applied: {:.0} bytes a record of RSS; snapshot {} bytes",
+        applied / records as f64,
+        bytes.len()
+    );
+}
+
+fn load(file: &str) {
+    let bytes = std::fs::read(file).expect("reads the snapshot");
+    let before = rss();
+    let started = std::time::Instant::now();
+    let snapshot = followers_shared::snapshot::decode(&bytes).expect("decodes");
+    let model = ReadModel::from_snapshot(snapshot);
+    let secs = started.elapsed().as_secs_f64();
+    drop(bytes);
+    let records: usize = model.accounts().map(|(_, a)| a.records.len()).sum();
+    println!(
+        "{records} records loaded in {secs:.2} s: {:.0} bytes a record of RSS",
+        (rss() - before) / records as f64
+    );
+}
