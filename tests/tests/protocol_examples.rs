@@ -1186,8 +1186,10 @@ impl Replay {
                 assert!(!rows.is_empty(), "no access rows in the doc");
                 for (label, row) in rows {
                     let subject = format!("followers.query.{}.check_access", row.account);
-                    let body =
-                        json!({"user": row.user, "action": row.action, "record": row.record});
+                    // As of every command sent so far (the deactivation included): the
+                    // reply to a command may come before the projection has its commit.
+                    let body = json!({"user": row.user, "action": row.action,
+                        "record": row.record, "min_position": self.latest});
                     let reply = self
                         .request(&subject, serde_json::to_vec(&body).unwrap())
                         .await;
