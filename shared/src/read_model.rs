@@ -876,14 +876,6 @@ mod tests {
         for (i, name) in ["c1", "c2"].into_iter().enumerate() {
             let contact = ContactId::new(name).unwrap();
             let record = RecordRef::Contact(contact.clone());
-            let meta = crate::command::CommandMeta {
-                command_id: CommandId::new(),
-                actor: Actor::System,
-                caller: None,
-                correlation: uuid::Uuid::now_v7(),
-                causation: None,
-                at: chrono::Utc::now(),
-            };
             let added = crate::event::AddedFollower {
                 user: UserId::new("ann").unwrap(),
                 how: crate::model::AddedHow::System,
@@ -903,7 +895,7 @@ mod tests {
                 stream: StreamId::record(account.clone(), record),
                 version: Version(1),
                 position: Position(i as u64 + 1),
-                commit: Commit::new(meta.command_id, meta.events(bodies)),
+                commit: Commit::of_system(bodies),
                 trace: None,
             });
         }

@@ -19,6 +19,7 @@ use followers_audit::verify::{self, Options};
 use followers_client::{Account, system};
 use followers_shared::ids::AccountId;
 use followers_shared::partition::{Partition, PartitionCount};
+use followers_shared::store::{EventStore, StreamId};
 use followers_shared::wire::{FollowersAnswer, QueryReply};
 use followers_store::{JetStreamConfig, JetStreamStore};
 use followers_tests::nats::partition_mappings;
@@ -215,19 +216,8 @@ async fn stopping_one_of_two_instances_of_a_partition_loses_no_command() {
     .await;
     leaves.stop().await;
     load.await.expect("every command acknowledged");
-    let store = history(&server).await;
-    for n in 0..COMMANDS {
-        let stream =
-            followers_shared::store::StreamId::record(id.clone(), contact_ref(&format!("k{n}")));
-        let commits = followers_shared::store::EventStore::read_stream(&store, &stream)
-            .await
-            .unwrap();
-        assert_eq!(
-            commits.len(),
-            1,
-            "contact k{n} of {id} (partition {p}) stored once"
-        );
-    }
+    let contacts = (0..COMMANDS).map(|n| format!("k{n}"));
+    assert_each_stored_once(&server, &id, p, contacts).await;
     keeps.stop().await;
 }
 
@@ -438,21 +428,8 @@ async fn killing_one_of_two_instances_of_a_partition_under_load_loses_no_command
         caller.await.expect("every command acknowledged");
     }
     assert_eq!(done.load(Ordering::SeqCst), CALLERS * EACH);
-    let store = history(&server).await;
-    for c in 0..CALLERS {
-        for n in 0..EACH {
-            let record = contact_ref(&format!("k{c}-{n}"));
-            let stream = followers_shared::store::StreamId::record(id.clone(), record);
-            let commits = followers_shared::store::EventStore::read_stream(&store, &stream)
-                .await
-                .unwrap();
-            assert_eq!(
-                commits.len(),
-                1,
-                "contact k{c}-{n} of {id} (partition {p}) once"
-            );
-        }
-    }
+    let contacts = (0..CALLERS).flat_map(|c| (0..EACH).map(move |n| format!("k{c}-{n}")));
+    assert_each_stored_once(&server, &id, p, contacts).await;
     keeps.stop().await;
 }
 
@@ -478,9 +455,7 @@ async fn reading_up_to_a_position_keeps_a_model_to_its_partitions() {
         open_team(&account(&server, id.as_str()).await, TEAM).await;
     }
     let all = history(&server).await;
-    let head = followers_shared::store::EventStore::head(&all)
-        .await
-        .unwrap();
+    let head = EventStore::head(&all).await.unwrap();
     let config = JetStreamConfig {
         owned: "0-3".parse().unwrap(),
         ..JetStreamConfig::default()
@@ -499,4 +474,21 @@ async fn reading_up_to_a_position_keeps_a_model_to_its_partitions() {
         .collect();
     assert_eq!(held, ours, "only the accounts of partitions 0-3");
     writer.stop().await;
+}
+
+/// Every contact of `contacts` in `account` was stored exactly once: a command acknowledged
+/// was never lost, and a retried one never applied twice (R24).
+async fn assert_each_stored_once(
+    server: &NatsServer,
+    account: &AccountId,
+    partition: Partition,
+    contacts: impl Iterator<Item = String>,
+) {
+    let store = history(server).await;
+    for contact in contacts {
+        let stream = StreamId::record(account.clone(), contact_ref(&contact));
+        let commits = store.read_stream(&stream).await.unwrap();
+        let what = format!("contact {contact} of {account} (partition {partition})");
+        assert_eq!(commits.len(), 1, "{what} stored once");
+    }
 }
