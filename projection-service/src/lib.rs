@@ -4,7 +4,8 @@
 //! - [`queries`]: every query, answered from the live model; shared by both transports.
 //! - [`feed`]: the feed of access changes: pages over NATS, Server-Sent Events over HTTP.
 //! - [`nats`], [`http`]: the two transports; [`auth`] (bearer tokens) and [`tls`] guard HTTP.
-//! - [`snapshot`]: a local snapshot for fast restarts.
+//! - [`snapshot`]: snapshots for fast restarts, in a file or in the JetStream object store (one
+//!   per partition of a partitioned history).
 //!
 //! Start-up: load the snapshot if there is a usable one, replay the rest of the history, then
 //! follow live. Queries are served once caught up (`/ready` turns 200).
@@ -280,10 +281,13 @@ async fn snapshot_place<S: EventStore>(
             );
             followers_runtime::StartError::from(followers_shared::store::StoreError::Missing(why))
         })?;
-    let name = snapshot::Place::object_name(&store.partitions().owned);
-    Ok(Some(snapshot::Place::Object {
-        bucket: Box::new(bucket),
-        name,
+    let bucket = Box::new(bucket);
+    Ok(Some(match store.partitions().count {
+        Some(_) => snapshot::Place::Partitions { bucket },
+        None => snapshot::Place::Object {
+            bucket,
+            name: snapshot::Place::object_name(),
+        },
     }))
 }
 
@@ -301,12 +305,12 @@ async fn restore<S: EventStore>(
         .map_err(followers_runtime::StartError::from)?;
     let chains = chains_for(verifier.as_ref());
     let loaded = match place {
-        Some(place) => snapshot::load_fitting(place, store, chains).await,
+        Some(place) => snapshot::load_fitting(place, store, chains, verifier.as_ref()).await,
         None => None,
     };
-    let snapshot_at = loaded.as_ref().map(|(m, _)| m.position());
+    let snapshot_at = loaded.as_ref().and_then(|l| l.written_at);
     let model = match loaded {
-        Some((model, history)) => LiveModel::of_history(model, history),
+        Some(l) => LiveModel::of_history(l.model, l.history),
         None => LiveModel::new(ReadModel::with_chains(chains)),
     };
     Ok((model.with_verifier(verifier), snapshot_at))
@@ -362,7 +366,6 @@ fn keep_current<S: EventStore + Clone>(
     (place, snapshot_at): (Option<snapshot::Place>, Option<Position>),
 ) {
     let stop = background.token();
-    background.spawn(watch_lag(store, model.clone(), stop.clone()));
     background.spawn(watch_replacements(
         model.clone(),
         ready.clone(),
@@ -372,12 +375,14 @@ fn keep_current<S: EventStore + Clone>(
         let every = Duration::from_secs(config.snapshot_every_secs.max(1));
         background.spawn(snapshot_loop(
             place,
+            store.clone(),
             model.clone(),
             snapshot_at,
             every,
-            stop,
+            stop.clone(),
         ));
     }
+    background.spawn(watch_lag(store, model.clone(), stop));
 }
 
 /// Publishes how far the model is behind the history, every second.
@@ -422,8 +427,9 @@ async fn watch_replacements(model: LiveModel, ready: Arc<AtomicBool>, stop: Canc
 /// Writes a snapshot at once when the model is not where the loaded snapshot was (none was
 /// loaded, or the history moved on), then every `every` when the model has moved, and a last
 /// one on shutdown. Not while the model rebuilds from a replaced history.
-async fn snapshot_loop(
+async fn snapshot_loop<S: EventStore>(
     place: snapshot::Place,
+    store: S,
     model: LiveModel,
     loaded: Option<Position>,
     every: Duration,
@@ -440,7 +446,7 @@ async fn snapshot_loop(
             let mut snap = model.read(ReadModel::to_snapshot);
             snap.history = history.unwrap_or_default();
             let position = snap.position;
-            match place.save(snap).await {
+            match place.save(snap, &store).await {
                 Ok(()) => {
                     written = Some(position);
                     tracing::debug!(position = position.0, %place, "snapshot written");

@@ -491,6 +491,17 @@ pub trait EventStore: Send + Sync + 'static {
         crate::partition::Partitions::whole()
     }
 
+    /// The same history, serving the partitions `owned` instead of this store's (issue 15): for
+    /// reading one partition's commits on its own, or the whole history's head, as snapshots
+    /// kept per partition need. `None` for a history without partitions.
+    fn serving(&self, owned: crate::partition::PartitionSet) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = owned;
+        None
+    }
+
     /// The identity of this history ([`HistoryId`]).
     fn identity(&self) -> impl Future<Output = Result<HistoryId, StoreError>> + Send;
 

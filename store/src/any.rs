@@ -249,6 +249,14 @@ impl EventStore for AnyStore {
         delegate!(self, s => s.partitions())
     }
 
+    fn serving(&self, owned: PartitionSet) -> Option<Self> {
+        match self {
+            #[cfg(feature = "jetstream")]
+            AnyStore::JetStream(s) => s.serving(owned).map(|s| AnyStore::JetStream(Box::new(s))),
+            _ => None,
+        }
+    }
+
     async fn identity(&self) -> Result<HistoryId, StoreError> {
         delegate!(self, s => s.identity().await)
     }

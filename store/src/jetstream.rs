@@ -886,6 +886,17 @@ impl EventStore for JetStreamStore {
         self.partitions.clone()
     }
 
+    fn serving(&self, owned: PartitionSet) -> Option<Self> {
+        self.partitions.count?;
+        Some(Self {
+            partitions: Partitions {
+                count: self.partitions.count,
+                owned,
+            },
+            ..self.clone()
+        })
+    }
+
     /// The stream's name and creation time: a stream deleted and created again differs. A
     /// process serving some partitions adds them: what it holds is their history only, so a
     /// snapshot it wrote fits only a process serving the same ones.

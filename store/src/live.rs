@@ -322,6 +322,40 @@ impl LiveModel {
         Ok(())
     }
 
+    /// Applies the store's commits after the model's position up to `upto`, read through its
+    /// feed (for a store serving one partition, only that partition's commits are sent), then
+    /// stops: to bring a partition's snapshot to the position of the others' before they are
+    /// put together. Afterwards the model has every commit of the store up to `upto` (or up to
+    /// the store's head, when that is before).
+    pub async fn replay_to<S: EventStore>(
+        &self,
+        store: &S,
+        upto: Position,
+    ) -> Result<(), StoreError> {
+        // The head is a commit of the store's own: the feed reaches it exactly, or passes `upto`.
+        let last = store.head().await?.min(upto);
+        if self.position() >= last {
+            return Ok(());
+        }
+        let mut feed = store.follow(self.position()).await?;
+        while self.position() < last {
+            match feed.next().await {
+                Some(Ok(commit)) if commit.position > upto => break,
+                Some(Ok(commit)) => {
+                    self.offer(&commit, None);
+                }
+                Some(Err(StoreError::Corrupt { position, source })) => self.skip(position, &source),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(StoreError::Unavailable(
+                        "the history feed ended before the position it was read to".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the store still holds the history this model is built from; if not, empties the
     /// model to rebuild it from the new history and returns true.
     async fn check_history<S: EventStore>(&self, store: &S) -> Result<bool, StoreError> {

@@ -313,43 +313,85 @@ async fn a_history_without_partitions_moves_into_a_partitioned_one() {
     }
 }
 
-/// Snapshots in the JetStream object store: an instance serving partitions 0-3 leaves its
-/// snapshot there when it stops; another instance for the same partitions, without any local
-/// file (as on another machine), starts from it and replays nothing, answering as the first
-/// did; an instance for other partitions does not use it and replays its own history.
+/// Snapshots in the JetStream object store, one per partition: an instance serving partitions
+/// 0-3 leaves one for each of them when it stops; another instance for the same partitions,
+/// without any local file (as on another machine), starts from them and replays nothing. After
+/// the history moves on, an instance for 4-7 finds none of its own and replays its partitions,
+/// leaving theirs; an instance for all eight then starts from both sets, written at different
+/// positions (0-3's brought forward from their own commits), applies nothing more, and holds what
+/// a replay of the whole history holds. A damaged partition's snapshot is ignored, that
+/// partition replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_starts_from_its_partitions_snapshot_in_the_object_store() {
+async fn instances_start_from_their_partitions_snapshots_in_the_object_store() {
     let server = mapped_server();
     let writer = start_command_service(&server, &flags("all")).await;
     let accounts = accounts_in_every_partition();
-    for (id, _) in accounts.iter().step_by(2) {
-        let tenant = account(&server, id.as_str()).await;
-        open_team(&tenant, TEAM).await;
+    // One account per partition, in partition order: the last commit below is partition 7's.
+    let mut one_each = std::collections::BTreeMap::new();
+    for (id, p) in &accounts {
+        one_each.entry(*p).or_insert(id);
     }
-    let snapshot = ["--partitions", "0-3", "--snapshot-in-jetstream"];
+    let mut tenants: Vec<Account> = Vec::new();
+    for id in one_each.into_values() {
+        tenants.push(account(&server, id.as_str()).await);
+    }
+    for tenant in &tenants {
+        open_team(tenant, TEAM).await;
+    }
+    let snapshots = |set| ["--partitions", set, "--snapshot-in-jetstream"];
     // Ready once it has caught up with its partitions' history, all written before.
-    let first = start_projection_service(&server, &snapshot).await;
-    let replayed = first.model.counts().0;
-    assert!(replayed > 0, "the first start replays its partitions");
+    let first = start_projection_service(&server, &snapshots("0-3")).await;
+    assert!(
+        first.model.counts().0 > 0,
+        "the first start replays its partitions"
+    );
     let before = first.model.read(|m| m.clone());
-    first.stop().await; // writes the snapshot
-
-    let second = start_projection_service(&server, &snapshot).await;
+    first.stop().await; // writes partitions 0 to 3's snapshots
+    let second = start_projection_service(&server, &snapshots("0-3")).await;
     assert_eq!(
         second.model.counts().0,
         0,
-        "nothing replayed: the snapshot was used"
+        "nothing replayed: the snapshots were used"
     );
     assert_eq!(second.model.read(|m| m.clone()), before, "the same model");
-    let other =
-        start_projection_service(&server, &["--partitions", "4-7", "--snapshot-in-jetstream"])
-            .await;
+    second.stop().await;
+
+    // The history moves on in every partition.
+    for tenant in &tenants {
+        let c2 = new_contact("c2", Some("bob"), &["dee"]);
+        tenant.command(by("ann"), c2).await.expect("create c2");
+    }
+    let other = start_projection_service(&server, &snapshots("4-7")).await;
     assert!(
         other.model.counts().0 > 0,
-        "another set of partitions replays its own"
+        "no snapshot of 4-7 yet: replayed"
     );
-    other.stop().await;
-    second.stop().await;
+    other.stop().await; // writes partitions 4 to 7's, at a later position than 0-3's
+
+    // Partition 6's snapshot damaged: ignored, that partition read from the start.
+    let bucket = async_nats::jetstream::new(server.client().await)
+        .get_object_store("FOLLOWERS_snapshots")
+        .await
+        .unwrap();
+    bucket
+        .put("projection.p6", &mut b"FLWSNAP\0 not a snapshot".as_slice())
+        .await
+        .unwrap();
+    let every = start_projection_service(&server, &snapshots("all")).await;
+    assert_eq!(
+        every.model.counts().0,
+        0,
+        "every commit came with the snapshots, or was read while they were put together"
+    );
+    let replayed = start_projection_service(&server, &["--partitions", "all"]).await;
+    assert!(replayed.model.counts().0 > 0);
+    assert_eq!(
+        every.model.read(|m| m.clone()),
+        replayed.model.read(|m| m.clone()),
+        "the partitions' snapshots put together hold what a replay of the history holds"
+    );
+    every.stop().await;
+    replayed.stop().await;
     writer.stop().await;
 }
 

@@ -287,23 +287,38 @@ async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
             );
         }
     }
-    // Stopping writes each projection's snapshot into the object store; a projection started
-    // again for the same partitions reads it.
-    for instance in running {
-        instance.command.stop().await;
-        instance.projection.stop().await;
-    }
+    // Stopping writes each projection's snapshots into the object store, one per partition:
+    // 0-3's first, then, after one more commit of acme (partition 7), 4-7's, at a later
+    // position. A projection started for all eight puts both together.
+    let [low, high] = <[Running; 2]>::try_from(running).ok().unwrap();
+    low.projection.stop().await;
+    let (acme, _c) = d.caller("caller-acme", "_INBOX_acme_crm", "acme").await;
+    let eve = member("eve", "user", "all");
+    let added = acme.command(system(), eve).await.expect("a member added");
+    // Answered as of the new commit by the only projection of partition 7, so it has it.
+    acme.after(&added).settings_and_members().await.unwrap();
+    low.command.stop().await;
+    high.command.stop().await;
+    high.projection.stop().await;
     let mut again = vec!["projection-service".to_owned(), "--http-addr".to_owned()];
     again.extend([
         "127.0.0.1:0".to_owned(),
         "--partitions".to_owned(),
-        "0-3".to_owned(),
+        "all".to_owned(),
     ]);
     again.push("--snapshot-in-jetstream".to_owned());
     again.extend(d.flags("projection", "_INBOX_followers_projection"));
     let again = followers_projection_service::Config::parse_from(again);
     let again = followers_projection_service::start(again).await.unwrap();
-    assert_eq!(again.model.counts().0, 0, "started from its snapshot");
+    assert_eq!(again.model.counts().0, 0, "started from the snapshots");
+    let eve_is_member = again.model.read(|m| {
+        m.account(&account_id("acme"))
+            .is_some_and(|a| a.state.members.contains_key(&"eve".parse().unwrap()))
+    });
+    assert!(
+        eve_is_member,
+        "acme's last commit, in partition 7's snapshot"
+    );
     again.stop().await;
     let log = d.server.log();
     assert!(!log.contains("Violation"), "{log}");
