@@ -13,6 +13,7 @@ use followers_shared::command::{Command, Target};
 use followers_shared::decision::{self, Decision};
 use followers_shared::error::DomainError;
 use followers_shared::event::Event;
+use followers_shared::partition::PartitionSet;
 use followers_shared::preview::{self, AccessPreview};
 use followers_shared::read_model::ReadModel;
 use followers_shared::store::{
@@ -43,6 +44,16 @@ const FEED_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a command waits for the model to show its own commit before replying.
 const OWN_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// How one decision on a command went.
+enum Attempt {
+    /// Replied: applied, refused or unchanged (confirmed), or failed.
+    Done(Result<Applied, CommandError>),
+    /// Another commit came first on the stream: the decision was stale. Decide again.
+    Conflict,
+    /// Nothing to append, decided on a model not yet seen to be current: confirm, decide again.
+    Unconfirmed,
+}
 
 /// What a command did, or for a retry of it, what its first try did (R24).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +188,7 @@ impl<S: EventStore> Handler<S> {
             return first;
         }
         if cmd.dry_run {
+            self.see_account_head(cmd).await;
             return self.try_out(cmd);
         }
         let _guard = self.lock_target(cmd).await;
@@ -184,34 +196,55 @@ impl<S: EventStore> Handler<S> {
         if let Some(first) = self.first_result(cmd).await {
             return first;
         }
-        for _ in 0..=self.conflict_retries {
-            if let Some(handled) = self.decide_and_append(cmd, deadline).await {
-                return handled;
+        let (mut confirmed, mut conflicts) = (false, 0);
+        loop {
+            match self.decide_and_append(cmd, deadline, confirmed).await {
+                Attempt::Done(handled) => return handled,
+                Attempt::Unconfirmed => {
+                    self.see_account_head(cmd).await;
+                    confirmed = true;
+                }
+                Attempt::Conflict if conflicts == self.conflict_retries => {
+                    return Err(CommandError::Conflict {
+                        tries: self.conflict_retries + 1,
+                    });
+                }
+                Attempt::Conflict => {
+                    conflicts += 1;
+                    tracing::debug!("lost a race for the stream; deciding again");
+                    if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
+                        tracing::warn!(error = %e, "cannot catch up after a conflict");
+                    }
+                }
             }
-            tracing::debug!("lost a race for the stream; deciding again");
-            if let Err(e) = self.model.catch_up(&self.store, OWN_COMMIT_WAIT).await {
-                tracing::warn!(error = %e, "cannot catch up after a conflict");
-            }
-            // The commit that won may be an earlier try of this very command.
+            // The commit that won, or that another instance stored, may be an earlier try of
+            // this very command.
             if let Some(first) = self.first_result(cmd).await {
                 return first;
             }
         }
-        Err(CommandError::Conflict {
-            tries: self.conflict_retries + 1,
-        })
     }
 
-    /// Decides `cmd` against the model and appends its events; `None` when another commit came
-    /// first (the decision is stale).
+    /// Decides `cmd` against the model and appends its events. A decision that appends nothing
+    /// (a refusal, `unchanged`) is final only when `confirmed`: when the model was seen to have
+    /// every commit of the account's partition stored before. Until then it may have been made
+    /// on a model behind the history, as when another instance serving the same partition
+    /// stored the account's last commit (the caller has its reply and rightly expects this
+    /// command to be decided after it).
     async fn decide_and_append(
         &self,
         cmd: &Command,
         deadline: tokio::time::Instant,
-    ) -> Option<Result<Applied, CommandError>> {
-        let (decision, chain, position) = match self.decide(cmd) {
+        confirmed: bool,
+    ) -> Attempt {
+        let decided = self.decide(cmd);
+        let appends = matches!(&decided, Ok((d, ..)) if d.stream.is_some() && !d.events.is_empty());
+        if !appends && !confirmed {
+            return Attempt::Unconfirmed;
+        }
+        let (decision, chain, position) = match decided {
             Ok(decided) => decided,
-            Err(rule) => return Some(self.remember(cmd, Err(rule))),
+            Err(rule) => return Attempt::Done(self.remember(cmd, Err(rule))),
         };
         let Some(stream) = decision.stream.filter(|_| !decision.events.is_empty()) else {
             let unchanged = Applied {
@@ -220,7 +253,7 @@ impl<S: EventStore> Handler<S> {
                 replayed: false,
                 access_changes: None,
             };
-            return Some(self.remember(cmd, Ok(unchanged)));
+            return Attempt::Done(self.remember(cmd, Ok(unchanged)));
         };
         let commit = EncodedCommit::seal(
             &stream,
@@ -233,9 +266,31 @@ impl<S: EventStore> Handler<S> {
             .append_patiently(&stream, decision.expected, &commit, deadline)
             .await
         {
-            Ok(appended) => Some(self.appended(stream, commit.into_commit(), appended).await),
-            Err(StoreError::Conflict { .. }) => None,
-            Err(e) => Some(Err(CommandError::Store(e))),
+            Ok(appended) => {
+                Attempt::Done(self.appended(stream, commit.into_commit(), appended).await)
+            }
+            Err(StoreError::Conflict { .. }) => Attempt::Conflict,
+            Err(e) => Attempt::Done(Err(CommandError::Store(e))),
+        }
+    }
+
+    /// Waits until the model has every commit of `cmd`'s account's partition (of the whole
+    /// history, when it has no partitions) stored so far: one request for the partition's last
+    /// position, then the feed (or the store directly, when the feed is slow).
+    async fn see_account_head(&self, cmd: &Command) {
+        let partitions = self.store.partitions();
+        let one = partitions
+            .of(&cmd.account)
+            .and_then(|p| self.store.serving(PartitionSet::Only([p.0].into())));
+        let head = match &one {
+            Some(partition) => partition.head().await,
+            None => self.store.head().await,
+        };
+        match head {
+            Ok(head) => self.see_own_commit(head).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history's head to confirm a decision")
+            }
         }
     }
 
@@ -673,6 +728,45 @@ pub(crate) mod tests {
                 .is_some(),
             "the other writer's commit is in the model"
         );
+    }
+
+    /// Two instances share a partition: the caller's account was opened by the other one, whose
+    /// commit this model has not applied (its feed is late). A member registered next is decided
+    /// after it, not refused as of an unknown account (R1, R24).
+    #[tokio::test]
+    async fn a_refusal_is_confirmed_against_the_history_before_it_is_sent() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let other = unfollowed(store.clone());
+        other.handle(&open_account()).await.unwrap();
+        let late = unfollowed(store.clone());
+        assert_eq!(late.model.position(), Position(0));
+        let applied = late.handle(&register("bob", false)).await.unwrap();
+        assert_eq!(applied.position, Position(2), "{applied:?}");
+        // A dry run is decided after the commits before it the same way.
+        let tried = unfollowed(store.clone())
+            .handle(&register("cid", true))
+            .await;
+        assert!(tried.is_ok_and(|t| !t.events.is_empty()));
+    }
+
+    fn register(user: &str, dry_run: bool) -> Command {
+        let body = serde_json::json!({
+            "command_id": uuid::Uuid::now_v7(),
+            "actor": {"kind": "system"},
+            "user": user,
+            "name": user,
+            "email": format!("{user}@acme.example"),
+            "role": "user",
+            "data_scope": "all",
+            "dry_run": dry_run,
+        });
+        followers_shared::wire::parse_command(
+            "acme",
+            "register_member",
+            &serde_json::to_vec(&body).unwrap(),
+            chrono::Utc::now(),
+        )
+        .unwrap()
     }
 
     #[tokio::test]

@@ -56,6 +56,9 @@ pub trait History: Send + Sync + 'static {
 
     /// The position of the last commit of the partitions served ([`EventStore::head`]).
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
+
+    /// The position of the last commit of the whole history, every partition's.
+    fn whole_head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
 }
 
 impl<S: EventStore> History for S {
@@ -76,6 +79,15 @@ impl<S: EventStore> History for S {
 
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         Box::pin(EventStore::head(self))
+    }
+
+    fn whole_head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(async move {
+            match self.serving(followers_shared::partition::PartitionSet::All) {
+                Some(whole) => whole.head().await,
+                None => EventStore::head(self).await,
+            }
+        })
     }
 }
 
@@ -192,6 +204,11 @@ impl Past {
     /// The position of the last commit of the partitions this instance serves.
     pub async fn served_head(&self) -> Result<Position, StoreError> {
         self.history.head().await
+    }
+
+    /// The position of the last commit of the whole history.
+    pub async fn whole_head(&self) -> Result<Position, StoreError> {
+        self.history.whole_head().await
     }
 
     pub fn new(history: Arc<dyn History>, limits: PastLimits) -> Self {

@@ -348,15 +348,26 @@ impl Queries {
     /// at its partitions' last commit, which may be below a `min` taken from a commit of
     /// another partition: it has reached `min` once it has every commit of its partitions up
     /// to `min`, so it waits for the last of theirs the history holds now, if that is lower.
+    /// The whole history's head, then the served partitions' head.
+    async fn heads(&self) -> Result<(Position, Position), StoreError> {
+        let whole = self.past.whole_head().await?;
+        Ok((whole, self.past.served_head().await?))
+    }
+
     async fn reach(&self, min: Option<Position>) -> Result<(), ErrorBody> {
         let Some(min) = min.filter(|&min| self.model.position() < min) else {
             return Ok(());
         };
         let waiting = self.budget.wait().map_err(Refusal::error)?;
+        // An instance serving some partitions may never reach a position of another
+        // partition's commit: it has every commit up to `min` once it has its partitions' up to
+        // there. That is known only once the history holds `min`: every position up to it is
+        // then taken, so the partitions' head read after it covers theirs.
         let wanted = match &self.elsewhere {
             None => min,
-            Some(_) => match self.past.served_head().await {
-                Ok(head) => min.min(head),
+            Some(_) => match self.heads().await {
+                Ok((whole, _)) if whole < min => min,
+                Ok((_, served)) => min.min(served),
                 Err(e) => return Err(ErrorBody::new(ErrorCode::Unavailable, e.to_string())),
             },
         };
