@@ -8,13 +8,107 @@ use followers_store::{JetStreamConfig, JetStreamStore};
 
 /// With `FOLLOWERS_TEST_PARTITION_COUNT=N`, the tests' servers map requests to N partitions
 /// and their histories are created with N partitions, so the same end-to-end tests run against
-/// the partitioned layout (`scripts/test` runs the rules' tests both ways; docs/scaling.md).
+/// the partitioned layout (`scripts/test` runs the rules' tests both ways; docs/scaling.md);
+/// with 8, against three instances of each service ([`SPREAD`]).
 pub fn partition_count() -> Option<PartitionCount> {
     let n = std::env::var("FOLLOWERS_TEST_PARTITION_COUNT").ok()?;
     Some(
         n.parse()
             .expect("FOLLOWERS_TEST_PARTITION_COUNT is a number of partitions"),
     )
+}
+
+/// The partitions of the three command and three projection instances a test starts in place of
+/// one, against a history of 8 partitions (issue 15): each a different set, two pairs
+/// overlapping, all eight covered. The first serves the partitions of the tests' usual accounts
+/// (`acme` is in 7, `globex` and `nobody` in 6), so its HTTP API serves their feeds itself (a feed
+/// is not passed on); each of those partitions has a second instance, so their commands and
+/// queries are shared between two; the others' queries over HTTP are passed on.
+pub const SPREAD: [&str; 3] = ["6-7", "0-5", "4-7"];
+
+/// The sets of partitions to start an instance for, one instance each: [`SPREAD`] against a
+/// history of 8 partitions, unless the test chose its own partitions or a snapshot file (which
+/// instances of different partitions cannot share); otherwise one instance serving all.
+fn instance_partitions(extra: &[&str]) -> Vec<Option<&'static str>> {
+    let own = extra
+        .iter()
+        .any(|f| matches!(*f, "--partitions" | "--snapshot-path"));
+    match partition_count() {
+        Some(c) if c.get() == 8 && !own => SPREAD.iter().map(|s| Some(*s)).collect(),
+        _ => vec![None],
+    }
+}
+
+/// Instances started as one ([`SPREAD`]): used as the first, stopped together.
+pub struct Instances<R> {
+    first: R,
+    others: Vec<R>,
+}
+
+impl<R> std::fmt::Debug for Instances<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} instances", 1 + self.others.len())
+    }
+}
+
+impl<R> std::ops::Deref for Instances<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.first
+    }
+}
+
+/// What an instance does when stopped.
+pub trait Stop {
+    fn stop(self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Stop for command_service::Running {
+    async fn stop(self) {
+        command_service::Running::stop(self).await;
+    }
+}
+
+impl Stop for followers_projection_service::Running {
+    async fn stop(self) {
+        followers_projection_service::Running::stop(self).await;
+    }
+}
+
+impl<R: Stop> Instances<R> {
+    /// Stops every instance.
+    pub async fn stop(self) {
+        self.first.stop().await;
+        for other in self.others {
+            other.stop().await;
+        }
+    }
+}
+
+/// Starts one instance per set of partitions [`instance_partitions`] gives, with `start`.
+async fn start_instances<R, E, F>(
+    extra: &[&str],
+    start: impl Fn(&[&str]) -> F,
+    what: &str,
+) -> Instances<R>
+where
+    E: std::fmt::Debug,
+    F: std::future::Future<Output = Result<R, E>>,
+{
+    let mut started = Vec::new();
+    for partitions in instance_partitions(extra) {
+        let mut flags = extra.to_vec();
+        if let Some(p) = partitions {
+            flags.extend(["--partitions", p]);
+        }
+        started.push(start(&flags).await.expect(what));
+    }
+    let mut started = started.into_iter();
+    let first = started.next().expect("one instance at least");
+    Instances {
+        first,
+        others: started.collect(),
+    }
 }
 
 /// Flags for a command-service instance talking to `server`.
@@ -38,14 +132,13 @@ pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::C
     command_service::Config::parse_from(args)
 }
 
-/// Starts one command-service instance.
+/// Starts one command-service instance, or three ([`SPREAD`]).
 pub async fn start_command_service(
     server: &NatsServer,
     extra: &[&str],
-) -> command_service::Running {
-    command_service::start(command_config(server, extra))
-        .await
-        .expect("command service starts")
+) -> Instances<command_service::Running> {
+    let start = |flags: &[&str]| command_service::start(command_config(server, flags));
+    start_instances(extra, start, "command service starts").await
 }
 
 /// The history as the test sees it, straight from JetStream.
@@ -102,10 +195,10 @@ pub fn projection_config(
 pub async fn start_projection_service(
     server: &NatsServer,
     extra: &[&str],
-) -> followers_projection_service::Running {
-    followers_projection_service::start(projection_config(server, extra))
-        .await
-        .expect("projection service starts")
+) -> Instances<followers_projection_service::Running> {
+    let start =
+        |flags: &[&str]| followers_projection_service::start(projection_config(server, flags));
+    start_instances(extra, start, "projection service starts").await
 }
 
 /// A small team used by several tests: an admin, and users with each data scope.

@@ -311,7 +311,9 @@ fn first_reply(r: &Reply) -> CommandReply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r24_a_retried_command_gets_the_first_reply_and_appends_nothing() {
     let server = NatsServer::start();
-    let flags = ["--duplicate-window-secs", "1"];
+    // One instance: a reply that appended nothing is remembered by the instance that sent it
+    // (docs/rules.md, R24), so the rejected retry below must reach the same one.
+    let flags = ["--duplicate-window-secs", "1", "--partitions", "all"];
     let service = start_command_service(&server, &flags).await;
     let acme = account(&server, "acme").await;
     open_team(&acme, MEMBERS).await;
@@ -608,7 +610,9 @@ fn added(r: &Reply) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_a_command_id_is_a_key_only_within_its_account() {
     let server = NatsServer::start();
-    let flags = ["--duplicate-window-secs", "1"];
+    // One instance: a reply that appended nothing is remembered by the instance that sent it
+    // (docs/rules.md, R24), so the rejected retry below must reach the same one.
+    let flags = ["--duplicate-window-secs", "1", "--partitions", "all"];
     let service = start_command_service(&server, &flags).await;
     let acme = account(&server, "acme").await;
     let globex = account(&server, "globex").await;

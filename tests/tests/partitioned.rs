@@ -395,6 +395,41 @@ async fn instances_start_from_their_partitions_snapshots_in_the_object_store() {
     writer.stop().await;
 }
 
+/// Two command instances serve the same partitions, so a caller's commands are shared between
+/// them. Each command is decided after every command the caller was already answered for,
+/// whichever instance stored it: a member registered right after its account was opened is
+/// never refused as of an unknown account, though the other instance stored the opening and
+/// this one may not have applied it yet (R1, R24: a refusal is a reply, and must be right).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_decided_after_those_answered_whichever_instance_stored_them() {
+    let server = mapped_server();
+    let one = start_command_service(&server, &flags("all")).await;
+    let two = start_command_service(&server, &flags("all")).await;
+    // Callers at once, so that the instances' feeds have something to do.
+    let mut callers = tokio::task::JoinSet::new();
+    for c in 0..12 {
+        let tenants: Vec<Account> = {
+            let mut t = Vec::new();
+            for n in 0..6 {
+                t.push(account(&server, &format!("tenant-{c}-{n}")).await);
+            }
+            t
+        };
+        callers.spawn(async move {
+            for tenant in tenants {
+                // Opens the account, then registers four members, each answered before the
+                // next is sent.
+                open_team(&tenant, TEAM).await;
+            }
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.expect("every command of every caller answered as decided after the last");
+    }
+    one.stop().await;
+    two.stop().await;
+}
+
 /// One of the two command instances serving a partition is killed (SIGKILL, as a crash) while
 /// commands for that partition keep coming from several callers: every command is acknowledged
 /// in the end (the client retries an unanswered one with the same command id, R24), and every
