@@ -189,10 +189,13 @@ pub fn report_text(r: &Report, out: &mut dyn Write) -> Result<(), AuditError> {
             by.join(", ")
         };
         writeln!(out, "signatures checked: {by}").map_err(write_err)?;
-        if let Some(h) = &r.signed_head {
+        for h in r.signed_head.iter().chain(&r.partition_heads) {
+            let of = h
+                .partition
+                .map_or(String::new(), |p| format!(" of partition {p}"));
             writeln!(
                 out,
-                "compared with the signed head at position {} ({} streams, key {}, written {})",
+                "compared with the signed head{of} at position {} ({} streams, key {}, written {})",
                 h.position.0,
                 h.streams,
                 h.key_id,

@@ -9,9 +9,12 @@
 //! the server refuses gets no reply, only that notice, so a read stops at the first one with the
 //! server's own words instead of waiting for a timeout.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use followers_shared::ids::AccountId;
+use followers_shared::partition::Partition;
+use followers_shared::signing::{SignedHead, signed_head_key};
 use followers_shared::store::{EventStore, Position, StoreError, StoredCommit};
 use followers_store::{
     AccountFeed, AccountReadError, AccountView, AnyStore, Backend, StoreArgs, StreamSetup,
@@ -21,7 +24,6 @@ use futures::StreamExt;
 use crate::error::AuditError;
 use crate::progress::Progress;
 use crate::verify::HeadFound;
-use followers_shared::signing::{SIGNED_HEAD_KEY, SignedHead};
 
 /// How long reading may wait for the next commit before the store counts as unreachable.
 const READ_STALL: Duration = Duration::from_secs(30);
@@ -401,7 +403,8 @@ pub async fn read<S: EventStore>(
 }
 
 /// The command service's signed head, where the store keeps one (JetStream: the checkpoint
-/// bucket `<stream>_checkpoints`, key `signed-head`).
+/// bucket `<stream>_checkpoints`, key `signed-head`); with `--partition-count`, each
+/// partition's (`signed-head.p<N>`).
 pub async fn signed_head(args: &StoreArgs) -> Result<HeadFound, AuditError> {
     if args.backend != Backend::Jetstream {
         return Ok(HeadFound::NotKept);
@@ -421,19 +424,44 @@ pub async fn signed_head(args: &StoreArgs) -> Result<HeadFound, AuditError> {
             )));
         }
     };
+    let Some(count) = args.partition_count else {
+        return Ok(match read_head(&store, &bucket, None).await? {
+            Ok(head) => HeadFound::Found(head),
+            Err(why) => HeadFound::Missing(why),
+        });
+    };
+    let (mut heads, mut missing) = (BTreeMap::new(), Vec::new());
+    for p in (0..count.get()).map(Partition) {
+        match read_head(&store, &bucket, Some(p)).await? {
+            Ok(head) => {
+                heads.insert(p, head);
+            }
+            Err(why) => missing.push((p, why)),
+        }
+    }
+    Ok(HeadFound::Partitions {
+        count,
+        heads,
+        missing,
+    })
+}
+
+/// The signed head of the whole history, or of `partition`; why there is none, as a sentence.
+async fn read_head(
+    store: &async_nats::jetstream::kv::Store,
+    bucket: &str,
+    partition: Option<Partition>,
+) -> Result<Result<SignedHead, String>, AuditError> {
+    let key = signed_head_key(partition);
     let value = store
-        .get(SIGNED_HEAD_KEY)
+        .get(&key)
         .await
         .map_err(|e| AuditError::Unreachable(format!("the signed head in {bucket}: {e}")))?;
     Ok(match value {
-        None => HeadFound::Missing(format!(
-            "the checkpoint bucket {bucket} holds no signed head (key `{SIGNED_HEAD_KEY}`)"
+        None => Err(format!(
+            "the checkpoint bucket {bucket} holds no signed head (key `{key}`)"
         )),
-        Some(bytes) => match SignedHead::decode(&bytes) {
-            Ok(head) => HeadFound::Found(head),
-            Err(e) => {
-                HeadFound::Missing(format!("the signed head in {bucket} cannot be read: {e}"))
-            }
-        },
+        Some(bytes) => SignedHead::decode(&bytes)
+            .map_err(|e| format!("the signed head in {bucket} (key `{key}`) cannot be read: {e}")),
     })
 }

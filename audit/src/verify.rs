@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use followers_shared::ids::AccountId;
+use followers_shared::partition::{Partition, PartitionCount};
 use followers_shared::read_model::{ReadModel, Snapshot};
 use followers_shared::signing::{
     KeyFileError, KeyId, SignatureError, SignedHead, StreamHeads, Verifier,
@@ -89,6 +90,9 @@ pub struct Report {
     /// The signed head compared, if one was found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_head: Option<HeadSummary>,
+    /// In a partitioned history, the signed head of each partition compared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partition_heads: Vec<HeadSummary>,
     /// The one account whose history was read and checked (`--account`); absent: all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountId>,
@@ -101,6 +105,9 @@ pub struct Report {
 /// The signed head a verification compared with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeadSummary {
+    /// The partition whose streams it covers (a partitioned history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u16>,
     pub position: Position,
     pub at: DateTime<Utc>,
     pub key_id: String,
@@ -116,6 +123,13 @@ pub enum HeadFound {
     /// It should, but there is none or it cannot be read: why, as a sentence.
     Missing(String),
     Found(SignedHead),
+    /// A partitioned history's heads, one per partition (`signed-head.p<N>`), and why a
+    /// partition has none.
+    Partitions {
+        count: PartitionCount,
+        heads: BTreeMap<Partition, SignedHead>,
+        missing: Vec<(Partition, String)>,
+    },
 }
 
 /// The public keys to check signatures with, and the signed head to compare with.
@@ -329,29 +343,80 @@ fn check_chains(
     accepted
 }
 
-/// Compares the accepted history with the command service's signed head.
+/// Compares the accepted history with the command service's signed head, or with each
+/// partition's.
 fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, report: &mut Report) {
-    let head = match &signatures.head {
-        HeadFound::NotKept => return,
-        HeadFound::Missing(why) => {
-            report.problems.push(Problem {
-                kind: ProblemKind::HeadMissing,
-                position: None,
-                stream: None,
-                message: format!(
-                    "{why}: a commit removed from the end of a stream cannot be detected without it"
-                ),
-            });
-            return;
+    match &signatures.head {
+        HeadFound::NotKept => {}
+        HeadFound::Missing(why) => report.problems.push(head_missing(why)),
+        HeadFound::Found(head) => {
+            report.signed_head = Some(HeadSummary::of(head, None));
+            check_one_head(history, accepted, signatures, head, None, report);
         }
-        HeadFound::Found(head) => head,
-    };
-    report.signed_head = Some(HeadSummary {
-        position: head.position,
-        at: head.at,
-        key_id: head.key_id.clone(),
-        streams: head.streams,
-    });
+        HeadFound::Partitions {
+            count,
+            heads,
+            missing,
+        } => {
+            // A partition without commits has nothing to sign.
+            let written: std::collections::BTreeSet<Partition> = history
+                .commits
+                .iter()
+                .map(|c| count.of(&c.stream.account))
+                .collect();
+            for (p, why) in missing.iter().filter(|(p, _)| written.contains(p)) {
+                report
+                    .problems
+                    .push(head_missing(&format!("partition {p}: {why}")));
+            }
+            for (p, head) in heads {
+                report.partition_heads.push(HeadSummary::of(head, Some(*p)));
+                check_one_head(
+                    history,
+                    accepted,
+                    signatures,
+                    head,
+                    Some((*count, *p)),
+                    report,
+                );
+            }
+        }
+    }
+}
+
+fn head_missing(why: &str) -> Problem {
+    Problem {
+        kind: ProblemKind::HeadMissing,
+        position: None,
+        stream: None,
+        message: format!(
+            "{why}: a commit removed from the end of a stream cannot be detected without it"
+        ),
+    }
+}
+
+impl HeadSummary {
+    fn of(head: &SignedHead, partition: Option<Partition>) -> Self {
+        Self {
+            partition: partition.map(|p| p.0),
+            position: head.position,
+            at: head.at,
+            key_id: head.key_id.clone(),
+            streams: head.streams,
+        }
+    }
+}
+
+/// Compares the accepted history (of one partition's accounts, with `partition`) with `head`.
+fn check_one_head(
+    history: &History,
+    accepted: &[bool],
+    signatures: &Signatures,
+    head: &SignedHead,
+    partition: Option<(PartitionCount, Partition)>,
+    report: &mut Report,
+) {
+    let of = partition.map_or(String::new(), |(_, p)| format!(" of partition {p}"));
     let problem = |kind, message| Problem {
         kind,
         position: Some(head.position),
@@ -362,7 +427,7 @@ fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, rep
         report.problems.push(problem(
             ProblemKind::HeadUnverified,
             format!(
-                "the signed head at position {} cannot be trusted: {e}",
+                "the signed head{of} at position {} cannot be trusted: {e}",
                 head.position.0
             ),
         ));
@@ -372,7 +437,7 @@ fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, rep
         report.problems.push(problem(
             ProblemKind::HeadAhead,
             format!(
-                "the signed head of {} is at position {} but the history ends at {}: commits were removed from the end",
+                "the signed head{of} of {} is at position {} but the history ends at {}: commits were removed from the end",
                 head.at.to_rfc3339(),
                 head.position.0,
                 history.head.0
@@ -386,6 +451,7 @@ fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, rep
         .iter()
         .zip(accepted)
         .filter(|(c, ok)| **ok && c.position <= head.position)
+        .filter(|(c, _)| partition.is_none_or(|(count, p)| count.of(&c.stream.account) == p))
     {
         model.apply(c);
     }
@@ -394,7 +460,7 @@ fn check_head(history: &History, accepted: &[bool], signatures: &Signatures, rep
         report.problems.push(problem(
             ProblemKind::HeadDiffers,
             format!(
-                "the history up to position {} does not match the signed head of {} ({} streams here, {} signed): a commit at or before it was removed or altered, or a service applied a commit listed above",
+                "the history{of} up to position {} does not match the signed head of {} ({} streams here, {} signed): a commit at or before it was removed or altered, or a service applied a commit listed above",
                 head.position.0,
                 head.at.to_rfc3339(),
                 ours.streams,

@@ -143,7 +143,12 @@ pub async fn start_with<S: EventStore + Clone>(
     if let Some((signer, bucket)) = signer.zip(head_bucket) {
         let every = config.signed_head_every();
         let stop = background.token();
-        background.spawn(signed_head::run(bucket, model.clone(), signer, every, stop));
+        let heads = signed_head::Heads {
+            bucket,
+            signer,
+            partitions: store.partitions(),
+        };
+        background.spawn(signed_head::run(heads, model.clone(), every, stop));
     }
     let commands = Arc::new(server::Commands::new(
         handler,

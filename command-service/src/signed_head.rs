@@ -6,13 +6,17 @@
 //!
 //! Written once the history is loaded, every `--signed-head-every-secs` when the model moved,
 //! and on shutdown. Several instances share the key: a head only ever replaces one at an
-//! earlier position (compare-and-set on the key's revision).
+//! earlier position (compare-and-set on the key's revision). In a partitioned history each
+//! partition has its own key (`signed-head.p<N>`, [`signed_head_key`]) and head, of the streams
+//! of its accounts: an instance signs those of the partitions it serves, so instances serving
+//! different partitions never replace each other's.
 
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use chrono::Utc;
-use followers_shared::signing::{SIGNED_HEAD_KEY, SignedHead, Signer, StreamHeads};
+use followers_shared::partition::{Partition, PartitionCount, Partitions};
+use followers_shared::signing::{SignedHead, Signer, StreamHeads, signed_head_key};
 use followers_shared::store::Position;
 use followers_store::{Backend, LiveModel};
 use tokio_util::sync::CancellationToken;
@@ -63,18 +67,21 @@ pub enum HeadError {
     Digest(#[from] tokio::task::JoinError),
 }
 
+/// Where and how an instance signs its heads.
+#[derive(Debug)]
+pub struct Heads {
+    pub bucket: kv::Store,
+    pub signer: Signer,
+    /// The history's partitions and those the instance serves: one head each.
+    pub partitions: Partitions,
+}
+
 /// Writes signed heads until `stop`, then a last one.
-pub async fn run(
-    bucket: kv::Store,
-    model: LiveModel,
-    signer: Signer,
-    every: Duration,
-    stop: CancellationToken,
-) {
+pub async fn run(heads: Heads, model: LiveModel, every: Duration, stop: CancellationToken) {
     let mut written: Option<Position> = None;
     loop {
         if written != Some(model.position()) {
-            match write(&bucket, &model, &signer).await {
+            match write_all(&heads, &model).await {
                 Ok(p) => written = Some(p),
                 Err(e) => tracing::warn!(error = %e, "cannot write the signed head"),
             }
@@ -85,33 +92,51 @@ pub async fn run(
         }
     }
     if written != Some(model.position()) {
-        match write(&bucket, &model, &signer).await {
+        match write_all(&heads, &model).await {
             Ok(p) => tracing::info!(position = p.0, "signed head written"),
             Err(e) => tracing::warn!(error = %e, "cannot write the last signed head"),
         }
     }
 }
 
-/// Signs the model's head and stores it unless a head at the same or a later position is
-/// already there. Returns the position signed.
+/// Signs the model's head: the whole history's, or each served partition's.
+async fn write_all(heads: &Heads, model: &LiveModel) -> Result<Position, HeadError> {
+    let partitions = &heads.partitions;
+    let Some(count) = partitions.count else {
+        return write(&heads.bucket, model, &heads.signer, None).await;
+    };
+    let mut position = model.position();
+    for p in partitions.served() {
+        position = write(&heads.bucket, model, &heads.signer, Some((count, p))).await?;
+    }
+    Ok(position)
+}
+
+/// Signs the model's head (of one partition's streams, with `partition`) and stores it unless a
+/// head at the same or a later position is already there. Returns the position signed.
 pub async fn write(
     bucket: &kv::Store,
     model: &LiveModel,
     signer: &Signer,
+    partition: Option<(PartitionCount, Partition)>,
 ) -> Result<Position, HeadError> {
     // Clones under the read lock; sorting and hashing outside it.
-    let heads = model.read(StreamHeads::collect);
+    let heads = match partition {
+        None => model.read(StreamHeads::collect),
+        Some((count, p)) => model.read(|m| StreamHeads::collect_where(m, |a| count.of(a) == p)),
+    };
+    let key = signed_head_key(partition.map(|(_, p)| p));
     let digest = tokio::task::spawn_blocking(move || heads.digest()).await?;
     let head = signer.sign_head(&digest, Utc::now());
     let value = bytes::Bytes::from(head.encode());
     // Another instance may write between our read and our write: then look again.
     for _ in 0..3 {
         let current = bucket
-            .entry(SIGNED_HEAD_KEY)
+            .entry(&key)
             .await?
             .filter(|e| e.operation == kv::Operation::Put);
         let Some(entry) = current else {
-            match bucket.create(SIGNED_HEAD_KEY, value.clone()).await {
+            match bucket.create(&key, value.clone()).await {
                 Ok(_) => return Ok(head.position),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
@@ -120,10 +145,7 @@ pub async fn write(
         if SignedHead::decode(&entry.value).is_ok_and(|h| h.position >= head.position) {
             return Ok(head.position);
         }
-        match bucket
-            .update(SIGNED_HEAD_KEY, value.clone(), entry.revision)
-            .await
-        {
+        match bucket.update(&key, value.clone(), entry.revision).await {
             Ok(_) => return Ok(head.position),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
             Err(e) => return Err(e.into()),

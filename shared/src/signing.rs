@@ -33,7 +33,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ids::CommandId;
+use crate::ids::{AccountId, CommandId};
 use crate::read_model::ReadModel;
 use crate::store::{Commit, Position, StoredCommit, StreamId, chain_hash};
 
@@ -43,6 +43,16 @@ pub const COMMIT_CONTEXT: &str = "followers commit signature v1";
 pub const HEAD_CONTEXT: &str = "followers signed head v1";
 /// The key under which the command service keeps the signed head in the checkpoint bucket.
 pub const SIGNED_HEAD_KEY: &str = "signed-head";
+
+/// The key of the signed head of a history without partitions ([`SIGNED_HEAD_KEY`]), or of one
+/// partition of a partitioned one (`signed-head.p<N>`, the streams of that partition's
+/// accounts): instances serving different partitions each sign their own.
+pub fn signed_head_key(partition: Option<crate::partition::Partition>) -> String {
+    match partition {
+        None => SIGNED_HEAD_KEY.to_owned(),
+        Some(p) => format!("{SIGNED_HEAD_KEY}.p{p}"),
+    }
+}
 /// The only algorithm so far.
 pub const ALGORITHM: &str = "ed25519";
 /// Longest key id, in bytes.
@@ -558,8 +568,14 @@ pub struct StreamHeads {
 impl StreamHeads {
     /// The streams of `model` that have a commit.
     pub fn collect(model: &ReadModel) -> Self {
+        Self::collect_where(model, |_| true)
+    }
+
+    /// The streams of the accounts of `model` that `keep` keeps (one partition's) that have a
+    /// commit.
+    pub fn collect_where(model: &ReadModel, keep: impl Fn(&AccountId) -> bool) -> Self {
         let mut heads = Vec::new();
-        for (account, entry) in model.accounts() {
+        for (account, entry) in model.accounts().filter(|(a, _)| keep(a)) {
             if let Some(v) = entry.version {
                 let stream = StreamId::account(account.clone());
                 heads.push((stream.to_string(), v.0, entry.chain.clone()));

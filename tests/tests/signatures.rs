@@ -537,3 +537,85 @@ async fn services_requiring_signatures_do_not_apply_a_forged_commit() {
     strict.stop().await;
     service.stop().await;
 }
+
+/// In a partitioned history each partition has its own signed head (`signed-head.p<N>`), of the
+/// streams of its accounts, written by the instances serving it: two instances serving half the
+/// partitions each never replace each other's, and `verify --partition-count` compares each
+/// partition's streams with its own head. A partition's head missing, or another partition's
+/// head in its place, is a problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partition_has_its_own_signed_head() {
+    use followers_shared::partition::{Partition, PartitionCount};
+    use followers_shared::signing::signed_head_key;
+    let count = PartitionCount::new(8).unwrap();
+    let server = NatsServer::start_configured(
+        "",
+        &followers_tests::nats::partition_mappings("followers", count),
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = keygen(&server, keys.path(), "k1").await;
+    let signed = |half| {
+        [
+            "--partition-count",
+            "8",
+            "--partitions",
+            half,
+            "--signing-key-file",
+            s(&private),
+        ]
+    };
+    let low = start_command_service(&server, &signed("0-3")).await;
+    let high = start_command_service(&server, &signed("4-7")).await;
+    // acme is in partition 7; the other account in one of 0-3.
+    let other = (0..)
+        .map(|n| format!("tenant-{n}"))
+        .find(|id| count.of(&id.parse().unwrap()).0 < 4)
+        .unwrap();
+    let other_partition = count.of(&other.parse().unwrap());
+    scripted(&account(&server, "acme").await).await;
+    scripted(&account(&server, &other).await).await;
+    low.stop().await;
+    high.stop().await;
+
+    let pk = s(&public);
+    let args = [
+        "--partition-count",
+        "8",
+        "verify",
+        "--json",
+        "--public-key",
+        pk,
+    ];
+    let (outcome, out) = audit(&server, &args).await;
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(outcome, Outcome::Done, "{report}");
+    let compared: Vec<u64> = report["partition_heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["partition"].as_u64().unwrap())
+        .collect();
+    assert!(compared.contains(&7), "{report}");
+    assert!(compared.contains(&u64::from(other_partition.0)), "{report}");
+
+    // Partition 7's head replaced by the other partition's: its streams differ from it.
+    let js = jetstream::new(server.client().await);
+    let bucket = js.get_key_value("FOLLOWERS_checkpoints").await.unwrap();
+    let theirs = bucket
+        .get(signed_head_key(Some(other_partition)))
+        .await
+        .unwrap()
+        .unwrap();
+    let seven = signed_head_key(Some(Partition(7)));
+    bucket.put(&seven, theirs).await.unwrap();
+    let (_, out) = audit(&server, &args).await;
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let kinds: Vec<String> = problems(&report).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["head_differs"], "{report}");
+    // And without it, partition 7's commits have no head to be checked against.
+    bucket.delete(&seven).await.unwrap();
+    let (_, out) = audit(&server, &args).await;
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let kinds: Vec<String> = problems(&report).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["head_missing"], "{report}");
+}
