@@ -28,6 +28,13 @@ pub enum AuditError {
     },
     #[error("the history is empty")]
     EmptyHistory,
+    /// Nothing of the account was read, and subjects were looked for without partitions: in a
+    /// partitioned history the account's subjects start with its partition.
+    #[error(
+        "the history holds no commit of account {account} under its subjects without partitions; \
+         if the history is partitioned, give --partition-count (docs/audit.md)"
+    )]
+    NothingOfAccount { account: AccountId },
     #[error("{what} is not in the history")]
     Unknown { what: String },
     #[error(

@@ -267,6 +267,11 @@ async fn read_account(
         let closed = feed.close().await.map_err(failed);
         let history = read?;
         closed?;
+        if history.commits.is_empty() && args.partition_count.is_none() && range == Range::ALL {
+            return Err(AuditError::NothingOfAccount {
+                account: account.clone(),
+            });
+        }
         Ok(history)
     };
     tokio::select! {

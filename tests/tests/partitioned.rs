@@ -569,3 +569,28 @@ async fn assert_each_stored_once(
         assert_eq!(commits.len(), 1, "{what} stored once");
     }
 }
+
+/// An auditor of one account of a partitioned history gives the number of partitions, since it
+/// may not read the stream's metadata: without it, the account's subjects are looked for in the
+/// layout without partitions, find nothing, and the error says to give it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_of_one_account_without_the_partition_count_says_to_give_it() {
+    use clap::Parser;
+    let server = mapped_server();
+    let writer = start_command_service(&server, &flags("all")).await;
+    open_team(&account(&server, "acme").await, TEAM).await;
+    writer.stop().await;
+    let url = server.url();
+    let audit = |extra: &[&str]| {
+        let mut argv = vec!["followers-audit", "--quiet", "--nats-url", url.as_str()];
+        argv.extend_from_slice(extra);
+        followers_audit::Cli::parse_from(argv)
+    };
+    let mut out = Vec::new();
+    let without = followers_audit::run(audit(&["verify", "--account", "acme"]), &mut out).await;
+    let error = without.expect_err("nothing of acme read").to_string();
+    assert!(error.contains("--partition-count"), "{error}");
+    let with = audit(&["--partition-count", "8", "verify", "--account", "acme"]);
+    let outcome = followers_audit::run(with, &mut out).await.unwrap();
+    assert_eq!(outcome, followers_audit::Outcome::Done);
+}
