@@ -206,3 +206,44 @@ async fn a_stream_without_atomic_batches_is_written_one_by_one_until_managed_to_
     store(&server, JetStreamConfig::default()).await;
     assert!(allows_atomic().await);
 }
+
+/// The command service with `--group-commit`: concurrent commands on distinct records are
+/// batched, and each is applied once and answered (R24).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_service_batches_concurrent_commands_and_applies_each_once() {
+    use followers_client::system;
+    use followers_shared::wire::Outcome;
+    use followers_tests::stack::{contact_ref, history, open_team, start_command_service};
+    use followers_tests::typed::{NONE, account, new_contact};
+
+    let server = NatsServer::start();
+    let service = start_command_service(&server, &["--group-commit", "2"]).await;
+    let acme = account(&server, "acme").await;
+    open_team(&acme, &[("ann", "admin", "all")]).await;
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let create = acme.command(system(), new_contact(&format!("k{i}"), Some("ann"), NONE));
+            tokio::spawn(create.send())
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().outcome(), Outcome::Applied);
+    }
+    let store = history(&server).await;
+    for i in 0..60 {
+        let stream = StreamId::record("acme".parse().unwrap(), contact_ref(&format!("k{i}")));
+        assert_eq!(store.read_stream(&stream).await.unwrap().len(), 1);
+    }
+    let head = store.head().await.unwrap();
+    let mut batched = 0;
+    for position in 1..=head.0 {
+        if in_a_batch(&server, Position(position)).await {
+            batched += 1;
+        }
+    }
+    assert!(
+        batched > 0,
+        "no commit of 60 concurrent commands was batched"
+    );
+    service.stop().await;
+}
