@@ -10,6 +10,8 @@
 //!   an instance can only serve whole.
 //! - One message per commit. A stream's *version* is the stream sequence of its last message and
 //!   the global *position* is the stream sequence, so both come straight from the publish ack.
+//!   With group commit (`--group-commit`, opt-in) the commits waiting at once are published as
+//!   one atomic batch, each still its own message at its own sequence ([`crate::group_commit`]).
 //! - Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence` carries the expected version
 //!   (0: no message yet); the server refuses the publish if another commit came first.
 //! - Idempotency: the account and the command id make the `Nats-Msg-Id` (`<account>:<id>`), so a
