@@ -59,6 +59,10 @@ pub struct Args {
     /// Checks per batch.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Row 1 also measures the command service with group commit on (`--group-commit MIN`,
+    /// `sync_interval: always`), on a server of its own.
+    #[arg(long, value_name = "MIN_BATCH")]
+    pub group_commit: Option<u16>,
     /// Records of the replay and memory rows (two events each) [full: 1000000, quick: 20000].
     #[arg(long)]
     pub big_records: Option<usize>,

@@ -55,8 +55,17 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let mut default_rate = None;
     if args.wants(Row::Commands) {
         let server = NatsServer::start();
-        commands(args, report, &server, "sync_interval: always").await?;
+        commands(args, report, &server, "sync_interval: always", &[]).await?;
         drop(server);
+        if let Some(min) = args.group_commit {
+            // On a server of its own, so the history is seeded once.
+            let server = NatsServer::start();
+            let mode = format!("sync_interval: always, group commit (min {min})");
+            let min = min.to_string();
+            let flags = ["--group-commit", min.as_str()];
+            commands(args, report, &server, &mode, &flags).await?;
+            drop(server);
+        }
     }
     let needs_small = [Row::Commands, Row::Lag, Row::Nats, Row::Http]
         .iter()
@@ -64,7 +73,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     if needs_small {
         let server = NatsServer::start_default_sync();
         if args.wants(Row::Commands) {
-            default_rate = Some(commands(args, report, &server, "server default").await?);
+            default_rate = Some(commands(args, report, &server, "server default", &[]).await?);
         } else {
             seed(&server, &small(args)).await?;
         }
@@ -129,19 +138,21 @@ async fn seed(server: &NatsServer, data: &Dataset) -> anyhow::Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // 1. commands
 
-/// Row 1 for one durability mode; returns the service's command rate.
+/// Row 1 for one durability mode, the command service started with `service_flags`; returns
+/// the service's command rate.
 async fn commands(
     args: &Args,
     report: &mut Report,
     server: &NatsServer,
     mode: &str,
+    service_flags: &[&str],
 ) -> anyhow::Result<f64> {
     let data = small(args);
     seed(server, &data).await?;
     // The floor runs before and after the service; the faster of the two is reported, so
     // that warm-up or noise on the shared machine never flatters the ratio.
     let floor_before = raw_publish_floor(args, server, "before").await?;
-    let service = start_command_service(server, &[]).await;
+    let service = start_command_service(server, service_flags).await;
     let (ours, applied) = command_load(args, server, &data).await;
     service.stop().await;
     let floor_after = raw_publish_floor(args, server, "after").await?;

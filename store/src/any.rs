@@ -87,6 +87,13 @@ pub struct StoreArgs {
     /// It subscribes to their requests and reads only their history.
     #[arg(long, env = "FOLLOWERS_PARTITIONS", default_value = "all")]
     pub partitions: PartitionSet,
+    /// JetStream: group commit. When at least this many commits wait, publish them as one
+    /// atomic batch (one fsync for all with `sync_interval: always`); fewer are published one
+    /// by one. Needs nats-server 2.12+; the administrative step allows atomic batches on the
+    /// stream. Off by default: it pays only when fsync bounds the rate (docs/performance.md).
+    #[arg(long, env = "FOLLOWERS_GROUP_COMMIT", value_name = "MIN_BATCH",
+          value_parser = clap::value_parser!(u16).range(2..=256))]
+    pub group_commit: Option<u16>,
     /// EventStoreDB: connection string, e.g. `esdb://127.0.0.1:2113?tls=false`.
     #[arg(long, env = "EVENTSTOREDB_URL")]
     pub eventstoredb_url: Option<String>,
@@ -122,6 +129,9 @@ impl StoreArgs {
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
             partition_count: self.partition_count,
             owned: self.partitions.clone(),
+            group_commit: self
+                .group_commit
+                .map(|min| crate::jetstream::GroupCommit::new(usize::from(min))),
         }
     }
 

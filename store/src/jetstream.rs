@@ -10,6 +10,8 @@
 //!   an instance can only serve whole.
 //! - One message per commit. A stream's *version* is the stream sequence of its last message and
 //!   the global *position* is the stream sequence, so both come straight from the publish ack.
+//!   With group commit (`--group-commit`, opt-in) the commits waiting at once are published as
+//!   one atomic batch, each still its own message at its own sequence ([`crate::group_commit`]).
 //! - Optimistic concurrency: `Nats-Expected-Last-Subject-Sequence` carries the expected version
 //!   (0: no message yet); the server refuses the publish if another commit came first.
 //! - Idempotency: the account and the command id make the `Nats-Msg-Id` (`<account>:<id>`), so a
@@ -31,6 +33,8 @@
 use std::time::Duration;
 
 use crate::any::StreamSetup;
+pub use crate::group_commit::GroupCommit;
+use crate::group_commit::{Committer, GroupCommitError, Outgoing};
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -86,6 +90,10 @@ pub struct JetStreamConfig {
     pub partition_count: Option<PartitionCount>,
     /// The partitions this process reads and writes.
     pub owned: PartitionSet,
+    /// Group commit (`--group-commit`, [`crate::group_commit`]): commits waiting at once are
+    /// published as one atomic batch. `None`: one publish per commit. A stream created or
+    /// managed with it allows atomic batches.
+    pub group_commit: Option<GroupCommit>,
 }
 
 impl Default for JetStreamConfig {
@@ -99,6 +107,7 @@ impl Default for JetStreamConfig {
             duplicate_window: Duration::from_secs(120),
             partition_count: None,
             owned: PartitionSet::All,
+            group_commit: None,
         }
     }
 }
@@ -127,9 +136,11 @@ pub struct JetStreamStore {
     config: JetStreamConfig,
     /// The stream's layout and the partitions this process serves.
     partitions: Partitions,
+    /// With group commit, the task that publishes this store's commits ([`Committer`]).
+    committer: Option<Committer>,
 }
 
-fn unavailable(e: impl Into<BackendError>) -> StoreError {
+pub(crate) fn unavailable(e: impl Into<BackendError>) -> StoreError {
     StoreError::Unavailable(e.into())
 }
 
@@ -212,11 +223,15 @@ async fn manage_stream(
         || existing.duplicate_window != desired.duplicate_window
         || !existing.allow_direct
         || existing.discard != DiscardPolicy::New
+        || (desired.allow_atomic_publish && !existing.allow_atomic_publish)
     {
         let updated = stream::Config {
             subjects: existing.subjects.clone(),
             // The number of partitions is the stream's for life, as created.
             metadata: existing.metadata.clone(),
+            // Atomic batches are allowed when asked, never forbidden again by a process that
+            // does not batch: other instances may.
+            allow_atomic_publish: existing.allow_atomic_publish || desired.allow_atomic_publish,
             ..desired
         };
         js.update_stream(updated).await.map_err(|e| {
@@ -367,6 +382,7 @@ fn desired_stream(config: &JetStreamConfig) -> stream::Config {
         allow_direct: true,
         deny_delete: true,
         deny_purge: true,
+        allow_atomic_publish: config.group_commit.is_some(),
         ..Default::default()
     }
 }
@@ -443,13 +459,20 @@ impl JetStreamStore {
             .get_stream_no_info(&stream.cached_info().config.name)
             .await
             .map_err(unavailable)?;
-        Ok(Self {
+        let mut store = Self {
             js,
             stream,
             checkpoints,
             config,
             partitions,
-        })
+            committer: None,
+        };
+        // The committer holds a store without a committer: when the last handle on this store
+        // is dropped, its channel closes and the task ends.
+        if let Some(settings) = store.config.group_commit {
+            store.committer = Some(Committer::start(store.clone(), settings));
+        }
+        Ok(store)
     }
 
     fn checkpoints(&self) -> Result<&kv::Store, StoreError> {
@@ -509,7 +532,8 @@ impl JetStreamStore {
         )
     }
 
-    /// Publishes `payload`, the encoded `commit`, to `stream`'s subject expecting `expected`.
+    /// Publishes `payload`, the encoded `commit`, to `stream`'s subject expecting `expected`:
+    /// through the committer with group commit, else on its own.
     async fn append_body(
         &self,
         stream: &StreamId,
@@ -517,9 +541,49 @@ impl JetStreamStore {
         commit: &Commit,
         payload: Bytes,
     ) -> Result<Appended, StoreError> {
-        let subject = self.subject(stream);
+        let outgoing = self.outgoing(stream, expected, commit, payload);
+        match &self.committer {
+            Some(committer) => {
+                let mut results = committer.append_all(vec![outgoing]).await;
+                results
+                    .pop()
+                    .unwrap_or_else(|| Err(unavailable(GroupCommitError::Stopped)))
+            }
+            None => self.publish_one(&outgoing).await,
+        }
+    }
+
+    /// Appends several commits at once, each with its own expectation, and answers each in
+    /// order, as [`EventStore::append`] would. With group commit they reach the committer
+    /// together, so enough of them are published as one atomic batch; without it they are
+    /// published concurrently, one message each. A conflict or error of one never fails another.
+    pub async fn append_together(
+        &self,
+        commits: &[(&StreamId, Expected, &Commit)],
+    ) -> Vec<Result<Appended, StoreError>> {
+        let outgoing: Vec<Outgoing> = commits
+            .iter()
+            .map(|(stream, expected, commit)| {
+                self.outgoing(stream, *expected, commit, Bytes::from(commit.encode()))
+            })
+            .collect();
+        match &self.committer {
+            Some(committer) => committer.append_all(outgoing).await,
+            None => futures::future::join_all(outgoing.iter().map(|o| self.publish_one(o))).await,
+        }
+    }
+
+    /// The message of `commit` on `stream`'s subject: its headers, message id and expectation.
+    fn outgoing(
+        &self,
+        stream: &StreamId,
+        expected: Expected,
+        commit: &Commit,
+        payload: Bytes,
+    ) -> Outgoing {
+        let message_id = message_id(stream, commit);
         let mut headers = commit_headers(commit);
-        headers.insert(NATS_MESSAGE_ID, message_id(stream, commit).as_str());
+        headers.insert(NATS_MESSAGE_ID, message_id.as_str());
         let expected_seq = match expected {
             Expected::NoStream => 0,
             Expected::At(Version(v)) => v,
@@ -528,9 +592,26 @@ impl JetStreamStore {
             NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
             expected_seq.to_string().as_str(),
         );
+        Outgoing {
+            stream: stream.clone(),
+            subject: self.subject(stream),
+            expected,
+            message_id,
+            headers,
+            payload,
+        }
+    }
+
+    /// Publishes one commit as its own message; a refusal for its expectation is a conflict,
+    /// unless the commit is already stored (a retry).
+    pub(crate) async fn publish_one(&self, outgoing: &Outgoing) -> Result<Appended, StoreError> {
         let ack = match self
             .js
-            .publish_with_headers(subject.clone(), headers, payload)
+            .publish_with_headers(
+                outgoing.subject.clone(),
+                outgoing.headers.clone(),
+                outgoing.payload.clone(),
+            )
             .await
         {
             Ok(future) => future.await,
@@ -543,28 +624,30 @@ impl JetStreamStore {
                 already_stored: ack.duplicate,
                 // The stream holds only the history, so its sequences are the positions,
                 // without gaps.
-                previous: (!ack.duplicate).then(|| Position(ack.sequence - 1)),
+                previous: (!ack.duplicate)
+                    .then(|| ack.sequence.checked_sub(1).map(Position))
+                    .flatten(),
             }),
-            Err(e) if wrong_last_sequence(&e) => {
-                self.resolve_conflict(stream, &subject, expected, commit)
-                    .await
-            }
+            Err(e) if wrong_last_sequence(&e) => self.resolve_conflict(outgoing).await,
             Err(e) => Err(unavailable(e)),
         }
     }
 
+    /// The context this store publishes with (its requests bounded by [`REQUEST_WAIT`]).
+    pub(crate) fn context(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// After a refused publish: is the stream's last commit ours (a retry of a stored commit)?
-    async fn resolve_conflict(
-        &self,
-        stream: &StreamId,
-        subject: &str,
-        expected: Expected,
-        commit: &Commit,
-    ) -> Result<Appended, StoreError> {
+    async fn resolve_conflict(&self, outgoing: &Outgoing) -> Result<Appended, StoreError> {
+        let Outgoing {
+            stream, expected, ..
+        } = outgoing;
+        let expected = *expected;
         match self
             .stream
             .raw_message_builder()
-            .last_by_subject(subject)
+            .last_by_subject(outgoing.subject.as_str())
             .send()
             .await
         {
@@ -572,7 +655,7 @@ impl JetStreamStore {
                 let ours = last
                     .headers
                     .get(NATS_MESSAGE_ID)
-                    .is_some_and(|id| id.as_str() == message_id(stream, commit));
+                    .is_some_and(|id| id.as_str() == outgoing.message_id);
                 if ours {
                     Ok(Appended {
                         version: Version(last.sequence),

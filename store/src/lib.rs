@@ -12,6 +12,8 @@
 pub mod account_view;
 pub mod any;
 pub mod connect;
+#[cfg(feature = "jetstream")]
+pub mod group_commit;
 pub mod live;
 pub mod memory;
 pub mod trace;
@@ -30,7 +32,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "jetstream")]
 pub use account_view::{AccountFeed, AccountReadError, AccountView};
 #[cfg(feature = "jetstream")]
-pub use jetstream::{JetStreamConfig, JetStreamStore, StorageKind};
+pub use jetstream::{GroupCommit, JetStreamConfig, JetStreamStore, StorageKind};
 
 #[cfg(feature = "eventstoredb")]
 pub use eventstoredb::EventStoreDb;

@@ -111,6 +111,12 @@ where
     }
 }
 
+/// With `FOLLOWERS_TEST_GROUP_COMMIT=N`, the tests' command services batch commits when at
+/// least N wait (`--group-commit N`), so the same end-to-end tests run with group commit.
+pub fn group_commit() -> Option<String> {
+    std::env::var("FOLLOWERS_TEST_GROUP_COMMIT").ok()
+}
+
 /// Flags for a command-service instance talking to `server`.
 pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::Config {
     let url = server.url();
@@ -127,6 +133,12 @@ pub fn command_config(server: &NatsServer, extra: &[&str]) -> command_service::C
         && !extra.contains(&"--partition-count")
     {
         args.extend(["--partition-count", count.as_str()]);
+    }
+    let group_commit = group_commit();
+    if let Some(min) = &group_commit
+        && !extra.contains(&"--group-commit")
+    {
+        args.extend(["--group-commit", min.as_str()]);
     }
     args.extend_from_slice(extra);
     command_service::Config::parse_from(args)

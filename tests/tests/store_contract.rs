@@ -36,6 +36,21 @@ async fn jetstream_store_meets_the_contract() {
     all(jetstream(&server).await).await;
 }
 
+/// With group commit (issue 14) appends go through the committer, in batches when enough wait;
+/// the contract is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_store_with_group_commit_meets_the_contract() {
+    let server = NatsServer::start();
+    let config = JetStreamConfig {
+        group_commit: Some(followers_store::GroupCommit::new(2)),
+        ..JetStreamConfig::default()
+    };
+    all(JetStreamStore::connect(server.client().await, config)
+        .await
+        .unwrap())
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_setup_is_idempotent_and_refuses_an_incompatible_stream() {
     let server = NatsServer::start();
