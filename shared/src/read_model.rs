@@ -111,10 +111,9 @@ impl AccountEntry {
             .iter()
             .fold(before.clone(), record::evolve);
         self.records.set_state(record, after.clone());
-        let rec = self.records.at_mut(record);
-        rec.version = Some(stored.version);
+        self.records.at_mut(record).set_version(stored.version);
         if chains == Chains::Kept {
-            rec.chain.clone_from(&stored.commit.chain);
+            self.records.set_chain(record, stored.commit.chain.as_ref());
         }
         (before, after)
     }
@@ -151,10 +150,7 @@ impl AccountEntry {
             let c = self
                 .records
                 .index_or_insert(&RecordRef::Contact(contact.clone()));
-            let c = self.records.at_mut(c);
-            if !c.opportunities.contains(opportunity) {
-                c.opportunities.push(opportunity.clone());
-            }
+            self.records.at_mut(c).add_opportunity(opportunity);
         }
     }
 }

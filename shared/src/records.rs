@@ -79,11 +79,14 @@ impl<T: Hash + Eq + Clone> Table<T> {
     }
 }
 
-/// An account's users and follower sources, numbered ([`Table`]).
+/// An account's users and follower sources, numbered ([`Table`]), and its followers' `until`s.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     users: Table<UserId>,
     sources: Table<Source>,
+    /// The `until` of each follower that has one, by record and user: few have one (issue
+    /// 17.4), so a follower only says whether it does.
+    untils: HashMap<(RecordIndex, Number), Until>,
 }
 
 impl Names {
@@ -92,27 +95,35 @@ impl Names {
         self.users.get(n)
     }
 
-    /// `follower` as the model keeps it.
-    fn store_follower(&mut self, follower: &Follower) -> StoredFollower {
+    /// `follower` of the record at `record`, as the model keeps it.
+    fn store_follower(&mut self, record: RecordIndex, follower: &Follower) -> StoredFollower {
         let source = (follower.added_by.clone(), follower.how.clone());
-        let until = (follower.until.is_some() || follower.until_set_by.is_some()).then(|| {
-            Box::new(Until {
-                at: follower.until,
-                set_by: follower.until_set_by,
-            })
-        });
+        let user = self.users.number(&follower.user);
+        let until = Until {
+            at: follower.until,
+            set_by: follower.until_set_by,
+        };
+        let has_until = until.at.is_some() || until.set_by.is_some();
+        if has_until {
+            self.untils.insert((record, user), until);
+        }
         StoredFollower {
-            user: self.users.number(&follower.user),
+            user,
             source: self.sources.number(&source),
             added_at: follower.added_at,
-            until,
+            has_until,
         }
     }
 
-    /// The follower `stored` stands for (`None` only if its numbers are not in these tables).
-    fn follower(&self, stored: &StoredFollower) -> Option<Follower> {
+    /// The follower `stored` of the record at `record` stands for (`None` only if its numbers
+    /// are not in these tables).
+    fn follower(&self, record: RecordIndex, stored: &StoredFollower) -> Option<Follower> {
         let (added_by, how) = self.sources.get(stored.source)?;
-        let until = stored.until.as_deref();
+        let until = if stored.has_until {
+            self.untils.get(&(record, stored.user))
+        } else {
+            None
+        };
         Some(Follower {
             user: self.user(stored.user)?.clone(),
             added_at: stored.added_at,
@@ -124,14 +135,14 @@ impl Names {
     }
 }
 
-/// One follower as the model keeps it: the user and how it was added by number.
+/// One follower as the model keeps it: the user and how it was added by number; its `until`,
+/// if any, is in the account's [`Names`]. 24 bytes, where a [`Follower`] takes 88.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFollower {
     user: Number,
     source: Number,
     added_at: DateTime<Utc>,
-    /// Boxed: few followers have an `until` (issue 17.4).
-    until: Option<Box<Until>>,
+    has_until: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,40 +151,41 @@ struct Until {
     set_by: Option<EventId>,
 }
 
-/// One record as the model keeps it: a [`RecordEntry`] with its users by number.
+/// One record as the model keeps it: a [`RecordEntry`] with its users, sources and contact by
+/// number, and no heap of its own but its followers and opportunities. Options are spelled as
+/// flags beside plain numbers, which packs them: 56 bytes, where a [`RecordEntry`] takes 144.
+/// Its chain value, if kept, is beside it ([`Records`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoredRecord {
-    created: bool,
-    owner: Option<Number>,
     followers: Box<[StoredFollower]>,
-    contact: Option<ContactId>,
-    pub(crate) version: Option<Version>,
-    pub(crate) opportunities: Vec<OpportunityId>,
-    pub(crate) chain: Option<String>,
+    /// For a contact: its opportunities, in creation order.
+    opportunities: Box<[OpportunityId]>,
+    version: u64,
+    owner: Number,
+    /// For an opportunity: the index of its contact (R4).
+    contact: RecordIndex,
+    created: bool,
+    has_version: bool,
+    has_owner: bool,
+    has_contact: bool,
 }
 
 impl StoredRecord {
-    /// Puts `state` in, numbering its users and sources in `names`.
-    fn set_state(&mut self, state: RecordState, names: &mut Names) {
-        self.created = state.created;
-        self.owner = state.owner.as_ref().map(|o| names.users.number(o));
-        self.followers = state
-            .followers
-            .iter()
-            .map(|f| names.store_follower(f))
-            .collect();
-        self.contact = state.contact;
+    fn version(&self) -> Option<Version> {
+        self.has_version.then_some(Version(self.version))
     }
 
-    fn of(entry: RecordEntry, names: &mut Names) -> Self {
-        let mut stored = StoredRecord {
-            version: entry.version,
-            opportunities: entry.opportunities,
-            chain: entry.chain,
-            ..StoredRecord::default()
-        };
-        stored.set_state(entry.state, names);
-        stored
+    pub(crate) fn set_version(&mut self, version: Version) {
+        (self.has_version, self.version) = (true, version.0);
+    }
+
+    /// Links `opportunity` to this contact, once, after the others.
+    pub(crate) fn add_opportunity(&mut self, opportunity: &OpportunityId) {
+        if !self.opportunities.contains(opportunity) {
+            let mut all = std::mem::take(&mut self.opportunities).into_vec();
+            all.push(opportunity.clone());
+            self.opportunities = all.into_boxed_slice();
+        }
     }
 }
 
@@ -181,8 +193,9 @@ impl StoredRecord {
 /// [`RecordState`] holds, without building one unless asked ([`Record::state`]).
 #[derive(Clone, Copy)]
 pub struct Record<'a> {
+    records: &'a Records,
+    index: RecordIndex,
     stored: &'a StoredRecord,
-    names: &'a Names,
     pub version: Option<Version>,
     /// For a contact: its opportunities, in creation order.
     pub opportunities: &'a [OpportunityId],
@@ -190,37 +203,38 @@ pub struct Record<'a> {
     pub chain: &'a Option<String>,
 }
 
-impl<'a> Record<'a> {
-    fn new(stored: &'a StoredRecord, names: &'a Names) -> Self {
-        Self {
-            stored,
-            names,
-            version: stored.version,
-            opportunities: &stored.opportunities,
-            chain: &stored.chain,
-        }
-    }
+/// The chain value of a record without one.
+static NO_CHAIN: Option<String> = None;
 
+impl<'a> Record<'a> {
     pub fn created(&self) -> bool {
         self.stored.created
     }
 
     pub fn owner(&self) -> Option<&'a UserId> {
-        self.names.user(self.stored.owner?)
+        let stored = self.stored;
+        stored
+            .has_owner
+            .then(|| self.records.names.user(stored.owner))
+            .flatten()
     }
 
     /// For an opportunity: its contact (R4).
     pub fn contact(&self) -> Option<&'a ContactId> {
-        self.stored.contact.as_ref()
+        if !self.stored.has_contact {
+            return None;
+        }
+        match self.records.slots.get(self.stored.contact as usize) {
+            Some((RecordRef::Contact(c), _)) => Some(c),
+            _ => None,
+        }
     }
 
     /// The followers, in list order.
     pub fn followers(&self) -> impl Iterator<Item = Follower> + 'a {
-        let names = self.names;
-        self.stored
-            .followers
-            .iter()
-            .filter_map(|f| names.follower(f))
+        let (names, index) = (&self.records.names, self.index);
+        let followers = self.stored.followers.iter();
+        followers.filter_map(move |f| names.follower(index, f))
     }
 
     /// Who owns and follows the record, for the access rule.
@@ -229,7 +243,7 @@ impl<'a> Record<'a> {
             owner: self.owner(),
             followers: FollowerList::Numbered {
                 followers: &self.stored.followers,
-                names: self.names,
+                names: &self.records.names,
             },
         }
     }
@@ -240,7 +254,7 @@ impl<'a> Record<'a> {
             created: self.created(),
             owner: self.owner().cloned(),
             followers: self.followers().collect(),
-            contact: self.stored.contact.clone(),
+            contact: self.contact().cloned(),
         }
     }
 
@@ -283,25 +297,27 @@ pub struct Records {
     index: HashTable<RecordIndex>,
     hasher: RandomState,
     names: Names,
+    /// Each record's chain value, by index, up to the last one set: empty in a model that drops
+    /// them ([`crate::read_model::Chains`]).
+    chains: Vec<Option<String>>,
 }
 
 /// The records in the order they were added.
 #[derive(Clone)]
 pub struct Iter<'a> {
-    slots: std::slice::Iter<'a, (RecordRef, StoredRecord)>,
-    names: &'a Names,
+    records: &'a Records,
+    indexes: std::ops::Range<RecordIndex>,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a RecordRef, Record<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (r, s) = self.slots.next()?;
-        Some((r, Record::new(s, self.names)))
+        self.records.get_at(self.indexes.next()?)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.slots.size_hint()
+        self.indexes.size_hint()
     }
 }
 
@@ -321,6 +337,7 @@ impl Records {
             index: HashTable::with_capacity(n),
             hasher: RandomState::new(),
             names: Names::default(),
+            chains: Vec::new(),
         }
     }
 
@@ -360,8 +377,21 @@ impl Records {
 
     /// The record at `index`. Panics if there is none: indexes come from this store.
     pub fn at(&self, index: RecordIndex) -> (&RecordRef, Record<'_>) {
-        let (r, s) = &self.slots[index as usize];
-        (r, Record::new(s, &self.names))
+        self.get_at(index).expect("an index of this store")
+    }
+
+    /// The record at `index`, if there is one.
+    fn get_at(&self, index: RecordIndex) -> Option<(&RecordRef, Record<'_>)> {
+        let (r, stored) = self.slots.get(index as usize)?;
+        let record = Record {
+            records: self,
+            index,
+            stored,
+            version: stored.version(),
+            opportunities: &stored.opportunities,
+            chain: self.chains.get(index as usize).unwrap_or(&NO_CHAIN),
+        };
+        Some((r, record))
     }
 
     /// The id of the record at `index`.
@@ -373,17 +403,45 @@ impl Records {
         &mut self.slots[index as usize].1
     }
 
-    /// Puts `state` in the record at `index`.
+    /// Puts `state` in the record at `index`, numbering its users and sources, and its contact
+    /// (added if it is not here yet, as [`crate::read_model`] adds it when linking).
     pub(crate) fn set_state(&mut self, index: RecordIndex, state: RecordState) {
+        let contact = state
+            .contact
+            .map(|c| self.index_or_insert(&RecordRef::Contact(c)));
+        let names = &mut self.names;
+        let old = std::mem::take(&mut self.slots[index as usize].1.followers);
+        for f in old.iter().filter(|f| f.has_until) {
+            names.untils.remove(&(index, f.user));
+        }
         let stored = &mut self.slots[index as usize].1;
-        stored.set_state(state, &mut self.names);
+        stored.created = state.created;
+        stored.has_owner = state.owner.is_some();
+        stored.owner = state.owner.map_or(0, |o| names.users.number(&o));
+        stored.has_contact = contact.is_some();
+        stored.contact = contact.unwrap_or(0);
+        let followers = state.followers.iter();
+        stored.followers = followers.map(|f| names.store_follower(index, f)).collect();
+    }
+
+    /// Sets the chain value of the record at `index` (`None`: it has none).
+    pub(crate) fn set_chain(&mut self, index: RecordIndex, chain: Option<&String>) {
+        let i = index as usize;
+        if chain.is_none() && i >= self.chains.len() {
+            return;
+        }
+        if i >= self.chains.len() {
+            self.chains.resize(i + 1, None);
+        }
+        self.chains[i] = chain.cloned();
     }
 
     /// Every record, in the order they were added (not record order).
     pub fn iter(&self) -> Iter<'_> {
+        let len = RecordIndex::try_from(self.slots.len()).unwrap_or(RecordIndex::MAX);
         Iter {
-            slots: self.slots.iter(),
-            names: &self.names,
+            records: self,
+            indexes: 0..len,
         }
     }
 
@@ -406,7 +464,6 @@ impl Records {
     /// Puts `entry` at `record`, replacing what was there; returns its index. The id is hashed
     /// once (loading a snapshot inserts every record).
     pub fn insert(&mut self, record: RecordRef, entry: RecordEntry) -> RecordIndex {
-        let entry = StoredRecord::of(entry, &mut self.names);
         let next =
             RecordIndex::try_from(self.slots.len()).expect("fewer than 2^32 records an account");
         let hash = self.hasher.hash_one(&record);
@@ -416,18 +473,23 @@ impl Records {
             |&i| slots[i as usize].0 == record,
             |&i| hasher.hash_one(&slots[i as usize].0),
         );
-        match found {
-            Entry::Occupied(o) => {
-                let i = *o.get();
-                self.slots[i as usize].1 = entry;
-                i
-            }
+        let index = match found {
+            Entry::Occupied(o) => *o.get(),
             Entry::Vacant(v) => {
                 v.insert(next);
-                self.slots.push((record, entry));
+                self.slots.push((record, StoredRecord::default()));
                 next
             }
+        };
+        let stored = &mut self.slots[index as usize].1;
+        stored.opportunities = entry.opportunities.into_boxed_slice();
+        stored.has_version = false;
+        if let Some(v) = entry.version {
+            stored.set_version(v);
         }
+        self.set_chain(index, entry.chain.as_ref());
+        self.set_state(index, entry.state);
+        index
     }
 
     /// Adds a record known not to be here.
@@ -582,7 +644,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::ids::ContactId;
 
     fn contact(i: u64) -> RecordRef {
         RecordRef::Contact(ContactId::new(format!("c-{i}")).unwrap())
@@ -603,8 +664,73 @@ mod tests {
         assert_eq!(a.index_or_insert(&contact(7)), 7, "added once");
         assert!(a.get(&contact(100)).is_none());
         assert_eq!(a, b);
-        b.at_mut(0).version = Some(crate::store::Version(1));
+        b.at_mut(0).set_version(crate::store::Version(1));
         assert_ne!(a, b);
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::new(name).unwrap()
+    }
+
+    fn follower(name: &str, how: AddedHow, until: Option<i64>) -> Follower {
+        let at = |s: i64| DateTime::from_timestamp(s, 7).unwrap();
+        Follower {
+            user: user(name),
+            added_at: at(1_700_000_000),
+            added_by: Arc::new(Actor::System),
+            how: Arc::new(how),
+            until: until.map(at),
+            until_set_by: until.map(|_| EventId(uuid::Uuid::now_v7())),
+        }
+    }
+
+    /// An opportunity of contact `c-1` with an owner and followers, one with an `until`.
+    fn opportunity() -> (RecordRef, RecordEntry) {
+        let state = RecordState {
+            created: true,
+            owner: Some(user("ann")),
+            followers: vec![
+                follower("bob", AddedHow::Manual, None),
+                follower("cid", AddedHow::System, Some(1_800_000_000)),
+            ],
+            contact: Some(ContactId::new("c-1").unwrap()),
+        };
+        let entry = RecordEntry {
+            state,
+            version: Some(Version(3)),
+            opportunities: Vec::new(),
+            chain: Some("ab".repeat(32)),
+        };
+        (
+            RecordRef::Opportunity(OpportunityId::new("o-1").unwrap()),
+            entry,
+        )
+    }
+
+    /// Issue 14: a record put in with its users by number reads back as it was put in, and
+    /// equals the same record in a store that numbered its users in another order.
+    #[test]
+    fn a_stored_record_reads_back_as_it_was_and_compares_by_content() {
+        let (o1, entry) = opportunity();
+        let mut a = Records::default();
+        a.insert(o1.clone(), entry.clone());
+        assert_eq!(a.get(&o1).unwrap().to_entry(), entry);
+        assert_eq!(a.len(), 2, "its contact is there, as linking would add it");
+        let mut b = Records::default();
+        let mut other = entry.clone();
+        other.state.owner = Some(user("cid"));
+        b.insert(o1.clone(), other);
+        b.insert(contact(1), RecordEntry::default());
+        assert_ne!(a, b);
+        b.set_state(b.index_of(&o1).unwrap(), entry.state.clone());
+        b.set_chain(b.index_of(&o1).unwrap(), entry.chain.as_ref());
+        assert_eq!(a, b, "the same content, users numbered in another order");
+        // A follower's `until` leaves with it.
+        let mut state = entry.state.clone();
+        state.followers.pop();
+        a.set_state(0, state.clone());
+        assert_eq!(a.get(&o1).unwrap().state(), state);
+        assert!(a.names().untils.is_empty());
     }
 
     /// A user's index keeps record order through inserts and removals in any order, across
