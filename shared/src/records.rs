@@ -529,8 +529,8 @@ impl fmt::Debug for Records {
     }
 }
 
-/// The most indexes in one block of a [`Held`]: a block is split in two beyond it, so an insert
-/// moves at most this many.
+/// The most indexes in one block of a [`Held`]: a full block is split in two before an insert,
+/// so an insert moves at most this many and a block's vector never grows beyond it.
 const BLOCK: usize = 512;
 
 /// The records one user owns or follows, as indexes into the account's [`Records`], in record
@@ -577,16 +577,18 @@ impl Held {
             self.blocks.push(vec![index]);
             return true;
         }
-        let b = self.block_of(record, records);
+        let mut b = self.block_of(record, records);
+        if self.blocks[b].len() >= BLOCK {
+            // Split before inserting, so that no block's vector outgrows [`BLOCK`] indexes.
+            let upper = self.blocks[b].split_off(BLOCK / 2);
+            self.blocks.insert(b + 1, upper);
+            b = self.block_of(record, records);
+        }
         let block = &mut self.blocks[b];
         let Err(at) = block.binary_search_by(|&i| records.key(i).cmp(record)) else {
             return false;
         };
         block.insert(at, index);
-        if block.len() > BLOCK {
-            let upper = block.split_off(BLOCK / 2);
-            self.blocks.insert(b + 1, upper);
-        }
         true
     }
 
