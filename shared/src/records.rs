@@ -735,6 +735,15 @@ mod tests {
         assert!(a.names().untils.is_empty());
     }
 
+    /// Issue 14: the sizes the module's docs and docs/performance.md count with.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_stored_record_and_follower_keep_their_size() {
+        assert_eq!(std::mem::size_of::<StoredRecord>(), 56);
+        assert_eq!(std::mem::size_of::<StoredFollower>(), 24);
+        assert_eq!(std::mem::size_of::<(RecordRef, StoredRecord)>(), 88);
+    }
+
     /// A user's index keeps record order through inserts and removals in any order, across
     /// block splits, and pages from any record on.
     #[test]
