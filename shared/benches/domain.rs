@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use followers_shared::access::{self, Action, Holders, RecordAccess};
+use followers_shared::access::{self, Action, FollowerList, Holders, RecordAccess};
 use followers_shared::bounded::SomeUsers;
 use followers_shared::command::{AddFollowers, Command, CommandMeta};
 use followers_shared::decision;
@@ -165,7 +165,7 @@ fn benches(c: &mut Criterion) {
     let access = RecordAccess {
         record: Holders {
             owner: Some(&owner),
-            followers: &followers,
+            followers: FollowerList::Listed(&followers),
         },
         contact: None,
     };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::UserId;
 use crate::model::{AccountSettings, DataScope, Follower, Membership, Role};
+use crate::records::{Names, StoredFollower};
 
 /// What a user wants to do to a record (R19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -129,18 +130,59 @@ impl AccessDecision {
 #[derive(Debug, Clone, Copy)]
 pub struct Holders<'a> {
     pub owner: Option<&'a UserId>,
-    pub followers: &'a [Follower],
+    pub followers: FollowerList<'a>,
+}
+
+/// A record's followers: as the deciders hold them, or as the read model stores them, with
+/// users by number ([`crate::records`]).
+#[derive(Debug, Clone, Copy)]
+pub enum FollowerList<'a> {
+    Listed(&'a [Follower]),
+    Numbered {
+        followers: &'a [StoredFollower],
+        names: &'a Names,
+    },
+}
+
+impl<'a> From<&'a [Follower]> for FollowerList<'a> {
+    fn from(followers: &'a [Follower]) -> Self {
+        FollowerList::Listed(followers)
+    }
+}
+
+impl<'a> From<&'a Vec<Follower>> for FollowerList<'a> {
+    fn from(followers: &'a Vec<Follower>) -> Self {
+        FollowerList::Listed(followers)
+    }
+}
+
+impl<'a> FollowerList<'a> {
+    /// The followers' users, in list order.
+    pub fn users(self) -> impl Iterator<Item = &'a UserId> + use<'a> {
+        let (listed, numbered, names) = match self {
+            FollowerList::Listed(l) => (l, &[][..], None),
+            FollowerList::Numbered { followers, names } => (&[][..], followers, Some(names)),
+        };
+        let numbered = numbered
+            .iter()
+            .filter_map(move |f| names.and_then(|n| n.user(f.user())));
+        listed.iter().map(|f| &f.user).chain(numbered)
+    }
 }
 
 impl<'a> Holders<'a> {
     /// Everyone who holds the record: its owner, then its followers.
     pub fn users(&self) -> impl Iterator<Item = &'a UserId> + use<'a> {
-        let followers = self.followers.iter().map(|f| &f.user);
-        self.owner.into_iter().chain(followers)
+        self.owner.into_iter().chain(self.followers.users())
     }
 
     fn follows(&self, user: &UserId) -> bool {
-        self.followers.iter().any(|f| &f.user == user)
+        match self.followers {
+            FollowerList::Listed(l) => l.iter().any(|f| &f.user == user),
+            FollowerList::Numbered { followers, names } => {
+                followers.iter().any(|f| names.user(f.user()) == Some(user))
+            }
+        }
     }
 }
 

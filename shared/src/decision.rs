@@ -7,7 +7,7 @@ use crate::command::{Command, CommandBody, RecordCommand};
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::model::RecordRef;
-use crate::read_model::{AccountEntry, ReadModel, RecordEntry};
+use crate::read_model::{AccountEntry, ReadModel};
 use crate::record::{self, Context, Input};
 use crate::store::{Expected, StreamId};
 
@@ -24,8 +24,6 @@ pub struct Decision {
 
 static EMPTY_ACCOUNT: std::sync::LazyLock<AccountEntry> =
     std::sync::LazyLock::new(AccountEntry::default);
-static EMPTY_RECORD: std::sync::LazyLock<RecordEntry> =
-    std::sync::LazyLock::new(RecordEntry::default);
 
 /// Decides `cmd` against `model`. Pure: the same model and command give the same decision.
 pub fn decide_command(model: &ReadModel, cmd: &Command) -> Result<Decision, DomainError> {
@@ -64,24 +62,26 @@ fn on_record(
     caller_command: Option<&RecordCommand>,
     decider: impl FnOnce(&Input<'_>) -> Result<Vec<Event>, DomainError>,
 ) -> Result<Decision, DomainError> {
-    let rec = entry.records.get(&record).unwrap_or(&EMPTY_RECORD);
-    let contact = record::contact_needed(caller_command, &rec.state)
+    // The deciders read `RecordState`s: built here from the model's compact form.
+    let rec = entry.records.get(&record);
+    let state = rec.map(|r| r.state()).unwrap_or_default();
+    let contact = record::contact_needed(caller_command, &state)
         .and_then(|c| entry.records.get(&RecordRef::Contact(c)))
-        .map(|c| &c.state);
+        .map(|c| c.state());
     let ctx = Context {
         account: &entry.state,
-        contact,
+        contact: contact.as_ref(),
     };
     let events = decider(&Input {
         account: &cmd.account,
         meta: &cmd.meta,
         record: &record,
-        state: &rec.state,
+        state: &state,
         ctx: &ctx,
     })?;
     Ok(Decision {
         stream: Some(StreamId::record(cmd.account.clone(), record)),
-        expected: Expected::from_version(rec.version),
+        expected: Expected::from_version(rec.and_then(|r| r.version)),
         events,
     })
 }

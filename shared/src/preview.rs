@@ -24,14 +24,15 @@ use std::borrow::Cow;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::access::{AccessDecision, Action, RecordAccess, decide_access};
+use crate::access::{AccessDecision, Action, Holders, RecordAccess, decide_access};
 use crate::account::{self, AccountState};
 use crate::command::{AccountCommand, ChangeOwner, Command, CommandBody, RecordCommand};
 use crate::event::Event;
-use crate::ids::UserId;
+use crate::ids::{ContactId, UserId};
 use crate::model::RecordRef;
 use crate::read_model::AccountEntry;
 use crate::record::{self, RecordState};
+use crate::records::Record;
 
 /// The most changes a preview lists; `total` counts them all.
 pub const MAX_CHANGES: usize = 100;
@@ -138,7 +139,7 @@ impl Scope {
             .map_or(entry.state.members.len(), Vec::len);
         let records = match &self.records {
             Some(records) => records.len(),
-            None => entry.records.values().filter(|r| r.state.created).count(),
+            None => entry.records.values().filter(Record::created).count(),
         };
         users.saturating_mul(records)
     }
@@ -154,12 +155,12 @@ impl Scope {
 /// `change_owner`: the previous and the new owner, on the record and a contact's opportunities.
 fn owner_change(entry: &AccountEntry, cmd: &ChangeOwner) -> Scope {
     let rec = entry.records.get(&cmd.record);
-    let previous = rec.and_then(|r| r.state.owner.clone());
+    let previous = rec.and_then(|r| r.owner().cloned());
     let mut users: Vec<UserId> = previous.into_iter().chain(cmd.owner.clone()).collect();
     users.sort();
     users.dedup();
     let opportunities = match &cmd.record {
-        RecordRef::Contact(_) => rec.map(|r| r.opportunities.clone()).unwrap_or_default(),
+        RecordRef::Contact(_) => rec.map(|r| r.opportunities.to_vec()).unwrap_or_default(),
         RecordRef::Opportunity(_) => Vec::new(),
     };
     let mut records = vec![cmd.record.clone()];
@@ -175,7 +176,7 @@ fn all_records(entry: &AccountEntry) -> Vec<RecordRef> {
     let mut records: Vec<RecordRef> = entry
         .records
         .iter()
-        .filter(|(_, r)| r.state.created)
+        .filter(|(_, r)| r.created())
         .map(|(r, _)| r.clone())
         .collect();
     records.sort();
@@ -216,7 +217,7 @@ impl<'a> View<'a> {
             }
             CommandBody::Record(c) => {
                 if let Some(r) = c.record() {
-                    let state = entry.records.get(&r).map(|e| e.state.clone());
+                    let state = entry.records.get(&r).map(|e| e.state());
                     let state = events
                         .iter()
                         .fold(state.unwrap_or_default(), record::evolve);
@@ -228,25 +229,26 @@ impl<'a> View<'a> {
         view
     }
 
-    /// A record's state as this view has it, if it was created.
-    fn state(&self, record: &RecordRef) -> Option<&RecordState> {
-        let state = match &self.changed {
-            Some((r, state)) if r == record => state,
-            _ => &self.entry.records.get(record)?.state,
-        };
-        Some(state).filter(|s| s.created)
+    /// A record's holders and contact as this view has them, if it was created.
+    fn state(&self, record: &RecordRef) -> Option<(Holders<'_>, Option<&ContactId>)> {
+        match &self.changed {
+            Some((r, state)) if r == record => {
+                Some((state.holders(), state.contact.as_ref())).filter(|_| state.created)
+            }
+            _ => {
+                let rec = self.entry.records.get(record).filter(Record::created)?;
+                Some((rec.holders(), rec.contact()))
+            }
+        }
     }
 
     /// What the access rule needs about `record` (as [`crate::read_model::record_access`]).
     fn access(&self, record: &RecordRef) -> Option<RecordAccess<'_>> {
-        let rec = self.state(record)?;
-        let contact = rec
-            .contact
-            .as_ref()
-            .and_then(|c| self.state(&RecordRef::Contact(c.clone())));
+        let (holders, contact) = self.state(record)?;
+        let contact = contact.and_then(|c| self.state(&RecordRef::Contact(c.clone())));
         Some(RecordAccess {
-            record: rec.holders(),
-            contact: contact.map(RecordState::holders),
+            record: holders,
+            contact: contact.map(|(h, _)| h),
         })
     }
 

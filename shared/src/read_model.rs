@@ -16,9 +16,9 @@ use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
 use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
-use crate::model::{Actor, AddedHow, Follower, Membership, RecordRef};
+use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
-use crate::records::{Held, Interned, RecordIndex, Records};
+use crate::records::{Held, Record, RecordIndex, Records};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
 
 /// One record and where its stream stands.
@@ -47,9 +47,6 @@ pub struct AccountEntry {
     /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
     /// from `state`, rebuilt on each account commit.
     pub broad: BroadAccess,
-    /// Who added the followers, and how: each kept once ([`Interned`]).
-    added_by: Interned<Actor>,
-    how: Interned<AddedHow>,
 }
 
 impl PartialEq for AccountEntry {
@@ -99,31 +96,26 @@ impl AccountEntry {
         }
     }
 
-    /// The state fold of a record commit: the record's own `evolve` (R23). Returns who owned or
-    /// followed the record before and after it.
+    /// The state fold of a record commit: the record's own `evolve` (R23). Returns the record's
+    /// state before and after it.
     fn fold_record(
         &mut self,
         record: RecordIndex,
         stored: &StoredCommit,
         chains: Chains,
-    ) -> (Vec<UserId>, Vec<UserId>) {
-        let rec = self.records.at_mut(record);
-        let before = holders(&rec.state);
-        let state = std::mem::take(&mut rec.state);
-        rec.state = stored.commit.events.iter().fold(state, record::evolve);
-        // Followers are added one push at a time: no room kept for more.
-        rec.state.followers.shrink_to_fit();
-        if adds_followers(stored) {
-            for f in &mut rec.state.followers {
-                self.added_by.share(&mut f.added_by);
-                self.how.share(&mut f.how);
-            }
-        }
-        rec.version = Some(stored.version);
+    ) -> (RecordState, RecordState) {
+        let before = self.records.at(record).1.state();
+        let after = stored
+            .commit
+            .events
+            .iter()
+            .fold(before.clone(), record::evolve);
+        self.records.set_state(record, after.clone());
+        self.records.at_mut(record).set_version(stored.version);
         if chains == Chains::Kept {
-            rec.chain.clone_from(&stored.commit.chain);
+            self.records.set_chain(record, stored.commit.chain.as_ref());
         }
-        (before, holders(&rec.state))
+        (before, after)
     }
 
     /// The index update: `record` leaves the records of those who no longer own or follow it,
@@ -158,10 +150,7 @@ impl AccountEntry {
             let c = self
                 .records
                 .index_or_insert(&RecordRef::Contact(contact.clone()));
-            let c = self.records.at_mut(c);
-            if !c.opportunities.contains(opportunity) {
-                c.opportunities.push(opportunity.clone());
-            }
+            self.records.at_mut(c).add_opportunity(opportunity);
         }
     }
 }
@@ -299,8 +288,11 @@ impl ReadModel {
         self.accounts.iter()
     }
 
-    pub fn record(&self, account: &AccountId, record: &RecordRef) -> Option<&RecordEntry> {
-        self.accounts.get(account)?.records.get(record)
+    /// The record as the deciders and the snapshots have it (built from the model's compact
+    /// form: [`crate::records`]).
+    pub fn record(&self, account: &AccountId, record: &RecordRef) -> Option<RecordEntry> {
+        let rec = self.accounts.get(account)?.records.get(record)?;
+        Some(rec.to_entry())
     }
 
     /// The earliest follower's `until` of all accounts (issue 17.4), if any follower has one.
@@ -353,9 +345,8 @@ impl ReadModel {
             None => entry.fold_account(stored, self.chains),
             Some(record) => {
                 let index = entry.records.index_or_insert(&record);
-                let until_before = untils(&entry.records.at(index).1.state);
                 let (before, after) = entry.fold_record(index, stored, self.chains);
-                let until_after = untils(&entry.records.at(index).1.state);
+                let (until_before, until_after) = (untils(&before), untils(&after));
                 let expiry = |(user, until, set_by): &(UserId, DateTime<Utc>, EventId)| Expiry {
                     until: *until,
                     account: stored.stream.account.clone(),
@@ -369,7 +360,7 @@ impl ReadModel {
                 for new in until_after.iter().filter(|u| !until_before.contains(u)) {
                     self.expiries.insert(expiry(new));
                 }
-                entry.index_holders(index, &before, after);
+                entry.index_holders(index, &holders(&before), holders(&after));
                 entry.link_opportunities(stored);
             }
         }
@@ -460,14 +451,15 @@ impl ReadModel {
     /// R18: the owner and followers of a record, with each follower's membership.
     pub fn followers(&self, account: &AccountId, record: &RecordRef) -> Option<FollowersView<'_>> {
         let entry = self.accounts.get(account)?;
-        let rec = entry.records.get(record).filter(|r| r.state.created)?;
+        let rec = entry.records.get(record).filter(Record::created)?;
         Some(FollowersView {
-            owner: rec.state.owner.as_ref(),
+            owner: rec.owner(),
             followers: rec
-                .state
-                .followers
-                .iter()
-                .map(|f| (f, entry.state.member(&f.user)))
+                .followers()
+                .map(|f| {
+                    let membership = entry.state.member(&f.user);
+                    (f, membership)
+                })
                 .collect(),
         })
     }
@@ -490,7 +482,7 @@ impl ReadModel {
             .take(limit)
             .map(|i| {
                 let (r, e) = entry.records.at(i);
-                let owner = e.state.owner.as_ref() == Some(user);
+                let owner = e.owner() == Some(user);
                 let relation = if owner {
                     Relation::Owner
                 } else {
@@ -530,31 +522,24 @@ pub fn replay_until<'a>(
 
 /// What the access rule needs about `record` within `entry`.
 pub fn record_access<'a>(entry: &'a AccountEntry, record: &RecordRef) -> Option<RecordAccess<'a>> {
-    let rec = entry.records.get(record).filter(|r| r.state.created)?;
+    let rec = entry.records.get(record).filter(Record::created)?;
     let contact = rec
-        .state
-        .contact
-        .as_ref()
+        .contact()
         .and_then(|c| entry.records.get(&RecordRef::Contact(c.clone())))
-        .filter(|c| c.state.created)
-        .map(|c| c.state.holders());
+        .filter(Record::created)
+        .map(|c| c.holders());
     Some(RecordAccess {
-        record: rec.state.holders(),
+        record: rec.holders(),
         contact,
     })
 }
 
-/// The owner and followers of a record, joined with their memberships.
+/// The owner and followers of a record, joined with their memberships. The followers are
+/// built from the model's compact form ([`crate::records`]).
 #[derive(Debug)]
 pub struct FollowersView<'a> {
     pub owner: Option<&'a UserId>,
-    pub followers: Vec<(&'a Follower, Option<&'a Membership>)>,
-}
-
-/// Whether a commit adds followers (so has actors and hows to share).
-fn adds_followers(stored: &StoredCommit) -> bool {
-    let adds = |e: &crate::event::Event| matches!(e.body, EventBody::FollowersAdded { .. });
-    stored.commit.events.iter().any(adds)
+    pub followers: Vec<(Follower, Option<&'a Membership>)>,
 }
 
 /// Everyone who owns or follows the record.
@@ -660,7 +645,7 @@ impl ReadModel {
                 let mut records: Vec<(RecordRef, RecordEntry)> = a
                     .records
                     .iter()
-                    .map(|(r, e)| (r.clone(), e.clone()))
+                    .map(|(r, e)| (r.clone(), e.to_entry()))
                     .collect();
                 records.sort_by(|x, y| x.0.cmp(&y.0));
                 AccountSnapshot {
@@ -736,10 +721,6 @@ impl AccountEntry {
             chain: a.chain,
             records,
             by_user,
-            // The snapshot's followers share their actors already ([`crate::snapshot`]); these
-            // start empty and share what later commits add.
-            added_by: Interned::default(),
-            how: Interned::default(),
         }
     }
 }

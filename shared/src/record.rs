@@ -9,7 +9,7 @@
 //! command, which names the rules it keeps. [`without_record`] is R17's part: a follower command
 //! that names no record.
 
-use crate::access::{self, Action, Holders, RecordAccess};
+use crate::access::{self, Action, FollowerList, Holders, RecordAccess};
 use crate::account::AccountState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ impl RecordState {
     pub fn holders(&self) -> Holders<'_> {
         Holders {
             owner: self.owner.as_ref(),
-            followers: &self.followers,
+            followers: FollowerList::Listed(&self.followers),
         }
     }
 

@@ -193,7 +193,7 @@ impl Reactions<'_> {
         let Some(contact) = entry
             .records
             .get(opp)
-            .and_then(|r| r.state.contact.clone())
+            .and_then(|r| r.contact().cloned())
             .map(RecordRef::Contact)
         else {
             return;
@@ -232,35 +232,32 @@ impl Reactions<'_> {
             self.sync_pair(event, contact.clone(), &opp, None, owner);
         }
         if settings.syncs_opportunity_follower_with_contact_owner() {
-            let contact_owner = entry
-                .records
-                .get(&contact)
-                .and_then(|c| c.state.owner.as_ref());
+            let contact_owner = entry.records.get(&contact).and_then(|c| c.owner());
             self.sync_pair(event, opp, &contact, None, contact_owner);
         }
     }
 
     /// Coupling is (still) on: every opportunity takes its contact's owner.
     fn align_all(&mut self, entry: &AccountEntry, event: &Event) {
-        let mut contacts: Vec<(&ContactId, &crate::read_model::RecordEntry)> = entry
+        let mut contacts: Vec<(&ContactId, crate::records::Record<'_>)> = entry
             .records
             .iter()
             .filter_map(|(r, e)| match r {
-                RecordRef::Contact(c) if e.state.created => Some((c, e)),
+                RecordRef::Contact(c) if e.created() => Some((c, e)),
                 _ => None,
             })
             .collect();
         contacts.sort_by(|a, b| a.0.cmp(b.0));
         for (c, contact) in contacts {
-            for o in &contact.opportunities {
+            for o in contact.opportunities {
                 let opp = RecordRef::Opportunity(o.clone());
-                let owner = entry.records.get(&opp).and_then(|r| r.state.owner.as_ref());
-                if owner != contact.state.owner.as_ref() {
+                let owner = entry.records.get(&opp).and_then(|r| r.owner());
+                if owner != contact.owner() {
                     self.push(
                         event,
                         AlignOwner {
                             record: opp,
-                            owner: contact.state.owner.clone(),
+                            owner: contact.owner().cloned(),
                             with: RecordRef::Contact(c.clone()),
                         },
                     );

@@ -336,6 +336,7 @@ fn command(h: &Harness, op: &Op) -> followers_shared::command::Command {
 fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseError> {
     let entry = h.model.account(&h.account).unwrap();
     for (r, rec) in &entry.records {
+        let rec = rec.to_entry();
         let followers = &rec.state.followers;
         prop_assert!(
             followers.len() <= MAX_FOLLOWERS,
@@ -362,10 +363,10 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
         }
     }
     // The index of who holds what agrees with the records (R18, R23: who owned and followed).
-    let mut held: std::collections::HashMap<&UserId, BTreeSet<RecordRef>> = Default::default();
+    let mut held: std::collections::HashMap<UserId, BTreeSet<RecordRef>> = Default::default();
     for (r, rec) in &entry.records {
-        let holders = rec.state.followers.iter().map(|f| &f.user);
-        for u in holders.chain(rec.state.owner.iter()) {
+        let holders = rec.followers().map(|f| f.user);
+        for u in holders.chain(rec.owner().cloned()) {
             held.entry(u).or_default().insert(r.clone());
         }
     }
@@ -390,11 +391,11 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
     // R7: coupled owners, once the sync has come to rest.
     if entry.state.settings.owners_coupled() && h.pending().is_empty() {
         for (r, rec) in &entry.records {
-            if let (RecordRef::Opportunity(_), Some(c)) = (r, &rec.state.contact) {
-                let contact = &entry.records[&RecordRef::Contact(c.clone())];
+            if let (RecordRef::Opportunity(_), Some(c)) = (r, rec.contact()) {
+                let contact = entry.records.get(&RecordRef::Contact(c.clone())).unwrap();
                 prop_assert_eq!(
-                    &rec.state.owner,
-                    &contact.state.owner,
+                    rec.owner(),
+                    contact.owner(),
                     "coupled {:?} and its contact have different owners",
                     r
                 );

@@ -1,6 +1,8 @@
 //! Access (R19-R21): the actions, the access decision and its reason.
 
-use followers_shared::access::{self, AccessDecision, Action, Holders, Reason, RecordAccess};
+use followers_shared::access::{
+    self, AccessDecision, Action, FollowerList, Holders, Reason, RecordAccess,
+};
 use followers_shared::error::ErrorCode;
 use followers_shared::hint::{AccessHint, Grant};
 use followers_shared::ids::UserId;
@@ -386,7 +388,7 @@ fn r21_every_reason_is_given_by_the_access_rule() {
             Some(_) => Some(&other),
             None => None,
         },
-        followers,
+        followers: FollowerList::Listed(followers),
     };
     let nobody = nobody.as_slice();
     let me_following = me_following.as_slice();

@@ -278,7 +278,7 @@ fn r3_a_deactivated_follower_stays_listed_as_inactive_and_loses_access() {
 
     let view = h.model.followers(&h.account, &c1).unwrap();
     assert_eq!(view.followers.len(), 1);
-    let (f, m) = view.followers[0];
+    let (f, m) = &view.followers[0];
     assert_eq!(f.user, user("olga"));
     assert!(!m.unwrap().active, "listed, shown as inactive");
     assert_eq!(h.owner(&c2), Some(user("olga")), "still the owner");
