@@ -111,9 +111,21 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             replay(report, &server, &big).await?;
         }
         if args.wants(Row::Memory) {
-            memory(report, &server, &big).await?;
+            let idle = idle_rss_kb().await?;
+            let at_size = memory(report, &server, &big, idle).await?;
+            drop(server);
+            if big.records >= 1_000_000 {
+                // Growth: the same row at a tenth of the size, on a server of its own.
+                let server = NatsServer::start_default_sync();
+                let tenth = Dataset {
+                    records: big.records / 10,
+                    ..big.clone()
+                };
+                seed(&server, &tenth).await?;
+                let at_tenth = memory(report, &server, &tenth, idle).await?;
+                memory_growth(report, (&tenth, at_tenth), (&big, at_size));
+            }
         }
-        drop(server);
     }
     Ok(())
 }
@@ -174,8 +186,8 @@ async fn commands(
     let applied_pct = 100.0 * applied;
     let ratio = ours.rate() / floor.rate();
     let p99_ratio = ours.p99() / floor.p99();
-    let met = ratio >= 0.8 && p99_ratio <= 2.0;
     let batch_ratio = ours.rate() / batch_floor.rate();
+    let (target, met) = command_target(mode, ratio, p99_ratio, batch_ratio);
     report.add(
         Line {
             row: format!("1. commands, {mode}"),
@@ -186,7 +198,7 @@ async fn commands(
                 rate_text(&batch_floor, "msg")
             ),
             ratio: format!("rate {ratio:.2}, p99 {p99_ratio:.2}x; of batches {batch_ratio:.2}"),
-            target: "rate >= 0.8, p99 <= 2x".to_owned(),
+            target,
             met: Some(met),
         },
         json!({"kind": "commands", "mode": mode, "ours": stats_json(&ours),
@@ -194,6 +206,20 @@ async fn commands(
                "batch_floor": stats_json(&batch_floor), "batch": batch, "batch_rate_ratio": batch_ratio}),
     );
     Ok(ours.rate())
+}
+
+/// Issue 14's targets for row 1. With `sync_interval: always` only group commit can beat one
+/// fsync a message: at least 1.3 times the per-message floor's rate and 0.8 of the atomic-batch
+/// floor's, p99 no worse than the per-message floor's. With the server default: 0.8 of the
+/// floor's rate, p99 within 1.5 times.
+fn command_target(mode: &str, ratio: f64, p99_ratio: f64, batch_ratio: f64) -> (String, bool) {
+    if mode_token(mode) == "always" {
+        let met = ratio >= 1.3 && batch_ratio >= 0.8 && p99_ratio <= 1.0;
+        ("rate >= 1.3, of batches >= 0.8, p99 <= 1x".to_owned(), met)
+    } else {
+        let met = ratio >= 0.8 && p99_ratio <= 1.5;
+        ("rate >= 0.8, p99 <= 1.5x".to_owned(), met)
+    }
 }
 
 /// A subject token for a durability mode.
@@ -488,7 +514,7 @@ async fn lag(
     }
     service.stop().await;
     let stats = Stats::from_latencies(lat);
-    let met = stats.p99() < 5.0;
+    let met = stats.p99() < 2.0;
     report.add(
         Line {
             row: "5. projection lag (reply -> visible in queries)".to_owned(),
@@ -501,7 +527,7 @@ async fn lag(
             ),
             floor: "-".to_owned(),
             ratio: "-".to_owned(),
-            target: "p99 < 5 ms".to_owned(),
+            target: "p99 < 2 ms".to_owned(),
             met: Some(met),
         },
         json!({"kind": "lag", "rate": rate, "sent": sent, "samples": stats.requests,
@@ -627,7 +653,7 @@ async fn nats_checks(args: &Args, report: &mut Report, server: &NatsServer) -> a
         .await;
         let ratio = ours.rate() / floor.rate();
         let (target, met) = if batch == 0 {
-            ("checks >= 0.7 of echo".to_owned(), ratio >= 0.7)
+            ("checks >= 0.8 of echo".to_owned(), ratio >= 0.8)
         } else {
             (
                 "batches: >= 1,000,000 checks/s".to_owned(),
@@ -735,8 +761,8 @@ async fn http_checks(
             ours: rate_text(&ours, "checks"),
             floor: format!("trivial axum handler: {}", rate_text(&floor, "req")),
             ratio: format!("{ratio:.2}"),
-            target: ">= 0.7".to_owned(),
-            met: Some(ratio >= 0.7),
+            target: ">= 0.8".to_owned(),
+            met: Some(ratio >= 0.8),
         },
         json!({"kind": "http_checks", "ours": stats_json(&ours), "floor": stats_json(&floor),
                "ratio": ratio}),
@@ -792,8 +818,8 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
                 count(floor_rate)
             ),
             ratio: format!("{ratio:.2}"),
-            target: ">= 0.8".to_owned(),
-            met: Some(ratio >= 0.8),
+            target: ">= 0.9".to_owned(),
+            met: Some(ratio >= 0.9),
         },
         json!({"kind": "replay", "events": ours_events, "records": data.records,
                "ours_events_per_s": ours_rate, "ours_secs": ours_secs,
@@ -907,7 +933,66 @@ pub(crate) async fn wait_ready(http: &reqwest::Client, port: u16) -> anyhow::Res
     }
 }
 
-async fn memory(report: &mut Report, server: &NatsServer, data: &Dataset) -> anyhow::Result<()> {
+/// The projection service's RSS with an empty history, in kB: what a record's bytes are counted
+/// from.
+async fn idle_rss_kb() -> anyhow::Result<u64> {
+    let server = NatsServer::start_default_sync();
+    JetStreamStore::connect(server.client().await, JetStreamConfig::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::new();
+    let port = followers_tests::nats::free_port();
+    let child = Child::spawn(&projection_binary()?, &server, port, &dir.path().join("s"))?;
+    wait_ready(&http, port).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = status_kb(child.child.id(), "VmRSS:").unwrap_or(0);
+    child.terminate()?;
+    Ok(rss)
+}
+
+/// Bytes a record: the RSS over the idle service's, shared by the records.
+fn per_record(rss_kb: u64, idle_kb: u64, records: usize) -> f64 {
+    (rss_kb.saturating_sub(idle_kb) * 1024) as f64 / records.max(1) as f64
+}
+
+/// Issue 14: the bytes a record at a tenth of the size and at the size, within 10 % of each
+/// other (after the cold replay, and after the restart from the snapshot).
+fn memory_growth(report: &mut Report, small: (&Dataset, [f64; 2]), big: (&Dataset, [f64; 2])) {
+    let growth = |i: usize| big.1[i] / small.1[i] - 1.0;
+    let (cold, warm) = (growth(0), growth(1));
+    report.add(
+        Line {
+            row: format!(
+                "6. memory growth, bytes a record at {} and {} records",
+                count(small.0.records as f64),
+                count(big.0.records as f64)
+            ),
+            ours: format!(
+                "{:.0} and {:.0} ({:+.1} %); after restart {:.0} and {:.0} ({:+.1} %)",
+                small.1[0],
+                big.1[0],
+                100.0 * cold,
+                small.1[1],
+                big.1[1],
+                100.0 * warm
+            ),
+            floor: "-".to_owned(),
+            ratio: "-".to_owned(),
+            target: "within 10 %".to_owned(),
+            met: Some(cold.abs() <= 0.1 && warm.abs() <= 0.1),
+        },
+        json!({"kind": "memory_growth", "small_records": small.0.records,
+               "big_records": big.0.records, "small_bytes_per_record": small.1,
+               "big_bytes_per_record": big.1}),
+    );
+}
+
+/// Row 6 for `data`; returns the bytes a record after the cold replay and after the restart.
+async fn memory(
+    report: &mut Report,
+    server: &NatsServer,
+    data: &Dataset,
+    idle_kb: u64,
+) -> anyhow::Result<[f64; 2]> {
     let bin = projection_binary()?;
     let dir = tempfile::tempdir()?;
     let snapshot = dir.path().join("projection.snapshot");
@@ -936,6 +1021,9 @@ async fn memory(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
     second.terminate()?;
 
     let mb = rss as f64 / 1024.0;
+    let mb_after = rss_after as f64 / 1024.0;
+    let bytes = per_record(rss, idle_kb, data.records);
+    let bytes_after = per_record(rss_after, idle_kb, data.records);
     // The targets are for 1,000,000 records; other sizes are reported but not judged.
     let full_size = data.records >= 1_000_000;
     let scaled = if full_size {
@@ -954,35 +1042,39 @@ async fn memory(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
                 data.followers
             ),
             ours: format!(
-                "RSS {mb:.0} MB (peak {:.0} MB; after restart {:.0} MB){scaled}",
+                "RSS {mb:.0} MB, {bytes:.0} bytes a record (peak {:.0} MB; after restart {mb_after:.0} MB, {bytes_after:.0} bytes a record; idle service {:.0} MB){scaled}",
                 hwm as f64 / 1024.0,
-                rss_after as f64 / 1024.0
+                idle_kb as f64 / 1024.0,
             ),
             floor: "-".to_owned(),
             ratio: "-".to_owned(),
-            target: "< 300 MB".to_owned(),
-            met: full_size.then_some(mb < 300.0),
+            target: "<= 200 MB (200 bytes a record), after restart too".to_owned(),
+            met: full_size.then_some(mb.max(mb_after) <= 200.0),
         },
         json!({"kind": "memory", "records": data.records, "followers": data.followers,
                "rss_mb": mb, "peak_mb": hwm as f64 / 1024.0,
-               "rss_after_restart_mb": rss_after as f64 / 1024.0}),
+               "rss_after_restart_mb": mb_after, "idle_mb": idle_kb as f64 / 1024.0,
+               "bytes_per_record": bytes, "bytes_per_record_after_restart": bytes_after}),
     );
     report.add(
         Line {
-            row: "6. ready after restart from snapshot".to_owned(),
+            row: format!(
+                "6. ready after restart from snapshot, {} records",
+                count(data.records as f64)
+            ),
             ours: format!(
                 "{warm:.2} s (cold replay without snapshot {cold:.1} s; snapshot {snapshot_mb:.0} MB written in {snapshot_secs:.1} s at shutdown)"
             ),
             floor: "-".to_owned(),
             ratio: "-".to_owned(),
-            target: "< 3 s".to_owned(),
-            met: full_size.then_some(warm < 3.0),
+            target: "<= 1.0 s, snapshot <= 100 MB".to_owned(),
+            met: full_size.then_some(warm <= 1.0 && snapshot_mb <= 100.0),
         },
         json!({"kind": "restart", "records": data.records, "ready_after_restart_s": warm,
                "cold_start_s": cold, "snapshot_mb": snapshot_mb,
                "snapshot_write_s": snapshot_secs}),
     );
-    Ok(())
+    Ok([bytes, bytes_after])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1023,7 +1115,7 @@ pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         (
             "access_check_in_model",
             "7. access decision (ReadModel::check: lookups + rule)",
-            Some(200.0),
+            Some(80.0),
         ),
         (
             "access_rule_only",
@@ -1053,8 +1145,8 @@ pub fn criterion(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                 ours: format!("{ns:.0} ns median"),
                 floor: "-".to_owned(),
                 ratio: "-".to_owned(),
-                target: target.map_or("-".to_owned(), |t| format!("< {t:.0} ns")),
-                met: target.map(|t| ns < t),
+                target: target.map_or("-".to_owned(), |t| format!("<= {t:.0} ns")),
+                met: target.map(|t| ns <= t),
             },
             json!({"kind": "criterion", "bench": name, "median_ns": ns}),
         );

@@ -353,7 +353,11 @@ impl<S: EventStore> Handler<S> {
             commit,
             trace: None,
         };
-        if !self.model.apply_next(&stored, appended.previous) {
+        let applied = self
+            .model
+            .apply_after(&stored, appended.previous, FEED_GRACE)
+            .await;
+        if !applied {
             self.see_own_commit(appended.position).await;
         }
         Ok(Applied {

@@ -214,6 +214,28 @@ impl LiveModel {
         }
     }
 
+    /// Applies a command's own acknowledged commit as soon as the model has the commit stored
+    /// right before it (`previous`, from the ack): at once when it is there, else once it gets
+    /// there within `grace`. The commit before is usually another command's, applied the same
+    /// way by its own writer (the commits of one atomic batch, acknowledged together, are
+    /// applied in order by their writers) or brought by the feed; waiting for it is never slower
+    /// than waiting for the feed to bring this one, which comes after it. Returns whether the
+    /// model has the commit's position; `false` leaves it to the feed.
+    pub async fn apply_after(
+        &self,
+        commit: &StoredCommit,
+        previous: Option<Position>,
+        grace: Duration,
+    ) -> bool {
+        if self.apply_next(commit, previous) {
+            return true;
+        }
+        let Some(previous) = previous else {
+            return false;
+        };
+        self.wait_for(previous, grace).await.is_ok() && self.apply_next(commit, Some(previous))
+    }
+
     /// Offers one commit to the model: applied once (a commit at or before the position, such as
     /// a command's own commit applied before the feed brings it, is ignored), or refused when the
     /// screen refuses it. With `only_after`, only when the model is exactly there. Returns whether
@@ -481,4 +503,61 @@ fn applying(commit: &followers_shared::store::StoredCommit) -> tracing::Span {
     let span = tracing::info_span!("apply", position = commit.position.0, stream = %commit.stream);
     crate::trace::continue_commit(&span, commit.trace.as_ref());
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use followers_shared::ids::{AccountId, CommandId};
+    use followers_shared::store::{Commit, StreamId, Version};
+
+    fn commit_at(account: &str, position: u64) -> StoredCommit {
+        StoredCommit {
+            stream: StreamId::account(AccountId::new(account).unwrap()),
+            version: Version(1),
+            position: Position(position),
+            commit: Commit::sealed(CommandId::new(), Vec::new(), None),
+            trace: None,
+        }
+    }
+
+    /// Group commit acknowledges a batch's commits together; each writer applies its own once
+    /// the one before it is there, so none waits for the feed (the model here follows nothing).
+    #[tokio::test]
+    async fn an_own_commit_is_applied_once_the_one_before_it_is() {
+        let model = LiveModel::new(ReadModel::new());
+        let (first, second) = (commit_at("acme", 1), commit_at("globex", 2));
+        let waiting = {
+            let model = model.clone();
+            let second = second.clone();
+            tokio::spawn(async move {
+                model
+                    .apply_after(&second, Some(Position(1)), Duration::from_secs(30))
+                    .await
+            })
+        };
+        assert!(
+            model
+                .apply_after(&first, Some(Position(0)), Duration::from_secs(30))
+                .await
+        );
+        assert!(waiting.await.unwrap(), "applied after the one before it");
+        assert_eq!(model.position(), Position(2));
+        assert_eq!(model.counts().0, 2, "each applied once");
+    }
+
+    /// A commit whose predecessor never comes is left to the feed, not applied out of order.
+    #[tokio::test]
+    async fn an_own_commit_is_not_applied_before_the_one_before_it() {
+        let model = LiveModel::new(ReadModel::new());
+        let applied = model
+            .apply_after(
+                &commit_at("acme", 2),
+                Some(Position(1)),
+                Duration::from_millis(20),
+            )
+            .await;
+        assert!(!applied);
+        assert_eq!(model.position(), Position(0));
+    }
 }
