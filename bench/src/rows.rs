@@ -163,11 +163,20 @@ async fn commands(
     seed(server, &data).await?;
     // The floor runs before and after the service; the faster of the two is reported, so
     // that warm-up or noise on the shared machine never flatters the ratio.
-    let floor_before = raw_publish_floor(args, server, "before").await?;
+    let cpu = CpuClock::of(server);
+    let (floor_before, floor_before_cpu) = cpu
+        .per_unit(args, raw_publish_floor(args, server, "before"))
+        .await;
+    let floor_before = floor_before?;
     let service = start_command_service(server, service_flags).await;
-    let (ours, applied) = command_load(args, server, &data).await;
+    let ((ours, applied), ours_cpu) = cpu
+        .per_unit_of(args, command_load(args, server, &data), |(s, _)| s.rate())
+        .await;
     service.stop().await;
-    let floor_after = raw_publish_floor(args, server, "after").await?;
+    let (floor_after, floor_after_cpu) = cpu
+        .per_unit(args, raw_publish_floor(args, server, "after"))
+        .await;
+    let floor_after = floor_after?;
     // Group commit's floor: as many messages a batch as there are clients, the most commands
     // that can be waiting at once.
     let batch = args.clients.max(2);
@@ -178,10 +187,10 @@ async fn commands(
         floor_after.rate(),
         batch_floor.rate()
     );
-    let floor = if floor_after.rate() > floor_before.rate() {
-        floor_after
+    let (floor, floor_cpu) = if floor_after.rate() > floor_before.rate() {
+        (floor_after, floor_after_cpu)
     } else {
-        floor_before
+        (floor_before, floor_before_cpu)
     };
     let applied_pct = 100.0 * applied;
     let ratio = ours.rate() / floor.rate();
@@ -191,10 +200,15 @@ async fn commands(
     report.add(
         Line {
             row: format!("1. commands, {mode}"),
-            ours: format!("{} ({applied_pct:.0} % appended a commit)", rate_text(&ours, "cmd")),
+            ours: format!(
+                "{} ({applied_pct:.0} % appended a commit; CPU a command: {})",
+                rate_text(&ours, "cmd"),
+                ours_cpu.text()
+            ),
             floor: format!(
-                "raw JetStream publish: {}; atomic batches of {batch}: {}",
+                "raw JetStream publish: {} (CPU a message: {}); atomic batches of {batch}: {}",
                 rate_text(&floor, "msg"),
+                floor_cpu.text(),
                 rate_text(&batch_floor, "msg")
             ),
             ratio: format!("rate {ratio:.2}, p99 {p99_ratio:.2}x; of batches {batch_ratio:.2}"),
@@ -203,9 +217,97 @@ async fn commands(
         },
         json!({"kind": "commands", "mode": mode, "ours": stats_json(&ours),
                "applied_pct": applied_pct, "floor": stats_json(&floor), "rate_ratio": ratio, "p99_ratio": p99_ratio,
-               "batch_floor": stats_json(&batch_floor), "batch": batch, "batch_rate_ratio": batch_ratio}),
+               "batch_floor": stats_json(&batch_floor), "batch": batch, "batch_rate_ratio": batch_ratio,
+               "cpu_us_per_command": ours_cpu.json(), "floor_cpu_us_per_message": floor_cpu.json()}),
     );
     Ok(ours.rate())
+}
+
+/// CPU time of the nats-server process and of this one (the services in process and the load
+/// generators), from `/proc/PID/stat`: where a phase's CPU goes, per request.
+struct CpuClock {
+    server: Option<u32>,
+}
+
+/// Microseconds of CPU a request: nats-server's, this process's.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuPerUnit {
+    server_us: f64,
+    process_us: f64,
+}
+
+impl CpuPerUnit {
+    fn text(&self) -> String {
+        format!(
+            "nats-server {:.0} µs, bench process {:.0} µs",
+            self.server_us, self.process_us
+        )
+    }
+    fn json(&self) -> serde_json::Value {
+        json!({"nats_server": self.server_us, "bench_process": self.process_us})
+    }
+}
+
+impl CpuClock {
+    fn of(server: &NatsServer) -> Self {
+        Self {
+            server: server.pid(),
+        }
+    }
+
+    /// CPU seconds so far of nats-server and of this process (ticks of 1/100 s: Linux's
+    /// USER_HZ).
+    fn now(&self) -> [f64; 2] {
+        let secs = |pid: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The fields after the command name, which is in parentheses.
+                    let rest = stat.rsplit_once(')')?.1;
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+                    Some((ticks(11)? + ticks(12)?) / 100.0)
+                })
+                .unwrap_or(0.0)
+        };
+        let server = self.server.map_or(0.0, |pid| secs(&pid.to_string()));
+        [server, secs("self")]
+    }
+
+    /// Runs a load phase and divides the CPU it took by the requests it made (warm-up
+    /// included, as its CPU is).
+    async fn per_unit(
+        &self,
+        args: &Args,
+        phase: impl Future<Output = anyhow::Result<Stats>>,
+    ) -> (anyhow::Result<Stats>, CpuPerUnit) {
+        self.per_unit_of(args, phase, |out| out.as_ref().map_or(0.0, Stats::rate))
+            .await
+    }
+
+    async fn per_unit_of<T>(
+        &self,
+        args: &Args,
+        phase: impl Future<Output = T>,
+        rate: impl Fn(&T) -> f64,
+    ) -> (T, CpuPerUnit) {
+        let before = self.now();
+        let out = phase.await;
+        let after = self.now();
+        let r = rate(&out);
+        (out, self.divide(args, before, after, r))
+    }
+
+    fn divide(&self, args: &Args, before: [f64; 2], after: [f64; 2], rate: f64) -> CpuPerUnit {
+        let requests = rate * (args.warmup() + args.duration()).as_secs_f64();
+        if requests <= 0.0 {
+            return CpuPerUnit::default();
+        }
+        CpuPerUnit {
+            server_us: 1e6 * (after[0] - before[0]) / requests,
+            process_us: 1e6 * (after[1] - before[1]) / requests,
+        }
+    }
 }
 
 /// Issue 14's targets for row 1. With `sync_interval: always` only group commit can beat one

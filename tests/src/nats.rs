@@ -243,6 +243,11 @@ impl NatsServer {
             .expect("connect to test nats-server")
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server at once (SIGKILL): what it acknowledged must survive.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
