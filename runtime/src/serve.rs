@@ -103,6 +103,10 @@ impl std::fmt::Debug for Registered {
     }
 }
 
+/// Requests up to this size are answered in the serve loop when they can be at once; larger
+/// ones always get a task (a single check is about 150 bytes, a batch of 100 about 7 KB).
+const INLINE_MAX_BYTES: usize = 1024;
+
 /// Registers `spec` on `client`: the service and each of its endpoints.
 pub async fn register(
     client: &async_nats::Client,
@@ -152,14 +156,16 @@ pub async fn serve<R: Responder>(
             }
         };
         let responder = responder.clone();
+        let small = request.message.payload.len() <= INLINE_MAX_BYTES;
         let mut answering = Box::pin(async move {
             let answer = responder.respond(ticket, &request.message).await;
             reply(&request, answer).await;
         });
-        // Most queries are answered from memory at once: those are answered right here, and
-        // only a request that has to wait (a command for its store, a query for a position) gets
-        // a task of its own. A task per request cost more than the answer itself.
-        if futures::poll!(answering.as_mut()).is_pending() {
+        // Most queries are small and answered from memory at once: those are answered right
+        // here, as a task per request cost more than the answer itself. A request that has to
+        // wait (a command for its store, a query for a position) gets a task of its own, and so
+        // does a large one (a batch of checks), so that large ones use every core.
+        if !small || futures::poll!(answering.as_mut()).is_pending() {
             tasks.spawn(answering);
         }
     }
