@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 
-use cqrs_es::{Aggregate, DomainEvent, EventSink};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
 use followers_shared::model::MAX_FOLLOWERS;
 use serde::{Deserialize, Serialize};
 
