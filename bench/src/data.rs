@@ -69,11 +69,26 @@ pub fn mix_step(c: u64, n: u64, data: &Dataset) -> Step {
     };
     let [first, second, third] = [pick(), pick(), pick()];
     match n % 5 {
-        0 => Step::AddFollower { record: first.0, user: first.1 },
-        1 => Step::RemoveFollower { record: first.0, user: first.1 },
-        2 => Step::AddFollower { record: second.0, user: second.1 },
-        3 => Step::RemoveFollower { record: second.0, user: second.1 },
-        _ => Step::ChangeOwner { record: third.0, user: third.1 },
+        0 => Step::AddFollower {
+            record: first.0,
+            user: first.1,
+        },
+        1 => Step::RemoveFollower {
+            record: first.0,
+            user: first.1,
+        },
+        2 => Step::AddFollower {
+            record: second.0,
+            user: second.1,
+        },
+        3 => Step::RemoveFollower {
+            record: second.0,
+            user: second.1,
+        },
+        _ => Step::ChangeOwner {
+            record: third.0,
+            user: third.1,
+        },
     }
 }
 

@@ -411,7 +411,9 @@ mod tests {
         match record.decide(command, members) {
             Ok(events) if events.is_empty() => Outcome::Nothing,
             Ok(events) => {
-                events.into_iter().for_each(|e| cqrs_es::Aggregate::apply(record, e));
+                events
+                    .into_iter()
+                    .for_each(|e| cqrs_es::Aggregate::apply(record, e));
                 Outcome::Appended
             }
             Err(Refusal::FollowerLimit) => Outcome::FollowerLimit,

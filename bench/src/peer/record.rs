@@ -222,7 +222,10 @@ mod tests {
         let stranger = record(&[]).decide(add("u-9"), &members());
         assert_eq!(stranger, Err(Refusal::NotMember("u-9".to_owned())));
         let full = record(&["f"; MAX_FOLLOWERS]);
-        assert_eq!(full.decide(add("u-2"), &members()), Err(Refusal::FollowerLimit));
+        assert_eq!(
+            full.decide(add("u-2"), &members()),
+            Err(Refusal::FollowerLimit)
+        );
         let missing = PeerRecord::default().decide(add("u-2"), &members());
         assert_eq!(missing, Err(Refusal::NotFound));
     }
