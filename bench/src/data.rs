@@ -48,6 +48,50 @@ pub struct Dataset {
 
 pub const ADMIN: &str = "admin";
 
+/// One command of row 1's mix, by record and user number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    AddFollower { record: u64, user: u64 },
+    RemoveFollower { record: u64, user: u64 },
+    ChangeOwner { record: u64, user: u64 },
+}
+
+/// Command `n` of client `c`. The mix, in rounds of five: add a follower to a random record,
+/// remove that follower again, the same on a second record, then change a third record's owner
+/// (40 % add, 40 % remove, 20 % owner changes), all by the admin. Pairing each remove with an
+/// add keeps records below the follower limit, so nearly every command appends a commit. The
+/// same for our services and for the peer, so both decide the same commands.
+pub fn mix_step(c: u64, n: u64, data: &Dataset) -> Step {
+    let mut rng = Rng::new((c << 32) | (n / 5));
+    let mut pick = || {
+        let record = rng.below(data.records as u64);
+        (record, rng.below(data.users as u64))
+    };
+    let [first, second, third] = [pick(), pick(), pick()];
+    match n % 5 {
+        0 => Step::AddFollower {
+            record: first.0,
+            user: first.1,
+        },
+        1 => Step::RemoveFollower {
+            record: first.0,
+            user: first.1,
+        },
+        2 => Step::AddFollower {
+            record: second.0,
+            user: second.1,
+        },
+        3 => Step::RemoveFollower {
+            record: second.0,
+            user: second.1,
+        },
+        _ => Step::ChangeOwner {
+            record: third.0,
+            user: third.1,
+        },
+    }
+}
+
 pub fn user(i: u64) -> String {
     format!("u-{i}")
 }
@@ -115,16 +159,26 @@ impl Dataset {
         (StreamId::account(self.account_id()), commit)
     }
 
+    /// Record `i`'s owner and followers, by user number.
+    pub fn record_people(&self, i: u64) -> (u64, Vec<u64>) {
+        let users = self.users as u64;
+        let owner = i % users;
+        let followers = (1..=self.followers as u64)
+            .map(|k| (owner + k * 7) % users)
+            .collect();
+        (owner, followers)
+    }
+
     /// Record `i`: a contact owned by one user and followed by `followers` others, created by
     /// the admin in one commit (contact_created + followers_added), as `create_contact` does.
     pub fn record_commit(&self, i: u64) -> (StreamId, Commit) {
-        let users = self.users as u64;
-        let owner = i % users;
+        let (owner, followers) = self.record_people(i);
         let record = RecordRef::Contact(id::<ContactId>(&contact(i)));
-        let followers: Vec<AddedFollower> = (1..=self.followers as u64)
-            .map(|k| AddedFollower {
+        let followers: Vec<AddedFollower> = followers
+            .into_iter()
+            .map(|f| AddedFollower {
                 until: None,
-                user: id::<UserId>(&user((owner + k * 7) % users)),
+                user: id::<UserId>(&user(f)),
                 how: AddedHow::Manual,
             })
             .collect();

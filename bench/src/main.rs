@@ -3,11 +3,17 @@
 //!
 //! `cargo run --release -p followers-bench -- --quick` (seconds) or without `--quick` (the full
 //! sizes of docs/performance.md).
+//!
+//! The `peer` row (`--features postgres-peer`, off by default so that the default build never
+//! compiles sqlx) runs row 1's command mix through cqrs-es and postgres-es on a PostgreSQL the
+//! benchmark starts itself, the durable peer a Rust team would pick instead of us (issue 14).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod data;
 mod load;
 mod partitions;
+#[cfg(feature = "postgres-peer")]
+mod peer;
 mod report;
 mod rows;
 
@@ -26,6 +32,7 @@ pub enum Row {
     Memory,
     Partitions,
     Criterion,
+    Peer,
 }
 
 /// Benchmarks of the followers services, each next to its floor measured in the same run.
@@ -35,7 +42,9 @@ pub struct Args {
     /// Small sizes and short phases: the whole run takes a minute or two.
     #[arg(long)]
     pub quick: bool,
-    /// Which rows to run (comma-separated); all by default.
+    /// Which rows to run (comma-separated); all by default. `peer`: row 1's command mix through
+    /// cqrs-es + PostgreSQL, built only with `--features postgres-peer` (and run by default only
+    /// when PostgreSQL is found).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub rows: Vec<Row>,
     /// Concurrent clients (NATS requesters, HTTP connections, publishing tasks).
@@ -69,6 +78,11 @@ pub struct Args {
     /// Also write the JSON lines to this file.
     #[arg(long)]
     pub json_out: Option<std::path::PathBuf>,
+    /// Where `initdb` and `postgres` are, for the peer row [default: `PATH`, then
+    /// /usr/lib/postgresql/*/bin].
+    #[arg(long, value_name = "DIR")]
+    #[cfg_attr(not(feature = "postgres-peer"), allow(dead_code))]
+    pub pg_bin_dir: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -97,8 +111,16 @@ impl Args {
     }
 }
 
+/// The peer row was asked for by name in a build without it.
+const PEER_NOT_BUILT: &str = "the peer row (cqrs-es + PostgreSQL) is not in this build: \
+    cargo run --release -p followers-bench --features postgres-peer -- --rows peer";
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(
+        cfg!(feature = "postgres-peer") || !args.rows.contains(&Row::Peer),
+        PEER_NOT_BUILT
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

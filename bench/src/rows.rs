@@ -25,19 +25,19 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::data::{self, ADMIN, Dataset, Rng};
+use crate::data::{self, ADMIN, Dataset, Rng, Step};
 use crate::load::{Stats, closed_loop};
 use crate::report::{Line, Report, count, ms};
 use crate::{Args, Row};
 
 const PREFIX: &str = "followers.history";
 
-fn stats_json(s: &Stats) -> Value {
+pub(crate) fn stats_json(s: &Stats) -> Value {
     json!({"rate": s.rate(), "p50_ms": s.p50(), "p99_ms": s.p99(), "requests": s.requests,
            "errors": s.errors, "secs": s.secs})
 }
 
-fn rate_text(s: &Stats, unit: &str) -> String {
+pub(crate) fn rate_text(s: &Stats, unit: &str) -> String {
     let errors = if s.errors > 0 {
         format!(", {} errors", count(s.errors as f64))
     } else {
@@ -51,11 +51,23 @@ fn rate_text(s: &Stats, unit: &str) -> String {
     )
 }
 
+/// Row 1 in one durability mode: what the command service did.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "postgres-peer"), allow(dead_code))]
+pub(crate) struct Measured {
+    pub(crate) mode: String,
+    pub(crate) stats: Stats,
+    /// The share of answered commands that appended a commit.
+    pub(crate) applied: f64,
+}
+
 pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let mut default_rate = None;
+    // Row 1 with `sync_interval: always`: what the peer row compares with.
+    let mut durable = Vec::new();
     if args.wants(Row::Commands) {
         let server = NatsServer::start();
-        commands(args, report, &server, "sync_interval: always", &[]).await?;
+        durable.push(commands(args, report, &server, "sync_interval: always", &[]).await?);
         drop(server);
         if let Some(min) = args.group_commit {
             // On a server of its own, so the history is seeded once.
@@ -63,9 +75,13 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             let mode = format!("sync_interval: always, group commit (min {min})");
             let min = min.to_string();
             let flags = ["--group-commit", min.as_str()];
-            commands(args, report, &server, &mode, &flags).await?;
+            durable.push(commands(args, report, &server, &mode, &flags).await?);
             drop(server);
         }
+    }
+    #[cfg(feature = "postgres-peer")]
+    if args.wants(Row::Peer) {
+        crate::peer::run(args, report, &durable).await?;
     }
     let needs_small = [Row::Commands, Row::Lag, Row::Nats, Row::Http]
         .iter()
@@ -73,7 +89,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     if needs_small {
         let server = NatsServer::start_default_sync();
         if args.wants(Row::Commands) {
-            default_rate = Some(commands(args, report, &server, "server default", &[]).await?);
+            let measured = commands(args, report, &server, "server default", &[]).await?;
+            default_rate = Some(measured.stats.rate());
         } else {
             seed(&server, &small(args)).await?;
         }
@@ -130,7 +147,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn small(args: &Args) -> Dataset {
+pub(crate) fn small(args: &Args) -> Dataset {
     Dataset {
         account: "acme".to_owned(),
         users: args.users.max(1),
@@ -151,14 +168,14 @@ async fn seed(server: &NatsServer, data: &Dataset) -> anyhow::Result<u64> {
 // 1. commands
 
 /// Row 1 for one durability mode, the command service started with `service_flags`; returns
-/// the service's command rate.
+/// what the service did.
 async fn commands(
     args: &Args,
     report: &mut Report,
     server: &NatsServer,
     mode: &str,
     service_flags: &[&str],
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Measured> {
     let data = small(args);
     seed(server, &data).await?;
     // The floor runs before and after the service; the faster of the two is reported, so
@@ -220,7 +237,11 @@ async fn commands(
                "batch_floor": stats_json(&batch_floor), "batch": batch, "batch_rate_ratio": batch_ratio,
                "cpu_us_per_command": ours_cpu.json(), "floor_cpu_us_per_message": floor_cpu.json()}),
     );
-    Ok(ours.rate())
+    Ok(Measured {
+        mode: mode.to_owned(),
+        stats: ours,
+        applied,
+    })
 }
 
 /// CPU time of the nats-server process and of this one (the services in process and the load
@@ -333,36 +354,35 @@ fn mode_token(mode: &str) -> &'static str {
     }
 }
 
-/// Command `n` of client `c`. The mix, in rounds of five: add a follower to a random record,
-/// remove that follower again, the same on a second record, then change a third record's owner
-/// (40 % add, 40 % remove, 20 % owner changes), all by the admin. Pairing each remove with an
-/// add keeps records below the follower limit, so nearly every command appends a commit.
+/// Command `n` of client `c` of the mix ([`data::mix_step`]), sent to the command service.
 async fn send_command(account: &Account, c: u64, n: u64, data: &Dataset) -> Result<Reply, Error> {
-    let mut rng = Rng::new((c << 32) | (n / 5));
-    let mut pick = || {
-        let record = contact_ref(&data::contact(rng.below(data.records as u64)));
-        let user = UserId::new(data::user(rng.below(data.users as u64))).expect("user id");
-        (Some(record), SomeUsers::new(vec![user]).expect("one user"))
+    let record = |i: u64| contact_ref(&data::contact(i));
+    let users = |i: u64| {
+        let user = UserId::new(data::user(i)).expect("user id");
+        SomeUsers::new(vec![user]).expect("one user")
     };
-    let (first, second, third) = (pick(), pick(), pick());
     let admin = user(&UserId::new(ADMIN).expect("user id"));
     let once = Retry::once(Duration::from_secs(10));
-    let add = |(record, users)| AddFollowers {
-        until: Default::default(),
-        record,
-        users,
-    };
-    let remove = |(record, users)| RemoveFollowers { record, users };
-    match n % 5 {
-        0 => account.command(admin, add(first)).retry(once).await,
-        1 => account.command(admin, remove(first)).retry(once).await,
-        2 => account.command(admin, add(second)).retry(once).await,
-        3 => account.command(admin, remove(second)).retry(once).await,
-        _ => {
-            let (record, users) = third;
+    match data::mix_step(c, n, data) {
+        Step::AddFollower { record: r, user: u } => {
+            let add = AddFollowers {
+                until: Default::default(),
+                record: Some(record(r)),
+                users: users(u),
+            };
+            account.command(admin, add).retry(once).await
+        }
+        Step::RemoveFollower { record: r, user: u } => {
+            let remove = RemoveFollowers {
+                record: Some(record(r)),
+                users: users(u),
+            };
+            account.command(admin, remove).retry(once).await
+        }
+        Step::ChangeOwner { record: r, user: u } => {
             let owner = ChangeOwner {
-                record: record.expect("a record"),
-                owner: Some(users[0].clone()),
+                record: record(r),
+                owner: Some(UserId::new(data::user(u)).expect("user id")),
             };
             account.command(admin, owner).retry(once).await
         }
