@@ -64,6 +64,29 @@ pub struct Config {
     /// claim any actor: only for a development setup.
     #[arg(long, env = "FOLLOWERS_CALLER_POLICY")]
     pub caller_policy: Option<PathBuf>,
+    /// Where the model's snapshot is kept (its records, each stream's chain value and where every
+    /// stored command is), so that a start replays only the commits after it; none: replay the
+    /// whole history at every start.
+    #[arg(
+        long,
+        env = "FOLLOWERS_COMMAND_SNAPSHOT_PATH",
+        conflicts_with = "snapshot_in_jetstream"
+    )]
+    pub snapshot_path: Option<PathBuf>,
+    /// Keep the snapshot in the JetStream object store (the bucket `<stream>_snapshots`, made by
+    /// the administrative step) instead of a file, as the objects `command.all` or
+    /// `command.p<partition>`: an instance started for the same partitions, on any machine,
+    /// starts from them.
+    #[arg(long, env = "FOLLOWERS_COMMAND_SNAPSHOT_IN_JETSTREAM")]
+    pub snapshot_in_jetstream: bool,
+    /// Seconds between snapshots (only when the model has moved on); one is also written on
+    /// shutdown.
+    #[arg(
+        long,
+        env = "FOLLOWERS_COMMAND_SNAPSHOT_EVERY_SECS",
+        default_value_t = 60
+    )]
+    pub snapshot_every_secs: u64,
     /// Serve `/health`, `/ready` and `/metrics` (plain HTTP, no token) on this address, e.g.
     /// `127.0.0.1:9091` (port 0: any free port). Without it the service listens on no port.
     #[arg(long, env = "FOLLOWERS_COMMAND_HTTP_ADDR")]
@@ -123,6 +146,10 @@ impl Config {
             );
         }
         self.service.signatures.verifier(signer)
+    }
+
+    pub fn snapshot_every(&self) -> Duration {
+        Duration::from_secs(self.snapshot_every_secs.max(1))
     }
 
     pub fn signed_head_every(&self) -> Duration {

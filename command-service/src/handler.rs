@@ -454,12 +454,12 @@ impl<S: EventStore> Handler<S> {
     /// is replayed from the history, anything else from the remembered results.
     async fn first_result(&self, cmd: &Command) -> Option<Result<Applied, CommandError>> {
         let id = cmd.meta.command_id;
-        if let Some(location) = self.model.read(|m| m.command(&cmd.account, &id)) {
-            return Some(
-                self.replay(location.position)
-                    .await
-                    .map_err(CommandError::Store),
-            );
+        for position in self.model.read(|m| m.command_candidates(&cmd.account, &id)) {
+            match self.replay_of(cmd, position).await {
+                Ok(None) => continue,
+                Ok(Some(first)) => return Some(Ok(first)),
+                Err(e) => return Some(Err(CommandError::Store(e))),
+            }
         }
         let remembered = self
             .replies
@@ -479,11 +479,36 @@ impl<S: EventStore> Handler<S> {
         })
     }
 
+    /// The result of the stored commit at `position`, replayed, if it is `cmd`'s: the model
+    /// knows a command id only by its fingerprint, which another id may share (R24, R1).
+    async fn replay_of(
+        &self,
+        cmd: &Command,
+        position: Position,
+    ) -> Result<Option<Applied>, StoreError> {
+        let stored = self
+            .store
+            .read_at(position)
+            .await?
+            .ok_or_else(|| missing(position))?;
+        if stored.commit.command_id != cmd.meta.command_id || stored.stream.account != cmd.account {
+            return Ok(None);
+        }
+        Ok(Some(Applied {
+            events: stored.commit.events,
+            position,
+            replayed: true,
+            access_changes: None,
+        }))
+    }
+
     /// The result of the stored commit at `position`, replayed.
     async fn replay(&self, position: Position) -> Result<Applied, StoreError> {
-        let stored = self.store.read_at(position).await?.ok_or_else(|| {
-            StoreError::Other(format!("commit at position {} is missing", position.0).into())
-        })?;
+        let stored = self
+            .store
+            .read_at(position)
+            .await?
+            .ok_or_else(|| missing(position))?;
         Ok(Applied {
             events: stored.commit.events,
             position,
@@ -503,6 +528,10 @@ impl<S: EventStore> Handler<S> {
             replayed: false,
         })
     }
+}
+
+fn missing(position: Position) -> StoreError {
+    StoreError::Other(format!("commit at position {} is missing", position.0).into())
 }
 
 /// The span every log line about `cmd` is in. Its fields are formatted only when the span is
@@ -549,6 +578,7 @@ pub(crate) mod tests {
     use std::time::Instant;
 
     use followers_shared::store::{CommitStream, HistoryId, StoredCommit, Version};
+    use followers_shared::stored_commands::sharing_fingerprint;
     use followers_store::MemoryStore;
     use tokio_util::sync::CancellationToken;
 
@@ -728,8 +758,8 @@ pub(crate) mod tests {
         assert!(
             handler
                 .model
-                .read(|m| m.command(&other.account, &other.meta.command_id))
-                .is_some(),
+                .read(|m| m.command_candidates(&other.account, &other.meta.command_id))
+                .contains(&Position(1)),
             "the other writer's commit is in the model"
         );
     }
@@ -871,5 +901,34 @@ pub(crate) mod tests {
         );
         assert_eq!(store.head().await.unwrap(), Position(1), "stored once");
         stop.cancel();
+    }
+
+    /// R24, issue 14: the model knows a stored command by a fingerprint of its id; a new
+    /// command whose id shares it is decided as new (here: refused, as the account exists), not
+    /// answered with the other command's commit.
+    #[tokio::test]
+    async fn r24_a_new_command_sharing_a_stored_ones_fingerprint_is_decided_as_new() {
+        let store = store(Appends::DownUntil(Instant::now()));
+        let handler = unfollowed(store.clone());
+        let open = open_account();
+        handler.handle(&open).await.unwrap();
+        let mut lookalike = open_account();
+        lookalike.meta.command_id = sharing_fingerprint(&open.meta.command_id);
+        let candidates = handler
+            .model
+            .read(|m| m.command_candidates(&open.account, &lookalike.meta.command_id));
+        assert_eq!(candidates, [Position(1)], "the fingerprints are the same");
+        let decided = handler.handle(&lookalike).await;
+        assert!(
+            matches!(
+                &decided,
+                Err(CommandError::Refused {
+                    rule: DomainError::AccountExists(_),
+                    replayed: false
+                })
+            ),
+            "{decided:?}"
+        );
+        assert_eq!(store.head().await.unwrap(), Position(1));
     }
 }

@@ -7,8 +7,11 @@
 //! - [`follower_expiry`]: the scheduler that removes followers when their `until` comes (17.4).
 //! - [`signed_head`]: the signed head of the history, for `followers-audit verify`.
 //!
-//! Start-up loads the whole history into a live model before taking commands, so every decision
-//! is made against the current state; the model then follows the history as it grows. With
+//! Start-up loads the history into a live model before taking commands, so every decision is
+//! made against the current state; the model then follows the history as it grows. With
+//! `--snapshot-path` or `--snapshot-in-jetstream` it starts from the model's last snapshot (its
+//! records, chain values and stored commands: [`followers_store::snapshot`]) and replays only
+//! the commits after it; the snapshot is written again periodically and on shutdown. With
 //! `--http-addr`, `/health`, `/ready` and `/metrics` are served from the start (`/ready` turns
 //! 200 once commands are taken, and is 503 while the model rebuilds from a replaced history).
 
@@ -30,10 +33,10 @@ use followers_runtime::{Background, ServiceHandle, ServiceSpec};
 use followers_shared::caller::CallerPolicy;
 use followers_shared::partition::Partitions;
 use followers_shared::read_model::ReadModel;
-use followers_shared::signing::Signer;
-use followers_shared::store::EventStore;
+use followers_shared::signing::{Signer, Verifier};
+use followers_shared::store::{EventStore, Position};
 use followers_shared::wire::COMMAND_NAMES;
-use followers_store::{LiveModel, StreamSetup};
+use followers_store::{LiveModel, StreamSetup, snapshot};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -69,6 +72,8 @@ impl From<followers_shared::signing::KeyFileError> for StartError {
 #[derive(Debug)]
 pub struct Running {
     pub handle: ServiceHandle,
+    /// The model commands are decided against.
+    pub model: LiveModel,
     /// Where `/health`, `/ready` and `/metrics` are served (`--http-addr`; the real port when
     /// configured with port 0).
     pub http_addr: Option<SocketAddr>,
@@ -117,7 +122,9 @@ pub async fn start_with<S: EventStore + Clone>(
     let signer = config.signer()?;
     let verifier = config.verifier(signer.as_ref())?;
     let head_bucket = signed_head::bucket(&client, &config, signer.is_some()).await?;
-    let model = LiveModel::new(ReadModel::tracking_commands()).with_verifier(verifier);
+    let place = snapshot_place(&client, &config, &store).await?;
+    let (model, snapshot_at) = restore(&store, place.as_ref(), verifier.as_ref()).await;
+    let model = model.with_verifier(verifier);
     let background = Background::default();
     let serving = Arc::new(AtomicBool::new(false));
     let progress = config.follower_sync.then(follower_sync::Progress::default);
@@ -138,6 +145,12 @@ pub async fn start_with<S: EventStore + Clone>(
     }
     let spec = service_spec(&config, &store.partitions());
     let registered = background.register(&client, &spec).await?;
+    if let Some(place) = place {
+        let (every, stop) = (config.snapshot_every(), background.token());
+        let (store, model) = (store.clone(), model.clone());
+        let saving = snapshot::keep_saved(place, store, model, snapshot_at, every, stop);
+        background.spawn(saving);
+    }
     // After registering, so that its first write (a JetStream publish) cannot hold up the
     // subscriptions on the connection.
     if let Some((signer, bucket)) = signer.zip(head_bucket) {
@@ -166,7 +179,49 @@ pub async fn start_with<S: EventStore + Clone>(
         "command-service ready"
     );
     let handle = ServiceHandle::spawn("command service", shutdown, serve, background);
-    Ok(Running { handle, http_addr })
+    Ok(Running {
+        handle,
+        model,
+        http_addr,
+    })
+}
+
+/// Where the snapshot is kept, if anywhere: `--snapshot-path`, or with `--snapshot-in-jetstream`
+/// the objects `command.*` of the partitions served, in the bucket the administrative step made.
+async fn snapshot_place<S: EventStore>(
+    client: &async_nats::Client,
+    config: &Config,
+    store: &S,
+) -> Result<Option<snapshot::Place>, StartError> {
+    let flags = (
+        config.snapshot_path.as_deref(),
+        config.snapshot_in_jetstream,
+    );
+    let stream = &config.service.store.stream;
+    snapshot::place(client, stream, store, flags, snapshot::Kind::Command)
+        .await
+        .map_err(|e| followers_runtime::StartError::from(e).into())
+}
+
+/// The model to start from: the snapshot's at `place` when one fits the history (and holds the
+/// stored commands and chain values: R24, and the next commit's seal), otherwise an empty one
+/// that tracks them; with the position the snapshot was written at, if it was loaded.
+async fn restore<S: EventStore>(
+    store: &S,
+    place: Option<&snapshot::Place>,
+    verifier: Option<&Verifier>,
+) -> (LiveModel, Option<Position>) {
+    let fresh = ReadModel::tracking_commands();
+    let loaded = match place {
+        Some(place) => snapshot::load_fitting(place, store, &fresh, verifier).await,
+        None => None,
+    };
+    let written_at = loaded.as_ref().and_then(|l| l.written_at);
+    let model = match loaded {
+        Some(l) => LiveModel::of_history(l.model, l.history),
+        None => LiveModel::new(fresh),
+    };
+    (model, written_at)
 }
 
 /// With `--http-addr`: installs the metrics recorder, binds the address and serves `/health`,

@@ -5,7 +5,8 @@
 //! - [`feed`]: the feed of access changes: pages over NATS, Server-Sent Events over HTTP.
 //! - [`nats`], [`http`]: the two transports; [`auth`] (bearer tokens) and [`tls`] guard HTTP.
 //! - [`snapshot`]: snapshots for fast restarts, in a file or in the JetStream object store (one
-//!   per partition of a partitioned history).
+//!   per partition of a partitioned history): the store crate's, which the command service
+//!   shares.
 //!
 //! Start-up: load the snapshot if there is a usable one, replay the rest of the history, then
 //! follow live. Queries are served once caught up (`/ready` turns 200).
@@ -18,8 +19,9 @@ pub mod http;
 pub mod nats;
 pub mod past;
 pub mod queries;
-pub mod snapshot;
 pub mod tls;
+
+pub use followers_store::snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -258,37 +260,20 @@ fn elsewhere(
 }
 
 /// Where the snapshot is kept, if anywhere: `--snapshot-path`, or with `--snapshot-in-jetstream`
-/// the object of the partitions served in the bucket the administrative step made.
+/// the objects `projection.*` of the partitions served in the bucket the administrative step made.
 async fn snapshot_place<S: EventStore>(
     client: &async_nats::Client,
     config: &Config,
     store: &S,
 ) -> Result<Option<snapshot::Place>, StartError> {
-    if let Some(path) = &config.snapshot_path {
-        return Ok(Some(snapshot::Place::File(path.clone())));
-    }
-    if !config.snapshot_in_jetstream {
-        return Ok(None);
-    }
-    let name = followers_store::jetstream::snapshot_bucket(&config.service.store.stream);
-    let bucket = async_nats::jetstream::new(client.clone())
-        .get_object_store(&name)
+    let flags = (
+        config.snapshot_path.as_deref(),
+        config.snapshot_in_jetstream,
+    );
+    let stream = &config.service.store.stream;
+    snapshot::place(client, stream, store, flags, snapshot::Kind::Projection)
         .await
-        .map_err(|e| {
-            let why = format!(
-                "--snapshot-in-jetstream: cannot open the object store bucket {name} (the \
-                 administrative step `followers-admin init` creates it): {e}"
-            );
-            followers_runtime::StartError::from(followers_shared::store::StoreError::Missing(why))
-        })?;
-    let bucket = Box::new(bucket);
-    Ok(Some(match store.partitions().count {
-        Some(_) => snapshot::Place::Partitions { bucket },
-        None => snapshot::Place::Object {
-            bucket,
-            name: snapshot::Place::object_name(),
-        },
-    }))
+        .map_err(|e| followers_runtime::StartError::from(e).into())
 }
 
 /// The model to start from: the snapshot's when a fitting one is found, otherwise empty; with
@@ -304,14 +289,15 @@ async fn restore<S: EventStore>(
         .verifier(None)
         .map_err(followers_runtime::StartError::from)?;
     let chains = chains_for(verifier.as_ref());
+    let fresh = ReadModel::with_chains(chains);
     let loaded = match place {
-        Some(place) => snapshot::load_fitting(place, store, chains, verifier.as_ref()).await,
+        Some(place) => snapshot::load_fitting(place, store, &fresh, verifier.as_ref()).await,
         None => None,
     };
     let snapshot_at = loaded.as_ref().and_then(|l| l.written_at);
     let model = match loaded {
         Some(l) => LiveModel::of_history(l.model, l.history),
-        None => LiveModel::new(ReadModel::with_chains(chains)),
+        None => LiveModel::new(fresh),
     };
     Ok((model.with_verifier(verifier), snapshot_at))
 }
@@ -373,7 +359,7 @@ fn keep_current<S: EventStore + Clone>(
     ));
     if let Some(place) = place {
         let every = Duration::from_secs(config.snapshot_every_secs.max(1));
-        background.spawn(snapshot_loop(
+        background.spawn(snapshot::keep_saved(
             place,
             store.clone(),
             model.clone(),
@@ -421,48 +407,6 @@ async fn watch_replacements(model: LiveModel, ready: Arc<AtomicBool>, stop: Canc
             position = model.position().0,
             "read models rebuilt from the new history"
         );
-    }
-}
-
-/// Writes a snapshot at once when the model is not where the loaded snapshot was (none was
-/// loaded, or the history moved on), then every `every` when the model has moved, and a last
-/// one on shutdown. Not while the model rebuilds from a replaced history.
-async fn snapshot_loop<S: EventStore>(
-    place: snapshot::Place,
-    store: S,
-    model: LiveModel,
-    loaded: Option<Position>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut written = loaded;
-    let mut stopping = false;
-    loop {
-        let history = model.history();
-        if (Some(model.position()) != written || stopping)
-            && model.is_current()
-            && history.is_some()
-        {
-            let mut snap = model.read(ReadModel::to_snapshot);
-            snap.history = history.unwrap_or_default();
-            let position = snap.position;
-            match place.save(snap, &store).await {
-                Ok(()) => {
-                    written = Some(position);
-                    tracing::debug!(position = position.0, %place, "snapshot written");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %snapshot::error_chain(&e), %place, "cannot write the snapshot");
-                }
-            }
-        }
-        if stopping {
-            return;
-        }
-        stopping = tokio::select! {
-            () = stop.cancelled() => true,
-            () = tokio::time::sleep(every) => false,
-        };
     }
 }
 

@@ -8,6 +8,14 @@
 //!
 //! `cargo run --release -p followers-shared --example model_bytes -- apply 100000 /tmp/s`, then
 //! `... -- load /tmp/s`.
+//!
+//! `model_bytes apply N FILE commands`: the command service's model instead, which also keeps
+//! each stream's chain value and where every stored command is (one command a record here);
+//! `load` reads whichever the file holds.
+//!
+//! `model_bytes ids N map|compact`: the RSS a stored command takes in the command service's
+//! memory of command ids alone, as it was kept until issue 14 (`map`: a hash map from id to
+//! position per account) and as it is now (`compact`: [`StoredCommands`]).
 
 use followers_shared::command::CommandMeta;
 use followers_shared::event::{AddedFollower, EventBody};
@@ -15,6 +23,8 @@ use followers_shared::ids::{AccountId, CommandId, ContactId, UserId};
 use followers_shared::model::{Actor, AddedHow, RecordRef};
 use followers_shared::read_model::{Chains, ReadModel};
 use followers_shared::store::{Commit, Position, StoredCommit, StreamId, Version};
+use followers_shared::stored_commands::StoredCommands;
+use std::collections::HashMap;
 
 /// This process's resident set, in bytes.
 fn rss() -> f64 {
@@ -66,7 +76,8 @@ fn commit(account: &AccountId, i: u64) -> StoredCommit {
         stream: StreamId::record(account.clone(), record),
         version: Version(1),
         position: Position(i + 1),
-        commit: Commit::new(meta.command_id, meta.events(bodies)),
+        // Sealed, so that a model keeping chain values (the command service's) keeps one.
+        commit: Commit::sealed(meta.command_id, meta.events(bodies), None),
         trace: None,
     }
 }
@@ -74,16 +85,26 @@ fn commit(account: &AccountId, i: u64) -> StoredCommit {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["apply", n, file] => apply(n.parse().expect("a number of records"), file),
+        ["apply", n, file] => apply(n.parse().expect("a number of records"), file, false),
+        ["apply", n, file, "commands"] => {
+            apply(n.parse().expect("a number of records"), file, true);
+        }
         ["load", file] => load(file),
-        _ => eprintln!("usage: model_bytes apply N FILE | load FILE"),
+        ["ids", n, how] => ids(n.parse().expect("a number of commands"), how),
+        _ => {
+            eprintln!("usage: model_bytes apply N FILE [commands] | load FILE | ids N map|compact")
+        }
     }
 }
 
-fn apply(records: u64, file: &str) {
+fn apply(records: u64, file: &str, commands: bool) {
     let account: AccountId = "big".parse().expect("valid id");
     let before = rss();
-    let mut model = ReadModel::with_chains(Chains::Dropped);
+    let mut model = if commands {
+        ReadModel::tracking_commands()
+    } else {
+        ReadModel::with_chains(Chains::Dropped)
+    };
     // Each commit made and dropped in turn, so that only the model stays.
     for i in 0..records {
         model.apply(&commit(&account, i));
@@ -98,6 +119,29 @@ fn apply(records: u64, file: &str) {
     );
 }
 
+fn ids(commands: u64, how: &str) {
+    let account: AccountId = "big".parse().expect("valid id");
+    let before = rss();
+    let mut map: HashMap<AccountId, HashMap<CommandId, Position>> = HashMap::new();
+    let mut compact = StoredCommands::default();
+    for i in 1..=commands {
+        let id = CommandId::new();
+        match how {
+            "map" => {
+                map.entry(account.clone())
+                    .or_default()
+                    .insert(id, Position(i));
+            }
+            _ => compact.insert(&account, &id, Position(i)),
+        }
+    }
+    let held = map.values().map(HashMap::len).sum::<usize>() + compact.len();
+    println!(
+        "{held} command ids ({how}): {:.1} bytes a command of RSS",
+        (rss() - before) / commands as f64
+    );
+}
+
 fn load(file: &str) {
     let bytes = std::fs::read(file).expect("reads the snapshot");
     let before = rss();
@@ -108,7 +152,8 @@ fn load(file: &str) {
     drop(bytes);
     let records: usize = model.accounts().map(|(_, a)| a.records.len()).sum();
     println!(
-        "{records} records loaded in {secs:.2} s: {:.0} bytes a record of RSS",
-        (rss() - before) / records as f64
+        "{records} records loaded in {secs:.2} s: {:.0} bytes a record of RSS (commands tracked: {})",
+        (rss() - before) / records as f64,
+        model.tracks_commands()
     );
 }

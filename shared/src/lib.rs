@@ -48,5 +48,6 @@ pub mod records;
 pub mod signing;
 pub mod snapshot;
 pub mod store;
+pub mod stored_commands;
 pub mod sync;
 pub mod wire;

@@ -20,6 +20,7 @@ use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
 use crate::records::{Held, Record, RecordIndex, Records};
 use crate::store::{HistoryId, Position, StoredCommit, Version};
+use crate::stored_commands::{AccountCommandsSnapshot, StoredCommands};
 
 /// One record and where its stream stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,12 +175,6 @@ pub enum Chains {
     Dropped,
 }
 
-/// Where a command's commit is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommandLocation {
-    pub position: Position,
-}
-
 /// The commit a model applied last: a snapshot names it so that, before the snapshot is used,
 /// the history can be asked whether it still holds that very commit at that position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,10 +198,12 @@ pub struct ReadModel {
     position: Position,
     /// The commit at `position`; `None` when empty or when that commit could not be read.
     head: Option<CommitMark>,
-    /// Kept only when asked for (the command service): every command id stored, per account, so
-    /// that a retry is recognised however late it comes (R24). A command id is a key only
-    /// within its account (R1): another account may use the same id for its own command.
-    commands: Option<HashMap<AccountId, HashMap<CommandId, CommandLocation>>>,
+    /// Kept only when asked for (the command service): where every command stored is, per
+    /// account, so that a retry is recognised however late it comes (R24). A command id is a
+    /// key only within its account (R1): another account may use the same id for its own
+    /// command. Compact: a fingerprint of each id, confirmed against the commit
+    /// ([`crate::stored_commands`]).
+    commands: Option<StoredCommands>,
     /// Whether the streams' chain values are kept. The head's is kept either way: it names the
     /// commit a snapshot was taken at.
     chains: Chains,
@@ -256,7 +253,7 @@ impl ReadModel {
     /// A model that also remembers where every command's commit is stored.
     pub fn tracking_commands() -> Self {
         Self {
-            commands: Some(HashMap::new()),
+            commands: Some(StoredCommands::default()),
             ..Self::default()
         }
     }
@@ -264,7 +261,7 @@ impl ReadModel {
     /// An empty model that keeps what this one tracks: for rebuilding from a new history.
     pub fn emptied(&self) -> Self {
         Self {
-            commands: self.commands.as_ref().map(|_| HashMap::new()),
+            commands: self.commands.as_ref().map(|_| StoredCommands::default()),
             chains: self.chains,
             ..Self::default()
         }
@@ -320,9 +317,20 @@ impl ReadModel {
             .collect()
     }
 
-    /// Where command `id` of `account` is stored, if it appended.
-    pub fn command(&self, account: &AccountId, id: &CommandId) -> Option<CommandLocation> {
-        self.commands.as_ref()?.get(account)?.get(id).copied()
+    /// Where command `id` of `account` may be stored, if it appended: the positions of the
+    /// stored commands whose id has its fingerprint (almost always none or one). Only the
+    /// commit at a position says whether it is this command ([`crate::stored_commands`]).
+    /// Empty in a model that does not track commands.
+    pub fn command_candidates(&self, account: &AccountId, id: &CommandId) -> Vec<Position> {
+        match &self.commands {
+            Some(commands) => commands.candidates(account, id),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether this model tracks the commands stored ([`ReadModel::tracking_commands`]).
+    pub fn tracks_commands(&self) -> bool {
+        self.commands.is_some()
     }
 
     /// Applies one stored commit. Commits at or before the current position are ignored, so a
@@ -369,15 +377,11 @@ impl ReadModel {
     /// R24: where the commit of each stored command is, so a late retry is still recognised.
     fn remember_command(&mut self, stored: &StoredCommit) {
         if let Some(commands) = &mut self.commands {
-            commands
-                .entry(stored.stream.account.clone())
-                .or_default()
-                .insert(
-                    stored.commit.command_id,
-                    CommandLocation {
-                        position: stored.position,
-                    },
-                );
+            commands.insert(
+                &stored.stream.account,
+                &stored.commit.command_id,
+                stored.position,
+            );
         }
     }
 
@@ -570,6 +574,10 @@ pub struct Snapshot {
     pub chains: Chains,
     /// In account order, each account's records in record order.
     pub accounts: Vec<AccountSnapshot>,
+    /// The command service's: where every stored command is, per account, in account order
+    /// ([`crate::stored_commands`]). `None` in a snapshot of a model that does not track them
+    /// (the projection's).
+    pub commands: Option<Vec<AccountCommandsSnapshot>>,
 }
 
 /// Why a snapshot is not used.
@@ -635,8 +643,8 @@ pub struct AccountSnapshot {
 
 impl ReadModel {
     /// The model frozen at its position, in a fixed order (accounts, then records, sorted). The
-    /// history's identity is left empty, for the caller who knows it to fill in. Commands are not
-    /// in it: the command service, which tracks them, does not keep snapshots.
+    /// history's identity is left empty, for the caller who knows it to fill in. The stored
+    /// commands are in it when the model tracks them (the command service's).
     pub fn to_snapshot(&self) -> Snapshot {
         let mut accounts: Vec<AccountSnapshot> = self
             .accounts
@@ -664,6 +672,7 @@ impl ReadModel {
             head: self.head.clone(),
             chains: self.chains,
             accounts,
+            commands: self.commands.as_ref().map(StoredCommands::to_snapshot),
         }
     }
 
@@ -689,7 +698,7 @@ impl ReadModel {
             accounts,
             position: snapshot.position,
             head: snapshot.head,
-            commands: None,
+            commands: snapshot.commands.map(StoredCommands::from_snapshot),
             chains: snapshot.chains,
             expiries,
         }
@@ -924,6 +933,26 @@ mod tests {
         let back = crate::snapshot::decode(&bytes).unwrap();
         assert_eq!(back.chains, Chains::Dropped);
         assert_eq!(ReadModel::from_snapshot(back), dropped);
+    }
+
+    /// Issue 14, R24: the command service's model comes back from its snapshot with its chain
+    /// values and where every stored command is; the projection's has none of them.
+    #[test]
+    fn a_command_services_snapshot_keeps_the_stored_commands() {
+        let history = history();
+        let mut model = ReadModel::tracking_commands();
+        for stored in &history {
+            model.apply(stored);
+        }
+        let bytes = crate::snapshot::encode(&model.to_snapshot()).unwrap();
+        let back = ReadModel::from_snapshot(crate::snapshot::decode(&bytes).unwrap());
+        assert_eq!(back, model);
+        assert!(back.tracks_commands());
+        let acme = &history[0].stream.account;
+        let second = &history[1].commit.command_id;
+        assert_eq!(back.command_candidates(acme, second), [Position(2)]);
+        let projection = ReadModel::with_chains(Chains::Dropped);
+        assert_eq!(projection.to_snapshot().commands, None);
     }
 
     #[test]

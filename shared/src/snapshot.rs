@@ -44,6 +44,7 @@ use crate::model::{
 use crate::read_model::{AccountSnapshot, Chains, CommitMark, RecordEntry, Snapshot};
 use crate::record::RecordState;
 use crate::store::{HistoryId, Position, Version};
+use crate::stored_commands::{AccountCommandsSnapshot, StoredCommand};
 
 /// The first bytes of every binary snapshot.
 pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
@@ -52,8 +53,9 @@ pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
 /// replayed instead), never misread. Bump it whenever the body's types change.
 /// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
 /// 4: whether the streams' chain values are in it. 5: binary (this module), users by index.
-/// 6: each follower's `until` (issue 17.4).
-pub const SNAPSHOT_FORMAT: u32 = 6;
+/// 6: each follower's `until` (issue 17.4). 7: the command service's stored commands
+/// ([`crate::stored_commands`], a section of their own after the accounts).
+pub const SNAPSHOT_FORMAT: u32 = 7;
 
 /// Where the body's SHA-256 is in the header.
 pub const DIGEST_RANGE: std::ops::Range<usize> = 22..54;
@@ -212,6 +214,16 @@ struct Body {
     head: Option<Mark>,
     chains_kept: bool,
     accounts: Vec<Account>,
+    /// The command service's stored commands (none in the projection's snapshot).
+    commands: Option<Vec<Commands>>,
+}
+
+/// One account's stored commands: each command id's fingerprint, and its commit's position,
+/// sorted by fingerprint.
+#[derive(Serialize, Deserialize)]
+struct Commands {
+    account: AccountId,
+    stored: Vec<(u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -355,6 +367,7 @@ impl Body {
             }),
             chains_kept: s.chains == Chains::Kept,
             accounts: s.accounts.iter().map(Account::of).collect(),
+            commands: s.commands.as_deref().map(Commands::of),
         }
     }
 }
@@ -464,6 +477,36 @@ impl Key {
     }
 }
 
+impl Commands {
+    fn of(accounts: &[AccountCommandsSnapshot]) -> Vec<Self> {
+        accounts
+            .iter()
+            .map(|a| Commands {
+                account: a.account.clone(),
+                stored: a
+                    .stored
+                    .iter()
+                    .map(|c| (c.fingerprint, c.position.0))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn into_snapshot(self) -> AccountCommandsSnapshot {
+        AccountCommandsSnapshot {
+            account: self.account,
+            stored: self
+                .stored
+                .into_iter()
+                .map(|(fingerprint, position)| StoredCommand {
+                    fingerprint,
+                    position: Position(position),
+                })
+                .collect(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // From the body to a snapshot
 
@@ -499,6 +542,9 @@ impl Body {
                 Chains::Dropped
             },
             accounts,
+            commands: self
+                .commands
+                .map(|c| c.into_iter().map(Commands::into_snapshot).collect()),
         })
     }
 }
@@ -788,6 +834,19 @@ mod tests {
                     (RecordRef::Opportunity(o1), opportunity),
                 ],
             }],
+            commands: Some(vec![AccountCommandsSnapshot {
+                account: AccountId::new("acme").unwrap(),
+                stored: vec![
+                    StoredCommand {
+                        fingerprint: 5,
+                        position: Position(41),
+                    },
+                    StoredCommand {
+                        fingerprint: u64::MAX,
+                        position: Position(42),
+                    },
+                ],
+            }]),
         }
     }
 
@@ -805,6 +864,18 @@ mod tests {
         assert!(Arc::ptr_eq(&bob.added_by, &dee.added_by));
         // The same snapshot gives the same bytes, whatever the order of the members' map.
         assert_eq!(encode(&taken).unwrap(), bytes);
+    }
+
+    /// The projection's snapshot has no commands section, and reads back without one.
+    #[test]
+    fn a_snapshot_without_commands_comes_back_without() {
+        let taken = Snapshot {
+            commands: None,
+            ..snapshot()
+        };
+        let back = decode(&encode(&taken).unwrap()).unwrap();
+        assert_eq!(back.commands, None);
+        assert_eq!(back, taken);
     }
 
     #[test]

@@ -169,8 +169,9 @@ fn checkpoint_bucket(config: &JetStreamConfig) -> String {
     format!("{}_checkpoints", config.stream)
 }
 
-/// The object store bucket where projections may keep their snapshots (`--snapshot-bucket`),
-/// so that an instance on any machine starts from the latest one of its partitions.
+/// The object store bucket where both services may keep their snapshots
+/// (`--snapshot-in-jetstream`; objects `projection.*` and `command.*`), so that an instance on
+/// any machine starts from the latest one of its partitions.
 pub fn snapshot_bucket(stream: &str) -> String {
     format!("{stream}_snapshots")
 }
@@ -186,7 +187,7 @@ async fn manage_snapshots(
     }
     js.create_object_store(async_nats::jetstream::object_store::Config {
         bucket,
-        description: Some("followers projection snapshots".to_owned()),
+        description: Some("followers snapshots (projection and command service)".to_owned()),
         num_replicas: config.replicas,
         storage: desired_stream(config).storage,
         ..Default::default()

@@ -3,6 +3,7 @@
 //! - [`jetstream`]: NATS JetStream, the default and the one that runs in production.
 //! - [`eventstoredb`]: EventStoreDB / KurrentDB, a second backend behind the same interface.
 //! - [`memory`]: in memory, for unit tests of the domain and the services.
+//! - [`snapshot`]: the services' snapshots of their models, in a file or the object store.
 //! - [`account_view`]: one account's part of the JetStream history, read with nothing but that
 //!   account's auditor's grants (`followers-audit --account`).
 //!
@@ -16,6 +17,7 @@ pub mod connect;
 pub mod group_commit;
 pub mod live;
 pub mod memory;
+pub mod snapshot;
 pub mod trace;
 
 #[cfg(feature = "jetstream")]

@@ -223,6 +223,7 @@ async fn partitioned_deployment() -> (Deployment, tempfile::TempDir, Vec<Running
         command.extend([
             "--caller-policy".to_owned(),
             path(&shipped("caller-policy.json")),
+            "--snapshot-in-jetstream".to_owned(),
         ]);
         let command = followers_command_service::Config::parse_from(command);
         let command = followers_command_service::start(command).await;
@@ -256,8 +257,8 @@ struct Running {
 /// Partitions as shipped: callers in their own NATS accounts reach the instances serving
 /// their account's partition through the FOLLOWERS account's mapping, and either projection's
 /// HTTP API answers for both tenants, asking the other projection over NATS with the grants
-/// accounts.conf gives it; the projections keep their snapshots in the object store; the
-/// server refused nothing.
+/// accounts.conf gives it; the projections and the command services keep their snapshots in
+/// the object store (issue 14); the server refused nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
     let (d, _dir, running) = partitioned_deployment().await;
@@ -320,6 +321,29 @@ async fn a_partitioned_deployment_as_shipped_serves_every_tenant() {
         "acme's last commit, in partition 7's snapshot"
     );
     again.stop().await;
+    // The command services' snapshots too: one for all eight starts from them, and knows
+    // acme's last command (R24).
+    let mut command = vec!["command-service".to_owned()];
+    command.extend(d.flags("command", "_INBOX_followers_command"));
+    command.extend([
+        "--partitions".to_owned(),
+        "all".to_owned(),
+        "--snapshot-in-jetstream".to_owned(),
+    ]);
+    let command = followers_command_service::Config::parse_from(command);
+    let command = followers_command_service::start(command).await.unwrap();
+    assert_eq!(command.model.counts().0, 0, "started from the snapshots");
+    let acme_id = account_id("acme");
+    let added_id = added.command_id().unwrap();
+    let known = command
+        .model
+        .read(|m| m.command_candidates(&acme_id, &added_id));
+    assert_eq!(
+        known,
+        [added.position()],
+        "acme's last command, in partition 7's snapshot"
+    );
+    command.stop().await;
     let log = d.server.log();
     assert!(!log.contains("Violation"), "{log}");
 }

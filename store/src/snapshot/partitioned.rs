@@ -1,6 +1,7 @@
-//! Snapshots kept per partition (issue 15). In a partitioned history, a projection writes one
-//! object per partition it serves, `projection.p<N>`, holding that partition's accounts as of
-//! the model's position. An instance for any set of partitions, on any machine, starts from the
+//! Snapshots kept per partition (issue 15). In a partitioned history, a service writes one
+//! object per partition it serves, `projection.p<N>` or `command.p<N>` ([`Kind`]), holding that
+//! partition's accounts (and, the command service's, their stored commands) as of the model's
+//! position. An instance for any set of partitions, on any machine, starts from the
 //! latest object of each of its partitions: moving a partition to another instance, or adding an
 //! instance for it, costs no replay of its whole history.
 //!
@@ -21,22 +22,24 @@ use std::collections::BTreeMap;
 
 use async_nats::jetstream::object_store::ObjectStore;
 use followers_shared::partition::{Partition, PartitionCount, PartitionSet, Partitions};
-use followers_shared::read_model::{AccountSnapshot, Chains, ReadModel, Snapshot};
+use followers_shared::read_model::{AccountSnapshot, ReadModel, Snapshot};
 use followers_shared::signing::Verifier;
 use followers_shared::store::{EventStore, HistoryId, Position, StoreError};
-use followers_store::LiveModel;
+use followers_shared::stored_commands::AccountCommandsSnapshot;
 
-use super::{Loaded, Place, SaveError};
+use super::{Kind, Loaded, Place, SaveError};
+use crate::LiveModel;
 
-/// The object that holds partition `p`'s snapshot.
-pub fn object_name(p: Partition) -> String {
-    format!("projection.p{p}")
+/// The object that holds partition `p`'s snapshot of `kind`.
+pub fn object_name(kind: Kind, p: Partition) -> String {
+    format!("{}.p{p}", kind.prefix())
 }
 
 /// Writes one object per partition `store` serves, each with that partition's accounts of
 /// `snapshot` (a snapshot of the history `store` holds) and naming the whole history.
 pub async fn save<S: EventStore>(
     bucket: &ObjectStore,
+    kind: Kind,
     store: &S,
     snapshot: Snapshot,
 ) -> Result<(), SaveError> {
@@ -46,7 +49,7 @@ pub async fn save<S: EventStore>(
     }
     let whole = whole_history(store)?.identity().await?;
     for (p, part) in split(snapshot, &store.partitions(), &whole) {
-        super::put_object(bucket, &object_name(p), &part).await?;
+        super::put_object(bucket, &object_name(kind, p), &part).await?;
     }
     Ok(())
 }
@@ -71,6 +74,16 @@ pub fn split(
             of_partition.push(a);
         }
     }
+    let mut commands: Option<BTreeMap<Partition, Vec<AccountCommandsSnapshot>>> =
+        snapshot.commands.as_ref().map(|_| BTreeMap::new());
+    for a in snapshot.commands.into_iter().flatten() {
+        if let Some(of_partition) = commands.as_mut() {
+            of_partition
+                .entry(count.of(&a.account))
+                .or_default()
+                .push(a);
+        }
+    }
     accounts
         .into_iter()
         .map(|(p, accounts)| {
@@ -80,6 +93,7 @@ pub fn split(
                 head: snapshot.head.clone(),
                 chains: snapshot.chains,
                 accounts,
+                commands: commands.as_mut().map(|c| c.remove(&p).unwrap_or_default()),
             };
             (p, part)
         })
@@ -91,8 +105,9 @@ pub fn split(
 /// as without snapshots) or the history cannot be read meanwhile.
 pub async fn load<S: EventStore>(
     bucket: &ObjectStore,
+    kind: Kind,
     store: &S,
-    chains: Chains,
+    fresh: &ReadModel,
     verifier: Option<&Verifier>,
 ) -> Option<Loaded> {
     let partitions = store.partitions();
@@ -100,7 +115,8 @@ pub async fn load<S: EventStore>(
     let whole = whole_history(store).ok()?;
     let mut found = BTreeMap::new();
     for p in partitions.served() {
-        if let Some(snapshot) = read_fitting(bucket, p, count, &whole, chains).await {
+        let object = (kind, p, count);
+        if let Some(snapshot) = read_fitting(bucket, object, &whole, fresh).await {
             found.insert(p, snapshot);
         }
     }
@@ -108,7 +124,7 @@ pub async fn load<S: EventStore>(
     let written_at = (found.len() == partitions.served().len()
         && found.values().all(|s| s.position == latest))
     .then_some(latest);
-    match put_together(store, found, latest, chains, verifier).await {
+    match put_together(store, found, latest, fresh, verifier).await {
         Ok(loaded) => Some(Loaded {
             written_at,
             ..loaded
@@ -121,12 +137,13 @@ pub async fn load<S: EventStore>(
 }
 
 /// The model of every partition `store` serves at `latest`: each partition's snapshot in
-/// `found` (or none, from the start) brought to `latest` by reading that partition's commits.
+/// `found` (or `fresh`, an empty model, from the start) brought to `latest` by reading that
+/// partition's commits.
 async fn put_together<S: EventStore>(
     store: &S,
     mut found: BTreeMap<Partition, Snapshot>,
     latest: Position,
-    chains: Chains,
+    fresh: &ReadModel,
     verifier: Option<&Verifier>,
 ) -> Result<Loaded, StoreError> {
     // The commit at `latest`, named by every snapshot written there.
@@ -135,26 +152,34 @@ async fn put_together<S: EventStore>(
         .find(|s| s.position == latest)
         .and_then(|s| s.head.clone());
     let mut accounts = Vec::new();
+    let mut commands = fresh.tracks_commands().then(Vec::new);
     for p in store.partitions().served() {
         let snapshot = found
             .remove(&p)
-            .unwrap_or_else(|| ReadModel::with_chains(chains).to_snapshot());
+            .unwrap_or_else(|| fresh.emptied().to_snapshot());
         let from = snapshot.position;
         let one = store
             .serving(PartitionSet::Only([p.0].into()))
             .ok_or_else(not_partitioned)?;
         let brought = brought_to(snapshot, &one, latest, verifier).await?;
         tracing::info!(partition = %p, from = from.0, to = latest.0, "partition's snapshot loaded");
-        accounts.extend(brought);
+        accounts.extend(brought.accounts);
+        if let Some(all) = commands.as_mut() {
+            all.extend(brought.commands.into_iter().flatten());
+        }
     }
     accounts.sort_by(|a, b| a.account.cmp(&b.account));
+    if let Some(all) = commands.as_mut() {
+        all.sort_by(|a, b| a.account.cmp(&b.account));
+    }
     let history = store.identity().await?;
     let together = Snapshot {
         history: history.clone(),
         position: latest,
         head,
-        chains,
+        chains: fresh.chains(),
         accounts,
+        commands,
     };
     tracing::info!(position = latest.0, "loaded the partitions' snapshots");
     Ok(Loaded {
@@ -164,16 +189,16 @@ async fn put_together<S: EventStore>(
     })
 }
 
-/// The accounts of one partition's `snapshot` once the commits of `one` (a store serving that
-/// partition only) up to `latest` are applied, screened by `verifier` as the feed's would be.
+/// One partition's `snapshot` once the commits of `one` (a store serving that partition only)
+/// up to `latest` are applied, screened by `verifier` as the feed's would be.
 async fn brought_to<S: EventStore>(
     snapshot: Snapshot,
     one: &S,
     latest: Position,
     verifier: Option<&Verifier>,
-) -> Result<Vec<AccountSnapshot>, StoreError> {
+) -> Result<Snapshot, StoreError> {
     if snapshot.position == latest {
-        return Ok(snapshot.accounts);
+        return Ok(snapshot);
     }
     let model = LiveModel::new(ReadModel::from_snapshot(snapshot)).with_verifier(verifier.cloned());
     model.replay_to(one, latest).await?;
@@ -183,28 +208,29 @@ async fn brought_to<S: EventStore>(
             "commits refused by the signature screen while a partition's snapshot was brought up"
         );
     }
-    Ok(model.read(ReadModel::to_snapshot).accounts)
+    Ok(model.read(ReadModel::to_snapshot))
 }
 
-/// Partition `p`'s snapshot, if there is one that reads back whole, fits the history `whole`
-/// holds, keeps the chain values as `chains` says and holds only accounts of `p`.
+/// Partition `p`'s snapshot of `kind`, if there is one that reads back whole, fits the history
+/// `whole` holds, keeps what `fresh` keeps and holds only accounts of `p`.
 async fn read_fitting<S: EventStore>(
     bucket: &ObjectStore,
-    p: Partition,
-    count: PartitionCount,
+    (kind, p, count): (Kind, Partition, PartitionCount),
     whole: &S,
-    chains: Chains,
+    fresh: &ReadModel,
 ) -> Option<Snapshot> {
     let place = Place::Object {
         bucket: Box::new(bucket.clone()),
-        name: object_name(p),
+        name: object_name(kind, p),
     };
     let snapshot = super::read(&place).await?;
-    if !super::fits(&place, &snapshot, whole, chains).await {
+    if !super::fits(&place, &snapshot, whole, fresh).await {
         return None;
     }
-    if let Some(other) = snapshot.accounts.iter().find(|a| count.of(&a.account) != p) {
-        tracing::warn!(%place, account = %other.account, partition = %count.of(&other.account),
+    let commands = snapshot.commands.iter().flatten().map(|c| &c.account);
+    let accounts = snapshot.accounts.iter().map(|a| &a.account);
+    if let Some(other) = accounts.chain(commands).find(|a| count.of(a) != p) {
+        tracing::warn!(%place, account = %other, partition = %count.of(other),
             "ignoring a partition's snapshot that holds an account of another partition");
         return None;
     }
@@ -225,6 +251,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use followers_shared::ids::AccountId;
+    use followers_shared::read_model::Chains;
 
     fn account(id: &str) -> AccountSnapshot {
         AccountSnapshot {
@@ -246,6 +273,14 @@ mod tests {
             head: None,
             chains: Chains::Dropped,
             accounts: ids.iter().map(|id| account(id)).collect(),
+            commands: Some(
+                ids.iter()
+                    .map(|id| AccountCommandsSnapshot {
+                        account: AccountId::new(id).unwrap(),
+                        stored: Vec::new(),
+                    })
+                    .collect(),
+            ),
         };
         let partitions = Partitions {
             count: Some(count),
@@ -262,6 +297,10 @@ mod tests {
             assert_eq!(part.history, whole);
             assert_eq!(part.position, Position(7));
             assert!(part.accounts.iter().all(|a| count.of(&a.account) == *p));
+            // The command service's stored commands go with their accounts (issue 14).
+            let commands = part.commands.as_ref().unwrap();
+            assert_eq!(commands.len(), part.accounts.len());
+            assert!(commands.iter().all(|a| count.of(&a.account) == *p));
         }
         let kept: usize = parts.iter().map(|(_, s)| s.accounts.len()).sum();
         let served = ids
