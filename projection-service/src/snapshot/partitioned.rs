@@ -232,7 +232,7 @@ mod tests {
             state: Default::default(),
             version: None,
             chain: None,
-            records: Vec::new(),
+            records: Default::default(),
         }
     }
 
