@@ -636,26 +636,38 @@ impl Records {
             })
     }
 
-    /// The indexes of the records in record order: `0..len` when they were added in it (as a
-    /// snapshot's are), otherwise sorted by id.
+    /// Whether the records were added in record order (as a snapshot's are).
+    fn added_in_record_order(&self) -> bool {
+        self.slots.is_sorted_by(|a, b| a.0 < b.0)
+    }
+
+    /// The indexes of the records in record order: `0..len` when they were added in it,
+    /// otherwise sorted by id.
     pub(crate) fn in_record_order(&self) -> Vec<RecordIndex> {
         let len = RecordIndex::try_from(self.slots.len()).unwrap_or(RecordIndex::MAX);
         let mut order: Vec<RecordIndex> = (0..len).collect();
-        if !self.slots.is_sorted_by(|a, b| a.0 < b.0) {
+        if !self.added_in_record_order() {
             order.sort_unstable_by(|&a, &b| self.key(a).cmp(self.key(b)));
         }
         order
     }
 
-    /// Each user's [`Held`] index, built in one pass over the records in record order.
+    /// Each user's [`Held`] index, built in one pass over the records in record order (without
+    /// a vector of that order when they were added in it: a loaded store's memory is its own).
     pub(crate) fn held_by_user(&self) -> HashMap<UserId, Held> {
         let mut held = vec![Held::default(); self.names.users().len()];
-        for index in self.in_record_order() {
+        let mut add = |index: RecordIndex| {
             for user in self.slots[index as usize].1.holders() {
                 if let Some(h) = held.get_mut(user as usize) {
                     h.push(index);
                 }
             }
+        };
+        if self.added_in_record_order() {
+            let len = RecordIndex::try_from(self.slots.len()).unwrap_or(RecordIndex::MAX);
+            (0..len).for_each(&mut add);
+        } else {
+            self.in_record_order().into_iter().for_each(&mut add);
         }
         let users = self.names.users().iter();
         users
