@@ -591,8 +591,8 @@ fn differences(
                 format!("account {account} differs from the snapshot"),
             ));
         }
-        let records: HashMap<_, _> = b.records.iter().map(|(r, e)| (r, e)).collect();
-        let mine: HashMap<_, _> = a.records.iter().map(|(r, e)| (r, e)).collect();
+        let records: HashMap<_, _> = b.records.iter().collect();
+        let mine: HashMap<_, _> = a.records.iter().collect();
         let mut refs: Vec<_> = records.keys().chain(mine.keys()).copied().collect();
         refs.sort();
         refs.dedup();

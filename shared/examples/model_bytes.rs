@@ -3,8 +3,9 @@
 //!
 //! `model_bytes apply N FILE`: applies N records' commits, prints the RSS they added a record,
 //! and writes the model's snapshot to FILE. `model_bytes load FILE`: reads the snapshot back (a
-//! restart) and prints the RSS the model takes a record. Each in its own process, so neither
-//! reuses the other's freed memory:
+//! restart) and prints the RSS the model takes a record, counted from before the file is read,
+//! and the time from reading the file to the model. Each in its own process, so neither reuses
+//! the other's freed memory:
 //!
 //! `cargo run --release -p followers-shared --example model_bytes -- apply 100000 /tmp/s`, then
 //! `... -- load /tmp/s`.
@@ -28,13 +29,22 @@ use std::collections::HashMap;
 
 /// This process's resident set, in bytes.
 fn rss() -> f64 {
+    status_kb("VmRSS:") * 1024.0
+}
+
+/// This process's largest resident set so far, in bytes.
+fn peak_rss() -> f64 {
+    status_kb("VmHWM:") * 1024.0
+}
+
+/// A field of /proc/self/status, in kB.
+fn status_kb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .expect("VmRSS");
-    kb * 1024.0
+        .expect("a field in kB")
 }
 
 const USERS: u64 = 200;
@@ -110,10 +120,13 @@ fn apply(records: u64, file: &str, commands: bool) {
         model.apply(&commit(&account, i));
     }
     let applied = rss() - before;
+    let started = std::time::Instant::now();
     let bytes = followers_shared::snapshot::encode(&model.to_snapshot()).expect("encodes");
+    let secs = started.elapsed().as_secs_f64();
     std::fs::write(file, &bytes).expect("writes the snapshot");
     println!(
-        "{records} records applied: {:.0} bytes a record of RSS; snapshot {} bytes",
+        "{records} records applied: {:.0} bytes a record of RSS; snapshot {} bytes, encoded in \
+         {secs:.2} s",
         applied / records as f64,
         bytes.len()
     );
@@ -143,17 +156,21 @@ fn ids(commands: u64, how: &str) {
 }
 
 fn load(file: &str) {
-    let bytes = std::fs::read(file).expect("reads the snapshot");
+    // From before the file is read: its bytes are freed before the model is measured, and must
+    // not count against it.
     let before = rss();
     let started = std::time::Instant::now();
+    let bytes = std::fs::read(file).expect("reads the snapshot");
     let snapshot = followers_shared::snapshot::decode(&bytes).expect("decodes");
     let model = ReadModel::from_snapshot(snapshot);
     let secs = started.elapsed().as_secs_f64();
     drop(bytes);
     let records: usize = model.accounts().map(|(_, a)| a.records.len()).sum();
     println!(
-        "{records} records loaded in {secs:.2} s: {:.0} bytes a record of RSS (commands tracked: {})",
+        "{records} records loaded in {secs:.2} s (reading the file included): {:.0} bytes a \
+         record of RSS (peak {:.0}; commands tracked: {})",
         (rss() - before) / records as f64,
+        (peak_rss() - before) / records as f64,
         model.tracks_commands()
     );
 }

@@ -114,7 +114,7 @@ impl AccountEntry {
         self.records.set_state(record, after.clone());
         self.records.at_mut(record).set_version(stored.version);
         if chains == Chains::Kept {
-            self.records.set_chain(record, stored.commit.chain.as_ref());
+            self.records.set_chain(record, stored.commit.chain.clone());
         }
         (before, after)
     }
@@ -572,7 +572,7 @@ pub struct Snapshot {
     pub head: Option<CommitMark>,
     /// Whether the streams' chain values are in `accounts` (the model's [`Chains`]).
     pub chains: Chains,
-    /// In account order, each account's records in record order.
+    /// In account order.
     pub accounts: Vec<AccountSnapshot>,
     /// The command service's: where every stored command is, per account, in account order
     /// ([`crate::stored_commands`]). `None` in a snapshot of a model that does not track them
@@ -631,38 +631,33 @@ impl Snapshot {
     }
 }
 
-/// One account of a [`Snapshot`].
+/// One account of a [`Snapshot`]: its state, and its records in the model's own compact form
+/// ([`Records`]), so that a snapshot is written from them and read back into them directly, and
+/// splitting or merging snapshots by account moves whole accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSnapshot {
     pub account: AccountId,
     pub state: AccountState,
     pub version: Option<Version>,
     pub chain: Option<String>,
-    pub records: Vec<(RecordRef, RecordEntry)>,
+    pub records: Records,
 }
 
 impl ReadModel {
-    /// The model frozen at its position, in a fixed order (accounts, then records, sorted). The
+    /// The model frozen at its position, accounts in account order (a file has its records in
+    /// record order: [`crate::snapshot`]). The
     /// history's identity is left empty, for the caller who knows it to fill in. The stored
     /// commands are in it when the model tracks them (the command service's).
     pub fn to_snapshot(&self) -> Snapshot {
         let mut accounts: Vec<AccountSnapshot> = self
             .accounts
             .iter()
-            .map(|(id, a)| {
-                let mut records: Vec<(RecordRef, RecordEntry)> = a
-                    .records
-                    .iter()
-                    .map(|(r, e)| (r.clone(), e.to_entry()))
-                    .collect();
-                records.sort_by(|x, y| x.0.cmp(&y.0));
-                AccountSnapshot {
-                    account: id.clone(),
-                    state: a.state.clone(),
-                    version: a.version,
-                    chain: a.chain.clone(),
-                    records,
-                }
+            .map(|(id, a)| AccountSnapshot {
+                account: id.clone(),
+                state: a.state.clone(),
+                version: a.version,
+                chain: a.chain.clone(),
+                records: a.records.clone(),
             })
             .collect();
         accounts.sort_by(|x, y| x.account.cmp(&y.account));
@@ -676,18 +671,19 @@ impl ReadModel {
         }
     }
 
-    /// Rebuilds a model from a snapshot, its maps sized from the snapshot's counts.
+    /// Rebuilds a model from a snapshot: its records moved in, the per-user index and the
+    /// followers' `until`s derived from them.
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
         let mut accounts = HashMap::with_capacity(snapshot.accounts.len());
         let mut expiries = BTreeSet::new();
         for a in snapshot.accounts {
-            for (record, rec) in &a.records {
-                for (user, until, set_by) in untils(&rec.state) {
+            for (record, user, until) in a.records.untils() {
+                if let (Some(at), Some(set_by)) = (until.at, until.set_by) {
                     expiries.insert(Expiry {
-                        until,
+                        until: at,
                         account: a.account.clone(),
                         record: record.clone(),
-                        user,
+                        user: user.clone(),
                         set_by,
                     });
                 }
@@ -707,29 +703,13 @@ impl ReadModel {
 
 impl AccountEntry {
     fn from_snapshot(a: AccountSnapshot) -> Self {
-        let mut records = Records::with_capacity(a.records.len());
-        // Each user's records gathered first, then each user's index built at once (already in
-        // record order when the snapshot's records are, as written).
-        let mut held: HashMap<UserId, Vec<RecordIndex>> =
-            HashMap::with_capacity(a.state.members.len());
-        for (record, rec) in a.records {
-            let users = holders(&rec.state);
-            let index = records.insert(record, rec);
-            for user in users {
-                held.entry(user).or_default().push(index);
-            }
-        }
-        let by_user = held
-            .into_iter()
-            .map(|(user, indexes)| (user, Held::of(indexes, &records)))
-            .collect();
         AccountEntry {
             broad: BroadAccess::of(&a.state),
+            by_user: a.records.held_by_user(),
             state: a.state,
             version: a.version,
             chain: a.chain,
-            records,
-            by_user,
+            records: a.records,
         }
     }
 }

@@ -11,9 +11,11 @@
 //! Why number the users: an account has a few hundred members and a million records, each with
 //! an owner and followers. A [`UserId`] is 24 bytes; its number in the account's [`Names`] is
 //! four. The same goes for who added a follower and how ([`Source`]). The numbers stay inside
-//! this module: a record is read through a [`Record`] view, which gives the ids back, and the
-//! decider's [`RecordState`] is converted to and from the stored form. Two stores are compared
-//! by what their records say, not by their numbers, which depend on the order things were seen.
+//! this module and the snapshot file ([`crate::snapshot`], which stores an account's tables as
+//! they are, so that loading one is mostly moving vectors): a record is read through a [`Record`]
+//! view, which gives the ids back, and the decider's [`RecordState`] is converted to and from the
+//! stored form. Two stores are compared by what their records say, not by their numbers, which
+//! depend on the order things were seen.
 //!
 //! Records are never removed from a model (a record's stream only grows), so an index stays valid
 //! for the model's life. Two stores are equal when they hold the same records, whatever order
@@ -77,6 +79,22 @@ impl<T: Hash + Eq + Clone> Table<T> {
     pub fn get(&self, n: Number) -> Option<&T> {
         self.values.get(n as usize)
     }
+
+    /// Every value, by number.
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// `values` numbered in their order; `None` if one is listed twice.
+    fn of(values: Vec<T>) -> Option<Self> {
+        let mut numbers = HashMap::with_capacity(values.len());
+        for (n, v) in (0..).zip(&values) {
+            if numbers.insert(v.clone(), n).is_some() {
+                return None;
+            }
+        }
+        Some(Self { values, numbers })
+    }
 }
 
 /// An account's users and follower sources, numbered ([`Table`]), and its followers' `until`s.
@@ -90,9 +108,34 @@ pub struct Names {
 }
 
 impl Names {
+    /// Tables read back from a snapshot, numbered in their order; `Err` names the table that
+    /// lists a value twice.
+    pub(crate) fn of(users: Vec<UserId>, sources: Vec<Source>) -> Result<Self, &'static str> {
+        Ok(Self {
+            users: Table::of(users).ok_or("user")?,
+            sources: Table::of(sources).ok_or("source")?,
+            untils: HashMap::new(),
+        })
+    }
+
     /// The user numbered `n`.
     pub fn user(&self, n: Number) -> Option<&UserId> {
         self.users.get(n)
+    }
+
+    /// Every user, by number.
+    pub fn users(&self) -> &[UserId] {
+        self.users.values()
+    }
+
+    /// Every source, by number.
+    pub fn sources(&self) -> &[Source] {
+        self.sources.values()
+    }
+
+    /// The `until` of the follower `user` of the record at `record`, if it has one.
+    pub(crate) fn until(&self, record: RecordIndex, user: Number) -> Option<&Until> {
+        self.untils.get(&(record, user))
     }
 
     /// `follower` of the record at `record`, as the model keeps it.
@@ -139,16 +182,17 @@ impl Names {
 /// if any, is in the account's [`Names`]. 24 bytes, where a [`Follower`] takes 88.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFollower {
-    user: Number,
-    source: Number,
-    added_at: DateTime<Utc>,
-    has_until: bool,
+    pub(crate) user: Number,
+    pub(crate) source: Number,
+    pub(crate) added_at: DateTime<Utc>,
+    pub(crate) has_until: bool,
 }
 
+/// A follower's `until` and the event that set it ([`Follower::until`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Until {
-    at: Option<DateTime<Utc>>,
-    set_by: Option<EventId>,
+pub(crate) struct Until {
+    pub(crate) at: Option<DateTime<Utc>>,
+    pub(crate) set_by: Option<EventId>,
 }
 
 /// One record as the model keeps it: a [`RecordEntry`] with its users, sources and contact by
@@ -157,22 +201,39 @@ struct Until {
 /// Its chain value, if kept, is beside it ([`Records`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StoredRecord {
-    followers: Box<[StoredFollower]>,
+    pub(crate) followers: Box<[StoredFollower]>,
     /// For a contact: its opportunities, in creation order.
-    opportunities: Box<[OpportunityId]>,
-    version: u64,
-    owner: Number,
+    pub(crate) opportunities: Box<[OpportunityId]>,
+    pub(crate) version: u64,
+    pub(crate) owner: Number,
     /// For an opportunity: the index of its contact (R4).
-    contact: RecordIndex,
-    created: bool,
-    has_version: bool,
-    has_owner: bool,
-    has_contact: bool,
+    pub(crate) contact: RecordIndex,
+    pub(crate) created: bool,
+    pub(crate) has_version: bool,
+    pub(crate) has_owner: bool,
+    pub(crate) has_contact: bool,
 }
 
 impl StoredRecord {
-    fn version(&self) -> Option<Version> {
+    pub(crate) fn version(&self) -> Option<Version> {
         self.has_version.then_some(Version(self.version))
+    }
+
+    pub(crate) fn owner(&self) -> Option<Number> {
+        self.has_owner.then_some(self.owner)
+    }
+
+    pub(crate) fn contact(&self) -> Option<RecordIndex> {
+        self.has_contact.then_some(self.contact)
+    }
+
+    /// The users who own or follow the record, each once: its followers', then its owner's.
+    fn holders(&self) -> impl Iterator<Item = Number> + '_ {
+        let followers = self.followers.iter().map(|f| f.user);
+        let owner = self
+            .owner()
+            .filter(|o| !self.followers.iter().any(|f| f.user == *o));
+        followers.chain(owner)
     }
 
     pub(crate) fn set_version(&mut self, version: Version) {
@@ -425,7 +486,7 @@ impl Records {
     }
 
     /// Sets the chain value of the record at `index` (`None`: it has none).
-    pub(crate) fn set_chain(&mut self, index: RecordIndex, chain: Option<&String>) {
+    pub(crate) fn set_chain(&mut self, index: RecordIndex, chain: Option<String>) {
         let i = index as usize;
         if chain.is_none() && i >= self.chains.len() {
             return;
@@ -433,7 +494,12 @@ impl Records {
         if i >= self.chains.len() {
             self.chains.resize(i + 1, None);
         }
-        self.chains[i] = chain.cloned();
+        self.chains[i] = chain;
+    }
+
+    /// The chain value of the record at `index`, if it has one.
+    pub(crate) fn chain(&self, index: RecordIndex) -> Option<&String> {
+        self.chains.get(index as usize)?.as_ref()
     }
 
     /// Every record, in the order they were added (not record order).
@@ -487,7 +553,7 @@ impl Records {
         if let Some(v) = entry.version {
             stored.set_version(v);
         }
-        self.set_chain(index, entry.chain.as_ref());
+        self.set_chain(index, entry.chain);
         self.set_state(index, entry.state);
         index
     }
@@ -502,6 +568,113 @@ impl Records {
             .insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].0));
         self.slots.push((record, entry));
         i
+    }
+}
+
+/// What a snapshot file ([`crate::snapshot`]) reads and writes: the stored form as it is.
+impl Records {
+    /// An empty store for `n` records numbered by `names`, to be loaded with their final
+    /// capacities by [`Records::push_unindexed`], then indexed at once ([`Records::index_all`]).
+    pub(crate) fn loading(n: usize, names: Names) -> Self {
+        Self {
+            slots: Vec::with_capacity(n),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            names,
+            chains: Vec::new(),
+        }
+    }
+
+    /// Adds a record known not to be here, not found by its id until [`Records::index_all`].
+    pub(crate) fn push_unindexed(&mut self, record: RecordRef, entry: StoredRecord) {
+        self.slots.push((record, entry));
+    }
+
+    /// Indexes every record by its id, in the order of where each goes in the hash table, so
+    /// that building it walks the table once: inserted in record order, each insert was a cache
+    /// miss, most of the time of loading a million records (issue 14, `perf`).
+    pub(crate) fn index_all(&mut self) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let mut hashed: Vec<(u64, RecordIndex)> = (0..)
+            .zip(slots)
+            .map(|(i, (r, _))| (hasher.hash_one(r), i))
+            .collect();
+        // The table's buckets for this many records, as hashbrown sizes it: a record's place
+        // is its hash's low bits. (Were it sized otherwise, the order would still be mostly
+        // sequential, and the index as correct.)
+        let buckets = (slots.len() * 8 / 7).max(1).next_power_of_two() as u64;
+        hashed.sort_unstable_by_key(|&(hash, _)| hash & (buckets - 1));
+        let mut index = HashTable::with_capacity(slots.len());
+        for (hash, i) in hashed {
+            index.insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].0));
+        }
+        self.index = index;
+    }
+
+    /// The record at `index` as stored. Panics if there is none: indexes come from this store.
+    pub(crate) fn stored(&self, index: RecordIndex) -> (&RecordRef, &StoredRecord) {
+        let (r, stored) = &self.slots[index as usize];
+        (r, stored)
+    }
+
+    /// Sets the `until` of follower `user` of the record at `index` (which says it has one).
+    pub(crate) fn set_until(&mut self, index: RecordIndex, user: Number, until: Until) {
+        self.names.untils.insert((index, user), until);
+    }
+
+    /// Every follower's `until`, by record and user, in no order.
+    pub(crate) fn untils(&self) -> impl Iterator<Item = (&RecordRef, &UserId, &Until)> {
+        self.names
+            .untils
+            .iter()
+            .filter_map(|(&(record, user), until)| {
+                Some((
+                    &self.slots.get(record as usize)?.0,
+                    self.names.user(user)?,
+                    until,
+                ))
+            })
+    }
+
+    /// Whether the records were added in record order (as a snapshot's are).
+    fn added_in_record_order(&self) -> bool {
+        self.slots.is_sorted_by(|a, b| a.0 < b.0)
+    }
+
+    /// The indexes of the records in record order: `0..len` when they were added in it,
+    /// otherwise sorted by id.
+    pub(crate) fn in_record_order(&self) -> Vec<RecordIndex> {
+        let len = RecordIndex::try_from(self.slots.len()).unwrap_or(RecordIndex::MAX);
+        let mut order: Vec<RecordIndex> = (0..len).collect();
+        if !self.added_in_record_order() {
+            order.sort_unstable_by(|&a, &b| self.key(a).cmp(self.key(b)));
+        }
+        order
+    }
+
+    /// Each user's [`Held`] index, built in one pass over the records in record order (without
+    /// a vector of that order when they were added in it: a loaded store's memory is its own).
+    pub(crate) fn held_by_user(&self) -> HashMap<UserId, Held> {
+        let mut held = vec![Held::default(); self.names.users().len()];
+        let mut add = |index: RecordIndex| {
+            for user in self.slots[index as usize].1.holders() {
+                if let Some(h) = held.get_mut(user as usize) {
+                    h.push(index);
+                }
+            }
+        };
+        if self.added_in_record_order() {
+            let len = RecordIndex::try_from(self.slots.len()).unwrap_or(RecordIndex::MAX);
+            (0..len).for_each(&mut add);
+        } else {
+            self.in_record_order().into_iter().for_each(&mut add);
+        }
+        let users = self.names.users().iter();
+        users
+            .zip(held)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(user, h)| (user.clone(), h))
+            .collect()
     }
 }
 
@@ -543,14 +716,14 @@ pub struct Held {
 }
 
 impl Held {
-    /// The index of `indexes` (each once; any order).
-    pub fn of(mut indexes: Vec<RecordIndex>, records: &Records) -> Self {
-        if !indexes.is_sorted_by(|a, b| records.key(*a) < records.key(*b)) {
-            indexes.sort_unstable_by(|a, b| records.key(*a).cmp(records.key(*b)));
-            indexes.dedup();
-        }
-        Self {
-            blocks: indexes.chunks(BLOCK).map(<[RecordIndex]>::to_vec).collect(),
+    /// Adds the record at `index` after the others, which are all before it in record order
+    /// ([`Records::held_by_user`] goes through the records in that order); once, if it is the
+    /// last one already.
+    fn push(&mut self, index: RecordIndex) {
+        match self.blocks.last_mut() {
+            Some(block) if block.last() == Some(&index) => {}
+            Some(block) if block.len() < BLOCK => block.push(index),
+            _ => self.blocks.push(vec![index]),
         }
     }
 
@@ -725,7 +898,7 @@ mod tests {
         b.insert(contact(1), RecordEntry::default());
         assert_ne!(a, b);
         b.set_state(b.index_of(&o1).unwrap(), entry.state.clone());
-        b.set_chain(b.index_of(&o1).unwrap(), entry.chain.as_ref());
+        b.set_chain(b.index_of(&o1).unwrap(), entry.chain.clone());
         assert_eq!(a, b, "the same content, users numbered in another order");
         // A follower's `until` leaves with it.
         let mut state = entry.state.clone();
@@ -733,6 +906,38 @@ mod tests {
         a.set_state(0, state.clone());
         assert_eq!(a.get(&o1).unwrap().state(), state);
         assert!(a.names().untils.is_empty());
+    }
+
+    /// The per-user index built in one pass over records added in any order is in record
+    /// order, each record once per user, whether the user owns it, follows it, or both.
+    #[test]
+    fn each_users_index_is_built_in_record_order_whatever_the_order_records_came_in() {
+        let mut records = Records::default();
+        let n = 2 * BLOCK as u64 + 3;
+        for k in 0..n {
+            let i = (k * 7919) % n;
+            let mut state = RecordState {
+                created: true,
+                owner: Some(user("ann")),
+                followers: vec![follower("bob", AddedHow::Manual, None)],
+                contact: None,
+            };
+            if i.is_multiple_of(2) {
+                state
+                    .followers
+                    .push(follower("ann", AddedHow::Manual, None));
+            }
+            let index = records.index_or_insert(&contact(i));
+            records.set_state(index, state);
+        }
+        let held = records.held_by_user();
+        assert_eq!(held.len(), 2);
+        let mut expected: Vec<RecordRef> = (0..n).map(contact).collect();
+        expected.sort();
+        for who in ["ann", "bob"] {
+            let listed: Vec<RecordRef> = held[&user(who)].refs(&records).cloned().collect();
+            assert_eq!(listed, expected, "{who}");
+        }
     }
 
     /// Issue 14: the sizes the module's docs and docs/performance.md count with.
@@ -788,9 +993,12 @@ mod tests {
                 .collect();
             assert_eq!(page, want, "after {after:?}");
         }
-        let mut reversed: Vec<RecordIndex> = held.after(None, &records).collect();
-        reversed.reverse();
-        let rebuilt = Held::of(reversed, &records);
+        let mut rebuilt = Held::default();
+        for i in held.after(None, &records) {
+            rebuilt.push(i);
+            rebuilt.push(i);
+        }
         assert!(rebuilt.refs(&records).eq(held.refs(&records)));
+        assert!(rebuilt.blocks.iter().all(|b| b.len() <= BLOCK));
     }
 }

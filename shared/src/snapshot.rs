@@ -2,8 +2,14 @@
 //!
 //! Why binary and compact: at a million records the JSON form (format 4) was ~500 MB and took
 //! ~6 s to read back, most of it spent on the same user ids, field names and RFC 3339 times
-//! written over and over. Here each account names its users and workflows once, in tables, and
-//! records refer to them by index; times are integers; the body is [postcard].
+//! written over and over. Here each account names its users, workflows and follower sources once,
+//! in tables, and records refer to them by number; times are integers; the body is [postcard].
+//!
+//! Why the model's own form (format 8): the tables are the read model's own ([`Names`]), and
+//! each record is written from its stored form and read back into it ([`Records`]), so neither
+//! writing nor loading builds a wide [`crate::read_model::RecordEntry`] per record, and loading
+//! allocates each record's followers once, at their final size (issue 14: a restart's memory is
+//! the model's, not the model's plus the freed copies it was built from).
 //!
 //! The file:
 //!
@@ -14,18 +20,29 @@
 //! | 12..14 | the event schema the states were folded with, u16 little-endian |
 //! | 14..22 | the body's length in bytes, u64 little-endian |
 //! | 22..54 | SHA-256 of the body |
-//! | 54.. | the body, postcard |
+//! | 54.. | the body: postcard values one after another |
+//!
+//! The body is a `Head` (the history, the position, its commit, whether chain values are kept,
+//! the number of accounts); then for each account an `AccountHead` (its state, its tables, the
+//! number of its records), then each of its records in record order, each a `RecordRow` (its
+//! counts) followed by one `FollowerRow` per follower; last, the command service's stored
+//! commands (`Commands` per account, [`crate::stored_commands`]), or nothing in the
+//! projection's. Values one after another, rather than one
+//! value holding vectors, so that a million records are written and read one at a time, straight
+//! from and into the stored form, with the counts known before anything is allocated.
 //!
 //! The header comes first so that a file of another format (an older JSON snapshot starts with
 //! `{`) is refused before its body is decoded, a truncated one by its length, and a damaged or
-//! edited one by its digest ([`SnapshotError`]): a snapshot is ignored, never misread.
+//! edited one by its digest ([`SnapshotError`]): a snapshot is ignored, never misread. A body
+//! that matches its digest but does not make a model (a number beyond its table, records out of
+//! order, a value listed twice in a table: a faulty writer) is refused too, never a panic.
 //!
 //! The body's types are this module's own, not the domain's: postcard does not describe its
 //! data, so it cannot read what the domain's JSON relies on (internally tagged enums, flattened
 //! or skipped fields), and a domain type changing shape must not silently change the file. Any
-//! change to them bumps [`SNAPSHOT_FORMAT`]. They are also the first step toward a compact model
-//! in memory (issue 14): users by index, times as integers.
+//! change to them bumps [`SNAPSHOT_FORMAT`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::io::{Seek, SeekFrom, Write};
@@ -38,11 +55,9 @@ use sha2::{Digest, Sha256};
 use crate::account::AccountState;
 use crate::event::EVENT_SCHEMA;
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId, WorkflowId};
-use crate::model::{
-    AccountSettings, Actor, AddedHow, DataScope, Follower, Membership, RecordRef, Role,
-};
-use crate::read_model::{AccountSnapshot, Chains, CommitMark, RecordEntry, Snapshot};
-use crate::record::RecordState;
+use crate::model::{AccountSettings, Actor, AddedHow, DataScope, Membership, RecordRef, Role};
+use crate::read_model::{AccountSnapshot, Chains, CommitMark, Snapshot};
+use crate::records::{Names, RecordIndex, Records, Source, StoredFollower, StoredRecord, Until};
 use crate::store::{HistoryId, Position, Version};
 use crate::stored_commands::{AccountCommandsSnapshot, StoredCommand};
 
@@ -54,8 +69,9 @@ pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
 /// 2: the streams' hash chain values. 3: the history's identity, the head commit, a digest.
 /// 4: whether the streams' chain values are in it. 5: binary (this module), users by index.
 /// 6: each follower's `until` (issue 17.4). 7: the command service's stored commands
-/// ([`crate::stored_commands`], a section of their own after the accounts).
-pub const SNAPSHOT_FORMAT: u32 = 7;
+/// ([`crate::stored_commands`], a section of their own after the accounts). 8: the model's own
+/// tables and stored records, as values one after another (issue 14).
+pub const SNAPSHOT_FORMAT: u32 = 8;
 
 /// Where the body's SHA-256 is in the header.
 pub const DIGEST_RANGE: std::ops::Range<usize> = 22..54;
@@ -90,6 +106,12 @@ pub enum SnapshotError {
         index: u32,
         len: usize,
     },
+    #[error("the snapshot lists a {what} twice in one account's table")]
+    Twice { what: &'static str },
+    #[error("the snapshot's record {place} of an account is not after the one before it")]
+    Order { place: u64 },
+    #[error("the snapshot gives an opportunity a contact that is not a contact (record {index})")]
+    NotAContact { index: u32 },
     #[error("the snapshot holds a time out of range ({secs} s, {nanos} ns)")]
     Time { secs: i64, nanos: u32 },
     #[error("the snapshot cannot be encoded")]
@@ -104,15 +126,15 @@ pub enum SnapshotError {
 pub fn write<W: Write + Seek>(snapshot: &Snapshot, out: &mut W) -> Result<(), SnapshotError> {
     let start = out.stream_position()?;
     out.write_all(&[0; HEADER_LEN])?;
-    let mut body = Hashing {
-        inner: &mut *out,
-        hasher: Sha256::new(),
-        len: 0,
-    };
-    let body = postcard::to_io(&Body::of(snapshot), &mut body).map_err(SnapshotError::Encode)?;
-    let (len, digest) = (body.len, body.hasher.clone().finalize());
+    let mut body = Rows::new(&mut *out);
+    body.put(&Head::of(snapshot))?;
+    for account in &snapshot.accounts {
+        write_account(account, &mut body)?;
+    }
+    body.put(&snapshot.commands.as_deref().map(Commands::of))?;
+    let (len, digest) = body.finish()?;
     out.seek(SeekFrom::Start(start))?;
-    out.write_all(&header(SNAPSHOT_FORMAT, EVENT_SCHEMA, len, &digest.into()))?;
+    out.write_all(&header(SNAPSHOT_FORMAT, EVENT_SCHEMA, len, &digest))?;
     out.seek(SeekFrom::End(0))?;
     Ok(())
 }
@@ -127,12 +149,19 @@ pub fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, SnapshotError> {
 /// Reads a whole snapshot file's bytes, checking the header, the length and the digest before
 /// the body is decoded.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-    let body = checked_body(bytes)?;
-    let (decoded, rest) = postcard::take_from_bytes::<Body>(body).map_err(SnapshotError::Decode)?;
-    if !rest.is_empty() {
-        return Err(SnapshotError::Trailing(rest.len()));
+    let mut body = Reader {
+        rest: checked_body(bytes)?,
+    };
+    let head: Head = body.take()?;
+    let mut accounts = Vec::with_capacity(body.room_for(head.accounts));
+    for _ in 0..head.accounts {
+        accounts.push(read_account(&mut body)?);
     }
-    decoded.into_snapshot()
+    let commands: Option<Vec<Commands>> = body.take()?;
+    if !body.rest.is_empty() {
+        return Err(SnapshotError::Trailing(body.rest.len()));
+    }
+    Ok(head.into_snapshot(accounts, commands))
 }
 
 fn header(format: u32, schema: u16, len: u64, digest: &[u8; 32]) -> [u8; HEADER_LEN] {
@@ -184,42 +213,87 @@ fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
     a
 }
 
-/// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
-    inner: W,
+/// The body being written: values encoded into a buffer, which goes to the file, hashed and
+/// counted, a large piece at a time.
+struct Rows<W> {
+    out: W,
+    buffer: Vec<u8>,
     hasher: Sha256,
     len: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+/// How much of the body is buffered before it is written.
+const PIECE: usize = 1 << 16;
+
+impl<W: Write> Rows<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out,
+            buffer: Vec::with_capacity(2 * PIECE),
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    fn put<T: Serialize>(&mut self, value: &T) -> Result<(), SnapshotError> {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.buffer = postcard::to_extend(value, buffer).map_err(SnapshotError::Encode)?;
+        if self.buffer.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SnapshotError> {
+        self.out.write_all(&self.buffer)?;
+        self.hasher.update(&self.buffer);
+        self.len += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// The body's length and digest, once all of it is written.
+    fn finish(mut self) -> Result<(u64, [u8; 32]), SnapshotError> {
+        self.flush()?;
+        Ok((self.len, self.hasher.finalize().into()))
+    }
+}
+
+/// The body being read: each value taken from the front.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<T: Deserialize<'a>>(&mut self) -> Result<T, SnapshotError> {
+        let (value, rest) = postcard::take_from_bytes(self.rest).map_err(SnapshotError::Decode)?;
+        self.rest = rest;
+        Ok(value)
+    }
+
+    /// The capacity to reserve for `count` values still to be read: each takes a byte at least,
+    /// so a count beyond what is left is a damaged file, which must not make us allocate.
+    fn room_for(&self, count: u64) -> usize {
+        usize::try_from(count).map_or(self.rest.len(), |n| n.min(self.rest.len()))
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The body
+// The body's values
 
 #[derive(Serialize, Deserialize)]
-struct Body {
+struct Head {
     history: String,
     position: u64,
     head: Option<Mark>,
     chains_kept: bool,
-    accounts: Vec<Account>,
-    /// The command service's stored commands (none in the projection's snapshot).
-    commands: Option<Vec<Commands>>,
+    /// How many accounts follow.
+    accounts: u64,
 }
 
 /// One account's stored commands: each command id's fingerprint, and its commit's position,
-/// sorted by fingerprint.
+/// sorted by fingerprint. The command service's snapshot ends with them (`Some`); the
+/// projection's with `None`.
 #[derive(Serialize, Deserialize)]
 struct Commands {
     account: AccountId,
@@ -232,10 +306,11 @@ struct Mark {
     chain: Option<String>,
 }
 
-/// One account. Members, owners and followers name users by index into `users`; workflows that
-/// added followers, by index into `workflows`.
+/// One account, before its records. Numbers name users in `users` (the model's own table, then
+/// the members and actors its records do not name), workflows in `workflows`, follower sources
+/// in `sources` (the model's own table).
 #[derive(Serialize, Deserialize)]
-struct Account {
+struct AccountHead {
     id: AccountId,
     opened: bool,
     name: String,
@@ -244,8 +319,10 @@ struct Account {
     chain: Option<String>,
     users: Vec<UserId>,
     workflows: Vec<WorkflowId>,
+    sources: Vec<SourceRow>,
     members: Vec<Member>,
-    records: Vec<Record>,
+    /// How many records follow.
+    records: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -266,32 +343,62 @@ struct Member {
     active: bool,
 }
 
+/// Who added a follower, and how ([`Source`]).
+#[derive(Serialize, Deserialize)]
+struct SourceRow {
+    by: By,
+    how: How,
+}
+
+#[derive(Serialize, Deserialize)]
+enum By {
+    User(u32),
+    Workflow(u32),
+    System,
+}
+
+#[derive(Serialize, Deserialize)]
+enum How {
+    Manual,
+    Workflow(u32),
+    OwnerSync(Key),
+    System,
+}
+
 #[derive(Serialize, Deserialize)]
 enum Key {
     Contact(ContactId),
     Opportunity(OpportunityId),
 }
 
+/// One record, before its followers ([`StoredRecord`]). `contact` is the place of the
+/// opportunity's contact among its account's records in the file.
 #[derive(Serialize, Deserialize)]
-struct Record {
+struct RecordRow<'a> {
     key: Key,
     created: bool,
     owner: Option<u32>,
-    followers: Vec<FollowerRow>,
-    contact: Option<ContactId>,
+    contact: Option<u32>,
     version: Option<u64>,
-    opportunities: Vec<OpportunityId>,
-    chain: Option<String>,
+    opportunities: Cow<'a, [OpportunityId]>,
+    chain: Option<Cow<'a, str>>,
+    /// How many followers follow.
+    followers: u32,
 }
 
+/// One follower ([`StoredFollower`]), its `until` with it.
 #[derive(Serialize, Deserialize)]
 struct FollowerRow {
     user: u32,
+    source: u32,
     added_at: Time,
-    added_by: By,
-    how: How,
-    /// The `until` and the event that set it.
-    until: Option<(Time, [u8; 16])>,
+    until: Option<UntilRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UntilRow {
+    at: Option<Time>,
+    set_by: Option<[u8; 16]>,
 }
 
 /// A time to the nanosecond, as [`DateTime::timestamp`] and its nanoseconds.
@@ -315,50 +422,46 @@ impl Time {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-enum By {
-    User(u32),
-    Workflow(u32),
-    System,
-}
-
-#[derive(Serialize, Deserialize)]
-enum How {
-    Manual,
-    Workflow(u32),
-    OwnerSync(Key),
-    System,
-}
-
 // ---------------------------------------------------------------------------------------------
-// From a snapshot to the body
+// Writing
 
-/// Values named once, each given the index of its first mention.
-struct Table<'a, T> {
+/// Values numbered in the order first given, starting with a table whose numbers they keep.
+struct Numbering<'a, T> {
     index: HashMap<&'a T, u32>,
-    items: Vec<T>,
+    items: Vec<&'a T>,
 }
 
-impl<'a, T: Hash + Eq + Clone> Table<'a, T> {
-    fn new() -> Self {
-        Self {
-            index: HashMap::new(),
-            items: Vec::new(),
+impl<'a, T: Hash + Eq> Numbering<'a, T> {
+    fn starting_with(table: &'a [T]) -> Self {
+        let mut n = Self {
+            index: HashMap::with_capacity(table.len()),
+            items: Vec::with_capacity(table.len()),
+        };
+        for item in table {
+            n.of(item);
         }
+        n
     }
 
     fn of(&mut self, item: &'a T) -> u32 {
         let items = &mut self.items;
         *self.index.entry(item).or_insert_with(|| {
-            items.push(item.clone());
+            items.push(item);
             u32::try_from(items.len() - 1).expect("fewer than 2^32 names in an account")
         })
     }
+
+    fn into_values(self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        self.items.into_iter().cloned().collect()
+    }
 }
 
-impl Body {
+impl Head {
     fn of(s: &Snapshot) -> Self {
-        Body {
+        Head {
             history: s.history.0.clone(),
             position: s.position.0,
             head: s.head.as_ref().map(|m| Mark {
@@ -366,99 +469,124 @@ impl Body {
                 chain: m.chain.clone(),
             }),
             chains_kept: s.chains == Chains::Kept,
-            accounts: s.accounts.iter().map(Account::of).collect(),
-            commands: s.commands.as_deref().map(Commands::of),
+            accounts: s.accounts.len() as u64,
         }
     }
 }
 
-impl Account {
-    fn of(a: &AccountSnapshot) -> Self {
-        let (mut users, mut workflows) = (Table::new(), Table::new());
-        // In user order, so the same model always gives the same file.
-        let mut members: Vec<_> = a.state.members.iter().collect();
-        members.sort_by_key(|(user, _)| *user);
-        let members = members
-            .into_iter()
-            .map(|(user, m)| Member {
-                user: users.of(user),
-                name: m.name.clone(),
-                email: m.email.clone(),
-                admin: m.role == Role::Admin,
-                only_assigned: m.data_scope == DataScope::OnlyAssigned,
-                active: m.active,
-            })
-            .collect();
-        let records = a
-            .records
-            .iter()
-            .map(|(r, e)| Record::of(r, e, &mut users, &mut workflows))
-            .collect();
-        let s = &a.state.settings;
-        Account {
-            id: a.account.clone(),
-            opened: a.state.opened,
-            name: a.state.name.clone(),
-            settings: Settings {
-                allow_different_owners: s.allow_different_owners,
-                sync_contact_follower_with_opportunity_owner: s
-                    .sync_contact_follower_with_opportunity_owner,
-                sync_opportunity_follower_with_contact_owner: s
-                    .sync_opportunity_follower_with_contact_owner,
-                contact_access_includes_opportunities: s.contact_access_includes_opportunities,
-            },
-            version: a.version.map(|v| v.0),
-            chain: a.chain.clone(),
-            users: users.items,
-            workflows: workflows.items,
-            members,
-            records,
-        }
+/// One account: its head, then its records in record order, each with its contact by its place
+/// in that order.
+fn write_account<W: Write>(a: &AccountSnapshot, body: &mut Rows<W>) -> Result<(), SnapshotError> {
+    body.put(&account_head(a))?;
+    let order = a.records.in_record_order();
+    let mut place = vec![0; order.len()];
+    for (p, &index) in (0..).zip(&order) {
+        place[index as usize] = p;
+    }
+    for index in order {
+        write_record(&a.records, index, &place, body)?;
+    }
+    Ok(())
+}
+
+fn account_head(a: &AccountSnapshot) -> AccountHead {
+    let names = a.records.names();
+    let mut users = Numbering::starting_with(names.users());
+    let mut workflows = Numbering::starting_with(&[]);
+    let sources = names
+        .sources()
+        .iter()
+        .map(|s| SourceRow::of(s, &mut users, &mut workflows))
+        .collect();
+    // In user order, so the same model always gives the same file.
+    let mut members: Vec<_> = a.state.members.iter().collect();
+    members.sort_by_key(|(user, _)| *user);
+    let members = members
+        .into_iter()
+        .map(|(user, m)| Member {
+            user: users.of(user),
+            name: m.name.clone(),
+            email: m.email.clone(),
+            admin: m.role == Role::Admin,
+            only_assigned: m.data_scope == DataScope::OnlyAssigned,
+            active: m.active,
+        })
+        .collect();
+    let s = &a.state.settings;
+    AccountHead {
+        id: a.account.clone(),
+        opened: a.state.opened,
+        name: a.state.name.clone(),
+        settings: Settings {
+            allow_different_owners: s.allow_different_owners,
+            sync_contact_follower_with_opportunity_owner: s
+                .sync_contact_follower_with_opportunity_owner,
+            sync_opportunity_follower_with_contact_owner: s
+                .sync_opportunity_follower_with_contact_owner,
+            contact_access_includes_opportunities: s.contact_access_includes_opportunities,
+        },
+        version: a.version.map(|v| v.0),
+        chain: a.chain.clone(),
+        users: users.into_values(),
+        workflows: workflows.into_values(),
+        sources,
+        members,
+        records: a.records.len() as u64,
     }
 }
 
-impl Record {
+impl SourceRow {
     fn of<'a>(
-        r: &RecordRef,
-        e: &'a RecordEntry,
-        users: &mut Table<'a, UserId>,
-        workflows: &mut Table<'a, WorkflowId>,
+        (by, how): &'a Source,
+        users: &mut Numbering<'a, UserId>,
+        workflows: &mut Numbering<'a, WorkflowId>,
     ) -> Self {
-        let followers = e
-            .state
-            .followers
-            .iter()
-            .map(|f| FollowerRow {
-                user: users.of(&f.user),
-                added_at: Time::of(f.added_at),
-                until: f
-                    .until
-                    .zip(f.until_set_by)
-                    .map(|(t, by)| (Time::of(t), by.0.into_bytes())),
-                added_by: match &*f.added_by {
-                    Actor::User { user } => By::User(users.of(user)),
-                    Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
-                    Actor::System => By::System,
-                },
-                how: match &*f.how {
-                    AddedHow::Manual => How::Manual,
-                    AddedHow::Workflow { workflow } => How::Workflow(workflows.of(workflow)),
-                    AddedHow::OwnerSync { from } => How::OwnerSync(Key::of(from)),
-                    AddedHow::System => How::System,
-                },
-            })
-            .collect();
-        Record {
-            key: Key::of(r),
-            created: e.state.created,
-            owner: e.state.owner.as_ref().map(|o| users.of(o)),
-            followers,
-            contact: e.state.contact.clone(),
-            version: e.version.map(|v| v.0),
-            opportunities: e.opportunities.clone(),
-            chain: e.chain.clone(),
-        }
+        let by = match &**by {
+            Actor::User { user } => By::User(users.of(user)),
+            Actor::Workflow { workflow } => By::Workflow(workflows.of(workflow)),
+            Actor::System => By::System,
+        };
+        let how = match &**how {
+            AddedHow::Manual => How::Manual,
+            AddedHow::Workflow { workflow } => How::Workflow(workflows.of(workflow)),
+            AddedHow::OwnerSync { from } => How::OwnerSync(Key::of(from)),
+            AddedHow::System => How::System,
+        };
+        SourceRow { by, how }
     }
+}
+
+/// The record at `index`, then its followers; `place` gives each record's place in the file.
+fn write_record<W: Write>(
+    records: &Records,
+    index: RecordIndex,
+    place: &[u32],
+    body: &mut Rows<W>,
+) -> Result<(), SnapshotError> {
+    let (key, stored) = records.stored(index);
+    body.put(&RecordRow {
+        key: Key::of(key),
+        created: stored.created,
+        owner: stored.owner(),
+        contact: stored.contact().map(|c| place[c as usize]),
+        version: stored.version().map(|v| v.0),
+        opportunities: Cow::Borrowed(&stored.opportunities[..]),
+        chain: records.chain(index).map(|c| Cow::Borrowed(c.as_str())),
+        followers: u32::try_from(stored.followers.len()).expect("fewer than 2^32 followers"),
+    })?;
+    for f in &stored.followers {
+        let until = f.has_until.then(|| records.names().until(index, f.user));
+        body.put(&FollowerRow {
+            user: f.user,
+            source: f.source,
+            added_at: Time::of(f.added_at),
+            until: until.flatten().map(|u| UntilRow {
+                at: u.at.map(Time::of),
+                set_by: u.set_by.map(|e| e.0.into_bytes()),
+            }),
+        })?;
+    }
+    Ok(())
 }
 
 impl Key {
@@ -508,28 +636,30 @@ impl Commands {
 }
 
 // ---------------------------------------------------------------------------------------------
-// From the body to a snapshot
+// Reading
 
-/// Entry `index` of `table`; an index beyond it is a damaged file, never a panic.
-fn entry<T: Clone>(table: &[T], index: u32, what: &'static str) -> Result<T, SnapshotError> {
-    table
-        .get(index as usize)
-        .cloned()
-        .ok_or(SnapshotError::Index {
-            what,
-            index,
-            len: table.len(),
-        })
+/// `index` if it is in a table of `len` values; an index beyond it is a damaged file, never a
+/// panic.
+fn within(index: u32, len: usize, what: &'static str) -> Result<u32, SnapshotError> {
+    if (index as usize) < len {
+        Ok(index)
+    } else {
+        Err(SnapshotError::Index { what, index, len })
+    }
 }
 
-impl Body {
-    fn into_snapshot(self) -> Result<Snapshot, SnapshotError> {
-        let accounts = self
-            .accounts
-            .into_iter()
-            .map(Account::into_snapshot)
-            .collect::<Result<_, _>>()?;
-        Ok(Snapshot {
+/// Entry `index` of `table`, checked as [`within`].
+fn entry<T: Clone>(table: &[T], index: u32, what: &'static str) -> Result<T, SnapshotError> {
+    within(index, table.len(), what).map(|i| table[i as usize].clone())
+}
+
+impl Head {
+    fn into_snapshot(
+        self,
+        accounts: Vec<AccountSnapshot>,
+        commands: Option<Vec<Commands>>,
+    ) -> Snapshot {
+        Snapshot {
             history: HistoryId(self.history),
             position: Position(self.position),
             head: self.head.map(|m| CommitMark {
@@ -542,191 +672,171 @@ impl Body {
                 Chains::Dropped
             },
             accounts,
-            commands: self
-                .commands
-                .map(|c| c.into_iter().map(Commands::into_snapshot).collect()),
-        })
+            commands: commands.map(|c| c.into_iter().map(Commands::into_snapshot).collect()),
+        }
     }
 }
 
-impl Account {
-    fn into_snapshot(self) -> Result<AccountSnapshot, SnapshotError> {
-        let mut members = HashMap::with_capacity(self.members.len());
-        for m in self.members {
-            let membership = Membership {
-                name: m.name,
-                email: m.email,
-                role: if m.admin { Role::Admin } else { Role::User },
-                data_scope: if m.only_assigned {
-                    DataScope::OnlyAssigned
-                } else {
-                    DataScope::All
-                },
-                active: m.active,
-            };
-            members.insert(entry(&self.users, m.user, "user")?, membership);
-        }
-        let mut shared = Shared::new(&self.users, &self.workflows);
-        let records = self
-            .records
-            .into_iter()
-            .map(|r| r.into_entry(&mut shared))
-            .collect::<Result<_, _>>()?;
-        let s = self.settings;
-        Ok(AccountSnapshot {
-            account: self.id,
-            state: AccountState {
-                opened: self.opened,
-                name: self.name,
-                settings: AccountSettings {
-                    allow_different_owners: s.allow_different_owners,
-                    sync_contact_follower_with_opportunity_owner: s
-                        .sync_contact_follower_with_opportunity_owner,
-                    sync_opportunity_follower_with_contact_owner: s
-                        .sync_opportunity_follower_with_contact_owner,
-                    contact_access_includes_opportunities: s.contact_access_includes_opportunities,
-                },
-                members,
+/// One account: its head, then its records into a store sized for them.
+fn read_account(body: &mut Reader<'_>) -> Result<AccountSnapshot, SnapshotError> {
+    let head: AccountHead = body.take()?;
+    let mut members = HashMap::with_capacity(head.members.len());
+    for m in head.members {
+        members.insert(entry(&head.users, m.user, "user")?, m.into_membership());
+    }
+    let sources = head
+        .sources
+        .into_iter()
+        .map(|s| s.into_source(&head.users, &head.workflows))
+        .collect::<Result<_, _>>()?;
+    let names = Names::of(head.users, sources).map_err(|what| SnapshotError::Twice { what })?;
+    let mut records = Records::loading(body.room_for(head.records), names);
+    for place in 0..head.records {
+        read_record(body, &mut records, place)?;
+    }
+    records.index_all();
+    check_contacts(&records)?;
+    let s = head.settings;
+    Ok(AccountSnapshot {
+        account: head.id,
+        state: AccountState {
+            opened: head.opened,
+            name: head.name,
+            settings: AccountSettings {
+                allow_different_owners: s.allow_different_owners,
+                sync_contact_follower_with_opportunity_owner: s
+                    .sync_contact_follower_with_opportunity_owner,
+                sync_opportunity_follower_with_contact_owner: s
+                    .sync_opportunity_follower_with_contact_owner,
+                contact_access_includes_opportunities: s.contact_access_includes_opportunities,
             },
-            version: self.version.map(Version),
-            chain: self.chain,
-            records,
-        })
+            members,
+        },
+        version: head.version.map(Version),
+        chain: head.chain,
+        records,
+    })
+}
+
+impl Member {
+    fn into_membership(self) -> Membership {
+        Membership {
+            name: self.name,
+            email: self.email,
+            role: if self.admin { Role::Admin } else { Role::User },
+            data_scope: if self.only_assigned {
+                DataScope::OnlyAssigned
+            } else {
+                DataScope::All
+            },
+            active: self.active,
+        }
     }
 }
 
-impl Record {
-    fn into_entry(
+impl SourceRow {
+    fn into_source(
         self,
-        shared: &mut Shared<'_>,
-    ) -> Result<(RecordRef, RecordEntry), SnapshotError> {
-        let followers = self
-            .followers
-            .into_iter()
-            .map(|f| f.into_follower(shared))
-            .collect::<Result<_, _>>()?;
-        let owner = match self.owner {
-            Some(i) => Some(entry(shared.users, i, "user")?),
-            None => None,
+        users: &[UserId],
+        workflows: &[WorkflowId],
+    ) -> Result<Source, SnapshotError> {
+        let by = match self.by {
+            By::User(i) => Actor::User {
+                user: entry(users, i, "user")?,
+            },
+            By::Workflow(i) => Actor::Workflow {
+                workflow: entry(workflows, i, "workflow")?,
+            },
+            By::System => Actor::System,
         };
-        let state = RecordState {
-            created: self.created,
-            owner,
-            followers,
-            contact: self.contact,
-        };
-        let record = RecordEntry {
-            state,
-            version: self.version.map(Version),
-            opportunities: self.opportunities,
-            chain: self.chain,
-        };
-        Ok((self.key.into_ref(), record))
-    }
-}
-
-impl FollowerRow {
-    fn into_follower(self, shared: &mut Shared<'_>) -> Result<Follower, SnapshotError> {
-        let added_at = self.added_at.into_time()?;
-        let (until, until_set_by) = match self.until {
-            Some((t, by)) => (
-                Some(t.into_time()?),
-                Some(EventId(uuid::Uuid::from_bytes(by))),
-            ),
-            None => (None, None),
-        };
-        Ok(Follower {
-            user: entry(shared.users, self.user, "user")?,
-            added_at,
-            added_by: shared.actor(self.added_by)?,
-            how: shared.how(self.how)?,
-            until,
-            until_set_by,
-        })
-    }
-}
-
-/// One account's tables, and the actors and hows of its followers each made once and shared
-/// by every follower that names it, as the read model keeps them (issue 14).
-struct Shared<'a> {
-    users: &'a [UserId],
-    workflows: &'a [WorkflowId],
-    by_user: Vec<Option<Arc<Actor>>>,
-    by_workflow: Vec<Option<Arc<Actor>>>,
-    by_system: Arc<Actor>,
-    manual: Arc<AddedHow>,
-    how_workflow: Vec<Option<Arc<AddedHow>>>,
-    how_system: Arc<AddedHow>,
-}
-
-impl<'a> Shared<'a> {
-    fn new(users: &'a [UserId], workflows: &'a [WorkflowId]) -> Self {
-        Self {
-            users,
-            workflows,
-            by_user: vec![None; users.len()],
-            by_workflow: vec![None; workflows.len()],
-            by_system: Arc::new(Actor::System),
-            manual: Arc::new(AddedHow::Manual),
-            how_workflow: vec![None; workflows.len()],
-            how_system: Arc::new(AddedHow::System),
-        }
-    }
-
-    fn actor(&mut self, by: By) -> Result<Arc<Actor>, SnapshotError> {
-        let (users, workflows) = (self.users, self.workflows);
-        match by {
-            By::User(i) => once(&mut self.by_user, i, || {
-                Ok(Actor::User {
-                    user: entry(users, i, "user")?,
-                })
-            }),
-            By::Workflow(i) => once(&mut self.by_workflow, i, || {
-                Ok(Actor::Workflow {
-                    workflow: entry(workflows, i, "workflow")?,
-                })
-            }),
-            By::System => Ok(Arc::clone(&self.by_system)),
-        }
-    }
-
-    fn how(&mut self, how: How) -> Result<Arc<AddedHow>, SnapshotError> {
-        let workflows = self.workflows;
-        match how {
-            How::Manual => Ok(Arc::clone(&self.manual)),
-            How::Workflow(i) => once(&mut self.how_workflow, i, || {
-                Ok(AddedHow::Workflow {
-                    workflow: entry(workflows, i, "workflow")?,
-                })
-            }),
-            How::OwnerSync(from) => Ok(Arc::new(AddedHow::OwnerSync {
+        let how = match self.how {
+            How::Manual => AddedHow::Manual,
+            How::Workflow(i) => AddedHow::Workflow {
+                workflow: entry(workflows, i, "workflow")?,
+            },
+            How::OwnerSync(from) => AddedHow::OwnerSync {
                 from: from.into_ref(),
-            })),
-            How::System => Ok(Arc::clone(&self.how_system)),
-        }
+            },
+            How::System => AddedHow::System,
+        };
+        Ok((Arc::new(by), Arc::new(how)))
     }
 }
 
-/// The value cached at `index`, made by `make` (which checks the index) the first time.
-fn once<T>(
-    cache: &mut [Option<Arc<T>>],
-    index: u32,
-    make: impl FnOnce() -> Result<T, SnapshotError>,
-) -> Result<Arc<T>, SnapshotError> {
-    if let Some(Some(kept)) = cache.get(index as usize) {
-        return Ok(Arc::clone(kept));
+/// The record at `place` of its account in the file, and its followers, added to `records`
+/// (which holds the records before it, each before it in record order).
+fn read_record(
+    body: &mut Reader<'_>,
+    records: &mut Records,
+    place: u64,
+) -> Result<(), SnapshotError> {
+    let row: RecordRow = body.take()?;
+    let key = row.key.into_ref();
+    let index = RecordIndex::try_from(records.len()).map_err(|_| SnapshotError::Order { place })?;
+    if index > 0 && records.key(index - 1) >= &key {
+        return Err(SnapshotError::Order { place });
     }
-    let value = Arc::new(make()?);
-    if let Some(slot) = cache.get_mut(index as usize) {
-        *slot = Some(Arc::clone(&value));
+    let users = records.names().users().len();
+    let mut followers = Vec::with_capacity(body.room_for(row.followers.into()));
+    for _ in 0..row.followers {
+        let f: FollowerRow = body.take()?;
+        let user = within(f.user, users, "user")?;
+        let has_until = f.until.is_some();
+        if let Some(until) = f.until {
+            let until = Until {
+                at: until.at.map(Time::into_time).transpose()?,
+                set_by: until.set_by.map(|b| EventId(uuid::Uuid::from_bytes(b))),
+            };
+            records.set_until(index, user, until);
+        }
+        followers.push(StoredFollower {
+            user,
+            source: within(f.source, records.names().sources().len(), "source")?,
+            added_at: f.added_at.into_time()?,
+            has_until,
+        });
     }
-    Ok(value)
+    let stored = StoredRecord {
+        followers: followers.into_boxed_slice(),
+        opportunities: row.opportunities.into_owned().into_boxed_slice(),
+        version: row.version.unwrap_or(0),
+        owner: row
+            .owner
+            .map(|o| within(o, users, "user"))
+            .transpose()?
+            .unwrap_or(0),
+        contact: row.contact.unwrap_or(0),
+        created: row.created,
+        has_version: row.version.is_some(),
+        has_owner: row.owner.is_some(),
+        has_contact: row.contact.is_some(),
+    };
+    records.push_unindexed(key, stored);
+    records.set_chain(index, row.chain.map(Cow::into_owned));
+    Ok(())
+}
+
+/// Each opportunity's contact is a contact of the account (R4).
+fn check_contacts(records: &Records) -> Result<(), SnapshotError> {
+    for index in 0..RecordIndex::try_from(records.len()).unwrap_or(RecordIndex::MAX) {
+        let Some(contact) = records.stored(index).1.contact() else {
+            continue;
+        };
+        within(contact, records.len(), "record")?;
+        if !matches!(records.key(contact), RecordRef::Contact(_)) {
+            return Err(SnapshotError::NotAContact { index: contact });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::model::Follower;
+    use crate::read_model::RecordEntry;
+    use crate::record::RecordState;
 
     fn user(id: &str) -> UserId {
         UserId::new(id).unwrap()
@@ -759,6 +869,7 @@ mod tests {
                 user("bob"),
                 member(Role::User, DataScope::OnlyAssigned, false),
             ),
+            (user("eve"), member(Role::User, DataScope::All, true)),
         ]);
         let c1 = ContactId::new("c1").unwrap();
         let o1 = OpportunityId::new("o1").unwrap();
@@ -808,6 +919,10 @@ mod tests {
             opportunities: Vec::new(),
             chain: None,
         };
+        // Added out of record order, as a model may have them: the file has them in it.
+        let mut records = Records::default();
+        records.insert(RecordRef::Opportunity(o1), opportunity);
+        records.insert(RecordRef::Contact(c1), contact);
         Snapshot {
             history: HistoryId("h-1".to_owned()),
             position: Position(42),
@@ -829,10 +944,7 @@ mod tests {
                 },
                 version: Some(Version(2)),
                 chain: Some("ef".repeat(32)),
-                records: vec![
-                    (RecordRef::Contact(c1), contact),
-                    (RecordRef::Opportunity(o1), opportunity),
-                ],
+                records,
             }],
             commands: Some(vec![AccountCommandsSnapshot {
                 account: AccountId::new("acme").unwrap(),
@@ -857,13 +969,16 @@ mod tests {
         assert_eq!(bytes[..8], MAGIC);
         let back = decode(&bytes).unwrap();
         assert_eq!(back, taken);
-        // Followers added by the same actor share it, as the read model keeps them.
+        // Read back in record order, its opportunity's contact found by its place.
         let records = &back.accounts[0].records;
-        let bob = &records[0].1.state.followers[0];
-        let dee = &records[1].1.state.followers[1];
-        assert!(Arc::ptr_eq(&bob.added_by, &dee.added_by));
-        // The same snapshot gives the same bytes, whatever the order of the members' map.
+        let keys: Vec<_> = records.keys().map(RecordRef::id).collect();
+        assert_eq!(keys, ["c1", "o1"]);
+        let o1 = RecordRef::Opportunity(OpportunityId::new("o1").unwrap());
+        assert_eq!(records.get(&o1).unwrap().contact().unwrap().as_str(), "c1");
+        // The same snapshot gives the same bytes, whatever the order of the members' map; so
+        // does the snapshot read back.
         assert_eq!(encode(&taken).unwrap(), bytes);
+        assert_eq!(encode(&back).unwrap(), bytes);
     }
 
     /// The projection's snapshot has no commands section, and reads back without one.
@@ -884,6 +999,7 @@ mod tests {
         let named = |id: &[u8]| bytes.windows(id.len()).filter(|w| *w == id).count();
         assert_eq!(named(b"ann"), 1);
         assert_eq!(named(b"bob"), 1);
+        assert_eq!(named(b"eve"), 1, "a member no record names");
         assert_eq!(named(b"wf-1"), 1);
     }
 
@@ -924,10 +1040,10 @@ mod tests {
     fn a_changed_header_is_refused() {
         let bytes = encode(&snapshot()).unwrap();
         let mut other = bytes.clone();
-        other[8..12].copy_from_slice(&4u32.to_le_bytes());
+        other[8..12].copy_from_slice(&6u32.to_le_bytes());
         assert!(matches!(
             decode(&other),
-            Err(SnapshotError::Format { found: 4 })
+            Err(SnapshotError::Format { found: 6 })
         ));
         let mut other = bytes.clone();
         other[12..14].copy_from_slice(&(EVENT_SCHEMA + 1).to_le_bytes());
@@ -950,32 +1066,148 @@ mod tests {
         assert!(matches!(decode(b"{"), Err(SnapshotError::NotASnapshot)));
     }
 
-    /// A body that matches its digest but names a user beyond its table: written by a faulty
-    /// program, still refused rather than trusted or a panic.
-    #[test]
-    fn an_index_beyond_its_table_is_refused() {
-        let mut body = Body::of(&snapshot());
-        body.accounts[0].records[0].owner = Some(99);
-        let body = postcard::to_stdvec(&body).unwrap();
-        let digest: [u8; 32] = Sha256::digest(&body).into();
+    /// A file of `body` with a header that fits it, as a faulty program would write it.
+    fn file_of(body: &[u8]) -> Vec<u8> {
+        let digest: [u8; 32] = Sha256::digest(body).into();
         let mut bytes = header(SNAPSHOT_FORMAT, EVENT_SCHEMA, body.len() as u64, &digest).to_vec();
-        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// The body of one account with `users`, no sources, and `records` without followers.
+    fn body(users: &[&str], records: &[RecordRow<'_>]) -> Vec<u8> {
+        let head = Head {
+            history: "h".to_owned(),
+            position: 1,
+            head: None,
+            chains_kept: false,
+            accounts: 1,
+        };
+        let account = AccountHead {
+            id: AccountId::new("acme").unwrap(),
+            opened: true,
+            name: "Acme".to_owned(),
+            settings: Settings {
+                allow_different_owners: true,
+                sync_contact_follower_with_opportunity_owner: false,
+                sync_opportunity_follower_with_contact_owner: false,
+                contact_access_includes_opportunities: false,
+            },
+            version: None,
+            chain: None,
+            users: users.iter().map(|u| user(u)).collect(),
+            workflows: Vec::new(),
+            sources: Vec::new(),
+            members: Vec::new(),
+            records: records.len() as u64,
+        };
+        let mut out = postcard::to_stdvec(&head).unwrap();
+        out = postcard::to_extend(&account, out).unwrap();
+        for r in records {
+            out = postcard::to_extend(r, out).unwrap();
+        }
+        out
+    }
+
+    fn row(key: Key) -> RecordRow<'static> {
+        RecordRow {
+            key,
+            created: true,
+            owner: None,
+            contact: None,
+            version: None,
+            opportunities: Cow::Borrowed(&[]),
+            chain: None,
+            followers: 0,
+        }
+    }
+
+    fn contact(id: &str) -> Key {
+        Key::Contact(ContactId::new(id).unwrap())
+    }
+
+    fn opportunity(id: &str) -> Key {
+        Key::Opportunity(OpportunityId::new(id).unwrap())
+    }
+
+    /// A body that matches its digest but does not make a model, written by a faulty program:
+    /// refused rather than trusted, and never a panic or a huge allocation.
+    #[test]
+    fn a_body_that_does_not_make_a_model_is_refused() {
+        let fine = body(&["ann"], &[row(contact("c1")), row(opportunity("o1"))]);
+        assert!(decode(&file_of(&fine)).is_ok());
+        let owned_by = |n| RecordRow {
+            owner: Some(n),
+            ..row(contact("c1"))
+        };
         assert!(matches!(
-            decode(&bytes),
+            decode(&file_of(&body(&["ann"], &[owned_by(99)]))),
             Err(SnapshotError::Index {
                 what: "user",
                 index: 99,
                 ..
             })
         ));
+        assert!(matches!(
+            decode(&file_of(&body(&["ann", "ann"], &[owned_by(1)]))),
+            Err(SnapshotError::Twice { what: "user" })
+        ));
+        for twice_or_backwards in [
+            [row(contact("c2")), row(contact("c1"))],
+            [row(contact("c1")), row(contact("c1"))],
+            [row(opportunity("o1")), row(contact("c1"))],
+        ] {
+            assert!(matches!(
+                decode(&file_of(&body(&["ann"], &twice_or_backwards))),
+                Err(SnapshotError::Order { place: 1 })
+            ));
+        }
+        let of_contact = |n| RecordRow {
+            contact: Some(n),
+            ..row(opportunity("o2"))
+        };
+        assert!(matches!(
+            decode(&file_of(&body(
+                &[],
+                &[row(opportunity("o1")), of_contact(0)]
+            ))),
+            Err(SnapshotError::NotAContact { index: 0 })
+        ));
+        assert!(matches!(
+            decode(&file_of(&body(&[], &[of_contact(5)]))),
+            Err(SnapshotError::Index {
+                what: "record",
+                index: 5,
+                ..
+            })
+        ));
+        let followed = RecordRow {
+            followers: u32::MAX,
+            ..row(contact("c1"))
+        };
+        assert!(matches!(
+            decode(&file_of(&body(&[], &[followed]))),
+            Err(SnapshotError::Decode(_))
+        ));
+        let countless = Head {
+            history: "h".to_owned(),
+            position: 1,
+            head: None,
+            chains_kept: false,
+            accounts: u64::MAX,
+        };
+        assert!(matches!(
+            decode(&file_of(&postcard::to_stdvec(&countless).unwrap())),
+            Err(SnapshotError::Decode(_))
+        ));
     }
 
     #[test]
     fn an_undecodable_body_is_refused() {
         let body = [0xff; 10];
-        let digest: [u8; 32] = Sha256::digest(body).into();
-        let mut bytes = header(SNAPSHOT_FORMAT, EVENT_SCHEMA, body.len() as u64, &digest).to_vec();
-        bytes.extend_from_slice(&body);
-        assert!(matches!(decode(&bytes), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            decode(&file_of(&body)),
+            Err(SnapshotError::Decode(_))
+        ));
     }
 }

@@ -432,12 +432,9 @@ async fn verify_passes_on_the_service_history_and_matches_the_projection_snapsho
         .iter_mut()
         .find(|a| a.account.as_str() == "acme")
         .unwrap();
-    let (_, c1) = account
-        .records
-        .iter_mut()
-        .find(|(r, _)| *r == c("c1"))
-        .unwrap();
+    let mut c1 = account.records.get(&c("c1")).unwrap().to_entry();
     c1.state.owner = Some(u("dee"));
+    account.records.insert(c("c1"), c1);
     let report = verify::verify(&h, Some(&changed), Options::default(), &Progress::hidden());
     assert!(report.has(ProblemKind::SnapshotDiffers), "{report:?}");
     assert!(

@@ -259,7 +259,7 @@ mod tests {
             state: Default::default(),
             version: None,
             chain: None,
-            records: Vec::new(),
+            records: Default::default(),
         }
     }
 
