@@ -1106,7 +1106,8 @@ mod tests {
         for r in records {
             out = postcard::to_extend(r, out).unwrap();
         }
-        out
+        // No stored commands: a projection's snapshot.
+        postcard::to_extend(&None::<Vec<Commands>>, out).unwrap()
     }
 
     fn row(key: Key) -> RecordRow<'static> {

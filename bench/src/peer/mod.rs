@@ -33,26 +33,18 @@ use crate::{Args, Row};
 use postgres::Postgres;
 use record::{Members, PeerRecord, Refusal};
 
-/// postgres-es's tables, as its db/init.sql creates them (the crate has no function for it).
+/// The two tables postgres-es reads and writes (the crate does not create them): the events of
+/// each aggregate by sequence, and its snapshots (unused here: the default event store). Their
+/// columns are the ones the crate's queries name.
 const SCHEMA: &str = "
-CREATE TABLE events (
-    aggregate_type text                         NOT NULL,
-    aggregate_id   text                         NOT NULL,
-    sequence       bigint CHECK (sequence >= 0) NOT NULL,
-    event_type     text                         NOT NULL,
-    event_version  text                         NOT NULL,
-    payload        json                         NOT NULL,
-    metadata       json                         NOT NULL,
-    PRIMARY KEY (aggregate_type, aggregate_id, sequence)
-);
-CREATE TABLE snapshots (
-    aggregate_type   text                                 NOT NULL,
-    aggregate_id     text                                 NOT NULL,
-    last_sequence    bigint CHECK (last_sequence >= 0)    NOT NULL,
-    current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL,
-    payload          json                                 NOT NULL,
-    PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
-);";
+CREATE TABLE events (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  sequence bigint NOT NULL CHECK (sequence >= 0), event_type text NOT NULL,
+  event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence));
+CREATE TABLE snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  last_sequence bigint NOT NULL CHECK (last_sequence >= 0),
+  current_snapshot bigint NOT NULL CHECK (current_snapshot >= 0), payload json NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));";
 
 /// How often one command is decided again after losing a race for its record.
 const RACES: usize = 10;
