@@ -15,7 +15,7 @@ use followers_shared::error::DomainError;
 use followers_shared::event::Event;
 use followers_shared::partition::PartitionSet;
 use followers_shared::preview::{self, AccessPreview};
-use followers_shared::read_model::ReadModel;
+use followers_shared::signing::chain_of;
 use followers_shared::store::{
     Appended, Commit, EncodedCommit, EventStore, Expected, Failed, Position, StoreError,
     StoredCommit, StreamId,
@@ -323,6 +323,7 @@ impl<S: EventStore> Handler<S> {
         self.model.read(|m| {
             decision::decide_command(m, cmd).map(|d| {
                 let chain = d.stream.as_ref().and_then(|s| chain_of(m, s));
+                let chain = chain.map(|c| c.as_str().into_owned());
                 (d, chain, m.position())
             })
         })
@@ -560,15 +561,6 @@ impl std::fmt::Display for TargetName<'_> {
     }
 }
 
-/// The stream's hash chain value after its last commit, as the model has it.
-fn chain_of(model: &ReadModel, stream: &StreamId) -> Option<String> {
-    let account = model.account(&stream.account)?;
-    match stream.aggregate.record() {
-        None => account.chain.clone(),
-        Some(record) => account.records.get(&record)?.chain.clone(),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -583,6 +575,7 @@ pub(crate) mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use followers_shared::read_model::ReadModel;
 
     /// How the store behaves for appends: unavailable until a moment (a leader election),
     /// never answering (an ack lost with the leader), or always beaten by another commit.

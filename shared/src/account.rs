@@ -3,11 +3,10 @@
 //! One stream per account. Record decisions read this state as context (is the actor an active
 //! member? what do the settings say?) but never write to it.
 
-use std::collections::HashMap;
-
 use crate::command::{AccountCommand, CommandMeta, OpenAccount, RegisterMember};
 use crate::error::DomainError;
 use crate::event::{Event, EventBody};
+use crate::hashing::IdMap;
 use crate::ids::{AccountId, UserId};
 use crate::model::{AccountSettings, Actor, Membership, Role};
 
@@ -19,11 +18,11 @@ pub struct AccountState {
     pub settings: AccountSettings,
     /// Written in user order, so that the same state always gives the same JSON.
     #[serde(serialize_with = "in_user_order")]
-    pub members: HashMap<UserId, Membership>,
+    pub members: IdMap<UserId, Membership>,
 }
 
 fn in_user_order<S: serde::Serializer>(
-    members: &HashMap<UserId, Membership>,
+    members: &IdMap<UserId, Membership>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.collect_map(members.iter().collect::<std::collections::BTreeMap<_, _>>())

@@ -36,6 +36,7 @@ pub mod error;
 pub mod event;
 pub mod expiry;
 pub mod grantees;
+pub mod hashing;
 pub mod hint;
 pub mod ids;
 pub mod json;

@@ -4,7 +4,7 @@
 //! The command service decides against it, the projection service answers queries from it, and
 //! the audit tool rebuilds it at any past position, so the three can never disagree (R23).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -14,12 +14,13 @@ use crate::access::{self, AccessDecision, Action, RecordAccess};
 use crate::account::{self, AccountState};
 use crate::event::EventBody;
 use crate::grantees::{self, BroadAccess, Grantee, Reachable};
+use crate::hashing::{IdHasher, IdMap};
 use crate::hint::{self, AccessHint};
 use crate::ids::{AccountId, CommandId, EventId, OpportunityId, UserId};
 use crate::model::{Follower, Membership, RecordRef};
 use crate::record::{self, RecordState};
 use crate::records::{Held, Record, RecordIndex, Records};
-use crate::store::{HistoryId, Position, StoredCommit, Version};
+use crate::store::{ChainValue, HistoryId, Position, StoredCommit, Version};
 use crate::stored_commands::{AccountCommandsSnapshot, StoredCommands};
 
 /// One record and where its stream stands.
@@ -32,7 +33,7 @@ pub struct RecordEntry {
     /// The stream's hash chain value after its last commit ([`crate::store::chain_hash`]);
     /// `None` in a model that drops chain values ([`Chains::Dropped`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
+    pub chain: Option<ChainValue>,
 }
 
 /// One account: its own state and its records.
@@ -41,10 +42,10 @@ pub struct AccountEntry {
     pub state: AccountState,
     pub version: Option<Version>,
     /// The account stream's hash chain value after its last commit (`None` when dropped).
-    pub chain: Option<String>,
+    pub chain: Option<ChainValue>,
     pub records: Records,
     /// The records each user owns or follows ([`AccountEntry::held_by`]).
-    by_user: HashMap<UserId, Held>,
+    by_user: IdMap<UserId, Held>,
     /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
     /// from `state`, rebuilt on each account commit.
     pub broad: BroadAccess,
@@ -93,7 +94,7 @@ impl AccountEntry {
         self.broad = BroadAccess::of(&self.state);
         self.version = Some(stored.version);
         if chains == Chains::Kept {
-            self.chain.clone_from(&stored.commit.chain);
+            self.chain = stored.commit.chain.as_deref().map(ChainValue::of);
         }
     }
 
@@ -114,7 +115,8 @@ impl AccountEntry {
         self.records.set_state(record, after.clone());
         self.records.at_mut(record).set_version(stored.version);
         if chains == Chains::Kept {
-            self.records.set_chain(record, stored.commit.chain.clone());
+            let chain = stored.commit.chain.as_deref().map(ChainValue::of);
+            self.records.set_chain(record, chain);
         }
         (before, after)
     }
@@ -194,7 +196,7 @@ impl CommitMark {
 /// The state of everything, as of `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadModel {
-    accounts: HashMap<AccountId, AccountEntry>,
+    accounts: IdMap<AccountId, AccountEntry>,
     position: Position,
     /// The commit at `position`; `None` when empty or when that commit could not be read.
     head: Option<CommitMark>,
@@ -528,8 +530,7 @@ pub fn replay_until<'a>(
 pub fn record_access<'a>(entry: &'a AccountEntry, record: &RecordRef) -> Option<RecordAccess<'a>> {
     let rec = entry.records.get(record).filter(Record::created)?;
     let contact = rec
-        .contact()
-        .and_then(|c| entry.records.get(&RecordRef::Contact(c.clone())))
+        .contact_record()
         .filter(Record::created)
         .map(|c| c.holders());
     Some(RecordAccess {
@@ -639,7 +640,7 @@ pub struct AccountSnapshot {
     pub account: AccountId,
     pub state: AccountState,
     pub version: Option<Version>,
-    pub chain: Option<String>,
+    pub chain: Option<ChainValue>,
     pub records: Records,
 }
 
@@ -674,7 +675,8 @@ impl ReadModel {
     /// Rebuilds a model from a snapshot: its records moved in, the per-user index and the
     /// followers' `until`s derived from them.
     pub fn from_snapshot(snapshot: Snapshot) -> Self {
-        let mut accounts = HashMap::with_capacity(snapshot.accounts.len());
+        let mut accounts =
+            IdMap::with_capacity_and_hasher(snapshot.accounts.len(), IdHasher::default());
         let mut expiries = BTreeSet::new();
         for a in snapshot.accounts {
             for (record, user, until) in a.records.untils() {
@@ -766,9 +768,10 @@ mod tests {
 
     fn chain_values(model: &ReadModel) -> Vec<Option<String>> {
         let mut values = Vec::new();
+        let hex = |c: &ChainValue| c.as_str().into_owned();
         for (_, entry) in model.accounts() {
-            values.push(entry.chain.clone());
-            values.extend(entry.records.values().map(|r| r.chain.clone()));
+            values.push(entry.chain.as_ref().map(hex));
+            values.extend(entry.records.values().map(|r| r.chain.map(hex)));
         }
         values
     }

@@ -21,8 +21,6 @@
 //! for the model's life. Two stores are equal when they hold the same records, whatever order
 //! they were added in (a model loaded from a snapshot and one replayed from the history).
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -32,11 +30,12 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::access::{FollowerList, Holders};
+use crate::hashing::{IdHasher, IdMap};
 use crate::ids::{ContactId, EventId, OpportunityId, UserId};
 use crate::model::{Actor, AddedHow, Follower, RecordRef};
 use crate::read_model::RecordEntry;
 use crate::record::RecordState;
-use crate::store::Version;
+use crate::store::{ChainValue, Version};
 
 /// A record's place in its account's [`Records`].
 pub type RecordIndex = u32;
@@ -51,14 +50,14 @@ pub type Source = (Arc<Actor>, Arc<AddedHow>);
 #[derive(Debug, Clone)]
 pub struct Table<T> {
     values: Vec<T>,
-    numbers: HashMap<T, Number>,
+    numbers: IdMap<T, Number>,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
             values: Vec::new(),
-            numbers: HashMap::new(),
+            numbers: IdMap::default(),
         }
     }
 }
@@ -87,7 +86,7 @@ impl<T: Hash + Eq + Clone> Table<T> {
 
     /// `values` numbered in their order; `None` if one is listed twice.
     fn of(values: Vec<T>) -> Option<Self> {
-        let mut numbers = HashMap::with_capacity(values.len());
+        let mut numbers = IdMap::with_capacity_and_hasher(values.len(), IdHasher::default());
         for (n, v) in (0..).zip(&values) {
             if numbers.insert(v.clone(), n).is_some() {
                 return None;
@@ -104,7 +103,7 @@ pub struct Names {
     sources: Table<Source>,
     /// The `until` of each follower that has one, by record and user: few have one (issue
     /// 17.4), so a follower only says whether it does.
-    untils: HashMap<(RecordIndex, Number), Until>,
+    untils: IdMap<(RecordIndex, Number), Until>,
 }
 
 impl Names {
@@ -114,7 +113,7 @@ impl Names {
         Ok(Self {
             users: Table::of(users).ok_or("user")?,
             sources: Table::of(sources).ok_or("source")?,
-            untils: HashMap::new(),
+            untils: IdMap::default(),
         })
     }
 
@@ -261,11 +260,8 @@ pub struct Record<'a> {
     /// For a contact: its opportunities, in creation order.
     pub opportunities: &'a [OpportunityId],
     /// The stream's hash chain value ([`RecordEntry::chain`]).
-    pub chain: &'a Option<String>,
+    pub chain: Option<&'a ChainValue>,
 }
-
-/// The chain value of a record without one.
-static NO_CHAIN: Option<String> = None;
 
 impl<'a> Record<'a> {
     pub fn created(&self) -> bool {
@@ -289,6 +285,15 @@ impl<'a> Record<'a> {
             Some((RecordRef::Contact(c), _)) => Some(c),
             _ => None,
         }
+    }
+
+    /// For an opportunity: its contact's record (R4), found by its number rather than its id.
+    pub fn contact_record(&self) -> Option<Record<'a>> {
+        if !self.stored.has_contact {
+            return None;
+        }
+        let (key, contact) = self.records.get_at(self.stored.contact)?;
+        matches!(key, RecordRef::Contact(_)).then_some(contact)
     }
 
     /// The followers, in list order.
@@ -325,7 +330,7 @@ impl<'a> Record<'a> {
             state: self.state(),
             version: self.version,
             opportunities: self.opportunities.to_vec(),
-            chain: self.chain.clone(),
+            chain: self.chain.cloned(),
         }
     }
 }
@@ -356,11 +361,11 @@ pub struct Records {
     slots: Vec<(RecordRef, StoredRecord)>,
     /// The index of each record, hashed by its id.
     index: HashTable<RecordIndex>,
-    hasher: RandomState,
+    hasher: IdHasher,
     names: Names,
     /// Each record's chain value, by index, up to the last one set: empty in a model that drops
     /// them ([`crate::read_model::Chains`]).
-    chains: Vec<Option<String>>,
+    chains: Vec<Option<ChainValue>>,
 }
 
 /// The records in the order they were added.
@@ -396,7 +401,7 @@ impl Records {
         Self {
             slots: Vec::with_capacity(n),
             index: HashTable::with_capacity(n),
-            hasher: RandomState::new(),
+            hasher: IdHasher::default(),
             names: Names::default(),
             chains: Vec::new(),
         }
@@ -450,7 +455,7 @@ impl Records {
             stored,
             version: stored.version(),
             opportunities: &stored.opportunities,
-            chain: self.chains.get(index as usize).unwrap_or(&NO_CHAIN),
+            chain: self.chains.get(index as usize).and_then(Option::as_ref),
         };
         Some((r, record))
     }
@@ -486,7 +491,7 @@ impl Records {
     }
 
     /// Sets the chain value of the record at `index` (`None`: it has none).
-    pub(crate) fn set_chain(&mut self, index: RecordIndex, chain: Option<String>) {
+    pub(crate) fn set_chain(&mut self, index: RecordIndex, chain: Option<ChainValue>) {
         let i = index as usize;
         if chain.is_none() && i >= self.chains.len() {
             return;
@@ -498,7 +503,7 @@ impl Records {
     }
 
     /// The chain value of the record at `index`, if it has one.
-    pub(crate) fn chain(&self, index: RecordIndex) -> Option<&String> {
+    pub(crate) fn chain(&self, index: RecordIndex) -> Option<&ChainValue> {
         self.chains.get(index as usize)?.as_ref()
     }
 
@@ -579,7 +584,7 @@ impl Records {
         Self {
             slots: Vec::with_capacity(n),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: IdHasher::default(),
             names,
             chains: Vec::new(),
         }
@@ -654,7 +659,7 @@ impl Records {
 
     /// Each user's [`Held`] index, built in one pass over the records in record order (without
     /// a vector of that order when they were added in it: a loaded store's memory is its own).
-    pub(crate) fn held_by_user(&self) -> HashMap<UserId, Held> {
+    pub(crate) fn held_by_user(&self) -> IdMap<UserId, Held> {
         let mut held = vec![Held::default(); self.names.users().len()];
         let mut add = |index: RecordIndex| {
             for user in self.slots[index as usize].1.holders() {
@@ -874,7 +879,7 @@ mod tests {
             state,
             version: Some(Version(3)),
             opportunities: Vec::new(),
-            chain: Some("ab".repeat(32)),
+            chain: Some(ChainValue::of(&"ab".repeat(32))),
         };
         (
             RecordRef::Opportunity(OpportunityId::new("o-1").unwrap()),

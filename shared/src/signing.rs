@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{AccountId, CommandId};
 use crate::read_model::ReadModel;
-use crate::store::{Commit, Position, StoredCommit, StreamId, chain_hash};
+use crate::store::{ChainValue, Commit, Position, StoredCommit, StreamId, chain_hash};
 
 /// The first line of a commit's signed message.
 pub const COMMIT_CONTEXT: &str = "followers commit signature v1";
@@ -535,8 +535,8 @@ impl Verifier {
         if stored.position <= model.position() {
             return Ok(());
         }
-        self.admit(stored, chain_of(model, &stored.stream))
-            .map(|_| ())
+        let previous = chain_of(model, &stored.stream).map(ChainValue::as_str);
+        self.admit(stored, previous.as_deref()).map(|_| ())
     }
 
     /// Whether `head` carries a valid signature of a configured key.
@@ -549,11 +549,11 @@ impl Verifier {
 }
 
 /// The chain value of `stream`'s last commit in `model`.
-pub fn chain_of<'a>(model: &'a ReadModel, stream: &StreamId) -> Option<&'a str> {
+pub fn chain_of<'a>(model: &'a ReadModel, stream: &StreamId) -> Option<&'a ChainValue> {
     let account = model.account(&stream.account)?;
     match stream.aggregate.record() {
-        None => account.chain.as_deref(),
-        Some(record) => account.records.get(&record)?.chain.as_deref(),
+        None => account.chain.as_ref(),
+        Some(record) => account.records.get(&record)?.chain,
     }
 }
 
@@ -562,7 +562,7 @@ pub fn chain_of<'a>(model: &'a ReadModel, stream: &StreamId) -> Option<&'a str> 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamHeads {
     position: Position,
-    heads: Vec<(String, u64, Option<String>)>,
+    heads: Vec<(String, u64, Option<ChainValue>)>,
 }
 
 impl StreamHeads {
@@ -583,7 +583,7 @@ impl StreamHeads {
             for (record, r) in &entry.records {
                 if let Some(v) = r.version {
                     let stream = StreamId::record(account.clone(), record.clone());
-                    heads.push((stream.to_string(), v.0, r.chain.clone()));
+                    heads.push((stream.to_string(), v.0, r.chain.cloned()));
                 }
             }
         }
@@ -599,7 +599,7 @@ impl StreamHeads {
         self.heads.sort_unstable();
         let mut hasher = Sha256::new();
         for (stream, version, chain) in &self.heads {
-            let chain = chain.as_deref().unwrap_or("-");
+            let chain = chain.as_ref().map_or("-".into(), ChainValue::as_str);
             hasher.update(format!("{stream} {version} {chain}\n").as_bytes());
         }
         HeadDigest {

@@ -54,11 +54,12 @@ use sha2::{Digest, Sha256};
 
 use crate::account::AccountState;
 use crate::event::EVENT_SCHEMA;
+use crate::hashing::{IdHasher, IdMap};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId, WorkflowId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, Membership, RecordRef, Role};
 use crate::read_model::{AccountSnapshot, Chains, CommitMark, Snapshot};
 use crate::records::{Names, RecordIndex, Records, Source, StoredFollower, StoredRecord, Until};
-use crate::store::{HistoryId, Position, Version};
+use crate::store::{ChainValue, HistoryId, Position, Version};
 use crate::stored_commands::{AccountCommandsSnapshot, StoredCommand};
 
 /// The first bytes of every binary snapshot.
@@ -70,8 +71,9 @@ pub const MAGIC: [u8; 8] = *b"FLWSNAP\0";
 /// 4: whether the streams' chain values are in it. 5: binary (this module), users by index.
 /// 6: each follower's `until` (issue 17.4). 7: the command service's stored commands
 /// ([`crate::stored_commands`], a section of their own after the accounts). 8: the model's own
-/// tables and stored records, as values one after another (issue 14).
-pub const SNAPSHOT_FORMAT: u32 = 8;
+/// tables and stored records, as values one after another (issue 14). 9: the streams' chain
+/// values as their 32 bytes ([`ChainValue`]).
+pub const SNAPSHOT_FORMAT: u32 = 9;
 
 /// Where the body's SHA-256 is in the header.
 pub const DIGEST_RANGE: std::ops::Range<usize> = 22..54;
@@ -316,7 +318,7 @@ struct AccountHead {
     name: String,
     settings: Settings,
     version: Option<u64>,
-    chain: Option<String>,
+    chain: Option<ChainValue>,
     users: Vec<UserId>,
     workflows: Vec<WorkflowId>,
     sources: Vec<SourceRow>,
@@ -381,7 +383,7 @@ struct RecordRow<'a> {
     contact: Option<u32>,
     version: Option<u64>,
     opportunities: Cow<'a, [OpportunityId]>,
-    chain: Option<Cow<'a, str>>,
+    chain: Option<Cow<'a, ChainValue>>,
     /// How many followers follow.
     followers: u32,
 }
@@ -571,7 +573,7 @@ fn write_record<W: Write>(
         contact: stored.contact().map(|c| place[c as usize]),
         version: stored.version().map(|v| v.0),
         opportunities: Cow::Borrowed(&stored.opportunities[..]),
-        chain: records.chain(index).map(|c| Cow::Borrowed(c.as_str())),
+        chain: records.chain(index).map(Cow::Borrowed),
         followers: u32::try_from(stored.followers.len()).expect("fewer than 2^32 followers"),
     })?;
     for f in &stored.followers {
@@ -680,7 +682,7 @@ impl Head {
 /// One account: its head, then its records into a store sized for them.
 fn read_account(body: &mut Reader<'_>) -> Result<AccountSnapshot, SnapshotError> {
     let head: AccountHead = body.take()?;
-    let mut members = HashMap::with_capacity(head.members.len());
+    let mut members = IdMap::with_capacity_and_hasher(head.members.len(), IdHasher::default());
     for m in head.members {
         members.insert(entry(&head.users, m.user, "user")?, m.into_membership());
     }
@@ -863,7 +865,7 @@ mod tests {
             data_scope,
             active,
         };
-        let members = HashMap::from([
+        let members = IdMap::from_iter([
             (user("ann"), member(Role::Admin, DataScope::All, true)),
             (
                 user("bob"),
@@ -897,7 +899,7 @@ mod tests {
             },
             version: Some(Version(3)),
             opportunities: vec![o1.clone()],
-            chain: Some("ab".repeat(32)),
+            chain: Some(ChainValue::of(&"ab".repeat(32))),
         };
         let opportunity = RecordEntry {
             state: RecordState {
@@ -917,7 +919,8 @@ mod tests {
             },
             version: Some(Version(1)),
             opportunities: Vec::new(),
-            chain: None,
+            // Not a value `chain_hash` writes: kept as written.
+            chain: Some(ChainValue::of("written by something else")),
         };
         // Added out of record order, as a model may have them: the file has them in it.
         let mut records = Records::default();
@@ -943,7 +946,7 @@ mod tests {
                     members,
                 },
                 version: Some(Version(2)),
-                chain: Some("ef".repeat(32)),
+                chain: Some(ChainValue::of(&"ef".repeat(32))),
                 records,
             }],
             commands: Some(vec![AccountCommandsSnapshot {

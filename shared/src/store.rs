@@ -198,6 +198,79 @@ fn chain_hash_of_json(previous: Option<&str>, events_json: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// A stream's chain value as a model keeps it: the 32 bytes of SHA-256 that a commit's 64 hex
+/// characters spell, rather than the characters themselves (a model of a million records keeps a
+/// million of them). A value that does not spell 32 bytes in lower-case hex was not written by
+/// [`chain_hash`]; it is kept as it is, so that the next commit links to exactly what is stored
+/// and the audit tool reports only the commit that carries it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainValue(ChainRepr);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+enum ChainRepr {
+    Sha256([u8; 32]),
+    Other(Box<str>),
+}
+
+impl ChainValue {
+    /// The value a commit's `chain` field holds.
+    pub fn of(value: &str) -> Self {
+        let mut bytes = [0u8; 32];
+        let is_lower_hex = value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match hex::decode_to_slice(value, &mut bytes) {
+            Ok(()) if is_lower_hex => Self(ChainRepr::Sha256(bytes)),
+            _ => Self(ChainRepr::Other(value.into())),
+        }
+    }
+
+    /// The value as a commit's `chain` field holds it.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0 {
+            ChainRepr::Sha256(bytes) => hex::encode(bytes).into(),
+            ChainRepr::Other(value) => std::borrow::Cow::Borrowed(value),
+        }
+    }
+}
+
+impl fmt::Display for ChainValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl fmt::Debug for ChainValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// As the hex characters in a human-readable form (JSON), as the bytes in a binary one (the
+/// snapshot's postcard).
+impl Serialize for ChainValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.as_str())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ChainValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let value = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+            return Ok(Self::of(&value));
+        }
+        Ok(match ChainRepr::deserialize(deserializer)? {
+            ChainRepr::Other(value) => Self::of(&value),
+            sha256 => Self(sha256),
+        })
+    }
+}
+
 /// A sealed commit with its stored form ([`Commit::encode`]), made together so that the events
 /// are serialized once: the chain value hashes the very bytes the body carries. Read-only, so
 /// the body can never disagree with the commit.
@@ -612,6 +685,25 @@ mod tests {
         assert!(!String::from_utf8_lossy(&plain.encode()).contains("chain"));
         assert_eq!(Commit::decode(&second.encode()).expect("decodes"), second);
         assert_eq!(first.chain.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn a_chain_value_is_kept_as_its_bytes_and_given_back_as_written() {
+        let sealed = chain_hash(None, &events("a"));
+        let kept = ChainValue::of(&sealed);
+        assert!(matches!(kept.0, ChainRepr::Sha256(_)));
+        assert_eq!(kept.as_str(), sealed);
+        // Anything else (upper case, short, not hex) is kept as written, never altered.
+        for other in [
+            sealed.to_uppercase(),
+            "ab".to_owned(),
+            "zz".repeat(32),
+            String::new(),
+        ] {
+            let kept = ChainValue::of(&other);
+            assert!(matches!(kept.0, ChainRepr::Other(_)), "{other}");
+            assert_eq!(kept.as_str(), other);
+        }
     }
 
     #[test]
