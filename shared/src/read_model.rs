@@ -44,7 +44,9 @@ pub struct AccountEntry {
     /// The account stream's hash chain value after its last commit (`None` when dropped).
     pub chain: Option<ChainValue>,
     pub records: Records,
-    /// The records each user owns or follows ([`AccountEntry::held_by`]).
+    /// The records each user owns or follows ([`AccountEntry::held_by`]). Empty in a model that
+    /// tracks commands: the command service's decides commands and answers no query about what a
+    /// user holds, so it does not pay for this index in memory nor in each commit applied.
     by_user: IdMap<UserId, Held>,
     /// Who reaches every record without holding it ([`grantees`](crate::grantees)); derived
     /// from `state`, rebuilt on each account commit.
@@ -204,7 +206,8 @@ pub struct ReadModel {
     /// account, so that a retry is recognised however late it comes (R24). A command id is a
     /// key only within its account (R1): another account may use the same id for its own
     /// command. Compact: a fingerprint of each id, confirmed against the commit
-    /// ([`crate::stored_commands`]).
+    /// ([`crate::stored_commands`]). Such a model keeps no per-user index
+    /// ([`AccountEntry::held_by`] is empty).
     commands: Option<StoredCommands>,
     /// Whether the streams' chain values are kept. The head's is kept either way: it names the
     /// commit a snapshot was taken at.
@@ -370,7 +373,9 @@ impl ReadModel {
                 for new in until_after.iter().filter(|u| !until_before.contains(u)) {
                     self.expiries.insert(expiry(new));
                 }
-                entry.index_holders(index, &holders(&before), holders(&after));
+                if self.commands.is_none() {
+                    entry.index_holders(index, &holders(&before), holders(&after));
+                }
                 entry.link_opportunities(stored);
             }
         }
@@ -690,7 +695,8 @@ impl ReadModel {
                     });
                 }
             }
-            accounts.insert(a.account.clone(), AccountEntry::from_snapshot(a));
+            let indexed = snapshot.commands.is_none();
+            accounts.insert(a.account.clone(), AccountEntry::from_snapshot(a, indexed));
         }
         ReadModel {
             accounts,
@@ -704,10 +710,14 @@ impl ReadModel {
 }
 
 impl AccountEntry {
-    fn from_snapshot(a: AccountSnapshot) -> Self {
+    fn from_snapshot(a: AccountSnapshot, indexed: bool) -> Self {
         AccountEntry {
             broad: BroadAccess::of(&a.state),
-            by_user: a.records.held_by_user(),
+            by_user: if indexed {
+                a.records.held_by_user()
+            } else {
+                IdMap::default()
+            },
             state: a.state,
             version: a.version,
             chain: a.chain,
@@ -902,6 +912,35 @@ mod tests {
         assert!(dropped.head().unwrap().names(&history[1]));
         let emptied = dropped.emptied();
         assert_eq!(emptied.chains(), Chains::Dropped);
+    }
+
+    /// The command service's model keeps no per-user index (nothing it decides reads it), in
+    /// memory or after its snapshot; the projection's answers from it.
+    #[test]
+    fn only_a_model_that_answers_queries_keeps_who_holds_what() {
+        let history = history();
+        let mut commands = ReadModel::tracking_commands();
+        let mut queries = ReadModel::with_chains(Chains::Dropped);
+        for stored in &history {
+            commands.apply(stored);
+            queries.apply(stored);
+        }
+        let acme: AccountId = "acme".parse().unwrap();
+        let ann = UserId::new("ann").unwrap();
+        let c1 = RecordRef::Contact(ContactId::new("c1").unwrap());
+        let held = |m: &ReadModel| -> Vec<RecordRef> {
+            m.account(&acme).unwrap().held_by(&ann).cloned().collect()
+        };
+        assert_eq!(held(&queries), vec![c1.clone()]);
+        assert_eq!(held(&commands), Vec::<RecordRef>::new());
+        let restarted = ReadModel::from_snapshot(commands.to_snapshot());
+        assert_eq!(held(&restarted), Vec::<RecordRef>::new());
+        assert_eq!(restarted, commands);
+        // Deciding reads the records, not the index: the same answers either way.
+        assert_eq!(
+            commands.check(&acme, &ann, Action::View, &c1),
+            queries.check(&acme, &ann, Action::View, &c1)
+        );
     }
 
     #[test]
