@@ -58,7 +58,9 @@ use crate::hashing::{IdHasher, IdMap};
 use crate::ids::{AccountId, CommandId, ContactId, EventId, OpportunityId, UserId, WorkflowId};
 use crate::model::{AccountSettings, Actor, AddedHow, DataScope, Membership, RecordRef, Role};
 use crate::read_model::{AccountSnapshot, Chains, CommitMark, Snapshot};
-use crate::records::{Names, RecordIndex, Records, Source, StoredFollower, StoredRecord, Until};
+use crate::records::{
+    Names, RecordIndex, Records, Shared, Source, StoredFollower, StoredRecord, Until,
+};
 use crate::store::{ChainValue, HistoryId, Position, Version};
 use crate::stored_commands::{AccountCommandsSnapshot, StoredCommand};
 
@@ -576,7 +578,7 @@ fn write_record<W: Write>(
         chain: records.chain(index).map(Cow::Borrowed),
         followers: u32::try_from(stored.followers.len()).expect("fewer than 2^32 followers"),
     })?;
-    for f in &stored.followers {
+    for f in stored.followers.iter() {
         let until = f.has_until.then(|| records.names().until(index, f.user));
         body.put(&FollowerRow {
             user: f.user,
@@ -799,8 +801,8 @@ fn read_record(
         });
     }
     let stored = StoredRecord {
-        followers: followers.into_boxed_slice(),
-        opportunities: row.opportunities.into_owned().into_boxed_slice(),
+        followers: Shared::from(&followers[..]),
+        opportunities: Shared::from(&row.opportunities[..]),
         version: row.version.unwrap_or(0),
         owner: row
             .owner

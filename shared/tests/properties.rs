@@ -370,7 +370,12 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
             held.entry(u).or_default().insert(r.clone());
         }
     }
-    let index: Vec<_> = entry.holders_index().collect();
+    let queries = h.replay_for_queries();
+    let index: Vec<_> = queries
+        .account(&h.account)
+        .unwrap()
+        .holders_index()
+        .collect();
     prop_assert_eq!(held.len(), index.len());
     for (u, records) in index {
         // In record order, each once.
@@ -408,6 +413,8 @@ fn check_invariants(h: &Harness, new_events: &[&Event]) -> Result<(), TestCaseEr
 /// R19-R21: paging through who may do each action to each record, three at a time, finds
 /// exactly the users `check_access` allows, in user order, with its reasons.
 fn grantees_agree_with_checks(h: &Harness) -> Result<(), TestCaseError> {
+    // The queries are the projection's; the checks the command service's model.
+    let queries = h.replay_for_queries();
     let everyone: BTreeSet<UserId> = (0..=POOL).map(|u| user(&name(u))).collect();
     for r in (0..CONTACTS.len() + OPPORTUNITIES.len()).map(record) {
         for action in Action::ALL {
@@ -421,7 +428,7 @@ fn grantees_agree_with_checks(h: &Harness) -> Result<(), TestCaseError> {
             let mut found = Vec::new();
             let mut after: Option<UserId> = None;
             loop {
-                let Some(page) = h.model.grantees(&h.account, &r, action, after.as_ref(), 3) else {
+                let Some(page) = queries.grantees(&h.account, &r, action, after.as_ref(), 3) else {
                     let exists = h
                         .model
                         .record(&h.account, &r)
@@ -450,6 +457,7 @@ fn grantees_agree_with_checks(h: &Harness) -> Result<(), TestCaseError> {
 /// `check_access` allows: every record when the answer says so, else the records listed (and,
 /// for `change_owner` with scope `all`, the unassigned ones).
 fn reachable_agrees_with_checks(h: &Harness) -> Result<(), TestCaseError> {
+    let queries = h.replay_for_queries();
     let records: Vec<RecordRef> = (0..CONTACTS.len() + OPPORTUNITIES.len())
         .map(record)
         .filter(|r| {
@@ -463,8 +471,7 @@ fn reachable_agrees_with_checks(h: &Harness) -> Result<(), TestCaseError> {
             let mut listed = Vec::new();
             let mut after: Option<RecordRef> = None;
             let (every, unassigned) = loop {
-                let page = h
-                    .model
+                let page = queries
                     .reachable(&h.account, &u, action, after.as_ref(), 3)
                     .unwrap();
                 listed.extend(page.records.iter().map(|(r, why)| ((*r).clone(), *why)));

@@ -299,6 +299,16 @@ impl Harness {
         model
     }
 
+    /// The projection's model of the stored commits: it drops the chain values and, unlike the
+    /// command service's, keeps who holds what for the queries.
+    pub fn replay_for_queries(&self) -> ReadModel {
+        let mut model = ReadModel::with_chains(followers_shared::read_model::Chains::Dropped);
+        for c in &self.log {
+            model.apply(c);
+        }
+        model
+    }
+
     /// A fresh model rebuilt from the commits up to and including `position`.
     pub fn replay_until(&self, position: Position) -> ReadModel {
         let mut model = ReadModel::tracking_commands();
