@@ -321,12 +321,17 @@ impl CpuClock {
 
     fn divide(&self, args: &Args, before: [f64; 2], after: [f64; 2], rate: f64) -> CpuPerUnit {
         let requests = rate * (args.warmup() + args.duration()).as_secs_f64();
-        if requests <= 0.0 {
+        Self::per(before, after, requests)
+    }
+
+    /// The CPU between `before` and `after` divided by `units`.
+    fn per(before: [f64; 2], after: [f64; 2], units: f64) -> CpuPerUnit {
+        if units <= 0.0 {
             return CpuPerUnit::default();
         }
         CpuPerUnit {
-            server_us: 1e6 * (after[0] - before[0]) / requests,
-            process_us: 1e6 * (after[1] - before[1]) / requests,
+            server_us: 1e6 * (after[0] - before[0]) / units,
+            process_us: 1e6 * (after[1] - before[1]) / units,
         }
     }
 }
@@ -898,8 +903,11 @@ async fn http_checks(
 async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> anyhow::Result<()> {
     let store = JetStreamStore::connect(server.client().await, JetStreamConfig::default()).await?;
     let head = store.head().await?;
+    // Where the CPU goes, an event: nats-server's and this process's (the feed, and the model).
+    let cpu = CpuClock::of(server);
     // The floor: the same feed the projection follows (ordered consumer, JSON decoded into
     // commits), without applying anything.
+    let floor_cpu_before = cpu.now();
     let started = Instant::now();
     let mut feed = store.follow(Position(0)).await?;
     let mut floor_events = 0u64;
@@ -912,10 +920,12 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
     }
     drop(feed);
     let floor_secs = started.elapsed().as_secs_f64();
+    let floor_cpu = CpuClock::per(floor_cpu_before, cpu.now(), floor_events as f64);
 
     // Ours: the projection's live model catching up from empty.
     let model = LiveModel::new(ReadModel::new());
     let stop = CancellationToken::new();
+    let ours_cpu_before = cpu.now();
     let started = Instant::now();
     let follower = {
         let (model, store, stop) = (model.clone(), store.clone(), stop.clone());
@@ -923,10 +933,18 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
     };
     model.wait_for(head, Duration::from_secs(3600)).await?;
     let ours_secs = started.elapsed().as_secs_f64();
+    let ours_cpu_after = cpu.now();
     stop.cancel();
     let _ = follower.await;
     let (_, ours_events, _) = model.counts();
     drop(model);
+    let ours_cpu = CpuClock::per(ours_cpu_before, ours_cpu_after, ours_events as f64);
+    // Cores busy: the CPU of both processes over the time taken (2 here: the machine's all).
+    let busy = |c: CpuPerUnit, events: u64, secs: f64| {
+        (c.server_us + c.process_us) * events as f64 / 1e6 / secs
+    };
+    let ours_busy = busy(ours_cpu, ours_events, ours_secs);
+    let floor_busy = busy(floor_cpu, floor_events, floor_secs);
 
     let ours_rate = ours_events as f64 / ours_secs;
     let floor_rate = floor_events as f64 / floor_secs;
@@ -934,10 +952,16 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
     report.add(
         Line {
             row: format!("4. replay ({} events)", count(ours_events as f64)),
-            ours: format!("{} events/s ({ours_secs:.1} s)", count(ours_rate)),
+            ours: format!(
+                "{} events/s ({ours_secs:.1} s; CPU an event: {}; {ours_busy:.1} cores busy)",
+                count(ours_rate),
+                ours_cpu.text()
+            ),
             floor: format!(
-                "read + deserialize: {} events/s ({floor_secs:.1} s)",
-                count(floor_rate)
+                "read + deserialize: {} events/s ({floor_secs:.1} s; CPU an event: {}; \
+                 {floor_busy:.1} cores busy)",
+                count(floor_rate),
+                floor_cpu.text()
             ),
             ratio: format!("{ratio:.2}"),
             target: ">= 0.9".to_owned(),
@@ -945,7 +969,9 @@ async fn replay(report: &mut Report, server: &NatsServer, data: &Dataset) -> any
         },
         json!({"kind": "replay", "events": ours_events, "records": data.records,
                "ours_events_per_s": ours_rate, "ours_secs": ours_secs,
-               "floor_events_per_s": floor_rate, "floor_secs": floor_secs, "ratio": ratio}),
+               "floor_events_per_s": floor_rate, "floor_secs": floor_secs, "ratio": ratio,
+               "cpu_us_per_event": ours_cpu.json(), "floor_cpu_us_per_event": floor_cpu.json(),
+               "cores_busy": ours_busy, "floor_cores_busy": floor_busy}),
     );
     Ok(())
 }
