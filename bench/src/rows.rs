@@ -764,20 +764,24 @@ async fn nats_checks(args: &Args, report: &mut Report, server: &NatsServer) -> a
         }
     });
 
+    // Where the CPU goes, a check: nats-server's, and this process's (the projection in it, the
+    // echo service and the load generators).
+    let cpu = CpuClock::of(server);
     for (batch, label) in [(0usize, "single"), (args.batch, "batch")] {
-        let floor = nats_load(args, client.clone(), "bench.echo".to_owned(), batch).await;
+        let echo_load = nats_load(args, client.clone(), "bench.echo".to_owned(), batch);
+        let (floor, floor_cpu) = cpu.per_unit_of(args, echo_load, Stats::rate).await;
         let query = if batch == 0 {
             "check_access"
         } else {
             "check_access_batch"
         };
-        let ours = nats_load(
+        let ours_load = nats_load(
             args,
             client.clone(),
             format!("followers.query.acme.{query}"),
             batch,
-        )
-        .await;
+        );
+        let (ours, ours_cpu) = cpu.per_unit_of(args, ours_load, Stats::rate).await;
         let ratio = ours.rate() / floor.rate();
         let (target, met) = if batch == 0 {
             ("checks >= 0.8 of echo".to_owned(), ratio >= 0.8)
@@ -795,14 +799,23 @@ async fn nats_checks(args: &Args, report: &mut Report, server: &NatsServer) -> a
         report.add(
             Line {
                 row,
-                ours: rate_text(&ours, "checks"),
-                floor: format!("NATS echo: {}", rate_text(&floor, "checks")),
+                ours: format!(
+                    "{} (CPU a check: {})",
+                    rate_text(&ours, "checks"),
+                    ours_cpu.text()
+                ),
+                floor: format!(
+                    "NATS echo: {} (CPU a check: {})",
+                    rate_text(&floor, "checks"),
+                    floor_cpu.text()
+                ),
                 ratio: format!("{ratio:.2}"),
                 target,
                 met: Some(met),
             },
             json!({"kind": "nats_checks", "mode": label, "batch": batch,
-                   "ours": stats_json(&ours), "floor": stats_json(&floor), "ratio": ratio}),
+                   "ours": stats_json(&ours), "floor": stats_json(&floor), "ratio": ratio,
+                   "cpu_us_per_check": ours_cpu.json(), "floor_cpu_us_per_check": floor_cpu.json()}),
         );
     }
     stop.cancel();
