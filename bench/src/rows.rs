@@ -259,9 +259,18 @@ struct CpuPerUnit {
 
 impl CpuPerUnit {
     fn text(&self) -> String {
+        // Whole microseconds, or tenths below ten (a check of a batch takes about one).
+        let us = |v: f64| {
+            if v < 10.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            }
+        };
         format!(
-            "nats-server {:.0} µs, bench process {:.0} µs",
-            self.server_us, self.process_us
+            "nats-server {} µs, bench process {} µs",
+            us(self.server_us),
+            us(self.process_us)
         )
     }
     fn json(&self) -> serde_json::Value {
