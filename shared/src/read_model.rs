@@ -350,6 +350,8 @@ impl ReadModel {
             chain: stored.commit.chain.clone(),
         });
         self.remember_command(stored);
+        // Only a model that answers queries keeps who holds what (not the command service's).
+        let indexed = !self.tracks_commands();
         let entry = self
             .accounts
             .entry(stored.stream.account.clone())
@@ -373,7 +375,7 @@ impl ReadModel {
                 for new in until_after.iter().filter(|u| !until_before.contains(u)) {
                     self.expiries.insert(expiry(new));
                 }
-                if self.commands.is_none() {
+                if indexed {
                     entry.index_holders(index, &holders(&before), holders(&after));
                 }
                 entry.link_opportunities(stored);
@@ -683,6 +685,8 @@ impl ReadModel {
         let mut accounts =
             IdMap::with_capacity_and_hasher(snapshot.accounts.len(), IdHasher::default());
         let mut expiries = BTreeSet::new();
+        // The command service's snapshot (it tracks commands) builds no per-user index.
+        let indexed = snapshot.commands.is_none();
         for a in snapshot.accounts {
             for (record, user, until) in a.records.untils() {
                 if let (Some(at), Some(set_by)) = (until.at, until.set_by) {
@@ -695,7 +699,6 @@ impl ReadModel {
                     });
                 }
             }
-            let indexed = snapshot.commands.is_none();
             accounts.insert(a.account.clone(), AccountEntry::from_snapshot(a, indexed));
         }
         ReadModel {
